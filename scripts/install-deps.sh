@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs everything pgbranch needs to build, run and test, from Debian's packages only.
+# Idempotent; needs root (or sudo). Used by setup-and-demo.sh, test.sh and .ci/run.
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+  exec sudo --preserve-env=DEBIAN_FRONTEND "$0" "$@"
+fi
+export DEBIAN_FRONTEND=noninteractive
+
+packages=(
+  # build
+  build-essential cmake ninja-build pkg-config
+  # libraries (see DEVELOPERS.md)
+  libcli11-dev nlohmann-json3-dev libfmt-dev libspdlog-dev libsqlite3-dev libpq-dev libssl-dev
+  libbtrfsutil-dev libmount-dev libhowardhinnant-date-dev libgtest-dev libgmock-dev
+  # runtime: PostgreSQL 15 server and client tools (initdb, postgres, pgbench, psql)
+  postgresql-15 postgresql-client-15
+  # storage: Btrfs tools (mkfs.btrfs), util-linux (losetup, mount)
+  btrfs-progs util-linux
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "Installing: ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Debian's postgresql package creates and starts a default cluster on 5432; pgbranch does not
+# need it. Leave it as the machine's owner configured it.
+echo "Dependencies installed."

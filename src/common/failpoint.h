@@ -1,0 +1,25 @@
+// Named fail points for end-to-end crash and undo tests (DuckDB's debug_force_* habit).
+//
+// In builds configured with -DPGBRANCH_FAILPOINTS=ON, the environment variable
+// PGBRANCH_FAILPOINTS holds a comma-separated list of names; Failpoint(name) returns an
+// Internal status for a listed name, so the caller fails exactly there, as a real fault would.
+// In other builds Failpoint always returns OK and the variable is ignored.
+
+#ifndef PGBRANCH_COMMON_FAILPOINT_H_
+#define PGBRANCH_COMMON_FAILPOINT_H_
+
+#include <string_view>
+
+#include "common/status.h"
+
+namespace pgb {
+
+// True when `name` is switched on (always false in builds without fail points).
+bool FailpointEnabled(std::string_view name);
+
+// Internal("fail point <name>") when switched on, else OK.
+Status Failpoint(std::string_view name);
+
+}  // namespace pgb
+
+#endif  // PGBRANCH_COMMON_FAILPOINT_H_

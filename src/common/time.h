@@ -1,0 +1,41 @@
+// Wall-clock time: an injectable clock and ISO 8601 text (Howard Hinnant's date library).
+
+#ifndef PGBRANCH_COMMON_TIME_H_
+#define PGBRANCH_COMMON_TIME_H_
+
+#include <chrono>
+#include <string>
+
+#include "common/status.h"
+
+namespace pgb {
+
+using TimePoint = std::chrono::system_clock::time_point;
+
+// Abstract so tests can fix "now". The real one reads the system clock. Thread-safe.
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual TimePoint Now() const = 0;
+};
+
+// The system clock.
+const Clock& SystemClock();
+
+// "2026-11-21T14:30:00.123Z": UTC, milliseconds. The format stored in the catalog and
+// printed in JSON.
+std::string FormatTimestamp(TimePoint t);
+
+// Parses what FormatTimestamp writes, and ISO 8601 with a numeric offset
+// ("2026-11-21T15:30:00+01:00") or none (then UTC). InvalidArgument otherwise.
+Result<TimePoint> ParseTimestamp(const std::string& text);
+
+// A compact duration for tables: "45s", "12m", "3h05m", "2d04h".
+std::string FormatAge(std::chrono::seconds age);
+
+// Seconds with two decimals, "0.03s", for step timings.
+std::string FormatSeconds(std::chrono::nanoseconds d);
+
+}  // namespace pgb
+
+#endif  // PGBRANCH_COMMON_TIME_H_

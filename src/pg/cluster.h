@@ -1,0 +1,79 @@
+// A PostgreSQL data directory as pgbranch shapes it: binaries, initdb, and the configuration
+// files pgbranch owns.
+//
+// pgbranch writes two files into every data directory and PostgreSQL reads them:
+//   - pgbranch.conf, pulled in by an `include 'pgbranch.conf'` line that InitDataDir appends to
+//     postgresql.conf (so it wins over earlier settings; postgresql.auto.conf still overrides,
+//     as ALTER SYSTEM should). It holds what differs per branch: port, listen_addresses, the
+//     socket directory, cluster_name. Rewritten on every clone (PostgreSQL docs 20.1.5,
+//     "Managing Configuration File Contents").
+//   - pg_hba.conf: local (socket) connections trusted — the socket directory is private —
+//     and every TCP connection, including replication, by scram-sha-256 (docs 21.1).
+// Files are written atomically and owned by the server's OS user.
+
+#ifndef PGBRANCH_PG_CLUSTER_H_
+#define PGBRANCH_PG_CLUSTER_H_
+
+#include <optional>
+#include <string>
+
+#include "common/fs.h"
+#include "common/os_user.h"
+#include "common/status.h"
+#include "common/subprocess.h"
+
+namespace pgb {
+
+struct PgBinaries {
+  std::string bin_dir;  // holds initdb and postgres
+  int major = 0;        // 15
+  std::string version;  // "15.20"
+};
+
+// Finds PostgreSQL's server binaries. With `override_dir` set, uses exactly that directory.
+// Otherwise asks `pg_config --bindir`, then falls back to the Debian layout
+// /usr/lib/postgresql/<N>/bin (highest N with a postgres binary). The version comes from
+// `postgres --version`. NotFound (naming where it looked, and the postgresql package) if none.
+Result<PgBinaries> FindPgBinaries(ProcessRunner& runner, const std::string& override_dir = "");
+
+// The major version a data directory was made by (its PG_VERSION file).
+Result<int> DataDirMajorVersion(const std::string& data_dir);
+
+// Runs initdb for a new, empty data directory `data_dir` (which must exist, mode 0700, owned
+// by `os_user`): superuser `superuser`, UTF8, locale C.UTF-8, data checksums, no password.
+// Then appends the include line to postgresql.conf and writes pg_hba.conf. On failure the
+// directory's contents are left for the caller to destroy with the volume.
+Status InitDataDir(ProcessRunner& runner, const PgBinaries& bins, const std::string& data_dir,
+                   const std::string& superuser, const std::optional<OsUser>& os_user);
+
+// What differs per branch; written into pgbranch.conf.
+struct InstanceConfig {
+  int port = 0;
+  std::string listen_addresses = "127.0.0.1";
+  std::string socket_dir;    // unix_socket_directories: pgbranch's private socket directory
+  std::string cluster_name;  // "demo/dev": shows in `ps` and in the server log
+};
+
+// Writes pgbranch.conf (atomic, mode 0600, owned by `owner`).
+Status WriteInstanceConfig(const std::string& data_dir, const InstanceConfig& config,
+                           std::optional<FileOwner> owner);
+
+// Makes a freshly cloned data directory ready to start as a new instance: removes the copied
+// postmaster.pid and postmaster.opts (the parent's, which would otherwise make the new server
+// refuse to start or be mistaken for the parent) and writes pgbranch.conf for `config`.
+Status PrepareClonedDataDir(const std::string& data_dir, const InstanceConfig& config,
+                            std::optional<FileOwner> owner);
+
+// The pid and start time recorded in `data_dir`/postmaster.pid (lines 1 and 3; docs 19.2
+// "postmaster.pid"), or nullopt if there is no such file.
+struct PostmasterPid {
+  int pid = 0;
+  long long start_epoch_seconds = 0;
+  int port = 0;
+  std::string status;  // line 8: "starting", "ready", "stopping" (PostgreSQL 10+)
+};
+Result<std::optional<PostmasterPid>> ReadPostmasterPid(const std::string& data_dir);
+
+}  // namespace pgb
+
+#endif  // PGBRANCH_PG_CLUSTER_H_

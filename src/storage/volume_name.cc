@@ -1,0 +1,23 @@
+#include "storage/volume_name.h"
+
+#include "common/random.h"
+
+namespace pgb {
+namespace {
+
+bool HasShape(std::string_view name, char prefix) {
+  if (name.size() != 17 || name[0] != prefix) return false;
+  for (char c : name.substr(1)) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string NewVolumeName() { return "v" + RandomHex(8); }
+std::string NewSnapshotName() { return "s" + RandomHex(8); }
+bool IsVolumeName(std::string_view name) { return HasShape(name, 'v'); }
+bool IsSnapshotName(std::string_view name) { return HasShape(name, 's'); }
+
+}  // namespace pgb

@@ -1,0 +1,28 @@
+// Names of volumes and snapshots in a pool: computed here and nowhere else.
+//
+// Names are random ("v" or "s" + 16 hex digits), never derived from user input, so a project
+// or branch name never reaches a path, a dataset name or an argv of a storage command, and a
+// rename never moves data. The catalog maps branches and snapshots to these names.
+
+#ifndef PGBRANCH_STORAGE_VOLUME_NAME_H_
+#define PGBRANCH_STORAGE_VOLUME_NAME_H_
+
+#include <string>
+#include <string_view>
+
+namespace pgb {
+
+// A fresh volume name, "v3f9a0c1d2e4b5a69".
+std::string NewVolumeName();
+
+// A fresh snapshot name, "s0a1b2c3d4e5f6071".
+std::string NewSnapshotName();
+
+// True for names of the shape above: a 'v' or 's' and 16 lower-case hex digits. Backends
+// reject anything else with InvalidArgument before touching the filesystem.
+bool IsVolumeName(std::string_view name);
+bool IsSnapshotName(std::string_view name);
+
+}  // namespace pgb
+
+#endif  // PGBRANCH_STORAGE_VOLUME_NAME_H_
