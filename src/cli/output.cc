@@ -1,1 +1,173 @@
-// placeholder
+#include "cli/output.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "common/time.h"
+
+namespace pgb {
+namespace {
+
+bool WantColor(int fd) {
+  const char* no_color = std::getenv("NO_COLOR");
+  if (no_color && *no_color) return false;
+  const char* term = std::getenv("TERM");
+  if (term && std::strcmp(term, "dumb") == 0) return false;
+  return isatty(fd) == 1;
+}
+
+std::string Painted(std::string_view text, Tone tone, bool enabled) {
+  if (!enabled || tone == Tone::kPlain) return std::string(text);
+  const char* code = "";
+  switch (tone) {
+    case Tone::kGood: code = "32"; break;
+    case Tone::kWarn: code = "33"; break;
+    case Tone::kBad: code = "31"; break;
+    case Tone::kDim: code = "2"; break;
+    case Tone::kBold: code = "1"; break;
+    case Tone::kPlain: break;
+  }
+  return fmt::format("\x1b[{}m{}\x1b[0m", code, text);
+}
+
+// Display width of a cell: escape sequences take no room, UTF-8 continuation bytes neither.
+size_t VisibleWidth(std::string_view s) {
+  size_t width = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\x1b') {
+      while (i < s.size() && s[i] != 'm') ++i;
+      continue;
+    }
+    if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80) ++width;
+  }
+  return width;
+}
+
+template <typename T>
+nlohmann::json Optional(const std::optional<T>& v) {
+  return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+}
+
+}  // namespace
+
+Output::Output(bool quiet)
+    : quiet_(quiet), color_out_(WantColor(STDOUT_FILENO)), color_err_(WantColor(STDERR_FILENO)) {}
+
+std::string Output::Paint(std::string_view text, Tone tone) const {
+  return Painted(text, tone, color_out_);
+}
+std::string Output::PaintErr(std::string_view text, Tone tone) const {
+  return Painted(text, tone, color_err_);
+}
+
+void Output::Step(std::string_view name, std::chrono::nanoseconds took) {
+  if (quiet_) return;
+  fmt::print(stderr, "{} {:<11}{}\n", PaintErr("▸", Tone::kDim), name, FormatSeconds(took));
+}
+
+void Output::Note(std::string_view message) {
+  if (quiet_) return;
+  fmt::print(stderr, "{} {}\n", PaintErr("•", Tone::kDim), message);
+}
+
+void Output::Done(std::string_view message, std::chrono::nanoseconds took) {
+  if (quiet_) return;
+  fmt::print(stderr, "{} {} in {}\n", PaintErr("✔", Tone::kGood), message, FormatSeconds(took));
+}
+
+void Output::Error(std::string_view operation, std::string_view object, const Status& status) {
+  std::string message = status.message();
+  std::replace(message.begin(), message.end(), '\n', ' ');
+  fmt::print(stderr, "{}{}{}: {}\n", PaintErr(operation, Tone::kBad), object.empty() ? "" : " ",
+             object, message);
+}
+
+void Output::Print(std::string_view text) { fmt::print("{}\n", text); }
+
+void Output::Table(const std::vector<std::string>& header,
+                   const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> widths(header.size(), 0);
+  for (size_t c = 0; c < header.size(); ++c) widths[c] = VisibleWidth(header[c]);
+  for (const auto& row : rows) {
+    for (size_t c = 0; c < row.size() && c < widths.size(); ++c) {
+      widths[c] = std::max(widths[c], VisibleWidth(row[c]));
+    }
+  }
+  auto line = [&](const std::vector<std::string>& cells, bool is_header) {
+    std::string out;
+    for (size_t c = 0; c < cells.size(); ++c) {
+      std::string cell = is_header ? Paint(cells[c], Tone::kBold) : cells[c];
+      out += cell;
+      if (c + 1 < cells.size()) out += std::string(widths[c] - VisibleWidth(cells[c]) + 2, ' ');
+    }
+    fmt::print("{}\n", out);
+  };
+  line(header, true);
+  for (const auto& row : rows) line(row, false);
+}
+
+void Output::Json(const nlohmann::json& value) { fmt::print("{}\n", value.dump(2)); }
+
+Tone StateTone(const std::string& state) {
+  if (state == kStateRunning) return Tone::kGood;
+  if (state == kStateStopped) return Tone::kWarn;
+  if (state == kStateFailed) return Tone::kBad;
+  return Tone::kPlain;
+}
+
+nlohmann::json ToJson(const BranchInfo& b) {
+  return {
+      {"name", b.name},
+      {"project", b.project},
+      {"parent", b.parent.empty() ? nlohmann::json(nullptr) : nlohmann::json(b.parent)},
+      {"state", b.state},
+      {"port", b.port},
+      {"host", b.host},
+      {"user", b.user},
+      {"uri", b.uri},
+      {"size_bytes", Optional(b.size_bytes)},
+      {"exclusive_bytes", Optional(b.exclusive_bytes)},
+      {"created_at", b.created_at},
+      {"started_at", Optional(b.started_at)},
+      {"uptime_seconds", Optional(b.uptime_seconds)},
+      {"pid", b.pid == 0 ? nlohmann::json(nullptr) : nlohmann::json(b.pid)},
+      {"pg_version", b.pg_version},
+      {"data_dir", b.data_dir},
+      {"log_path", b.log_path},
+  };
+}
+
+nlohmann::json ToJson(const ProjectInfo& p) {
+  return {
+      {"name", p.name},         {"runtime", p.runtime},       {"pg_version", p.pg_version},
+      {"pg_bin", p.pg_bin},     {"created_at", p.created_at}, {"branch_count", p.branch_count},
+  };
+}
+
+nlohmann::json ToJson(const StatusInfo& s) {
+  nlohmann::json pool = {{"configured", s.pool.configured},
+                         {"kind", s.pool.kind},
+                         {"description", s.pool.description}};
+  if (s.pool.usage) {
+    pool["size_bytes"] = s.pool.usage->size_bytes;
+    pool["used_bytes"] = s.pool.usage->used_bytes;
+    pool["free_bytes"] = s.pool.usage->free_bytes;
+  }
+  nlohmann::json projects = nlohmann::json::array();
+  for (const auto& p : s.projects) projects.push_back(ToJson(p));
+  nlohmann::json branches = nlohmann::json::array();
+  for (const auto& b : s.branches) branches.push_back(ToJson(b));
+  return {{"home", s.home},
+          {"pool", pool},
+          {"runtime", {{"kind", "native"}, {"os_user", s.os_user}}},
+          {"port_range", FormatPortRange(s.ports)},
+          {"projects", projects},
+          {"branches", branches}};
+}
+
+}  // namespace pgb

@@ -1,1 +1,903 @@
-// placeholder
+#include "engine/engine.h"
+
+#include <arpa/inet.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <map>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "common/bytes.h"
+#include "common/failpoint.h"
+#include "common/fs.h"
+#include "common/os_user.h"
+#include "common/random.h"
+#include "storage/volume_name.h"
+
+namespace pgb {
+namespace {
+
+constexpr size_t kPasswordLength = 32;
+constexpr uint64_t kMinFreeBytes = 64 * kMiB;      // below this a pool counts as full
+constexpr uint64_t kDefaultImageMax = 64 * kGiB;   // the embedded default pool's size cap
+constexpr auto kReadyTimeout = std::chrono::seconds(120);
+constexpr auto kReadyPoll = std::chrono::milliseconds(3);
+constexpr auto kStopTimeout = std::chrono::seconds(60);
+constexpr auto kLockWait = std::chrono::seconds(120);
+
+// Catalog setting keys.
+constexpr const char* kPoolKind = "pool.kind";
+constexpr const char* kPoolRoot = "pool.root";
+constexpr const char* kPoolImage = "pool.image";
+constexpr const char* kPoolImageSize = "pool.image_size";
+constexpr const char* kPoolFs = "pool.fs";
+constexpr const char* kPortRange = "ports.range";
+constexpr const char* kOsUser = "runtime.os_user";
+
+std::string Ref(const ProjectRow& p, const BranchRow& b) { return p.name + "/" + b.name; }
+
+std::string JoinNames(const ProjectRow& p, const std::vector<BranchRow>& rows) {
+  std::vector<std::string> names;
+  for (const auto& r : rows) names.push_back(Ref(p, r));
+  return fmt::format("{}", fmt::join(names, ", "));
+}
+
+// The client-facing host for a listen address: a wildcard is reached through loopback.
+std::string ClientHost(const std::string& listen_address) {
+  std::string first = listen_address.substr(0, listen_address.find(','));
+  if (first == "*" || first == "0.0.0.0" || first.empty()) return "127.0.0.1";
+  if (first == "::") return "::1";
+  return first;
+}
+
+std::string MakeUri(const std::string& user, const std::string& password, const std::string& host,
+                    int port) {
+  bool v6 = host.find(':') != std::string::npos;
+  return fmt::format("postgresql://{}:{}@{}{}{}:{}/postgres", user, password, v6 ? "[" : "", host,
+                     v6 ? "]" : "", port);
+}
+
+// Listen addresses end up inside a quoted postgresql.conf value: accept only what an address
+// can look like, so nothing else can be smuggled into the file.
+Status ValidateListenAddress(const std::string& address) {
+  if (address == "*" || address == "localhost") return Status::OK();
+  unsigned char buf[16];
+  if (inet_pton(AF_INET, address.c_str(), buf) == 1 || inet_pton(AF_INET6, address.c_str(), buf) == 1) {
+    return Status::OK();
+  }
+  return Status::InvalidArgument(fmt::format(
+      "listen address {} is not an IP address, 'localhost' or '*'", QuoteForDisplay(address)));
+}
+
+// The lines of a server log worth showing in a one-line error: FATAL/PANIC/ERROR, else the last.
+std::string LogHighlights(const std::string& log) {
+  std::vector<std::string> picked;
+  size_t start = 0;
+  std::string last;
+  while (start < log.size()) {
+    size_t end = log.find('\n', start);
+    if (end == std::string::npos) end = log.size();
+    std::string line = log.substr(start, end - start);
+    if (!line.empty()) last = line;
+    if (line.find("FATAL:") != std::string::npos || line.find("PANIC:") != std::string::npos ||
+        line.find("ERROR:") != std::string::npos) {
+      picked.push_back(line);
+    }
+    start = end + 1;
+  }
+  if (picked.empty() && !last.empty()) picked.push_back(last);
+  if (picked.size() > 3) picked.erase(picked.begin(), picked.end() - 3);
+  return fmt::format("{}", fmt::join(picked, " | "));
+}
+
+}  // namespace
+
+std::string DefaultHome() {
+  if (const char* env = std::getenv("PGBRANCH_HOME"); env && *env) return env;
+  if (RunningAsRoot()) return "/var/lib/pgbranch";
+  const char* home = std::getenv("HOME");
+  return fmt::format("{}/.pgbranch", home && *home ? home : ".");
+}
+
+Engine::Engine(const EngineEnv& env) : env_(env) {}
+Engine::~Engine() = default;
+
+Result<std::unique_ptr<Engine>> Engine::Open(const EngineEnv& env) {
+  if (!env.runner || !env.clock || !env.ports) return Status::Internal("incomplete EngineEnv");
+  std::unique_ptr<Engine> engine(new Engine(env));
+  PGB_ASSIGN_OR_RETURN(engine->env_.home, AbsolutePath(env.home));
+  const std::string& home = engine->env_.home;
+  // Root runs the servers as another account, which must be able to traverse (not list) the
+  // home to reach the pool and the socket directory; everything inside stays owner-only.
+  PGB_RETURN_IF_ERROR(EnsureDir(home, RunningAsRoot() ? 0711 : 0700));
+  PGB_RETURN_IF_ERROR(EnsureDir(JoinPath(home, "locks"), 0700));
+  PGB_RETURN_IF_ERROR(EnsureDir(JoinPath(home, "logs"), 0700));
+  PGB_ASSIGN_OR_RETURN(engine->catalog_, Catalog::Open(JoinPath(home, "state.db")));
+  engine->runtime_ = NewNativeRuntime(*env.runner);
+  return engine;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Settings, pool, paths
+
+void Engine::Note(std::string_view message) {
+  if (env_.progress) env_.progress->Note(message);
+}
+
+Status Engine::Timed(std::string_view step, const std::function<Status()>& body) {
+  auto start = std::chrono::steady_clock::now();
+  Status s = body();
+  if (s.ok() && env_.progress) env_.progress->Step(step, std::chrono::steady_clock::now() - start);
+  return s;
+}
+
+Result<PoolConfig> Engine::LoadPoolConfig() {
+  PGB_ASSIGN_OR_RETURN(auto kind, catalog_->GetSetting(kPoolKind));
+  if (!kind) return Status::NotFound("no pool configured");
+  PoolConfig config;
+  config.kind = *kind;
+  PGB_ASSIGN_OR_RETURN(auto root, catalog_->GetSetting(kPoolRoot));
+  PGB_ASSIGN_OR_RETURN(auto image, catalog_->GetSetting(kPoolImage));
+  PGB_ASSIGN_OR_RETURN(auto size, catalog_->GetSetting(kPoolImageSize));
+  PGB_ASSIGN_OR_RETURN(auto fs, catalog_->GetSetting(kPoolFs));
+  config.root = root.value_or("");
+  config.image = image.value_or("");
+  config.image_size = size ? std::strtoull(size->c_str(), nullptr, 10) : 0;
+  config.fs = fs.value_or("btrfs");
+  return config;
+}
+
+Result<Pool*> Engine::RequirePool(bool create_default) {
+  if (pool_) return pool_.get();
+  auto config = LoadPoolConfig();
+  if (!config.ok() && config.status().Is(StatusCode::kNotFound)) {
+    if (!create_default) return config.status();
+    PGB_ASSIGN_OR_RETURN(StatusInfo ignored, Init(InitOptions{}));
+    (void)ignored;
+    if (pool_) return pool_.get();
+    config = LoadPoolConfig();
+  }
+  if (!config.ok()) return config.status();
+  PGB_ASSIGN_OR_RETURN(pool_, OpenPool(*config, *env_.runner));
+  return pool_.get();
+}
+
+Result<std::optional<OsUser>> Engine::ServerUser() {
+  PGB_ASSIGN_OR_RETURN(auto name, catalog_->GetSetting(kOsUser));
+  if (!name && !RunningAsRoot()) return std::optional<OsUser>();  // run as ourselves
+  std::string user = name.value_or("postgres");
+  auto found = LookupOsUser(user);
+  if (!found.ok()) {
+    return Status::FailedPrecondition(fmt::format(
+        "PostgreSQL refuses to run as root and there is no OS user {} to run it as; install "
+        "PostgreSQL (apt-get install postgresql-15) or choose one with 'pgbranch init --os-user "
+        "NAME'",
+        user));
+  }
+  if (found->uid == 0) {
+    return Status::FailedPrecondition("PostgreSQL refuses to run as root; choose another OS user");
+  }
+  return std::optional<OsUser>(*found);
+}
+
+Result<PortRange> Engine::LoadPortRange() {
+  PGB_ASSIGN_OR_RETURN(auto text, catalog_->GetSetting(kPortRange));
+  if (!text) return PortRange{};
+  return ParsePortRange(*text);
+}
+
+Result<StatusInfo> Engine::Init(const InitOptions& options) {
+  if (options.port_range) {
+    PGB_ASSIGN_OR_RETURN(PortRange range, ParsePortRange(*options.port_range));
+    PGB_RETURN_IF_ERROR(catalog_->SetSetting(kPortRange, FormatPortRange(range)));
+  }
+  if (options.os_user) {
+    PGB_ASSIGN_OR_RETURN(OsUser user, LookupOsUser(*options.os_user));
+    if (user.uid == 0) return Status::InvalidArgument("PostgreSQL refuses to run as root");
+    PGB_RETURN_IF_ERROR(catalog_->SetSetting(kOsUser, user.name));
+  }
+
+  PoolConfig config;
+  const std::string& home = env_.home;
+  if (options.image && options.btrfs_dir) {
+    return Status::InvalidArgument("choose one pool: --image or --btrfs");
+  }
+  if (options.size_bytes && !options.image) {
+    return Status::InvalidArgument("--size goes with --image");
+  }
+  if (options.image) {
+    config.kind = "image";
+    PGB_ASSIGN_OR_RETURN(config.image, AbsolutePath(*options.image));
+    config.root = config.image + ".mnt";
+    if (config.image == JoinPath(home, "pool.img")) config.root = JoinPath(home, "pool");
+  } else if (options.btrfs_dir) {
+    config.kind = "btrfs";
+    PGB_ASSIGN_OR_RETURN(config.root, AbsolutePath(*options.btrfs_dir));
+  }
+
+  auto existing = LoadPoolConfig();
+  if (existing.ok() && (config.kind.empty() || (config.kind == existing->kind &&
+                                                config.root == existing->root))) {
+    // Nothing to change about the pool; make sure it is usable.
+    PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
+    (void)pool;
+    return GetStatus();
+  }
+  if (existing.ok()) {
+    PGB_ASSIGN_OR_RETURN(auto projects, catalog_->ListProjects());
+    if (!projects.empty()) {
+      return Status::FailedPrecondition(fmt::format(
+          "a pool is already configured ({}) and holds {} project(s); delete them before "
+          "choosing another pool",
+          existing->kind == "image" ? existing->image : existing->root, projects.size()));
+    }
+  } else if (!existing.status().Is(StatusCode::kNotFound)) {
+    return existing.status();
+  }
+
+  if (config.kind.empty()) {
+    // The embedded default: a sparse Btrfs image under $PGBRANCH_HOME.
+    if (!RunningAsRoot()) {
+      return Status::FailedPrecondition(
+          "no pool configured, and creating the default image pool needs root (loop mount); run "
+          "'pgbranch init --btrfs DIR' with a directory on Btrfs, or run as root");
+    }
+    config.kind = "image";
+    config.image = JoinPath(home, "pool.img");
+    config.root = JoinPath(home, "pool");
+  }
+  if (config.kind == "image" && !PathExists(config.image)) {
+    if (options.size_bytes) {
+      config.image_size = *options.size_bytes;
+    } else {
+      // Sparse, but a sparse image larger than the free space would fail with I/O errors when
+      // the host fills up: cap the default at 80% of what is free, and at 64 GiB.
+      struct statvfs vfs {};
+      if (::statvfs(Dirname(config.image).c_str(), &vfs) != 0) {
+        return PosixError(fmt::format("statvfs {}", Dirname(config.image)), errno);
+      }
+      uint64_t avail = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+      config.image_size = std::min(kDefaultImageMax, avail / 10 * 8) / kGiB * kGiB;
+      if (config.image_size < kGiB) {
+        return Status::ResourceExhausted(fmt::format(
+            "only {} free next to {}; the default pool needs at least 1.25 GiB free",
+            FormatBytes(avail), config.image));
+      }
+    }
+  } else if (config.kind == "image") {
+    // Adopting an existing image (e.g. a re-created $PGBRANCH_HOME): it is mounted, not made.
+    struct stat st {};
+    if (::stat(config.image.c_str(), &st) == 0) config.image_size = st.st_size;
+  }
+
+  if (config.kind != "image" || !PathExists(config.image)) {
+    PGB_RETURN_IF_ERROR(Timed("Pool", [&] { return CreatePool(config, *env_.runner); }));
+  }
+  PGB_ASSIGN_OR_RETURN(pool_, OpenPool(config, *env_.runner));
+  Note(fmt::format("pool: {}", pool_->Describe()));
+  PGB_RETURN_IF_ERROR(catalog_->Transaction([&]() -> Status {
+    PGB_RETURN_IF_ERROR(catalog_->SetSetting(kPoolKind, config.kind));
+    PGB_RETURN_IF_ERROR(catalog_->SetSetting(kPoolRoot, config.root));
+    PGB_RETURN_IF_ERROR(catalog_->SetSetting(kPoolImage, config.image));
+    PGB_RETURN_IF_ERROR(catalog_->SetSetting(kPoolImageSize, std::to_string(config.image_size)));
+    return catalog_->SetSetting(kPoolFs, config.fs);
+  }));
+  return GetStatus();
+}
+
+Result<ProjectRow> Engine::LoadProject(const std::string& name) {
+  PGB_RETURN_IF_ERROR(ValidateName("project", name));
+  PGB_ASSIGN_OR_RETURN(auto row, catalog_->FindProject(name));
+  if (!row) {
+    return Status::NotFound(
+        fmt::format("project {} does not exist; see 'pgbranch project list'", name));
+  }
+  return std::move(*row);
+}
+
+Result<BranchRow> Engine::LoadBranch(const ProjectRow& project, const std::string& name) {
+  PGB_RETURN_IF_ERROR(ValidateName("branch", name));
+  PGB_ASSIGN_OR_RETURN(auto row, catalog_->FindBranch(project.id, name));
+  if (!row) {
+    return Status::NotFound(fmt::format("branch {}/{} does not exist; see 'pgbranch branch list {}'",
+                                        project.name, name, project.name));
+  }
+  return std::move(*row);
+}
+
+Result<std::unique_ptr<FileLock>> Engine::LockProject(const ProjectRow& project) {
+  return FileLock::Acquire(JoinPath(env_.home, fmt::format("locks/project-{}.lock", project.id)),
+                           kLockWait);
+}
+
+std::string Engine::LogPath(const BranchRow& branch) const {
+  return JoinPath(env_.home, fmt::format("logs/branch-{}.log", branch.id));
+}
+
+Result<InstanceSpec> Engine::Spec(const ProjectRow& project, const BranchRow& branch) {
+  PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
+  InstanceSpec spec;
+  spec.name = Ref(project, branch);
+  spec.data_dir = pool->VolumePath(branch.volume);
+  spec.bin_dir = project.pg_bin;
+  spec.log_path = LogPath(branch);
+  PGB_ASSIGN_OR_RETURN(spec.os_user, ServerUser());
+  return spec;
+}
+
+ConnParams Engine::AdminParams(const ProjectRow& project, const BranchRow& branch) const {
+  ConnParams params;
+  params.host = JoinPath(env_.home, "run");
+  params.port = branch.port;
+  params.user = project.superuser;
+  params.dbname = "postgres";
+  return params;
+}
+
+InstanceConfig Engine::ConfigFor(const ProjectRow& project, const BranchRow& branch) const {
+  InstanceConfig config;
+  config.port = branch.port;
+  config.listen_addresses = project.listen_address;
+  config.socket_dir = JoinPath(env_.home, "run");
+  config.cluster_name = Ref(project, branch);
+  return config;
+}
+
+Status Engine::CheckPoolSpace(Pool& pool) {
+  PGB_ASSIGN_OR_RETURN(PoolUsage usage, pool.Usage());
+  if (usage.free_bytes < kMinFreeBytes) {
+    return Status::ResourceExhausted(fmt::format(
+        "the pool is full: {} free of {} ({}); delete branches or choose a larger pool",
+        FormatBytes(usage.free_bytes), FormatBytes(usage.size_bytes), pool.Describe()));
+  }
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Instances
+
+Status Engine::StartInstance(const ProjectRow& project, const BranchRow& branch, bool set_password,
+                             UndoStack* undo) {
+  PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, branch));
+  std::optional<FileOwner> owner;
+  if (spec.os_user) owner = FileOwner{spec.os_user->uid, spec.os_user->gid};
+  PGB_RETURN_IF_ERROR(EnsureDir(JoinPath(env_.home, "run"), 0700, owner));
+  ConnParams admin = AdminParams(project, branch);
+  PGB_RETURN_IF_ERROR(Timed("Start", [&]() -> Status {
+    PGB_RETURN_IF_ERROR(runtime_->Start(spec));
+    if (undo) {
+      undo->Push("stop the new server", [this, spec] {
+        return runtime_->Stop(spec, StopMode::kImmediate, kStopTimeout);
+      });
+    }
+    auto still_alive = [&]() -> Status {
+      PGB_ASSIGN_OR_RETURN(InstanceStatus st, runtime_->Inspect(spec));
+      if (st.running) return Status::OK();
+      auto log = runtime_->Logs(spec, 20);
+      return Status::FailedPrecondition(
+          fmt::format("PostgreSQL exited while starting: {}",
+                      log.ok() ? LogHighlights(*log) : log.status().message()));
+    };
+    return WaitUntilReady(admin, kReadyTimeout, kReadyPoll, still_alive);
+  }));
+  if (!set_password) return Status::OK();
+  return Timed("Password", [&]() -> Status {
+    PGB_ASSIGN_OR_RETURN(auto conn, Connection::Open(admin));
+    return SetRolePassword(*conn, project.superuser, branch.password);
+  });
+}
+
+Status Engine::StopInstance(const ProjectRow& project, const BranchRow& branch, StopMode mode) {
+  PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, branch));
+  return Timed("Stop", [&] { return runtime_->Stop(spec, mode, kStopTimeout); });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Projects
+
+Result<BranchInfo> Engine::CreateProject(const std::string& name,
+                                         const ProjectCreateOptions& options) {
+  PGB_RETURN_IF_ERROR(ValidateName("project", name));
+  PGB_RETURN_IF_ERROR(ValidateListenAddress(options.listen_address));
+  PGB_ASSIGN_OR_RETURN(auto existing, catalog_->FindProject(name));
+  if (existing) return Status::AlreadyExists(fmt::format("project {} already exists", name));
+  PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(true));
+  PGB_RETURN_IF_ERROR(CheckPoolSpace(*pool));
+  PGB_ASSIGN_OR_RETURN(PgBinaries bins, FindPgBinaries(*env_.runner, options.pg_bin));
+  PGB_ASSIGN_OR_RETURN(std::optional<OsUser> os_user, ServerUser());
+
+  ProjectRow project;
+  project.name = name;
+  project.pg_bin = bins.bin_dir;
+  project.pg_version = bins.version;
+  project.pg_major = bins.major;
+  project.listen_address = options.listen_address;
+  project.created_at = FormatTimestamp(env_.clock->Now());
+
+  BranchRow main;
+  main.name = kMainBranch;
+  main.state = kStateCreating;
+  main.password = RandomPassword(kPasswordLength);
+  main.volume = NewVolumeName();
+  main.created_at = project.created_at;
+
+  UndoStack undo;
+  PGB_ASSIGN_OR_RETURN(PortRange range, LoadPortRange());
+  Status s = catalog_->Transaction([&]() -> Status {
+    auto id = catalog_->InsertProject(project);
+    if (!id.ok() && id.status().Is(StatusCode::kAlreadyExists)) {
+      return Status::AlreadyExists(fmt::format("project {} already exists", name));
+    }
+    PGB_RETURN_IF_ERROR(id.status());
+    project.id = *id;
+    main.project_id = project.id;
+    PGB_ASSIGN_OR_RETURN(std::set<int> used, catalog_->UsedPorts());
+    PGB_ASSIGN_OR_RETURN(main.port, PickPort(range, used, project.listen_address, *env_.ports,
+                                             options.port));
+    PGB_ASSIGN_OR_RETURN(main.id, catalog_->InsertBranch(main));
+    return Status::OK();
+  });
+  PGB_RETURN_IF_ERROR(s);
+  undo.Push("remove the catalog rows", [this, project, main] {
+    PGB_RETURN_IF_ERROR(catalog_->DeleteBranch(main.id));
+    return catalog_->DeleteProject(project.id);
+  });
+  undo.Push("remove the log", [this, main] { return RemoveFile(LogPath(main)); });
+
+  auto lock = LockProject(project);
+  if (!lock.ok()) return undo.Rollback(lock.status());
+
+  std::optional<FileOwner> owner;
+  if (os_user) owner = FileOwner{os_user->uid, os_user->gid};
+  s = Timed("Volume", [&] { return pool->CreateVolume(main.volume, owner); });
+  if (s.ok()) {
+    undo.Push("destroy the volume", [pool, main] { return pool->DestroyVolume(main.volume); });
+    s = Timed("initdb", [&] {
+      return InitDataDir(*env_.runner, bins, pool->VolumePath(main.volume), project.superuser,
+                         os_user);
+    });
+  }
+  if (s.ok()) {
+    s = WriteInstanceConfig(pool->VolumePath(main.volume), ConfigFor(project, main), owner);
+  }
+  if (s.ok()) s = StartInstance(project, main, /*set_password=*/true, &undo);
+  if (s.ok()) s = catalog_->SetBranchState(main.id, kStateRunning);
+  if (!s.ok()) return undo.Rollback(s);
+  undo.Commit();
+  main.state = kStateRunning;
+  return Describe(project, main, /*with_sizes=*/false);
+}
+
+Result<std::vector<ProjectInfo>> Engine::ListProjects() {
+  PGB_ASSIGN_OR_RETURN(auto projects, catalog_->ListProjects());
+  PGB_ASSIGN_OR_RETURN(auto branches, catalog_->ListBranches());
+  std::vector<ProjectInfo> out;
+  for (const auto& p : projects) {
+    ProjectInfo info;
+    info.name = p.name;
+    info.runtime = p.runtime;
+    info.pg_version = p.pg_version;
+    info.pg_bin = p.pg_bin;
+    info.created_at = p.created_at;
+    info.branch_count = static_cast<int>(std::count_if(
+        branches.begin(), branches.end(), [&](const BranchRow& b) { return b.project_id == p.id; }));
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+Result<ProjectInfo> Engine::GetProject(const std::string& name) {
+  PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(name));
+  PGB_ASSIGN_OR_RETURN(auto all, ListProjects());
+  for (auto& info : all) {
+    if (info.name == project.name) return std::move(info);
+  }
+  return Status::NotFound(fmt::format("project {} does not exist", name));
+}
+
+Status Engine::DeleteProject(const std::string& name, bool force) {
+  PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(name));
+  PGB_ASSIGN_OR_RETURN(auto lock, LockProject(project));
+  PGB_ASSIGN_OR_RETURN(auto branches, catalog_->ListBranches(project.id));
+  std::vector<BranchRow> others;
+  for (const auto& b : branches) {
+    if (b.parent_id) others.push_back(b);
+  }
+  if (!others.empty() && !force) {
+    return Status::FailedPrecondition(fmt::format(
+        "project {} has branches {}; delete them first or use --force", name,
+        JoinNames(project, others)));
+  }
+  // Deepest first, so no branch is destroyed before the ones cloned from it.
+  std::vector<BranchRow> order;
+  for (const auto& b : branches) {
+    if (b.parent_id) continue;
+    PGB_ASSIGN_OR_RETURN(auto below, Descendants(b));
+    order.insert(order.end(), below.begin(), below.end());
+    order.push_back(b);
+  }
+  for (const auto& b : order) PGB_RETURN_IF_ERROR(DestroyBranch(project, b));
+  PGB_RETURN_IF_ERROR(catalog_->DeleteProject(project.id));
+  return RemoveFile(JoinPath(env_.home, fmt::format("locks/project-{}.lock", project.id)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Branches
+
+Status Engine::ReserveBranch(const ProjectRow& project, BranchRow* row, std::optional<int> port,
+                             UndoStack& undo) {
+  PGB_ASSIGN_OR_RETURN(PortRange range, LoadPortRange());
+  PGB_RETURN_IF_ERROR(catalog_->Transaction([&]() -> Status {
+    PGB_ASSIGN_OR_RETURN(auto existing, catalog_->FindBranch(project.id, row->name));
+    if (existing) {
+      return Status::AlreadyExists(fmt::format("branch {} already exists", Ref(project, *row)));
+    }
+    PGB_ASSIGN_OR_RETURN(std::set<int> used, catalog_->UsedPorts());
+    PGB_ASSIGN_OR_RETURN(row->port, PickPort(range, used, project.listen_address, *env_.ports, port));
+    PGB_ASSIGN_OR_RETURN(row->id, catalog_->InsertBranch(*row));
+    return Status::OK();
+  }));
+  BranchRow reserved = *row;
+  undo.Push("remove the catalog row", [this, reserved] {
+    PGB_RETURN_IF_ERROR(RemoveFile(LogPath(reserved)));
+    return catalog_->DeleteBranch(reserved.id);
+  });
+  return Status::OK();
+}
+
+Status Engine::CloneFromParent(const ProjectRow& project, const BranchRow& parent, BranchRow* row,
+                               bool fast, UndoStack& undo) {
+  PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
+  PGB_ASSIGN_OR_RETURN(InstanceSpec parent_spec, Spec(project, parent));
+  PGB_ASSIGN_OR_RETURN(InstanceStatus parent_status, runtime_->Inspect(parent_spec));
+
+  // A CHECKPOINT first keeps the clone's crash recovery short: it replays only the WAL written
+  // since. Without it (--fast) the clone is just as consistent, only slower to start.
+  if (parent_status.running && !fast) {
+    PGB_RETURN_IF_ERROR(Timed("Checkpoint", [&]() -> Status {
+      PGB_ASSIGN_OR_RETURN(auto conn, Connection::Open(AdminParams(project, parent)));
+      return Checkpoint(*conn);
+    }));
+  }
+
+  SnapshotRow snap;
+  snap.branch_id = parent.id;
+  snap.volume = parent.volume;
+  snap.name = NewSnapshotName();
+  snap.label = fmt::format("for {}", Ref(project, *row));
+  snap.implicit = true;
+  snap.created_at = FormatTimestamp(env_.clock->Now());
+  PGB_RETURN_IF_ERROR(
+      Timed("Snapshot", [&] { return pool->CreateSnapshot(parent.volume, snap.name); }));
+  undo.Push("destroy the snapshot",
+            [pool, snap] { return pool->DestroySnapshot(snap.volume, snap.name); });
+  PGB_RETURN_IF_ERROR(Failpoint("branch-after-snapshot"));
+  PGB_ASSIGN_OR_RETURN(snap.id, catalog_->InsertSnapshot(snap));
+  undo.Push("remove the snapshot row", [this, snap] { return catalog_->DeleteSnapshot(snap.id); });
+  row->snapshot_id = snap.id;
+
+  PGB_RETURN_IF_ERROR(Timed("Clone", [&] {
+    return pool->CloneSnapshot(parent.volume, snap.name, row->volume);
+  }));
+  BranchRow cloned = *row;
+  undo.Push("destroy the volume", [pool, cloned] { return pool->DestroyVolume(cloned.volume); });
+  PGB_RETURN_IF_ERROR(Failpoint("branch-after-clone"));
+
+  PGB_ASSIGN_OR_RETURN(std::optional<OsUser> os_user, ServerUser());
+  std::optional<FileOwner> owner;
+  if (os_user) owner = FileOwner{os_user->uid, os_user->gid};
+  std::string data_dir = pool->VolumePath(row->volume);
+  PGB_RETURN_IF_ERROR(PrepareClonedDataDir(data_dir, ConfigFor(project, *row), owner));
+  if (FailpointEnabled("branch-bad-config")) {
+    // Makes the real postgres refuse to start, to exercise the undo of a failed start.
+    PGB_ASSIGN_OR_RETURN(std::string conf, ReadFile(JoinPath(data_dir, "pgbranch.conf")));
+    PGB_RETURN_IF_ERROR(WriteFileAtomic(JoinPath(data_dir, "pgbranch.conf"),
+                                        conf + "shared_buffers = 'nonsense'\n", 0600, owner));
+  }
+  return StartInstance(project, *row, /*set_password=*/true, &undo);
+}
+
+Result<BranchInfo> Engine::CreateBranch(const BranchRef& ref, const BranchCreateOptions& options) {
+  PGB_RETURN_IF_ERROR(ValidateName("project", ref.project));
+  PGB_RETURN_IF_ERROR(ValidateName("branch", ref.branch));
+  BranchRef parent_ref{ref.project, kMainBranch};
+  if (options.parent) {
+    PGB_ASSIGN_OR_RETURN(parent_ref, ParseBranchRef(*options.parent));
+    if (parent_ref.project != ref.project) {
+      return Status::InvalidArgument(fmt::format(
+          "parent {} is in another project; a branch's parent must be in project {}",
+          parent_ref.ToString(), ref.project));
+    }
+  }
+  PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(ref.project));
+  PGB_ASSIGN_OR_RETURN(auto lock, LockProject(project));
+  auto parent = LoadBranch(project, parent_ref.branch);
+  if (!parent.ok()) {
+    return Status::NotFound(fmt::format("parent {} does not exist", parent_ref.ToString()));
+  }
+  if (parent->state != kStateRunning && parent->state != kStateStopped) {
+    return Status::FailedPrecondition(
+        fmt::format("parent {} is {}", parent_ref.ToString(), parent->state));
+  }
+  PGB_ASSIGN_OR_RETURN(auto existing, catalog_->FindBranch(project.id, ref.branch));
+  if (existing) return Status::AlreadyExists(fmt::format("branch {} already exists", ref.ToString()));
+  PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(true));
+  PGB_RETURN_IF_ERROR(CheckPoolSpace(*pool));
+
+  BranchRow row;
+  row.project_id = project.id;
+  row.name = ref.branch;
+  row.parent_id = parent->id;
+  row.state = kStateCreating;
+  row.password = RandomPassword(kPasswordLength);
+  row.volume = NewVolumeName();
+  row.created_at = FormatTimestamp(env_.clock->Now());
+
+  UndoStack undo;
+  PGB_RETURN_IF_ERROR(ReserveBranch(project, &row, options.port, undo));
+  Status s = CloneFromParent(project, *parent, &row, options.fast, undo);
+  if (s.ok()) {
+    row.state = kStateRunning;
+    s = catalog_->UpdateBranch(row);
+  }
+  if (!s.ok()) return undo.Rollback(s);
+  undo.Commit();
+  return Describe(project, row, /*with_sizes=*/false);
+}
+
+Result<std::vector<BranchRow>> Engine::Descendants(const BranchRow& branch) {
+  std::vector<BranchRow> out;
+  PGB_ASSIGN_OR_RETURN(auto children, catalog_->ChildBranches(branch.id));
+  for (const auto& child : children) {
+    PGB_ASSIGN_OR_RETURN(auto below, Descendants(child));
+    out.insert(out.end(), below.begin(), below.end());
+    out.push_back(child);
+  }
+  return out;
+}
+
+Status Engine::DropSnapshotIfUnused(int64_t snapshot_id) {
+  PGB_ASSIGN_OR_RETURN(auto users, catalog_->BranchesFromSnapshot(snapshot_id));
+  if (!users.empty()) return Status::OK();
+  PGB_ASSIGN_OR_RETURN(SnapshotRow snap, catalog_->GetSnapshot(snapshot_id));
+  PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
+  PGB_RETURN_IF_ERROR(pool->DestroySnapshot(snap.volume, snap.name));
+  return catalog_->DeleteSnapshot(snapshot_id);
+}
+
+Status Engine::DestroyBranch(const ProjectRow& project, const BranchRow& branch) {
+  // Marked first, so a crash part-way leaves a row that says what was happening.
+  PGB_RETURN_IF_ERROR(catalog_->SetBranchState(branch.id, kStateDeleting));
+  PGB_RETURN_IF_ERROR(StopInstance(project, branch, StopMode::kImmediate));
+  PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
+  PGB_RETURN_IF_ERROR(Timed("Destroy", [&] { return pool->DestroyVolume(branch.volume); }));
+  // Snapshots taken of this branch: their branches are gone (children are destroyed first).
+  PGB_ASSIGN_OR_RETURN(auto snapshots, catalog_->ListSnapshots(branch.id));
+  for (const auto& snap : snapshots) PGB_RETURN_IF_ERROR(DropSnapshotIfUnused(snap.id));
+  PGB_RETURN_IF_ERROR(catalog_->DeleteBranch(branch.id));
+  // The snapshot this branch was cloned from goes with it unless another branch uses it.
+  if (branch.snapshot_id) PGB_RETURN_IF_ERROR(DropSnapshotIfUnused(*branch.snapshot_id));
+  return RemoveFile(LogPath(branch));
+}
+
+Status Engine::DeleteBranch(const BranchRef& ref, bool recursive) {
+  PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(ref.project));
+  PGB_ASSIGN_OR_RETURN(auto lock, LockProject(project));
+  PGB_ASSIGN_OR_RETURN(BranchRow row, LoadBranch(project, ref.branch));
+  if (!row.parent_id) {
+    PGB_ASSIGN_OR_RETURN(auto below, Descendants(row));
+    if (!below.empty()) {
+      return Status::FailedPrecondition(fmt::format(
+          "{} is the project's root and other branches exist ({}); delete them first, or the "
+          "whole project with 'pgbranch project delete {} --force'",
+          ref.ToString(), JoinNames(project, below), project.name));
+    }
+    return Status::FailedPrecondition(fmt::format(
+        "{} is the project's root; delete the project instead: pgbranch project delete {}",
+        ref.ToString(), project.name));
+  }
+  PGB_ASSIGN_OR_RETURN(auto below, Descendants(row));
+  if (!below.empty() && !recursive) {
+    return Status::FailedPrecondition(
+        fmt::format("{} has child branches ({}); delete them first or use --recursive",
+                    ref.ToString(), JoinNames(project, below)));
+  }
+  for (const auto& b : below) PGB_RETURN_IF_ERROR(DestroyBranch(project, b));
+  return DestroyBranch(project, row);
+}
+
+Result<BranchInfo> Engine::ResetBranch(const BranchRef& ref, bool fast) {
+  PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(ref.project));
+  PGB_ASSIGN_OR_RETURN(auto lock, LockProject(project));
+  PGB_ASSIGN_OR_RETURN(BranchRow row, LoadBranch(project, ref.branch));
+  if (!row.parent_id) {
+    return Status::FailedPrecondition(fmt::format("{} has no parent to reset to", ref.ToString()));
+  }
+  if (row.state != kStateRunning && row.state != kStateStopped) {
+    return Status::FailedPrecondition(fmt::format("{} is {}", ref.ToString(), row.state));
+  }
+  PGB_ASSIGN_OR_RETURN(BranchRow parent, catalog_->GetBranch(*row.parent_id));
+  PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(true));
+  PGB_RETURN_IF_ERROR(CheckPoolSpace(*pool));
+  PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, row));
+  PGB_ASSIGN_OR_RETURN(InstanceStatus before, runtime_->Inspect(spec));
+
+  UndoStack undo;
+  // The old data is about to be discarded: no shutdown checkpoint needed.
+  PGB_RETURN_IF_ERROR(StopInstance(project, row, StopMode::kImmediate));
+  if (before.running) {
+    undo.Push("restart the old data", [this, project, row] {
+      return StartInstance(project, row, /*set_password=*/false, nullptr);
+    });
+  }
+  // The same port and password on a new volume: the URI does not change.
+  BranchRow fresh = row;
+  fresh.volume = NewVolumeName();
+  Status s = CloneFromParent(project, parent, &fresh, fast, undo);
+  if (s.ok()) {
+    fresh.state = kStateRunning;
+    s = catalog_->UpdateBranch(fresh);
+  }
+  if (!s.ok()) return undo.Rollback(s);
+  undo.Commit();
+
+  // The catalog now points at the new volume; the old one and its origin snapshot are
+  // orphans whatever happens next, so failing to remove them is only worth a note.
+  Status cleanup = Timed("Destroy", [&] { return pool->DestroyVolume(row.volume); });
+  if (cleanup.ok() && row.snapshot_id) cleanup = DropSnapshotIfUnused(*row.snapshot_id);
+  if (!cleanup.ok()) Note(fmt::format("left the old data behind: {}", cleanup.message()));
+  return Describe(project, fresh, /*with_sizes=*/false);
+}
+
+Result<BranchInfo> Engine::StartBranch(const BranchRef& ref) {
+  PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(ref.project));
+  PGB_ASSIGN_OR_RETURN(auto lock, LockProject(project));
+  PGB_ASSIGN_OR_RETURN(BranchRow row, LoadBranch(project, ref.branch));
+  if (row.state != kStateRunning && row.state != kStateStopped) {
+    return Status::FailedPrecondition(fmt::format("{} is {}", ref.ToString(), row.state));
+  }
+  PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
+  (void)pool;
+  PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, row));
+  PGB_ASSIGN_OR_RETURN(InstanceStatus st, runtime_->Inspect(spec));
+  if (st.running) {
+    Note(fmt::format("{} is already running", ref.ToString()));
+  } else {
+    PGB_RETURN_IF_ERROR(StartInstance(project, row, /*set_password=*/false, nullptr));
+  }
+  PGB_RETURN_IF_ERROR(catalog_->SetBranchState(row.id, kStateRunning));
+  row.state = kStateRunning;
+  return Describe(project, row, false);
+}
+
+Result<BranchInfo> Engine::StopBranch(const BranchRef& ref) {
+  PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(ref.project));
+  PGB_ASSIGN_OR_RETURN(auto lock, LockProject(project));
+  PGB_ASSIGN_OR_RETURN(BranchRow row, LoadBranch(project, ref.branch));
+  if (row.state != kStateRunning && row.state != kStateStopped) {
+    return Status::FailedPrecondition(fmt::format("{} is {}", ref.ToString(), row.state));
+  }
+  PGB_RETURN_IF_ERROR(StopInstance(project, row, StopMode::kFast));
+  PGB_RETURN_IF_ERROR(catalog_->SetBranchState(row.id, kStateStopped));
+  row.state = kStateStopped;
+  return Describe(project, row, false);
+}
+
+Result<BranchInfo> Engine::RestartBranch(const BranchRef& ref) {
+  PGB_ASSIGN_OR_RETURN(BranchInfo stopped, StopBranch(ref));
+  (void)stopped;
+  return StartBranch(ref);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+Result<BranchInfo> Engine::Describe(const ProjectRow& project, const BranchRow& branch,
+                                    bool with_sizes) {
+  BranchInfo info;
+  info.project = project.name;
+  info.name = branch.name;
+  if (branch.parent_id) {
+    PGB_ASSIGN_OR_RETURN(BranchRow parent, catalog_->GetBranch(*branch.parent_id));
+    info.parent = Ref(project, parent);
+  }
+  info.state = branch.state;
+  info.port = branch.port;
+  info.host = ClientHost(project.listen_address);
+  info.user = project.superuser;
+  info.uri = MakeUri(project.superuser, branch.password, info.host, branch.port);
+  info.masked_uri = MakeUri(project.superuser, "****", info.host, branch.port);
+  info.created_at = branch.created_at;
+  info.pg_version = project.pg_version;
+  info.log_path = LogPath(branch);
+
+  auto pool = RequirePool(false);
+  if (!pool.ok()) return info;  // no pool (yet): nothing more to learn
+  info.data_dir = (*pool)->VolumePath(branch.volume);
+  if (branch.state == kStateRunning || branch.state == kStateStopped) {
+    PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, branch));
+    PGB_ASSIGN_OR_RETURN(InstanceStatus st, runtime_->Inspect(spec));
+    info.state = st.running ? kStateRunning : kStateStopped;
+    if (st.running) {
+      info.pid = st.pid;
+      if (st.started_at) {
+        info.started_at = FormatTimestamp(*st.started_at);
+        info.uptime_seconds =
+            std::chrono::duration_cast<std::chrono::seconds>(env_.clock->Now() - *st.started_at)
+                .count();
+      }
+    }
+  }
+  if (with_sizes) {
+    auto space = (*pool)->VolumeSpace(branch.volume);
+    if (space.ok()) {
+      info.size_bytes = space->logical_bytes;
+      info.exclusive_bytes = space->exclusive_bytes;
+    } else {
+      spdlog::debug("size of {}: {}", Ref(project, branch), space.status().message());
+    }
+  }
+  return info;
+}
+
+Result<std::vector<BranchInfo>> Engine::ListBranches(const std::string& project_name,
+                                                     bool with_sizes) {
+  std::optional<int64_t> filter;
+  std::map<int64_t, ProjectRow> projects;
+  if (!project_name.empty()) {
+    PGB_ASSIGN_OR_RETURN(ProjectRow p, LoadProject(project_name));
+    filter = p.id;
+    projects[p.id] = p;
+  } else {
+    PGB_ASSIGN_OR_RETURN(auto all, catalog_->ListProjects());
+    for (auto& p : all) projects[p.id] = p;
+  }
+  PGB_ASSIGN_OR_RETURN(auto rows, catalog_->ListBranches(filter));
+  std::vector<BranchInfo> out;
+  for (const auto& row : rows) {
+    PGB_ASSIGN_OR_RETURN(BranchInfo info, Describe(projects[row.project_id], row, with_sizes));
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+Result<BranchInfo> Engine::GetBranch(const BranchRef& ref) {
+  PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(ref.project));
+  PGB_ASSIGN_OR_RETURN(BranchRow row, LoadBranch(project, ref.branch));
+  return Describe(project, row, /*with_sizes=*/true);
+}
+
+Result<StatusInfo> Engine::GetStatus() {
+  StatusInfo info;
+  info.home = env_.home;
+  PGB_ASSIGN_OR_RETURN(info.ports, LoadPortRange());
+  auto user = ServerUser();
+  if (user.ok()) {
+    if (*user) {
+      info.os_user = (*user)->name;
+    } else {
+      auto me = CurrentOsUser();
+      info.os_user = me.ok() ? me->name : "";
+    }
+  }
+  auto pool = RequirePool(false);
+  if (pool.ok()) {
+    info.pool.configured = true;
+    info.pool.kind = (*pool)->Kind();
+    info.pool.description = (*pool)->Describe();
+    auto usage = (*pool)->Usage();
+    if (usage.ok()) info.pool.usage = *usage;
+  } else if (!pool.status().Is(StatusCode::kNotFound)) {
+    return pool.status();
+  }
+  PGB_ASSIGN_OR_RETURN(info.projects, ListProjects());
+  PGB_ASSIGN_OR_RETURN(info.branches, ListBranches("", /*with_sizes=*/true));
+  return info;
+}
+
+}  // namespace pgb

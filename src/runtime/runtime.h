@@ -6,7 +6,7 @@
 // Container runtimes (docker/podman) implement the same interface.
 //
 // The runtime only starts and stops processes; whether the server accepts queries is checked
-// by pg/ (libpq), which the engine combines with Status() to fail fast when the server dies.
+// by pg/ (libpq), which the engine combines with Inspect() to fail fast when the server dies.
 // Abstract so tests can substitute a fault-injecting wrapper.
 
 #ifndef PGBRANCH_RUNTIME_RUNTIME_H_
@@ -67,7 +67,7 @@ class Runtime {
 
   // What is really running now, from the data directory's postmaster.pid and the process table
   // (a zombie counts as dead: PID 1 may not reap). Never fails for a stopped server.
-  virtual Result<InstanceStatus> Status(const InstanceSpec& spec) = 0;
+  virtual Result<InstanceStatus> Inspect(const InstanceSpec& spec) = 0;
 
   // The last `tail_lines` lines of the server's log (empty string if there is no log yet).
   virtual Result<std::string> Logs(const InstanceSpec& spec, int tail_lines) = 0;

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The README's main job: installs what is needed, builds and installs pgbranch, then runs the
+# demo on the embedded default pool (a Btrfs image pgbranch creates under /var/lib/pgbranch)
+# with native PostgreSQL: real pgbench data in demo/main, branches, isolation check, reset,
+# delete. Safe to run again: it starts by deleting a previous demo project.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" -ne 0 ]; then
+  exec sudo "$0" "$@"
+fi
+./scripts/install-deps.sh
+./scripts/build.sh release
+install -m 0755 build/release/pgbranch /usr/local/bin/pgbranch
+
+scale="${PGBRANCH_DEMO_SCALE:-10}"
+say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+run() { say "$*"; "$@"; }
+count() { psql -qAtX "$1" -c "SELECT count(*) FROM pgbench_accounts"; }
+
+if pgbranch project get demo >/dev/null 2>&1; then
+  run pgbranch project delete demo --force
+fi
+run pgbranch project create demo
+say "pgbench -i -s $scale \"\$(pgbranch branch url demo/main)\""
+pgbench -i -q -s "$scale" "$(pgbranch branch url demo/main)"
+run pgbranch branch create demo/dev
+run pgbranch branch create demo/exp --parent demo/dev
+
+main_uri="$(pgbranch branch url demo/main)"
+dev_uri="$(pgbranch branch url demo/dev)"
+say "isolation check: delete 1000 accounts in demo/dev, add a history row in demo/main"
+psql -qAtX "$dev_uri" -c "DELETE FROM pgbench_accounts WHERE aid <= 1000"
+psql -qAtX "$main_uri" -c "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, 1, 1, now())"
+expected=$((scale * 100000))
+main_count="$(count "$main_uri")"
+dev_count="$(count "$dev_uri")"
+main_hist="$(psql -qAtX "$main_uri" -c "SELECT count(*) FROM pgbench_history")"
+dev_hist="$(psql -qAtX "$dev_uri" -c "SELECT count(*) FROM pgbench_history")"
+echo "demo/main: $main_count accounts, $main_hist history rows"
+echo "demo/dev:  $dev_count accounts, $dev_hist history rows"
+if [ "$main_count" -eq "$expected" ] && [ "$dev_count" -eq $((expected - 1000)) ] \
+   && [ "$main_hist" -eq 1 ] && [ "$dev_hist" -eq 0 ]; then
+  echo "✔ isolation: each branch sees only its own writes"
+else
+  echo "✘ isolation check failed" >&2
+  exit 1
+fi
+
+run pgbranch status
+run pgbranch branch reset demo/dev
+dev_count="$(count "$dev_uri")"
+echo "demo/dev after reset: $dev_count accounts (same URI), demo/main has $expected"
+[ "$dev_count" -eq "$expected" ] || { echo "✘ reset did not restore the parent's data" >&2; exit 1; }
+run pgbranch branch delete demo/exp
+run pgbranch status
+printf '\nThe demo project is still running. Try: psql "$(pgbranch branch url demo/dev)"\n'
+printf 'Remove it with: pgbranch project delete demo --force\n'

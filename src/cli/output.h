@@ -1,0 +1,64 @@
+// How the CLI shows things: step timings, tables, JSON, errors.
+//
+// Results go to stdout; progress ("▸ Checkpoint 0.03s") and errors go to stderr, so
+// `--json` output and `$(pgbranch branch url ...)` stay clean. Colour only when the stream is a
+// terminal, TERM is not "dumb" and NO_COLOR is unset (https://no-color.org).
+
+#ifndef PGBRANCH_CLI_OUTPUT_H_
+#define PGBRANCH_CLI_OUTPUT_H_
+
+#include <cstdio>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/engine.h"
+
+namespace pgb {
+
+enum class Tone { kPlain, kGood, kWarn, kBad, kDim, kBold };
+
+class Output : public Progress {
+ public:
+  explicit Output(bool quiet = false);
+
+  // Progress, on stderr.
+  void Step(std::string_view name, std::chrono::nanoseconds took) override;
+  void Note(std::string_view message) override;
+
+  // "✔ <message> in 0.11s" after a successful operation, on stderr.
+  void Done(std::string_view message, std::chrono::nanoseconds took);
+  // "<operation> <object>: <cause>" on stderr, on one line.
+  void Error(std::string_view operation, std::string_view object, const Status& status);
+
+  // `text` in `tone` if stdout is coloured.
+  std::string Paint(std::string_view text, Tone tone) const;
+  std::string PaintErr(std::string_view text, Tone tone) const;
+  void Print(std::string_view text);
+
+  // A table with a header row; columns padded to their widest cell, two spaces apart.
+  void Table(const std::vector<std::string>& header,
+             const std::vector<std::vector<std::string>>& rows);
+  void Json(const nlohmann::json& value);
+
+  bool quiet() const { return quiet_; }
+
+ private:
+  bool quiet_;
+  bool color_out_;
+  bool color_err_;
+};
+
+// JSON shapes of the engine's results (documented in README.md, "JSON output").
+nlohmann::json ToJson(const BranchInfo& b);
+nlohmann::json ToJson(const ProjectInfo& p);
+nlohmann::json ToJson(const StatusInfo& s);
+
+// Tone of a branch state: running good, stopped warn, failed bad.
+Tone StateTone(const std::string& state);
+
+}  // namespace pgb
+
+#endif  // PGBRANCH_CLI_OUTPUT_H_
