@@ -1,1 +1,334 @@
-// placeholder
+#include "storage/image.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <libmount/libmount.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <climits>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <iterator>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "common/failpoint.h"
+#include "common/fs.h"
+#include "storage/btrfs_pool.h"
+
+namespace pgb {
+namespace {
+
+constexpr mode_t kImageMode = 0600;
+// The mount point and any directory created on the way to it or to the image: PostgreSQL's
+// user must be able to pass through them to reach its volume, but not list them.
+constexpr mode_t kDirMode = 0711;
+constexpr std::chrono::minutes kMkfsTimeout{2};
+
+// Runs the recorded undo steps in reverse order on destruction, unless Commit() was called.
+class Rollback {
+ public:
+  Rollback() = default;
+  Rollback(const Rollback&) = delete;
+  Rollback& operator=(const Rollback&) = delete;
+  ~Rollback() {
+    if (committed_) return;
+    for (auto it = steps_.rbegin(); it != steps_.rend(); ++it) (*it)();
+  }
+  void Add(std::function<void()> step) { steps_.push_back(std::move(step)); }
+  void Commit() { committed_ = true; }
+
+ private:
+  std::vector<std::function<void()>> steps_;
+  bool committed_ = false;
+};
+
+// "64.0 GiB": binary units, one decimal.
+std::string FormatBytes(uint64_t bytes) {
+  static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  double value = static_cast<double>(bytes);
+  size_t unit = 0;
+  while (value >= 1024 && unit + 1 < std::size(kUnits)) {
+    value /= 1024;
+    ++unit;
+  }
+  if (unit == 0) return fmt::format("{} B", bytes);
+  return fmt::format("{:.1f} {}", value, kUnits[unit]);
+}
+
+// The config with absolute, normalised paths, or why it cannot describe an image pool.
+Result<PoolConfig> NormalizeConfig(const PoolConfig& config) {
+  if (config.fs != "btrfs") {
+    return Status::NotSupported(
+        fmt::format("image pools are formatted with btrfs only, not \"{}\"", config.fs));
+  }
+  if (config.image.empty()) return Status::InvalidArgument("image pool without an image file");
+  if (config.root.empty()) return Status::InvalidArgument("image pool without a mount point");
+  PoolConfig normal = config;
+  PGB_ASSIGN_OR_RETURN(normal.image, AbsolutePath(config.image));
+  PGB_ASSIGN_OR_RETURN(normal.root, AbsolutePath(config.root));
+  return normal;
+}
+
+// The canonical form of an existing `path` (symlinks resolved), or NotFound.
+Result<std::string> RealPath(const std::string& path) {
+  char buf[PATH_MAX];
+  if (::realpath(path.c_str(), buf) == nullptr) {
+    int err = errno;
+    return PosixError(fmt::format("resolve {}", path), err);
+  }
+  return std::string(buf);
+}
+
+// The source ("/dev/loop0") of the topmost filesystem mounted exactly at `dir`, or nullopt.
+Result<std::optional<std::string>> MountSource(const std::string& dir) {
+  Result<std::string> real = RealPath(dir);
+  if (!real.ok()) {
+    if (real.status().Is(StatusCode::kNotFound)) return std::optional<std::string>();
+    return real.status();
+  }
+  struct libmnt_table* table = mnt_new_table_from_file("/proc/self/mountinfo");
+  if (table == nullptr) return Status::IOError("cannot read /proc/self/mountinfo");
+  std::optional<std::string> source;
+  // The literal comparison suffices: `real` is canonical, as are the kernel's mount points.
+  struct libmnt_fs* fs = mnt_table_find_target(table, real->c_str(), MNT_ITER_BACKWARD);
+  if (fs != nullptr) {
+    const char* src = mnt_fs_get_source(fs);
+    source = src != nullptr ? src : "";
+  }
+  mnt_unref_table(table);
+  return source;
+}
+
+// The file behind loop device `device` ("/dev/loop0" or "loop0"), or "" if `device` is not a
+// bound loop device. The kernel appends " (deleted)" for a removed file: that never matches.
+std::string LoopBackingFile(const std::string& device) {
+  std::string name = device.substr(device.find_last_of('/') + 1);
+  if (name.rfind("loop", 0) != 0) return "";
+  Result<std::string> text = ReadFile(fmt::format("/sys/block/{}/loop/backing_file", name));
+  if (!text.ok()) return "";
+  std::string file = std::move(text).value();
+  while (!file.empty() && file.back() == '\n') file.pop_back();
+  return file;
+}
+
+// A libmount context that never runs a /sbin/mount.<type> helper: the mount(2) or umount(2)
+// call is made here or not at all.
+struct libmnt_context* NewMountContext() {
+  struct libmnt_context* cxt = mnt_new_context();
+  if (cxt != nullptr) mnt_context_disable_helpers(cxt, 1);
+  return cxt;
+}
+
+// Frees `cxt` after an operation that returned `rc`, and turns the outcome into a Status: the
+// code from the failed system call's errno, the message libmount's explanation.
+Status FinishMountContext(struct libmnt_context* cxt, int rc, const std::string& what) {
+  char message[512] = "";
+  int exit_code = mnt_context_get_excode(cxt, rc, message, sizeof(message));
+  int err = mnt_context_syscall_called(cxt) ? mnt_context_get_syscall_errno(cxt) : 0;
+  mnt_free_context(cxt);
+  if (exit_code == MNT_EX_SUCCESS) return Status::OK();
+  Status status = err != 0 ? PosixError(what, err) : Status::IOError(what);
+  if (message[0] == '\0') return status;
+  return Status(status.code(), fmt::format("{}: {}", what, message));
+}
+
+// Mounts `image` (Btrfs) at `dir` through a loop device with noatime.
+Status MountImage(const std::string& image, const std::string& dir) {
+  struct libmnt_context* cxt = NewMountContext();
+  if (cxt == nullptr) return Status::Internal("mnt_new_context failed");
+  int rc = mnt_context_set_source(cxt, image.c_str());
+  if (rc == 0) rc = mnt_context_set_target(cxt, dir.c_str());
+  if (rc == 0) rc = mnt_context_set_fstype(cxt, "btrfs");
+  if (rc == 0) rc = mnt_context_set_options(cxt, "loop,noatime");
+  if (rc == 0) rc = mnt_context_mount(cxt);
+  return FinishMountContext(cxt, rc, fmt::format("mount {} at {}", image, dir));
+}
+
+// Unmounts the filesystem at `dir`. Unavailable while files under it are open (a PostgreSQL of
+// the pool still running).
+Status Unmount(const std::string& dir) {
+  struct libmnt_context* cxt = NewMountContext();
+  if (cxt == nullptr) return Status::Internal("mnt_new_context failed");
+  int rc = mnt_context_set_target(cxt, dir.c_str());
+  if (rc == 0) rc = mnt_context_umount(cxt);
+  Status status = FinishMountContext(cxt, rc, fmt::format("unmount {}", dir));
+  if (status.Is(StatusCode::kUnavailable)) {
+    return Status::Unavailable(
+        fmt::format("{}; the pool is busy: stop the branches that use it first", status.message()));
+  }
+  return status;
+}
+
+// OK if `dir` is missing or an empty directory with nothing mounted on it: a place to mount
+// the pool without hiding anything.
+Status CheckMountPoint(const std::string& dir) {
+  if (!PathExists(dir)) return Status::OK();
+  if (!IsDirectory(dir))
+    return Status::FailedPrecondition(fmt::format("{} is not a directory", dir));
+  PGB_ASSIGN_OR_RETURN(bool mounted, IsMounted(dir));
+  if (mounted) {
+    return Status::FailedPrecondition(
+        fmt::format("{} has a filesystem mounted on it already", dir));
+  }
+  std::error_code ec;
+  if (!std::filesystem::is_empty(dir, ec) || ec) {
+    return Status::FailedPrecondition(fmt::format(
+        "{} is not empty; mounting the pool there would hide its content: move it away", dir));
+  }
+  return Status::OK();
+}
+
+// True if `config.image` is mounted at `config.root`, false if nothing is. FailedPrecondition
+// if something else is mounted there: that is never touched.
+Result<bool> ImageMountedAtRoot(const PoolConfig& config) {
+  PGB_ASSIGN_OR_RETURN(std::optional<std::string> source, MountSource(config.root));
+  if (!source) return false;
+  Result<std::string> image = RealPath(config.image);
+  if (image.ok() && LoopBackingFile(*source) == *image) return true;
+  return Status::FailedPrecondition(
+      fmt::format("{} has {} mounted on it, not the image {}", config.root, *source, config.image));
+}
+
+// Creates `dir` and its missing parents with kDirMode, and records their removal in
+// `rollback`. An existing `dir` is left as it is.
+Status CreateMissingDirs(const std::string& dir, Rollback& rollback) {
+  std::vector<std::string> missing;  // deepest first
+  for (std::string cur = dir; cur != "/" && cur != "." && !PathExists(cur); cur = Dirname(cur)) {
+    missing.push_back(cur);
+  }
+  if (missing.empty()) return Status::OK();
+  rollback.Add([missing] {
+    for (const std::string& d : missing) (void)RemoveEmptyDir(d);
+  });
+  return EnsureDir(dir, kDirMode);
+}
+
+// Creates `path` as an empty sparse file of `size` bytes, mode 0600. AlreadyExists if it exists.
+Status CreateSparseFile(const std::string& path, uint64_t size) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, kImageMode);
+  if (fd < 0) {
+    int err = errno;
+    return PosixError(fmt::format("create image {}", path), err);
+  }
+  // Where the image itself lives on Btrfs, copy-on-write of the image file under a Btrfs that
+  // already does copy-on-write inside it only fragments it: switch it off while the file is
+  // still empty (the only time the flag can be set). Elsewhere the ioctl fails; that is fine.
+  int attr = 0;
+  if (::ioctl(fd, FS_IOC_GETFLAGS, &attr) == 0) {
+    attr |= FS_NOCOW_FL;
+    (void)::ioctl(fd, FS_IOC_SETFLAGS, &attr);
+  }
+  Status status;
+  if (::fchmod(fd, kImageMode) != 0) {
+    int err = errno;
+    status = PosixError(fmt::format("chmod {}", path), err);
+  } else if (::ftruncate(fd, static_cast<off_t>(size)) != 0) {
+    int err = errno;
+    status = PosixError(fmt::format("resize {} to {} bytes", path, size), err);
+  }
+  ::close(fd);
+  return status;
+}
+
+std::string DescribeImagePool(const PoolConfig& config) {
+  struct stat st {};
+  uint64_t size = ::stat(config.image.c_str(), &st) == 0 ? st.st_size : config.image_size;
+  return fmt::format("btrfs on image {} ({}) at {}", config.image, FormatBytes(size), config.root);
+}
+
+}  // namespace
+
+Result<bool> IsMounted(const std::string& dir) {
+  PGB_ASSIGN_OR_RETURN(std::optional<std::string> source, MountSource(dir));
+  return source.has_value();
+}
+
+Result<std::vector<std::string>> LoopDevicesBackedBy(const std::string& image) {
+  Result<std::string> real = RealPath(image);
+  std::string wanted = real.ok() ? *real : image;
+  DIR* dir = ::opendir("/sys/block");
+  if (dir == nullptr) {
+    int err = errno;
+    return PosixError("open directory /sys/block", err);
+  }
+  std::vector<std::string> devices;
+  while (struct dirent* entry = ::readdir(dir)) {
+    std::string name = entry->d_name;
+    std::string backing = LoopBackingFile(name);
+    if (backing == wanted || backing == wanted + " (deleted)") devices.push_back("/dev/" + name);
+  }
+  ::closedir(dir);
+  return devices;
+}
+
+Status CreateImagePool(const PoolConfig& raw_config, ProcessRunner& runner) {
+  PGB_ASSIGN_OR_RETURN(PoolConfig config, NormalizeConfig(raw_config));
+  if (config.image_size == 0) return Status::InvalidArgument("image pool of size 0");
+
+  // Check everything before changing anything, so a refusal leaves no trace.
+  if (PathExists(config.image)) {
+    return Status::AlreadyExists(fmt::format(
+        "image file {} exists already; open it as a pool, or remove it first", config.image));
+  }
+  PGB_RETURN_IF_ERROR(CheckMountPoint(config.root));
+
+  Rollback rollback;
+  PGB_RETURN_IF_ERROR(CreateMissingDirs(Dirname(config.image), rollback));
+  PGB_RETURN_IF_ERROR(CreateSparseFile(config.image, config.image_size));
+  rollback.Add([image = config.image] { (void)RemoveFile(image); });
+
+  Command mkfs;
+  mkfs.argv = {"mkfs.btrfs", "-q", "-L", "pgbranch", config.image};
+  mkfs.timeout = kMkfsTimeout;
+  PGB_RETURN_IF_ERROR(RunChecked(runner, mkfs).status());
+
+  PGB_RETURN_IF_ERROR(CreateMissingDirs(config.root, rollback));
+  PGB_RETURN_IF_ERROR(MountImage(config.image, config.root));
+  rollback.Add([root = config.root] { (void)Unmount(root); });
+  PGB_RETURN_IF_ERROR(Failpoint("storage.image_pool.after_mount"));
+
+  // The root directory of the new filesystem hides the mount point's mode: set it again.
+  PGB_RETURN_IF_ERROR(SetMode(config.root, kDirMode));
+  PGB_RETURN_IF_ERROR(InitBtrfsPoolDirectory(config.root));
+  rollback.Commit();
+  return Status::OK();
+}
+
+Result<std::unique_ptr<Pool>> OpenImagePool(const PoolConfig& raw_config, ProcessRunner& runner) {
+  PGB_ASSIGN_OR_RETURN(PoolConfig config, NormalizeConfig(raw_config));
+  if (!PathExists(config.image)) {
+    return Status::FailedPrecondition(fmt::format(
+        "image file {} does not exist; create the pool with pgbranch init", config.image));
+  }
+  PGB_ASSIGN_OR_RETURN(bool mounted, ImageMountedAtRoot(config));
+  Rollback rollback;
+  if (!mounted) {
+    // After a reboot: mount it again where it was.
+    PGB_RETURN_IF_ERROR(CheckMountPoint(config.root));
+    PGB_RETURN_IF_ERROR(CreateMissingDirs(config.root, rollback));
+    PGB_RETURN_IF_ERROR(MountImage(config.image, config.root));
+    rollback.Add([root = config.root] { (void)Unmount(root); });
+  }
+  PGB_ASSIGN_OR_RETURN(std::unique_ptr<Pool> pool,
+                       OpenBtrfsPool(config.root, "image", DescribeImagePool(config)));
+  rollback.Commit();
+  return pool;
+}
+
+Status CloseImagePool(const PoolConfig& raw_config) {
+  PGB_ASSIGN_OR_RETURN(PoolConfig config, NormalizeConfig(raw_config));
+  PGB_ASSIGN_OR_RETURN(bool mounted, ImageMountedAtRoot(config));
+  if (!mounted) return Status::OK();
+  return Unmount(config.root);
+}
+
+}  // namespace pgb

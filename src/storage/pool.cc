@@ -1,1 +1,48 @@
-// placeholder
+#include "storage/pool.h"
+
+#include <fmt/format.h>
+
+#include "storage/btrfs_pool.h"
+#include "storage/image.h"
+
+namespace pgb {
+namespace {
+
+// The absolute root of a "btrfs" pool.
+Result<std::string> BtrfsRoot(const PoolConfig& config) {
+  if (config.root.empty()) return Status::InvalidArgument("btrfs pool without a root directory");
+  return AbsolutePath(config.root);
+}
+
+Status UnknownKind(const PoolConfig& config) {
+  return Status::InvalidArgument(
+      fmt::format("unknown pool kind \"{}\"; known kinds: btrfs, image", config.kind));
+}
+
+}  // namespace
+
+Status CreatePool(const PoolConfig& config, ProcessRunner& runner) {
+  if (config.kind == "image") return CreateImagePool(config, runner);
+  if (config.kind == "btrfs") {
+    PGB_ASSIGN_OR_RETURN(std::string root, BtrfsRoot(config));
+    return InitBtrfsPoolDirectory(root);
+  }
+  return UnknownKind(config);
+}
+
+Result<std::unique_ptr<Pool>> OpenPool(const PoolConfig& config, ProcessRunner& runner) {
+  if (config.kind == "image") return OpenImagePool(config, runner);
+  if (config.kind == "btrfs") {
+    PGB_ASSIGN_OR_RETURN(std::string root, BtrfsRoot(config));
+    return OpenBtrfsPool(root, "btrfs", fmt::format("btrfs directory {}", root));
+  }
+  return UnknownKind(config);
+}
+
+Status ClosePool(const PoolConfig& config) {
+  if (config.kind == "image") return CloseImagePool(config);
+  if (config.kind == "btrfs") return Status::OK();
+  return UnknownKind(config);
+}
+
+}  // namespace pgb

@@ -1,0 +1,39 @@
+// The "image" backend of storage/pool.h: a sparse file that pgbranch formats as Btrfs and
+// loop-mounts itself, for hosts without a Btrfs or ZFS filesystem to give it.
+//
+// Once mounted at the pool root, an image pool is a Btrfs pool (storage/btrfs_pool.h). Mounting
+// and unmounting go through libmount (no mount(8), no shell); the "loop" option makes libmount
+// attach a loop device with autoclear set, so the kernel releases the device when the
+// filesystem is unmounted. Formatting runs mkfs.btrfs through the injected ProcessRunner.
+
+#ifndef PGBRANCH_STORAGE_IMAGE_H_
+#define PGBRANCH_STORAGE_IMAGE_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "common/subprocess.h"
+#include "storage/pool.h"
+
+namespace pgb {
+
+// CreatePool, OpenPool and ClosePool (storage/pool.h) for config.kind == "image".
+// InvalidArgument if config.image or config.root is empty, or image_size is 0;
+// NotSupported if config.fs is not "btrfs".
+Status CreateImagePool(const PoolConfig& config, ProcessRunner& runner);
+Result<std::unique_ptr<Pool>> OpenImagePool(const PoolConfig& config, ProcessRunner& runner);
+Status CloseImagePool(const PoolConfig& config);
+
+// True when a filesystem is mounted exactly at `dir` (not merely somewhere above it), as
+// /proc/self/mountinfo says. A missing `dir` is not mounted. IOError if mountinfo cannot be read.
+Result<bool> IsMounted(const std::string& dir);
+
+// The loop devices ("/dev/loop3") whose backing file is `image` (also after `image` was
+// removed), from /sys/block; empty when none. For checking that unmounting released them.
+Result<std::vector<std::string>> LoopDevicesBackedBy(const std::string& image);
+
+}  // namespace pgb
+
+#endif  // PGBRANCH_STORAGE_IMAGE_H_

@@ -1,0 +1,148 @@
+// Test helpers for the storage tests: a fixture with a real Btrfs image pool in a temporary
+// directory, and file helpers. Header-only: only *_test.cc files are built into pgbranch_test.
+//
+// The tests need root, loop devices and mkfs.btrfs. Every pool a test makes through
+// ImagePoolTest::NewImageConfig is unmounted in TearDown, also when the test failed, and the
+// temporary directory is removed only when nothing is mounted below it any more.
+
+#ifndef PGBRANCH_STORAGE_POOL_TESTUTIL_H_
+#define PGBRANCH_STORAGE_POOL_TESTUTIL_H_
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <libmount/libmount.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/fs.h"
+#include "common/subprocess.h"
+#include "storage/image.h"
+#include "storage/pool.h"
+#include "storage/volume_name.h"
+
+namespace pgb {
+namespace storage_test {
+
+constexpr uint64_t kMiB = 1024 * 1024;
+
+// Mount points at or below `dir`, deepest (most recently mounted) first.
+inline std::vector<std::string> MountsBelow(const std::string& dir) {
+  std::vector<std::string> targets;
+  struct libmnt_table* table = mnt_new_table_from_file("/proc/self/mountinfo");
+  if (table == nullptr) return targets;
+  struct libmnt_iter* iter = mnt_new_iter(MNT_ITER_BACKWARD);
+  struct libmnt_fs* fs = nullptr;
+  while (mnt_table_next_fs(table, iter, &fs) == 0) {
+    std::string target = mnt_fs_get_target(fs);
+    if (target == dir || target.rfind(dir + "/", 0) == 0) targets.push_back(target);
+  }
+  mnt_free_iter(iter);
+  mnt_unref_table(table);
+  return targets;
+}
+
+// Writes `bytes` pseudo-random bytes (incompressible, never deduplicated) to `path` at
+// `offset`, creating the file if needed, and fsyncs it so its extents are allocated.
+inline void WriteRandom(const std::string& path, uint64_t offset, uint64_t bytes,
+                        uint32_t seed = 1) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0) << "open " << path << ": " << std::strerror(errno);
+  std::mt19937_64 rng(seed);
+  std::vector<uint64_t> buf(kMiB / sizeof(uint64_t));
+  for (uint64_t done = 0; done < bytes;) {
+    for (auto& word : buf) word = rng();
+    size_t n = std::min<uint64_t>(kMiB, bytes - done);
+    ASSERT_EQ(::pwrite(fd, buf.data(), n, static_cast<off_t>(offset + done)),
+              static_cast<ssize_t>(n))
+        << "write " << path << ": " << std::strerror(errno);
+    done += n;
+  }
+  ASSERT_EQ(::fsync(fd), 0);
+  ::close(fd);
+}
+
+// The whole content of `path` ("" if it cannot be read).
+inline std::string Slurp(const std::string& path) {
+  Result<std::string> text = ReadFile(path);
+  return text.ok() ? *text : "";
+}
+
+// Given root, loop devices and mkfs.btrfs: SetUp creates a 300 MiB image pool in a fresh
+// temporary directory and opens it as pool_; TearDown closes every pool the test made and
+// removes the directory.
+class ImagePoolTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/pgb-storage-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr) << std::strerror(errno);
+    dir_ = tmpl;
+    runner_ = NewRealProcessRunner();
+    config_ = NewImageConfig("pool", 300 * kMiB);
+    Status created = CreatePool(config_, *runner_);
+    ASSERT_TRUE(created.ok()) << created.ToString();
+    Result<std::unique_ptr<Pool>> pool = OpenPool(config_, *runner_);
+    ASSERT_TRUE(pool.ok()) << pool.status().ToString();
+    pool_ = std::move(pool).value();
+  }
+
+  void TearDown() override {
+    pool_.reset();
+    if (dir_.empty()) return;
+    for (const PoolConfig& config : configs_) {
+      Status closed = ClosePool(config);
+      EXPECT_TRUE(closed.ok()) << closed.ToString();
+    }
+    // Whatever a failed test left mounted below dir_: detach it, so nothing leaks.
+    for (const std::string& target : MountsBelow(dir_)) ::umount2(target.c_str(), MNT_DETACH);
+    if (!MountsBelow(dir_).empty()) {
+      ADD_FAILURE() << "still mounted below " << dir_ << "; not removing it";
+      return;
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+    EXPECT_FALSE(ec) << "remove " << dir_ << ": " << ec.message();
+  }
+
+  // An image pool config for <dir_>/<name>.img mounted at <dir_>/<name>, closed in TearDown.
+  PoolConfig NewImageConfig(const std::string& name, uint64_t size) {
+    PoolConfig config;
+    config.kind = "image";
+    config.image = dir_ + "/" + name + ".img";
+    config.root = dir_ + "/" + name;
+    config.image_size = size;
+    configs_.push_back(config);
+    return config;
+  }
+
+  // Creates a volume holding `bytes` of random data in the file "data".
+  std::string NewVolumeWithData(uint64_t bytes) {
+    std::string volume = NewVolumeName();
+    Status s = pool_->CreateVolume(volume, std::nullopt);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    WriteRandom(pool_->VolumePath(volume) + "/data", 0, bytes);
+    return volume;
+  }
+
+  std::string dir_;
+  std::unique_ptr<ProcessRunner> runner_;
+  PoolConfig config_;
+  std::unique_ptr<Pool> pool_;
+
+ private:
+  std::vector<PoolConfig> configs_;
+};
+
+}  // namespace storage_test
+}  // namespace pgb
+
+#endif  // PGBRANCH_STORAGE_POOL_TESTUTIL_H_
