@@ -63,6 +63,8 @@ class Connection {
   int ServerVersion() const;
 
  private:
+  friend Status SetRolePassword(Connection& conn, const std::string& role,
+                                const std::string& password);  // PQencryptPasswordConn
   explicit Connection(pg_conn* conn) : conn_(conn) {}
   pg_conn* conn_;
 };
@@ -78,8 +80,11 @@ enum class PingResult {
 PingResult Ping(const ConnParams& params);
 
 // Polls `params` every `interval` until a `SELECT 1` succeeds and returns OK. Before each poll
-// calls `still_alive` (if set); when it returns non-OK (the server process died) returns that
-// at once. Unavailable after `timeout`, with the last connection error.
+// calls `still_alive` (if set): OK → poll; Unavailable → the server runs but is not ready yet
+// (its postmaster.pid says "starting"), so skip this round's connection attempt, which would
+// only add a FATAL "the database system is starting up" line to the server log; any other
+// error (the server process died) → return it at once. Unavailable after `timeout`, with the
+// last error. FailedPrecondition at once if the server rejects our credentials.
 Status WaitUntilReady(const ConnParams& params, std::chrono::milliseconds timeout,
                       std::chrono::milliseconds interval,
                       const std::function<Status()>& still_alive = nullptr);

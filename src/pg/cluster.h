@@ -43,6 +43,8 @@ Result<int> DataDirMajorVersion(const std::string& data_dir);
 // by `os_user`): superuser `superuser`, UTF8, locale C.UTF-8, data checksums, no password.
 // Then appends the include line to postgresql.conf and writes pg_hba.conf. On failure the
 // directory's contents are left for the caller to destroy with the volume.
+// The include is `include`, not `include_if_exists`: until WriteInstanceConfig has written
+// pgbranch.conf the server refuses to start, rather than starting on the default port.
 Status InitDataDir(ProcessRunner& runner, const PgBinaries& bins, const std::string& data_dir,
                    const std::string& superuser, const std::optional<OsUser>& os_user);
 

@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -40,6 +41,9 @@ struct InstanceStatus {
   pid_t pid = 0;                        // postmaster pid when running
   std::optional<TimePoint> started_at;  // when the postmaster started (from postmaster.pid)
   std::string detail;                   // "running", "stopped", "stale postmaster.pid (pid 123 gone)"
+  // Accepting connections as far as postmaster.pid says (status "ready", or "standby" for a
+  // hot standby); false while it starts up or shuts down. A query is the final proof.
+  bool ready = false;
 };
 
 enum class StopMode {
@@ -47,6 +51,8 @@ enum class StopMode {
   kImmediate,  // SIGQUIT: no checkpoint; for data about to be discarded (pg_ctl -m immediate)
 };
 
+// Start and Stop say `pgb::Status` because the member function Status() below hides the type
+// inside the class (GCC rejects the unqualified name: "changes meaning of 'Status'").
 class Runtime {
  public:
   virtual ~Runtime() = default;
@@ -57,13 +63,13 @@ class Runtime {
   // Starts the server. Returns once the process exists (not when it accepts connections).
   // FailedPrecondition if a live postmaster already serves `data_dir`; a stale postmaster.pid
   // (its pid gone) is removed first. IOError/CommandFailed if the process cannot be started.
-  virtual Status Start(const InstanceSpec& spec) = 0;
+  virtual pgb::Status Start(const InstanceSpec& spec) = 0;
 
   // Stops the server and waits until it has exited (postmaster.pid removed or its pid dead),
   // escalating to SIGQUIT and then SIGKILL of the postmaster if it outlives `timeout`.
   // OK if it was not running.
-  virtual Status Stop(const InstanceSpec& spec, StopMode mode,
-                      std::chrono::milliseconds timeout) = 0;
+  virtual pgb::Status Stop(const InstanceSpec& spec, StopMode mode,
+                           std::chrono::milliseconds timeout) = 0;
 
   // What is really running now, from the data directory's postmaster.pid and the process table
   // (a zombie counts as dead: PID 1 may not reap). Never fails for a stopped server.
@@ -73,8 +79,14 @@ class Runtime {
   virtual Result<std::string> Logs(const InstanceSpec& spec, int tail_lines) = 0;
 };
 
-// The native runtime. `runner` must outlive it.
+// The native runtime. `runner` must outlive it. Thread-safe.
 std::unique_ptr<Runtime> NewNativeRuntime(ProcessRunner& runner);
+
+// A `still_alive` check for WaitUntilReady (pg/client.h), from `runtime`.Status(): OK when the
+// server runs and is ready; Unavailable while it runs but is not ready yet (no connection
+// attempt is made then); once it has exited, FailedPrecondition with the status detail and the
+// last lines of the server log (where PostgreSQL says why). `runtime` must outlive the result.
+std::function<Status()> StillRunningCheck(Runtime& runtime, const InstanceSpec& spec);
 
 }  // namespace pgb
 
