@@ -59,7 +59,7 @@ class Cli {
     }
     spdlog::set_default_logger(spdlog::stderr_color_mt("pgbranch"));
     spdlog::set_level(verbose_ ? spdlog::level::debug : spdlog::level::warn);
-    out_ = std::make_unique<Output>(quiet_ || json_);
+    out_ = std::make_unique<Output>(quiet_);
     if (!action_) return kExitUsage;
     return action_();
   }

@@ -83,8 +83,13 @@ void Output::Done(std::string_view message, std::chrono::nanoseconds took) {
 void Output::Error(std::string_view operation, std::string_view object, const Status& status) {
   std::string message = status.message();
   std::replace(message.begin(), message.end(), '\n', ' ');
-  fmt::print(stderr, "{}{}{}: {}\n", PaintErr(operation, Tone::kBad), object.empty() ? "" : " ",
-             object, message);
+  // The object is what the user typed: shown as is only when it is plainly printable.
+  bool printable = std::all_of(object.begin(), object.end(), [](char c) {
+    return c > 0x20 && c < 0x7f;
+  });
+  std::string shown = printable ? std::string(object) : QuoteForDisplay(object);
+  fmt::print(stderr, "{}{}{}: {}\n", PaintErr(operation, Tone::kBad), shown.empty() ? "" : " ",
+             shown, message);
 }
 
 void Output::Print(std::string_view text) { fmt::print("{}\n", text); }

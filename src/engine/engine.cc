@@ -74,27 +74,6 @@ Status ValidateListenAddress(const std::string& address) {
       "listen address {} is not an IP address, 'localhost' or '*'", QuoteForDisplay(address)));
 }
 
-// The lines of a server log worth showing in a one-line error: FATAL/PANIC/ERROR, else the last.
-std::string LogHighlights(const std::string& log) {
-  std::vector<std::string> picked;
-  size_t start = 0;
-  std::string last;
-  while (start < log.size()) {
-    size_t end = log.find('\n', start);
-    if (end == std::string::npos) end = log.size();
-    std::string line = log.substr(start, end - start);
-    if (!line.empty()) last = line;
-    if (line.find("FATAL:") != std::string::npos || line.find("PANIC:") != std::string::npos ||
-        line.find("ERROR:") != std::string::npos) {
-      picked.push_back(line);
-    }
-    start = end + 1;
-  }
-  if (picked.empty() && !last.empty()) picked.push_back(last);
-  if (picked.size() > 3) picked.erase(picked.begin(), picked.end() - 3);
-  return fmt::format("{}", fmt::join(picked, " | "));
-}
-
 }  // namespace
 
 std::string DefaultHome() {
@@ -375,15 +354,7 @@ Status Engine::StartInstance(const ProjectRow& project, const BranchRow& branch,
         return runtime_->Stop(spec, StopMode::kImmediate, kStopTimeout);
       });
     }
-    auto still_alive = [&]() -> Status {
-      PGB_ASSIGN_OR_RETURN(InstanceStatus st, runtime_->Inspect(spec));
-      if (st.running) return Status::OK();
-      auto log = runtime_->Logs(spec, 20);
-      return Status::FailedPrecondition(
-          fmt::format("PostgreSQL exited while starting: {}",
-                      log.ok() ? LogHighlights(*log) : log.status().message()));
-    };
-    return WaitUntilReady(admin, kReadyTimeout, kReadyPoll, still_alive);
+    return WaitUntilReady(admin, kReadyTimeout, kReadyPoll, StillRunningCheck(*runtime_, spec));
   }));
   if (!set_password) return Status::OK();
   return Timed("Password", [&]() -> Status {

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <libpq-fe.h>
 
+#include <cstdlib>
 #include <string_view>
 #include <thread>
 
@@ -123,9 +124,14 @@ Result<std::vector<Row>> Connection::Query(const std::string& sql,
   std::vector<const char*> values;
   values.reserve(params.size());
   for (const auto& p : params) values.push_back(p.c_str());
-  ResultPtr res(PQexecParams(conn_, sql.c_str(), static_cast<int>(values.size()),
-                             /*paramTypes=*/nullptr, values.data(), /*paramLengths=*/nullptr,
-                             /*paramFormats=*/nullptr, /*resultFormat=*/0));
+  // Without parameters, the simple query protocol (PQexec), which accepts several statements;
+  // with them, the extended protocol, which takes exactly one.
+  ResultPtr res(params.empty()
+                    ? PQexec(conn_, sql.c_str())
+                    : PQexecParams(conn_, sql.c_str(), static_cast<int>(values.size()),
+                                   /*paramTypes=*/nullptr, values.data(),
+                                   /*paramLengths=*/nullptr, /*paramFormats=*/nullptr,
+                                   /*resultFormat=*/0));
   ExecStatusType st = res ? PQresultStatus(res.get()) : PGRES_FATAL_ERROR;
   if (st == PGRES_COMMAND_OK || st == PGRES_EMPTY_QUERY) return std::vector<Row>{};
   if (st == PGRES_TUPLES_OK) {
@@ -250,6 +256,29 @@ Status WaitUntilReady(const ConnParams& params, std::chrono::milliseconds timeou
     }
     std::this_thread::sleep_for(std::min<SteadyClock::duration>(interval, deadline - now));
   }
+}
+
+Result<ConnParams> ConnParamsFromUri(const std::string& uri) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(uri.c_str(), &error);
+  if (options == nullptr) {
+    std::string message = error ? error : "out of memory";
+    PQfreemem(error);
+    while (!message.empty() && message.back() == '\n') message.pop_back();
+    return Status::InvalidArgument(fmt::format("connection URI: {}", message));
+  }
+  ConnParams params;
+  for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    if (o->val == nullptr) continue;
+    std::string_view key = o->keyword;
+    if (key == "host") params.host = o->val;
+    else if (key == "port") params.port = std::atoi(o->val);
+    else if (key == "user") params.user = o->val;
+    else if (key == "password") params.password = o->val;
+    else if (key == "dbname") params.dbname = o->val;
+  }
+  PQconninfoFree(options);
+  return params;
 }
 
 Status Checkpoint(Connection& conn) { return conn.Exec("CHECKPOINT"); }

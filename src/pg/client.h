@@ -47,7 +47,9 @@ class Connection {
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  // Runs one statement with optional text parameters ($1, $2...). Returns the rows (empty for
+  // Runs `sql` with optional text parameters ($1, $2...). Without parameters `sql` may hold
+  // several statements separated by ';' (simple query protocol); the rows returned are the
+  // last statement's. With parameters it must be one statement (extended protocol). Returns the rows (empty for
   // commands). CommandFailed carrying the server's message and SQLSTATE on error.
   Result<std::vector<Row>> Query(const std::string& sql, const std::vector<std::string>& params = {});
   // Runs a statement and discards its rows.
@@ -88,6 +90,11 @@ PingResult Ping(const ConnParams& params);
 Status WaitUntilReady(const ConnParams& params, std::chrono::milliseconds timeout,
                       std::chrono::milliseconds interval,
                       const std::function<Status()>& still_alive = nullptr);
+
+// Parses a connection URI ("postgresql://user:password@host:port/dbname", or a key=value
+// string) with libpq's own parser (PQconninfoParse; PostgreSQL docs 34.1.1 "Connection
+// Strings"). Unset parts keep ConnParams' defaults. InvalidArgument with libpq's message.
+Result<ConnParams> ConnParamsFromUri(const std::string& uri);
 
 // Runs CHECKPOINT (requires a superuser or pg_checkpoint role).
 Status Checkpoint(Connection& conn);

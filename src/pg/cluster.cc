@@ -295,6 +295,7 @@ Result<std::optional<PostmasterPid>> ReadPostmasterPid(const std::string& data_d
   pp.pid = *pid < 0 ? -*pid : *pid;
   if (lines.size() > 2) pp.start_epoch_seconds = ParseNumber<long long>(lines[2]).value_or(0);
   if (lines.size() > 3) pp.port = ParseNumber<int>(lines[3]).value_or(0);
+  if (lines.size() > 4) pp.socket_dir = lines[4];
   if (lines.size() > 7) pp.status = lines[7];
   return std::optional<PostmasterPid>(pp);
 }

@@ -304,7 +304,7 @@ TEST_F(PgInstanceTest, ReadPostmasterPidParsesRealFile) {
   ASSERT_TRUE(pg_->StartAndWait().ok()) << pg_->Log();
   Result<std::optional<PostmasterPid>> pp = ReadPostmasterPid(pg_->data_dir);
   ASSERT_TRUE(pp.ok() && pp->has_value()) << pp.status().ToString();
-  Result<InstanceStatus> st = pg_->runtime->Status(pg_->spec);
+  Result<InstanceStatus> st = pg_->runtime->Inspect(pg_->spec);
   ASSERT_TRUE(st.ok()) << st.status().ToString();
   EXPECT_EQ((*pp)->pid, st->pid);
   EXPECT_EQ((*pp)->port, pg_->port);

@@ -171,6 +171,21 @@ Status KillInstanceProcesses(const std::string& data_dir) {
   return Status::OK();
 }
 
+// A postmaster that died without cleaning up also leaves "<socket dir>/.s.PGSQL.<port>.lock"
+// naming its pid; the next postmaster refuses that port while the pid looks alive, and a
+// zombie looks alive to kill(). Removes the lock file if it names the dead postmaster `stale`.
+Status RemoveStaleSocketLock(const PostmasterPid& stale) {
+  if (stale.socket_dir.empty() || stale.port <= 0) return Status::OK();
+  std::string lock = JoinPath(stale.socket_dir, fmt::format(".s.PGSQL.{}.lock", stale.port));
+  Result<std::string> text = ReadFile(lock);
+  if (!text.ok()) return Status::OK();  // none: nothing to do
+  int pid = 0;
+  std::from_chars(text->data(), text->data() + text->size(), pid);
+  if (pid != stale.pid || !ProcessDead(pid)) return Status::OK();
+  spdlog::info("removing stale socket lock {} (pid {} exited)", lock, pid);
+  return RemoveFile(lock);
+}
+
 std::string PidFilePath(const InstanceSpec& spec) {
   return JoinPath(spec.data_dir, "postmaster.pid");
 }
@@ -187,10 +202,10 @@ class NativeRuntime : public Runtime {
 
   std::string Kind() const override { return "native"; }
 
-  pgb::Status Start(const InstanceSpec& spec) override {
+  Status Start(const InstanceSpec& spec) override {
     PGB_ASSIGN_OR_RETURN(Probe probe, ProbeInstance(spec));
     if (probe.status.running) {
-      return pgb::Status::FailedPrecondition(
+      return Status::FailedPrecondition(
           fmt::format("a postmaster (pid {}) already runs in {}", probe.status.pid, spec.data_dir));
     }
     if (probe.stale_pid_file) {
@@ -199,6 +214,8 @@ class NativeRuntime : public Runtime {
       // directory with the new postmaster, so they go first.
       spdlog::info("{}: removing {} ({})", spec.name, PidFilePath(spec), probe.status.detail);
       PGB_RETURN_IF_ERROR(KillInstanceProcesses(spec.data_dir));
+      Result<std::optional<PostmasterPid>> stale = ReadPostmasterPid(spec.data_dir);
+      if (stale.ok() && stale->has_value()) PGB_RETURN_IF_ERROR(RemoveStaleSocketLock(**stale));
       PGB_RETURN_IF_ERROR(RemoveFile(PidFilePath(spec)));
     }
     Command cmd;
@@ -210,15 +227,15 @@ class NativeRuntime : public Runtime {
     std::optional<ProcInfo> info = ReadProc(pid);
     std::lock_guard lock(mu_);
     spawned_[spec.data_dir] = Spawned{pid, info ? info->start_ticks : 0};
-    return pgb::Status::OK();
+    return Status::OK();
   }
 
-  pgb::Status Stop(const InstanceSpec& spec, StopMode mode,
+  Status Stop(const InstanceSpec& spec, StopMode mode,
                    std::chrono::milliseconds timeout) override {
     PGB_ASSIGN_OR_RETURN(Probe probe, ProbeInstance(spec));
     if (!probe.status.running) {
       Forget(spec);
-      return pgb::Status::OK();
+      return Status::OK();
     }
     const pid_t pid = probe.status.pid;
     auto exited = [pid] { return ProcessDead(pid); };
@@ -240,7 +257,7 @@ class NativeRuntime : public Runtime {
       ::kill(pid, SIGKILL);
       PGB_RETURN_IF_ERROR(KillInstanceProcesses(spec.data_dir));
       if (!PollUntil(exited, kKillWait)) {
-        return pgb::Status::Unavailable(
+        return Status::Unavailable(
             fmt::format("postmaster pid {} survives SIGKILL (stuck in the kernel?)", pid));
       }
       // Nothing is left that could own it; the next Start would remove it anyway.
@@ -248,10 +265,10 @@ class NativeRuntime : public Runtime {
     }
     ReapIfOurZombie(pid);
     Forget(spec);
-    return pgb::Status::OK();
+    return Status::OK();
   }
 
-  Result<InstanceStatus> Status(const InstanceSpec& spec) override {
+  Result<InstanceStatus> Inspect(const InstanceSpec& spec) override {
     PGB_ASSIGN_OR_RETURN(Probe probe, ProbeInstance(spec));
     return probe.status;
   }

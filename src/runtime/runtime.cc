@@ -1,17 +1,66 @@
 #include "runtime/runtime.h"
 
+#include <string_view>
+#include <vector>
+
 #include <fmt/format.h>
 
 namespace pgb {
 
+namespace {
+
+bool Contains(const std::string& line, std::string_view what) {
+  return line.find(what) != std::string::npos;
+}
+
+// "2026-11-21 13:58:11.498 UTC [24135] FATAL:  x" -> "FATAL:  x".
+std::string WithoutPrefix(const std::string& line) {
+  size_t bracket = line.find("] ");
+  if (bracket != std::string::npos && bracket < 48) return line.substr(bracket + 2);
+  return line;
+}
+
+}  // namespace
+
+std::string LogHighlights(const std::string& log) {
+  std::vector<std::string> lines;
+  size_t start = 0;
+  while (start < log.size()) {
+    size_t end = log.find('\n', start);
+    if (end == std::string::npos) end = log.size();
+    if (end > start) lines.push_back(log.substr(start, end - start));
+    start = end + 1;
+  }
+  // Severe lines, PostgreSQL's usual wording for a cause, and the line before a FATAL (where
+  // PostgreSQL names the setting or file it objects to).
+  std::vector<bool> keep(lines.size(), false);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const std::string& l = lines[i];
+    bool fatal = Contains(l, "FATAL:") || Contains(l, "PANIC:");
+    if (fatal || Contains(l, "ERROR:") || Contains(l, "WARNING:") || Contains(l, "could not") ||
+        Contains(l, "invalid value")) {
+      keep[i] = true;
+    }
+    if (fatal && i > 0) keep[i - 1] = true;
+  }
+  std::vector<std::string> picked;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (keep[i]) picked.push_back(WithoutPrefix(lines[i]));
+  }
+  if (picked.empty() && !lines.empty()) picked.push_back(WithoutPrefix(lines.back()));
+  if (picked.size() > 3) picked.erase(picked.begin(), picked.end() - 3);
+  return fmt::format("{}", fmt::join(picked, " | "));
+}
+
 std::function<Status()> StillRunningCheck(Runtime& runtime, const InstanceSpec& spec) {
   return [&runtime, spec]() -> Status {
-    PGB_ASSIGN_OR_RETURN(InstanceStatus st, runtime.Status(spec));
+    PGB_ASSIGN_OR_RETURN(InstanceStatus st, runtime.Inspect(spec));
     if (st.running) return st.ready ? Status::OK() : Status::Unavailable(st.detail);
-    Result<std::string> log = runtime.Logs(spec, 5);
-    std::string tail = log.ok() ? *log : "";
-    return Status::FailedPrecondition(fmt::format("postgres is not running: {}{}{}", st.detail,
-                                                  tail.empty() ? "" : "; log:\n", tail));
+    Result<std::string> log = runtime.Logs(spec, 20);
+    std::string highlights = log.ok() ? LogHighlights(*log) : "";
+    return Status::FailedPrecondition(fmt::format("PostgreSQL exited while starting ({}){}{}",
+                                                  st.detail, highlights.empty() ? "" : ": ",
+                                                  highlights));
   };
 }
 

@@ -51,8 +51,6 @@ enum class StopMode {
   kImmediate,  // SIGQUIT: no checkpoint; for data about to be discarded (pg_ctl -m immediate)
 };
 
-// Start and Stop say `pgb::Status` because the member function Status() below hides the type
-// inside the class (GCC rejects the unqualified name: "changes meaning of 'Status'").
 class Runtime {
  public:
   virtual ~Runtime() = default;
@@ -63,13 +61,13 @@ class Runtime {
   // Starts the server. Returns once the process exists (not when it accepts connections).
   // FailedPrecondition if a live postmaster already serves `data_dir`; a stale postmaster.pid
   // (its pid gone) is removed first. IOError/CommandFailed if the process cannot be started.
-  virtual pgb::Status Start(const InstanceSpec& spec) = 0;
+  virtual Status Start(const InstanceSpec& spec) = 0;
 
   // Stops the server and waits until it has exited (postmaster.pid removed or its pid dead),
   // escalating to SIGQUIT and then SIGKILL of the postmaster if it outlives `timeout`.
   // OK if it was not running.
-  virtual pgb::Status Stop(const InstanceSpec& spec, StopMode mode,
-                           std::chrono::milliseconds timeout) = 0;
+  virtual Status Stop(const InstanceSpec& spec, StopMode mode,
+                      std::chrono::milliseconds timeout) = 0;
 
   // What is really running now, from the data directory's postmaster.pid and the process table
   // (a zombie counts as dead: PID 1 may not reap). Never fails for a stopped server.
@@ -82,10 +80,15 @@ class Runtime {
 // The native runtime. `runner` must outlive it. Thread-safe.
 std::unique_ptr<Runtime> NewNativeRuntime(ProcessRunner& runner);
 
-// A `still_alive` check for WaitUntilReady (pg/client.h), from `runtime`.Status(): OK when the
+// The server-log lines worth showing in a one-line error, without their timestamp prefix,
+// joined with " | ": at most the last three of the FATAL/PANIC/ERROR/WARNING lines, lines
+// saying "could not" or "invalid value", and the line before each FATAL; else the last line.
+std::string LogHighlights(const std::string& log);
+
+// A `still_alive` check for WaitUntilReady (pg/client.h), from `runtime`.Inspect(): OK when the
 // server runs and is ready; Unavailable while it runs but is not ready yet (no connection
-// attempt is made then); once it has exited, FailedPrecondition with the status detail and the
-// last lines of the server log (where PostgreSQL says why). `runtime` must outlive the result.
+// attempt is made then); once it has exited, FailedPrecondition "PostgreSQL exited while starting" with the status
+// detail and the LogHighlights of the server log (where PostgreSQL says why), on one line. `runtime` must outlive the result.
 std::function<Status()> StillRunningCheck(Runtime& runtime, const InstanceSpec& spec);
 
 }  // namespace pgb

@@ -1,7 +1,6 @@
 #include "tests/e2e/harness.h"
 
 #include <arpa/inet.h>
-#include <libpq-fe.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -121,26 +120,12 @@ std::set<std::string> Home::Volumes() const { return ListDir(pool_root() + "/vol
 std::set<std::string> Home::Snapshots() const { return ListDir(pool_root() + "/snapshots"); }
 
 std::unique_ptr<Connection> Connect(const std::string& uri) {
-  ConnParams p;
-  // Parse the URI with libpq itself rather than by hand.
-  char* err = nullptr;
-  PQconninfoOption* opts = PQconninfoParse(uri.c_str(), &err);
-  if (opts == nullptr) {
-    ADD_FAILURE() << "bad URI " << uri << ": " << (err ? err : "");
-    PQfreemem(err);
+  auto params = ConnParamsFromUri(uri);
+  if (!params.ok()) {
+    ADD_FAILURE() << params.status().ToString();
     return nullptr;
   }
-  for (PQconninfoOption* o = opts; o->keyword; ++o) {
-    if (!o->val) continue;
-    std::string k = o->keyword;
-    if (k == "host") p.host = o->val;
-    if (k == "port") p.port = std::atoi(o->val);
-    if (k == "user") p.user = o->val;
-    if (k == "password") p.password = o->val;
-    if (k == "dbname") p.dbname = o->val;
-  }
-  PQconninfoFree(opts);
-  auto conn = Connection::Open(p);
+  auto conn = Connection::Open(*params);
   if (!conn.ok()) {
     ADD_FAILURE() << "connect " << uri << ": " << conn.status().ToString();
     return nullptr;
