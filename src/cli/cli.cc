@@ -75,6 +75,7 @@ class Cli {
     env.ports = session_.ports.get();
     env.progress = out_.get();
     auto engine = Engine::Open(env);
+    spdlog::debug("engine open");
     Status s = engine.ok() ? body(**engine) : engine.status();
     if (!s.ok()) {
       out_->Error(operation, object, s);

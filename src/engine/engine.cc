@@ -26,7 +26,7 @@ constexpr size_t kPasswordLength = 32;
 constexpr uint64_t kMinFreeBytes = 64 * kMiB;      // below this a pool counts as full
 constexpr uint64_t kDefaultImageMax = 64 * kGiB;   // the embedded default pool's size cap
 constexpr auto kReadyTimeout = std::chrono::seconds(120);
-constexpr auto kReadyPoll = std::chrono::milliseconds(3);
+constexpr auto kReadyPoll = std::chrono::milliseconds(1);
 constexpr auto kStopTimeout = std::chrono::seconds(60);
 constexpr auto kLockWait = std::chrono::seconds(120);
 
@@ -347,20 +347,25 @@ Status Engine::StartInstance(const ProjectRow& project, const BranchRow& branch,
   if (spec.os_user) owner = FileOwner{spec.os_user->uid, spec.os_user->gid};
   PGB_RETURN_IF_ERROR(EnsureDir(JoinPath(env_.home, "run"), 0700, owner));
   ConnParams admin = AdminParams(project, branch);
+  std::unique_ptr<Connection> conn;
   PGB_RETURN_IF_ERROR(Timed("Start", [&]() -> Status {
+    spdlog::debug("{}: starting postgres", spec.name);
     PGB_RETURN_IF_ERROR(runtime_->Start(spec));
+    spdlog::debug("{}: postgres spawned", spec.name);
     if (undo) {
       undo->Push("stop the new server", [this, spec] {
         return runtime_->Stop(spec, StopMode::kImmediate, kStopTimeout);
       });
     }
-    return WaitUntilReady(admin, kReadyTimeout, kReadyPoll, StillRunningCheck(*runtime_, spec));
+    // The connection that proves the server ready also sets the password: after crash
+    // recovery every first backend rebuilds the relation cache, so each saved login counts.
+    PGB_ASSIGN_OR_RETURN(conn, ConnectWhenReady(admin, kReadyTimeout, kReadyPoll,
+                                                StillRunningCheck(*runtime_, spec)));
+    return Status::OK();
   }));
   if (!set_password) return Status::OK();
-  return Timed("Password", [&]() -> Status {
-    PGB_ASSIGN_OR_RETURN(auto conn, Connection::Open(admin));
-    return SetRolePassword(*conn, project.superuser, branch.password);
-  });
+  return Timed("Password",
+               [&] { return SetRolePassword(*conn, project.superuser, branch.password); });
 }
 
 Status Engine::StopInstance(const ProjectRow& project, const BranchRow& branch, StopMode mode) {
@@ -522,7 +527,7 @@ Status Engine::ReserveBranch(const ProjectRow& project, BranchRow* row, std::opt
 }
 
 Status Engine::CloneFromParent(const ProjectRow& project, const BranchRow& parent, BranchRow* row,
-                               bool fast, UndoStack& undo) {
+                               bool fast, UndoStack& undo, SnapshotRow* snapshot) {
   PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
   PGB_ASSIGN_OR_RETURN(InstanceSpec parent_spec, Spec(project, parent));
   PGB_ASSIGN_OR_RETURN(InstanceStatus parent_status, runtime_->Inspect(parent_spec));
@@ -548,9 +553,7 @@ Status Engine::CloneFromParent(const ProjectRow& project, const BranchRow& paren
   undo.Push("destroy the snapshot",
             [pool, snap] { return pool->DestroySnapshot(snap.volume, snap.name); });
   PGB_RETURN_IF_ERROR(Failpoint("branch-after-snapshot"));
-  PGB_ASSIGN_OR_RETURN(snap.id, catalog_->InsertSnapshot(snap));
-  undo.Push("remove the snapshot row", [this, snap] { return catalog_->DeleteSnapshot(snap.id); });
-  row->snapshot_id = snap.id;
+  *snapshot = snap;
 
   PGB_RETURN_IF_ERROR(Timed("Clone", [&] {
     return pool->CloneSnapshot(parent.volume, snap.name, row->volume);
@@ -573,6 +576,15 @@ Status Engine::CloneFromParent(const ProjectRow& project, const BranchRow& paren
   return StartInstance(project, *row, /*set_password=*/true, &undo);
 }
 
+Status Engine::CommitClone(BranchRow* row, SnapshotRow* snapshot) {
+  return catalog_->Transaction([&]() -> Status {
+    PGB_ASSIGN_OR_RETURN(snapshot->id, catalog_->InsertSnapshot(*snapshot));
+    row->snapshot_id = snapshot->id;
+    row->state = kStateRunning;
+    return catalog_->UpdateBranch(*row);
+  });
+}
+
 Result<BranchInfo> Engine::CreateBranch(const BranchRef& ref, const BranchCreateOptions& options) {
   PGB_RETURN_IF_ERROR(ValidateName("project", ref.project));
   PGB_RETURN_IF_ERROR(ValidateName("branch", ref.branch));
@@ -587,6 +599,7 @@ Result<BranchInfo> Engine::CreateBranch(const BranchRef& ref, const BranchCreate
   }
   PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(ref.project));
   PGB_ASSIGN_OR_RETURN(auto lock, LockProject(project));
+  spdlog::debug("{}: project locked", ref.ToString());
   auto parent = LoadBranch(project, parent_ref.branch);
   if (!parent.ok()) {
     return Status::NotFound(fmt::format("parent {} does not exist", parent_ref.ToString()));
@@ -611,11 +624,10 @@ Result<BranchInfo> Engine::CreateBranch(const BranchRef& ref, const BranchCreate
 
   UndoStack undo;
   PGB_RETURN_IF_ERROR(ReserveBranch(project, &row, options.port, undo));
-  Status s = CloneFromParent(project, *parent, &row, options.fast, undo);
-  if (s.ok()) {
-    row.state = kStateRunning;
-    s = catalog_->UpdateBranch(row);
-  }
+  spdlog::debug("{}: reserved port {}", ref.ToString(), row.port);
+  SnapshotRow snapshot;
+  Status s = CloneFromParent(project, *parent, &row, options.fast, undo, &snapshot);
+  if (s.ok()) s = CommitClone(&row, &snapshot);
   if (!s.ok()) return undo.Rollback(s);
   undo.Commit();
   return Describe(project, row, /*with_sizes=*/false);
@@ -709,11 +721,9 @@ Result<BranchInfo> Engine::ResetBranch(const BranchRef& ref, bool fast) {
   // The same port and password on a new volume: the URI does not change.
   BranchRow fresh = row;
   fresh.volume = NewVolumeName();
-  Status s = CloneFromParent(project, parent, &fresh, fast, undo);
-  if (s.ok()) {
-    fresh.state = kStateRunning;
-    s = catalog_->UpdateBranch(fresh);
-  }
+  SnapshotRow snapshot;
+  Status s = CloneFromParent(project, parent, &fresh, fast, undo, &snapshot);
+  if (s.ok()) s = CommitClone(&fresh, &snapshot);
   if (!s.ok()) return undo.Rollback(s);
   undo.Commit();
 

@@ -183,8 +183,13 @@ class Engine {
   Status CheckPoolSpace(Pool& pool);
   Status ReserveBranch(const ProjectRow& project, BranchRow* row, std::optional<int> port,
                        UndoStack& undo);
+  // Snapshots `parent` (after a CHECKPOINT unless `fast`), clones it into row->volume, writes
+  // the branch's configuration and starts it with row->password set. Every step pushes its
+  // undo. Fills `snapshot` (not yet in the catalog: CommitClone records it).
   Status CloneFromParent(const ProjectRow& project, const BranchRow& parent, BranchRow* row,
-                         bool fast, UndoStack& undo);
+                         bool fast, UndoStack& undo, SnapshotRow* snapshot);
+  // In one transaction: records `snapshot`, points `row` at it and marks it running.
+  Status CommitClone(BranchRow* row, SnapshotRow* snapshot);
   Status StartInstance(const ProjectRow& project, const BranchRow& branch, bool set_password,
                        UndoStack* undo);
   Status StopInstance(const ProjectRow& project, const BranchRow& branch, StopMode mode);

@@ -1,6 +1,7 @@
 #include "pg/client.h"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <libpq-fe.h>
 
 #include <cstdlib>
@@ -210,38 +211,45 @@ PingResult Ping(const ConnParams& params) {
 
 namespace {
 
-// One readiness poll: OK once `SELECT 1` succeeds, else why not.
-Status TryReady(const ConnParams& params) {
-  // The ping is cheap while nothing listens (ECONNREFUSED/ENOENT at once) and needs no
-  // credentials; only a server that answers gets a real login and query.
-  switch (Ping(params)) {
-    case PingResult::kReady:
-      break;
-    case PingResult::kRejecting:
-      return Status::Unavailable(
-          fmt::format("{} rejects connections (starting up or shutting down)", Where(params)));
-    case PingResult::kNoResponse:
-      return Status::Unavailable(fmt::format("no server answers on {}", Where(params)));
-    case PingResult::kBadParams:
-      return Status::InvalidArgument(
-          fmt::format("connection parameters for {} are invalid", Where(params)));
+// One readiness poll: a connection once the server accepts one, else why not. Without a
+// postmaster that already says "ready" (`known_ready`), pings first: the ping is cheap while
+// nothing listens (ECONNREFUSED/ENOENT at once) and needs no credentials. With one, the ping
+// would only cost an extra backend start.
+Result<std::unique_ptr<Connection>> TryConnect(const ConnParams& params, bool known_ready) {
+  if (!known_ready) {
+    switch (Ping(params)) {
+      case PingResult::kReady:
+        break;
+      case PingResult::kRejecting:
+        return Status::Unavailable(
+            fmt::format("{} rejects connections (starting up or shutting down)", Where(params)));
+      case PingResult::kNoResponse:
+        return Status::Unavailable(fmt::format("no server answers on {}", Where(params)));
+      case PingResult::kBadParams:
+        return Status::InvalidArgument(
+            fmt::format("connection parameters for {} are invalid", Where(params)));
+    }
   }
-  PGB_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, Connection::Open(params));
-  return conn->Exec("SELECT 1");
+  return Connection::Open(params);
 }
 
 }  // namespace
 
-Status WaitUntilReady(const ConnParams& params, std::chrono::milliseconds timeout,
-                      std::chrono::milliseconds interval,
-                      const std::function<Status()>& still_alive) {
+Result<std::unique_ptr<Connection>> ConnectWhenReady(const ConnParams& params,
+                                                     std::chrono::milliseconds timeout,
+                                                     std::chrono::milliseconds interval,
+                                                     const std::function<Status()>& still_alive) {
   using SteadyClock = std::chrono::steady_clock;
   const auto deadline = SteadyClock::now() + timeout;
   for (;;) {
     Status last = still_alive ? still_alive() : Status::OK();
     if (last.ok()) {
-      last = TryReady(params);
-      if (last.ok()) return last;
+      auto conn = TryConnect(params, /*known_ready=*/static_cast<bool>(still_alive));
+      if (conn.ok()) {
+        spdlog::debug("port {}: connected", params.port);
+        return conn;
+      }
+      last = conn.status();
       // Waiting does not fix bad parameters, a wrong password or a missing pg_hba.conf entry.
       if (last.Is(StatusCode::kInvalidArgument) || last.Is(StatusCode::kFailedPrecondition)) {
         return last;
@@ -256,6 +264,14 @@ Status WaitUntilReady(const ConnParams& params, std::chrono::milliseconds timeou
     }
     std::this_thread::sleep_for(std::min<SteadyClock::duration>(interval, deadline - now));
   }
+}
+
+Status WaitUntilReady(const ConnParams& params, std::chrono::milliseconds timeout,
+                      std::chrono::milliseconds interval,
+                      const std::function<Status()>& still_alive) {
+  PGB_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn,
+                       ConnectWhenReady(params, timeout, interval, still_alive));
+  return conn->Exec("SELECT 1");
 }
 
 Result<ConnParams> ConnParamsFromUri(const std::string& uri) {
@@ -294,6 +310,7 @@ Status SetRolePassword(Connection& conn, const std::string& role, const std::str
   }
   PGB_ASSIGN_OR_RETURN(std::string ident, conn.QuoteIdentifier(role));
   PGB_ASSIGN_OR_RETURN(std::string literal, conn.QuoteLiteral(verifier.get()));
+  spdlog::debug("role {}: password hashed", role);
   // ALTER ROLE is a utility statement and takes no $n parameters, hence the quoting.
   return conn.Exec(fmt::format("ALTER ROLE {} PASSWORD {}", ident, literal));
 }

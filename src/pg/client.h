@@ -81,12 +81,19 @@ enum class PingResult {
 // PQpingParams: whether a server answers, without authenticating.
 PingResult Ping(const ConnParams& params);
 
-// Polls `params` every `interval` until a `SELECT 1` succeeds and returns OK. Before each poll
-// calls `still_alive` (if set): OK → poll; Unavailable → the server runs but is not ready yet
-// (its postmaster.pid says "starting"), so skip this round's connection attempt, which would
-// only add a FATAL "the database system is starting up" line to the server log; any other
-// error (the server process died) → return it at once. Unavailable after `timeout`, with the
-// last error. FailedPrecondition at once if the server rejects our credentials.
+// Polls `params` every `interval` until a connection succeeds and returns it. Before each poll
+// calls `still_alive` (if set): OK → the server says it is ready, connect (without a ping
+// first); Unavailable → it runs but is not ready yet (its postmaster.pid says "starting"), so
+// skip this round, as a connection attempt would only add a FATAL "the database system is
+// starting up" line to the server log; any other error (the server process died) → return it
+// at once. Without `still_alive`, each round pings before it logs in. Unavailable after
+// `timeout`, with the last error. FailedPrecondition at once if the server rejects our
+// credentials.
+Result<std::unique_ptr<Connection>> ConnectWhenReady(
+    const ConnParams& params, std::chrono::milliseconds timeout,
+    std::chrono::milliseconds interval, const std::function<Status()>& still_alive = nullptr);
+
+// ConnectWhenReady, then `SELECT 1` on that connection; OK once it answered.
 Status WaitUntilReady(const ConnParams& params, std::chrono::milliseconds timeout,
                       std::chrono::milliseconds interval,
                       const std::function<Status()>& still_alive = nullptr);
