@@ -15,15 +15,15 @@
 // Usage: pgbranch_bench --pgbranch BIN [--home DIR] [--scale 70] [--branches 10] [--copies 3]
 // Needs root (the default pool is a loop-mounted image). Leaves nothing behind.
 
+#include <fmt/format.h>
+
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <map>
-#include <thread>
-
-#include <CLI/CLI.hpp>
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "common/bytes.h"
 #include "common/subprocess.h"
@@ -154,8 +154,7 @@ class Bench {
           steps_[step].push_back(std::stod(secs.substr(0, secs.size() - 1)));
         }
       }
-      fmt::print(stderr, "  {} ready in {:.3f}s\n", ref,
-                 results_["pgbranch branch create"].back());
+      fmt::print(stderr, "  {} ready in {:.3f}s\n", ref, results_["pgbranch branch create"].back());
     }
     auto fresh = nlohmann::json::parse(
         Pgbranch({"branch", "get", fmt::format("bench/b{}", o_.branches - 1), "--json"}).out);
@@ -212,9 +211,10 @@ class Bench {
   }
 
   void Report() {
-    fmt::print("\npgbranch benchmark: pgbench -i -s {} ({} database), {} branches, {} runs "
-               "of each alternative\npool: {}\n\n",
-               o_.scale, FormatBytes(db_bytes_), o_.branches, o_.copies, pool_);
+    fmt::print(
+        "\npgbranch benchmark: pgbench -i -s {} ({} database), {} branches, {} runs "
+        "of each alternative\npool: {}\n\n",
+        o_.scale, FormatBytes(db_bytes_), o_.branches, o_.copies, pool_);
     double base = Percentile(results_["pgbranch branch create"], 0.5);
     fmt::print("{:<42} {:>9} {:>9} {:>14}\n", "copy -> first SELECT 1", "p50", "p95",
                "p50 / pgbranch");

@@ -14,6 +14,8 @@ install -m 0755 build/release/pgbranch /usr/local/bin/pgbranch
 
 scale="${PGBRANCH_DEMO_SCALE:-10}"
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+note() { printf '\n\033[1m# %s\033[0m\n' "$*"; }
+export PGOPTIONS='-c client_min_messages=warning'  # no NOTICE chatter from pgbench -i
 run() { say "$*"; "$@"; }
 count() { psql -qAtX "$1" -c "SELECT count(*) FROM pgbench_accounts"; }
 
@@ -28,7 +30,7 @@ run pgbranch branch create demo/exp --parent demo/dev
 
 main_uri="$(pgbranch branch url demo/main)"
 dev_uri="$(pgbranch branch url demo/dev)"
-say "isolation check: delete 1000 accounts in demo/dev, add a history row in demo/main"
+note "isolation check: delete 1000 accounts in demo/dev, add a history row in demo/main"
 psql -qAtX "$dev_uri" -c "DELETE FROM pgbench_accounts WHERE aid <= 1000"
 psql -qAtX "$main_uri" -c "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, 1, 1, now())"
 expected=$((scale * 100000))

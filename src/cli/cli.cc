@@ -1,13 +1,13 @@
 #include "cli/cli.h"
 
-#include <chrono>
-#include <functional>
-#include <memory>
-
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
 
 #include "cli/output.h"
 #include "common/bytes.h"
@@ -89,8 +89,9 @@ class Cli {
   void Define() {
     app_.require_subcommand(1);
     app_.set_version_flag("--version", PGBRANCH_VERSION);
-    app_.add_option("--home", home_, "State directory (default: $PGBRANCH_HOME, "
-                                     "/var/lib/pgbranch as root, ~/.pgbranch otherwise)");
+    app_.add_option("--home", home_,
+                    "State directory (default: $PGBRANCH_HOME, "
+                    "/var/lib/pgbranch as root, ~/.pgbranch otherwise)");
     app_.add_flag("-v,--verbose", verbose_, "Log what happens underneath");
     app_.add_flag("-q,--quiet", quiet_, "Print no step timings");
     DefineInit();
@@ -100,8 +101,9 @@ class Cli {
   }
 
   void DefineInit() {
-    auto* cmd = app_.add_subcommand("init", "Choose the pool and settings (optional: the first "
-                                            "command sets up a default pool)");
+    auto* cmd = app_.add_subcommand("init",
+                                    "Choose the pool and settings (optional: the first "
+                                    "command sets up a default pool)");
     auto* image = cmd->add_option("--image", init_.image_text,
                                   "Image file to create, format as Btrfs and loop-mount (root)");
     cmd->add_option("--size", init_.size, "Size of the image file, e.g. 20G")
@@ -109,10 +111,12 @@ class Cli {
         ->needs(image);
     auto* btrfs = cmd->add_option("--btrfs", init_.btrfs_text, "An existing directory on Btrfs");
     btrfs->excludes(image);
-    cmd->add_option("--port-range", init_.port_range, "Ports for branches, FIRST-LAST "
-                                                      "(default 54320-54999)");
-    cmd->add_option("--os-user", init_.os_user,
-                    "OS account that runs PostgreSQL when pgbranch runs as root (default postgres)");
+    cmd->add_option("--port-range", init_.port_range,
+                    "Ports for branches, FIRST-LAST "
+                    "(default 54320-54999)");
+    cmd->add_option(
+        "--os-user", init_.os_user,
+        "OS account that runs PostgreSQL when pgbranch runs as root (default postgres)");
     AddJson(cmd);
     cmd->callback([this] {
       action_ = [this] {
@@ -139,8 +143,9 @@ class Cli {
     auto* project = app_.add_subcommand("project", "Create, list and delete projects");
     project->require_subcommand(1);
 
-    auto* create = project->add_subcommand("create", "Create a project and its main branch "
-                                                     "(initdb + start)");
+    auto* create = project->add_subcommand("create",
+                                           "Create a project and its main branch "
+                                           "(initdb + start)");
     create->add_option("name", name_, "Project name")->required();
     create->add_option("--pg-bin", pg_bin_, "Directory of the PostgreSQL server binaries");
     create->add_option("--port", port_, "Port of the main branch")->check(CLI::Range(1024, 65535));
@@ -155,9 +160,9 @@ class Cli {
           o.port = port_;
           if (!listen_.empty()) o.listen_address = listen_;
           PGB_ASSIGN_OR_RETURN(BranchInfo main, e.CreateProject(name_, o));
-          out_->Done(fmt::format("Project {} created with branch {}/{}", name_, main.project,
-                                 main.name),
-                     Clock::now() - start);
+          out_->Done(
+              fmt::format("Project {} created with branch {}/{}", name_, main.project, main.name),
+              Clock::now() - start);
           PrintCreated(main);
           return Status::OK();
         });
@@ -202,12 +207,11 @@ class Cli {
             out_->Json(j);
             return Status::OK();
           }
-          out_->Table({"FIELD", "VALUE"},
-                      {{"name", p.name},
-                       {"postgresql", p.pg_version + " (" + p.pg_bin + ")"},
-                       {"runtime", p.runtime},
-                       {"created", p.created_at},
-                       {"branches", std::to_string(p.branch_count)}});
+          out_->Table({"FIELD", "VALUE"}, {{"name", p.name},
+                                           {"postgresql", p.pg_version + " (" + p.pg_bin + ")"},
+                                           {"runtime", p.runtime},
+                                           {"created", p.created_at},
+                                           {"branches", std::to_string(p.branch_count)}});
           return Status::OK();
         });
       };
@@ -245,8 +249,8 @@ class Cli {
   }
 
   void DefineBranch() {
-    auto* branch = app_.add_subcommand("branch", "Create, list, reset and delete branches")
-                       ->alias("br");
+    auto* branch =
+        app_.add_subcommand("branch", "Create, list, reset and delete branches")->alias("br");
     branch->require_subcommand(1);
 
     auto* create = BranchVerb(branch, "create", "Create a branch: a writable clone of its parent",
@@ -263,8 +267,9 @@ class Cli {
                                 return Status::OK();
                               });
     create->add_option("--parent", parent_, "PROJECT/BRANCH to clone (default PROJECT/main)");
-    create->add_flag("--fast", fast_, "Skip the CHECKPOINT on a running parent (the clone "
-                                      "then replays more WAL when it starts)");
+    create->add_flag("--fast", fast_,
+                     "Skip the CHECKPOINT on a running parent (the clone "
+                     "then replays more WAL when it starts)");
     create->add_option("--port", port_, "Port for the branch")->check(CLI::Range(1024, 65535));
     AddJson(create);
 
@@ -304,18 +309,18 @@ class Cli {
     del->alias("rm");
     del->add_flag("--recursive", recursive_, "Also delete the branches made from it");
 
-    auto* reset = BranchVerb(branch, "reset",
-                             "Replace a branch's data with its parent's current data (same "
-                             "port and URI)",
-                             [this](Engine& e, const BranchRef& ref) -> Status {
-                               auto start = Clock::now();
-                               PGB_ASSIGN_OR_RETURN(BranchInfo b, e.ResetBranch(ref, fast_));
-                               out_->Done(fmt::format("Branch {} reset to {}", ref.ToString(),
-                                                      b.parent),
-                                          Clock::now() - start);
-                               PrintCreated(b);
-                               return Status::OK();
-                             });
+    auto* reset =
+        BranchVerb(branch, "reset",
+                   "Replace a branch's data with its parent's current data (same "
+                   "port and URI)",
+                   [this](Engine& e, const BranchRef& ref) -> Status {
+                     auto start = Clock::now();
+                     PGB_ASSIGN_OR_RETURN(BranchInfo b, e.ResetBranch(ref, fast_));
+                     out_->Done(fmt::format("Branch {} reset to {}", ref.ToString(), b.parent),
+                                Clock::now() - start);
+                     PrintCreated(b);
+                     return Status::OK();
+                   });
     reset->add_flag("--fast", fast_, "Skip the CHECKPOINT on a running parent");
     AddJson(reset);
 
@@ -326,16 +331,15 @@ class Cli {
         {"restart", "Stop and start a branch", &Engine::RestartBranch, "restarted"},
     };
     for (const auto& [verb, help, method, done] : simple) {
-      auto* cmd = BranchVerb(branch, verb, help,
-                             [this, method = method, done = done](Engine& e,
-                                                                  const BranchRef& ref) -> Status {
-                               auto start = Clock::now();
-                               PGB_ASSIGN_OR_RETURN(BranchInfo b, (e.*method)(ref));
-                               out_->Done(fmt::format("Branch {} {}", ref.ToString(), done),
-                                          Clock::now() - start);
-                               if (json_) out_->Json(ToJson(b));
-                               return Status::OK();
-                             });
+      auto* cmd = BranchVerb(
+          branch, verb, help,
+          [this, method = method, done = done](Engine& e, const BranchRef& ref) -> Status {
+            auto start = Clock::now();
+            PGB_ASSIGN_OR_RETURN(BranchInfo b, (e.*method)(ref));
+            out_->Done(fmt::format("Branch {} {}", ref.ToString(), done), Clock::now() - start);
+            if (json_) out_->Json(ToJson(b));
+            return Status::OK();
+          });
       AddJson(cmd);
     }
 
@@ -376,10 +380,10 @@ class Cli {
     if (s.pool.configured) {
       rows.push_back({"Pool", s.pool.description});
       if (s.pool.usage) {
-        rows.push_back({"Usage", fmt::format("{} used, {} free of {}",
-                                             FormatBytes(s.pool.usage->used_bytes),
-                                             FormatBytes(s.pool.usage->free_bytes),
-                                             FormatBytes(s.pool.usage->size_bytes))});
+        rows.push_back(
+            {"Usage", fmt::format("{} used, {} free of {}", FormatBytes(s.pool.usage->used_bytes),
+                                  FormatBytes(s.pool.usage->free_bytes),
+                                  FormatBytes(s.pool.usage->size_bytes))});
       }
     } else {
       rows.push_back({"Pool", "none yet: the first 'project create' makes one under " + s.home});
@@ -388,10 +392,11 @@ class Cli {
                                            OrDash(s.os_user), FormatPortRange(s.ports))});
     std::vector<std::string> projects;
     for (const auto& p : s.projects) {
-      projects.push_back(fmt::format("{} (PostgreSQL {}, {} branches)", p.name, p.pg_version,
-                                     p.branch_count));
+      projects.push_back(
+          fmt::format("{} (PostgreSQL {}, {} branches)", p.name, p.pg_version, p.branch_count));
     }
-    rows.push_back({"Projects", projects.empty() ? "none" : fmt::format("{}", fmt::join(projects, ", "))});
+    rows.push_back(
+        {"Projects", projects.empty() ? "none" : fmt::format("{}", fmt::join(projects, ", "))});
     for (const auto& r : rows) {
       out_->Print(fmt::format("{:<10}{}", out_->Paint(r[0], Tone::kBold), r[1]));
     }
@@ -416,21 +421,20 @@ class Cli {
   }
 
   void PrintBranch(const BranchInfo& b) {
-    out_->Table({"FIELD", "VALUE"},
-                {{"branch", b.project + "/" + b.name},
-                 {"parent", OrDash(b.parent)},
-                 {"state", out_->Paint(b.state, StateTone(b.state))},
-                 {"port", std::to_string(b.port)},
-                 {"uri", b.masked_uri},
-                 {"size", Bytes(b.size_bytes)},
-                 {"exclusive", Bytes(b.exclusive_bytes)},
-                 {"created", b.created_at},
-                 {"uptime", b.uptime_seconds
-                                ? FormatAge(std::chrono::seconds(*b.uptime_seconds))
-                                : "-"},
-                 {"postgresql", b.pg_version},
-                 {"data_dir", OrDash(b.data_dir)},
-                 {"log", b.log_path}});
+    out_->Table(
+        {"FIELD", "VALUE"},
+        {{"branch", b.project + "/" + b.name},
+         {"parent", OrDash(b.parent)},
+         {"state", out_->Paint(b.state, StateTone(b.state))},
+         {"port", std::to_string(b.port)},
+         {"uri", b.masked_uri},
+         {"size", Bytes(b.size_bytes)},
+         {"exclusive", Bytes(b.exclusive_bytes)},
+         {"created", b.created_at},
+         {"uptime", b.uptime_seconds ? FormatAge(std::chrono::seconds(*b.uptime_seconds)) : "-"},
+         {"postgresql", b.pg_version},
+         {"data_dir", OrDash(b.data_dir)},
+         {"log", b.log_path}});
   }
 
   // After create/reset: JSON with the full URI, or a line with the masked one.

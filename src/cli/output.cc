@@ -1,12 +1,11 @@
 #include "cli/output.h"
 
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-
-#include <fmt/format.h>
 
 #include "common/time.h"
 
@@ -25,12 +24,23 @@ std::string Painted(std::string_view text, Tone tone, bool enabled) {
   if (!enabled || tone == Tone::kPlain) return std::string(text);
   const char* code = "";
   switch (tone) {
-    case Tone::kGood: code = "32"; break;
-    case Tone::kWarn: code = "33"; break;
-    case Tone::kBad: code = "31"; break;
-    case Tone::kDim: code = "2"; break;
-    case Tone::kBold: code = "1"; break;
-    case Tone::kPlain: break;
+    case Tone::kGood:
+      code = "32";
+      break;
+    case Tone::kWarn:
+      code = "33";
+      break;
+    case Tone::kBad:
+      code = "31";
+      break;
+    case Tone::kDim:
+      code = "2";
+      break;
+    case Tone::kBold:
+      code = "1";
+      break;
+    case Tone::kPlain:
+      break;
   }
   return fmt::format("\x1b[{}m{}\x1b[0m", code, text);
 }
@@ -84,9 +94,8 @@ void Output::Error(std::string_view operation, std::string_view object, const St
   std::string message = status.message();
   std::replace(message.begin(), message.end(), '\n', ' ');
   // The object is what the user typed: shown as is only when it is plainly printable.
-  bool printable = std::all_of(object.begin(), object.end(), [](char c) {
-    return c > 0x20 && c < 0x7f;
-  });
+  bool printable =
+      std::all_of(object.begin(), object.end(), [](char c) { return c > 0x20 && c < 0x7f; });
   std::string shown = printable ? std::string(object) : QuoteForDisplay(object);
   fmt::print(stderr, "{}{}{}: {}\n", PaintErr(operation, Tone::kBad), shown.empty() ? "" : " ",
              shown, message);
@@ -149,8 +158,8 @@ nlohmann::json ToJson(const BranchInfo& b) {
 
 nlohmann::json ToJson(const ProjectInfo& p) {
   return {
-      {"name", p.name},         {"runtime", p.runtime},       {"pg_version", p.pg_version},
-      {"pg_bin", p.pg_bin},     {"created_at", p.created_at}, {"branch_count", p.branch_count},
+      {"name", p.name},     {"runtime", p.runtime},       {"pg_version", p.pg_version},
+      {"pg_bin", p.pg_bin}, {"created_at", p.created_at}, {"branch_count", p.branch_count},
   };
 }
 

@@ -8,11 +8,10 @@
 #define PGBRANCH_CLI_OUTPUT_H_
 
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "engine/engine.h"
 

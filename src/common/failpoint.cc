@@ -1,9 +1,9 @@
 #include "common/failpoint.h"
 
+#include <fmt/format.h>
+
 #include <cstdlib>
 #include <string>
-
-#include <fmt/format.h>
 
 namespace pgb {
 

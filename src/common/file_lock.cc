@@ -1,13 +1,12 @@
 #include "common/file_lock.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <thread>
-
-#include <fmt/format.h>
 
 namespace pgb {
 

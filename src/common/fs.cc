@@ -1,14 +1,13 @@
 #include "common/fs.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <filesystem>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "common/random.h"
 
@@ -129,7 +128,8 @@ Status EnsureDir(const std::string& path, mode_t mode, std::optional<FileOwner> 
       return PosixError(fmt::format("create directory {}", *it), errno);
     }
   }
-  if (!IsDirectory(path)) return Status::FailedPrecondition(fmt::format("{} is not a directory", path));
+  if (!IsDirectory(path))
+    return Status::FailedPrecondition(fmt::format("{} is not a directory", path));
   return SetMode(path, mode, owner);
 }
 

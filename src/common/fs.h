@@ -32,7 +32,8 @@ Result<std::string> ReadFileTail(const std::string& path, size_t max_bytes);
 
 // Creates `path` and missing parents. The last component gets `mode` (and `owner`), also when
 // it exists already; parents created on the way get `mode` too.
-Status EnsureDir(const std::string& path, mode_t mode, std::optional<FileOwner> owner = std::nullopt);
+Status EnsureDir(const std::string& path, mode_t mode,
+                 std::optional<FileOwner> owner = std::nullopt);
 
 bool PathExists(const std::string& path);
 bool IsDirectory(const std::string& path);

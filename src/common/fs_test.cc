@@ -1,10 +1,9 @@
 #include "common/fs.h"
 
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <filesystem>
-
-#include <gtest/gtest.h>
 
 #include "common/random.h"
 #include "common/time.h"

@@ -1,12 +1,11 @@
 #include "common/os_user.h"
 
+#include <fmt/format.h>
 #include <grp.h>
 #include <pwd.h>
 #include <unistd.h>
 
 #include <cerrno>
-
-#include <fmt/format.h>
 
 namespace pgb {
 namespace {
@@ -51,10 +50,10 @@ Result<OsUser> LookupOsUser(const std::string& name) {
 
 Result<OsUser> CurrentOsUser() {
   uid_t uid = geteuid();
-  return LookupWith(fmt::format("uid {}", uid), [&](passwd* pw, char* buf, size_t len,
-                                                    passwd** out) {
-    return getpwuid_r(uid, pw, buf, len, out);
-  });
+  return LookupWith(fmt::format("uid {}", uid),
+                    [&](passwd* pw, char* buf, size_t len, passwd** out) {
+                      return getpwuid_r(uid, pw, buf, len, out);
+                    });
 }
 
 bool RunningAsRoot() { return geteuid() == 0; }

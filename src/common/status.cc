@@ -1,25 +1,36 @@
 #include "common/status.h"
 
+#include <fmt/format.h>
+
 #include <cerrno>
 #include <cstring>
-
-#include <fmt/format.h>
 
 namespace pgb {
 
 std::string_view StatusCodeName(StatusCode code) {
   switch (code) {
-    case StatusCode::kOk: return "ok";
-    case StatusCode::kNotFound: return "not_found";
-    case StatusCode::kAlreadyExists: return "already_exists";
-    case StatusCode::kInvalidArgument: return "invalid_argument";
-    case StatusCode::kFailedPrecondition: return "failed_precondition";
-    case StatusCode::kResourceExhausted: return "resource_exhausted";
-    case StatusCode::kNotSupported: return "not_supported";
-    case StatusCode::kUnavailable: return "unavailable";
-    case StatusCode::kIOError: return "io_error";
-    case StatusCode::kCommandFailed: return "command_failed";
-    case StatusCode::kInternal: return "internal";
+    case StatusCode::kOk:
+      return "ok";
+    case StatusCode::kNotFound:
+      return "not_found";
+    case StatusCode::kAlreadyExists:
+      return "already_exists";
+    case StatusCode::kInvalidArgument:
+      return "invalid_argument";
+    case StatusCode::kFailedPrecondition:
+      return "failed_precondition";
+    case StatusCode::kResourceExhausted:
+      return "resource_exhausted";
+    case StatusCode::kNotSupported:
+      return "not_supported";
+    case StatusCode::kUnavailable:
+      return "unavailable";
+    case StatusCode::kIOError:
+      return "io_error";
+    case StatusCode::kCommandFailed:
+      return "command_failed";
+    case StatusCode::kInternal:
+      return "internal";
   }
   return "internal";
 }
@@ -37,15 +48,21 @@ std::string Status::ToString() const {
 Status PosixError(std::string_view context, int error_number) {
   std::string message = fmt::format("{}: {}", context, std::strerror(error_number));
   switch (error_number) {
-    case ENOENT: return Status::NotFound(std::move(message));
-    case EEXIST: return Status::AlreadyExists(std::move(message));
+    case ENOENT:
+      return Status::NotFound(std::move(message));
+    case EEXIST:
+      return Status::AlreadyExists(std::move(message));
     case ENOSPC:
-    case EDQUOT: return Status::ResourceExhausted(std::move(message));
+    case EDQUOT:
+      return Status::ResourceExhausted(std::move(message));
     case EACCES:
-    case EPERM: return Status::FailedPrecondition(std::move(message));
+    case EPERM:
+      return Status::FailedPrecondition(std::move(message));
     case EBUSY:
-    case EAGAIN: return Status::Unavailable(std::move(message));
-    default: return Status::IOError(std::move(message));
+    case EAGAIN:
+      return Status::Unavailable(std::move(message));
+    default:
+      return Status::IOError(std::move(message));
   }
 }
 

@@ -82,7 +82,7 @@ Status PosixError(std::string_view context, int error_number);
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {  // NOLINT: implicit by design
     if (std::get<Status>(v_).ok()) v_ = Status::Internal("Result constructed from OK status");
   }
@@ -108,10 +108,10 @@ class [[nodiscard]] Result {
 #define PGB_CONCAT_(a, b) PGB_CONCAT_INNER_(a, b)
 
 // Returns the Status of `expr` from the enclosing function if it is not OK.
-#define PGB_RETURN_IF_ERROR(expr)                 \
-  do {                                            \
-    ::pgb::Status pgb_status_ = (expr);           \
-    if (!pgb_status_.ok()) return pgb_status_;    \
+#define PGB_RETURN_IF_ERROR(expr)              \
+  do {                                         \
+    ::pgb::Status pgb_status_ = (expr);        \
+    if (!pgb_status_.ok()) return pgb_status_; \
   } while (0)
 
 // Evaluates `rexpr` (a Result<T>); on error returns its Status, else moves the value into `lhs`.

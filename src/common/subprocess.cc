@@ -1,6 +1,7 @@
 #include "common/subprocess.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
@@ -11,8 +12,6 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
-
-#include <fmt/format.h>
 
 namespace pgb {
 namespace {
@@ -253,9 +252,18 @@ class RealProcessRunner : public ProcessRunner {
       pollfd fds[3];
       int nfds = 0;
       int out_idx = -1, err_idx = -1, in_idx = -1;
-      if (out_r->get() >= 0) { out_idx = nfds; fds[nfds++] = {out_r->get(), POLLIN, 0}; }
-      if (err_r->get() >= 0) { err_idx = nfds; fds[nfds++] = {err_r->get(), POLLIN, 0}; }
-      if (in_w->get() >= 0) { in_idx = nfds; fds[nfds++] = {in_w->get(), POLLOUT, 0}; }
+      if (out_r->get() >= 0) {
+        out_idx = nfds;
+        fds[nfds++] = {out_r->get(), POLLIN, 0};
+      }
+      if (err_r->get() >= 0) {
+        err_idx = nfds;
+        fds[nfds++] = {err_r->get(), POLLIN, 0};
+      }
+      if (in_w->get() >= 0) {
+        in_idx = nfds;
+        fds[nfds++] = {in_w->get(), POLLOUT, 0};
+      }
       int wait_ms = -1;
       if (command.timeout.count() > 0) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
@@ -271,8 +279,10 @@ class RealProcessRunner : public ProcessRunner {
       auto drain = [&](int idx, Fd* fd, std::string* sink) {
         if (idx < 0 || !(fds[idx].revents & (POLLIN | POLLHUP | POLLERR))) return;
         ssize_t n = read(fd->get(), buf, sizeof(buf));
-        if (n > 0) sink->append(buf, n);
-        else if (n == 0 || errno != EINTR) fd->Reset();
+        if (n > 0)
+          sink->append(buf, n);
+        else if (n == 0 || errno != EINTR)
+          fd->Reset();
       };
       drain(out_idx, out_r, &result->out);
       drain(err_idx, err_r, &result->err);
@@ -304,8 +314,10 @@ std::string FormatArgv(const std::vector<std::string>& argv) {
     } else {
       out += '\'';
       for (char c : a) {
-        if (c == '\'') out += "'\\''";
-        else out += c;
+        if (c == '\'')
+          out += "'\\''";
+        else
+          out += c;
       }
       out += '\'';
     }
@@ -329,8 +341,8 @@ Status CommandStatus(const Command& command, const CommandResult& result) {
                         ? fmt::format("was killed by signal {}", result.term_signal)
                         : fmt::format("exited with status {}", result.exit_code);
   std::string tail = TailLines(result.err.empty() ? result.out : result.err, 5);
-  return Status::CommandFailed(fmt::format("`{}` {}{}{}", FormatArgv(command.argv), how,
-                                           tail.empty() ? "" : ": ", tail));
+  return Status::CommandFailed(
+      fmt::format("`{}` {}{}{}", FormatArgv(command.argv), how, tail.empty() ? "" : ": ", tail));
 }
 
 Result<CommandResult> RunChecked(ProcessRunner& runner, const Command& command) {

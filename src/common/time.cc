@@ -1,9 +1,9 @@
 #include "common/time.h"
 
-#include <sstream>
-
 #include <date/date.h>
 #include <fmt/format.h>
+
+#include <sstream>
 
 namespace pgb {
 namespace {

@@ -1,6 +1,8 @@
 #include "engine/engine.h"
 
 #include <arpa/inet.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -8,9 +10,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <map>
-
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "common/bytes.h"
 #include "common/failpoint.h"
@@ -23,8 +22,8 @@ namespace pgb {
 namespace {
 
 constexpr size_t kPasswordLength = 32;
-constexpr uint64_t kMinFreeBytes = 64 * kMiB;      // below this a pool counts as full
-constexpr uint64_t kDefaultImageMax = 64 * kGiB;   // the embedded default pool's size cap
+constexpr uint64_t kMinFreeBytes = 64 * kMiB;     // below this a pool counts as full
+constexpr uint64_t kDefaultImageMax = 64 * kGiB;  // the embedded default pool's size cap
 constexpr auto kReadyTimeout = std::chrono::seconds(120);
 constexpr auto kReadyPoll = std::chrono::milliseconds(1);
 constexpr auto kStopTimeout = std::chrono::seconds(60);
@@ -67,7 +66,8 @@ std::string MakeUri(const std::string& user, const std::string& password, const 
 Status ValidateListenAddress(const std::string& address) {
   if (address == "*" || address == "localhost") return Status::OK();
   unsigned char buf[16];
-  if (inet_pton(AF_INET, address.c_str(), buf) == 1 || inet_pton(AF_INET6, address.c_str(), buf) == 1) {
+  if (inet_pton(AF_INET, address.c_str(), buf) == 1 ||
+      inet_pton(AF_INET6, address.c_str(), buf) == 1) {
     return Status::OK();
   }
   return Status::InvalidArgument(fmt::format(
@@ -200,8 +200,8 @@ Result<StatusInfo> Engine::Init(const InitOptions& options) {
   }
 
   auto existing = LoadPoolConfig();
-  if (existing.ok() && (config.kind.empty() || (config.kind == existing->kind &&
-                                                config.root == existing->root))) {
+  if (existing.ok() &&
+      (config.kind.empty() || (config.kind == existing->kind && config.root == existing->root))) {
     // Nothing to change about the pool; make sure it is usable.
     PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
     (void)pool;
@@ -243,9 +243,9 @@ Result<StatusInfo> Engine::Init(const InitOptions& options) {
       uint64_t avail = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
       config.image_size = std::min(kDefaultImageMax, avail / 10 * 8) / kGiB * kGiB;
       if (config.image_size < kGiB) {
-        return Status::ResourceExhausted(fmt::format(
-            "only {} free next to {}; the default pool needs at least 1.25 GiB free",
-            FormatBytes(avail), config.image));
+        return Status::ResourceExhausted(
+            fmt::format("only {} free next to {}; the default pool needs at least 1.25 GiB free",
+                        FormatBytes(avail), config.image));
       }
     }
   } else if (config.kind == "image") {
@@ -283,8 +283,9 @@ Result<BranchRow> Engine::LoadBranch(const ProjectRow& project, const std::strin
   PGB_RETURN_IF_ERROR(ValidateName("branch", name));
   PGB_ASSIGN_OR_RETURN(auto row, catalog_->FindBranch(project.id, name));
   if (!row) {
-    return Status::NotFound(fmt::format("branch {}/{} does not exist; see 'pgbranch branch list {}'",
-                                        project.name, name, project.name));
+    return Status::NotFound(
+        fmt::format("branch {}/{} does not exist; see 'pgbranch branch list {}'", project.name,
+                    name, project.name));
   }
   return std::move(*row);
 }
@@ -330,9 +331,9 @@ InstanceConfig Engine::ConfigFor(const ProjectRow& project, const BranchRow& bra
 Status Engine::CheckPoolSpace(Pool& pool) {
   PGB_ASSIGN_OR_RETURN(PoolUsage usage, pool.Usage());
   if (usage.free_bytes < kMinFreeBytes) {
-    return Status::ResourceExhausted(fmt::format(
-        "the pool is full: {} free of {} ({}); delete branches or choose a larger pool",
-        FormatBytes(usage.free_bytes), FormatBytes(usage.size_bytes), pool.Describe()));
+    return Status::ResourceExhausted(
+        fmt::format("the pool is full: {} free of {} ({}); delete branches or choose a larger pool",
+                    FormatBytes(usage.free_bytes), FormatBytes(usage.size_bytes), pool.Describe()));
   }
   return Status::OK();
 }
@@ -353,9 +354,8 @@ Status Engine::StartInstance(const ProjectRow& project, const BranchRow& branch,
     PGB_RETURN_IF_ERROR(runtime_->Start(spec));
     spdlog::debug("{}: postgres spawned", spec.name);
     if (undo) {
-      undo->Push("stop the new server", [this, spec] {
-        return runtime_->Stop(spec, StopMode::kImmediate, kStopTimeout);
-      });
+      undo->Push("stop the new server",
+                 [this, spec] { return runtime_->Stop(spec, StopMode::kImmediate, kStopTimeout); });
     }
     // The connection that proves the server ready also sets the password: after crash
     // recovery every first backend rebuilds the relation cache, so each saved login counts.
@@ -413,8 +413,8 @@ Result<BranchInfo> Engine::CreateProject(const std::string& name,
     project.id = *id;
     main.project_id = project.id;
     PGB_ASSIGN_OR_RETURN(std::set<int> used, catalog_->UsedPorts());
-    PGB_ASSIGN_OR_RETURN(main.port, PickPort(range, used, project.listen_address, *env_.ports,
-                                             options.port));
+    PGB_ASSIGN_OR_RETURN(main.port,
+                         PickPort(range, used, project.listen_address, *env_.ports, options.port));
     PGB_ASSIGN_OR_RETURN(main.id, catalog_->InsertBranch(main));
     return Status::OK();
   });
@@ -460,8 +460,9 @@ Result<std::vector<ProjectInfo>> Engine::ListProjects() {
     info.pg_version = p.pg_version;
     info.pg_bin = p.pg_bin;
     info.created_at = p.created_at;
-    info.branch_count = static_cast<int>(std::count_if(
-        branches.begin(), branches.end(), [&](const BranchRow& b) { return b.project_id == p.id; }));
+    info.branch_count =
+        static_cast<int>(std::count_if(branches.begin(), branches.end(),
+                                       [&](const BranchRow& b) { return b.project_id == p.id; }));
     out.push_back(std::move(info));
   }
   return out;
@@ -485,9 +486,9 @@ Status Engine::DeleteProject(const std::string& name, bool force) {
     if (b.parent_id) others.push_back(b);
   }
   if (!others.empty() && !force) {
-    return Status::FailedPrecondition(fmt::format(
-        "project {} has branches {}; delete them first or use --force", name,
-        JoinNames(project, others)));
+    return Status::FailedPrecondition(
+        fmt::format("project {} has branches {}; delete them first or use --force", name,
+                    JoinNames(project, others)));
   }
   // Deepest first, so no branch is destroyed before the ones cloned from it.
   std::vector<BranchRow> order;
@@ -514,7 +515,8 @@ Status Engine::ReserveBranch(const ProjectRow& project, BranchRow* row, std::opt
       return Status::AlreadyExists(fmt::format("branch {} already exists", Ref(project, *row)));
     }
     PGB_ASSIGN_OR_RETURN(std::set<int> used, catalog_->UsedPorts());
-    PGB_ASSIGN_OR_RETURN(row->port, PickPort(range, used, project.listen_address, *env_.ports, port));
+    PGB_ASSIGN_OR_RETURN(row->port,
+                         PickPort(range, used, project.listen_address, *env_.ports, port));
     PGB_ASSIGN_OR_RETURN(row->id, catalog_->InsertBranch(*row));
     return Status::OK();
   }));
@@ -555,9 +557,8 @@ Status Engine::CloneFromParent(const ProjectRow& project, const BranchRow& paren
   PGB_RETURN_IF_ERROR(Failpoint("branch-after-snapshot"));
   *snapshot = snap;
 
-  PGB_RETURN_IF_ERROR(Timed("Clone", [&] {
-    return pool->CloneSnapshot(parent.volume, snap.name, row->volume);
-  }));
+  PGB_RETURN_IF_ERROR(
+      Timed("Clone", [&] { return pool->CloneSnapshot(parent.volume, snap.name, row->volume); }));
   BranchRow cloned = *row;
   undo.Push("destroy the volume", [pool, cloned] { return pool->DestroyVolume(cloned.volume); });
   PGB_RETURN_IF_ERROR(Failpoint("branch-after-clone"));
@@ -592,9 +593,9 @@ Result<BranchInfo> Engine::CreateBranch(const BranchRef& ref, const BranchCreate
   if (options.parent) {
     PGB_ASSIGN_OR_RETURN(parent_ref, ParseBranchRef(*options.parent));
     if (parent_ref.project != ref.project) {
-      return Status::InvalidArgument(fmt::format(
-          "parent {} is in another project; a branch's parent must be in project {}",
-          parent_ref.ToString(), ref.project));
+      return Status::InvalidArgument(
+          fmt::format("parent {} is in another project; a branch's parent must be in project {}",
+                      parent_ref.ToString(), ref.project));
     }
   }
   PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(ref.project));
@@ -609,7 +610,8 @@ Result<BranchInfo> Engine::CreateBranch(const BranchRef& ref, const BranchCreate
         fmt::format("parent {} is {}", parent_ref.ToString(), parent->state));
   }
   PGB_ASSIGN_OR_RETURN(auto existing, catalog_->FindBranch(project.id, ref.branch));
-  if (existing) return Status::AlreadyExists(fmt::format("branch {} already exists", ref.ToString()));
+  if (existing)
+    return Status::AlreadyExists(fmt::format("branch {} already exists", ref.ToString()));
   PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(true));
   PGB_RETURN_IF_ERROR(CheckPoolSpace(*pool));
 
@@ -669,9 +671,10 @@ Status Engine::DestroyBranch(const ProjectRow& project, const BranchRow& branch)
 }
 
 Status Engine::DeleteBranch(const BranchRef& ref, bool recursive) {
-  PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(ref.project));
-  PGB_ASSIGN_OR_RETURN(auto lock, LockProject(project));
-  PGB_ASSIGN_OR_RETURN(BranchRow row, LoadBranch(project, ref.branch));
+  // Deleting does not need a settled branch: a half-deleted one can be deleted again.
+  PGB_ASSIGN_OR_RETURN(LockedBranch b, LockBranch(ref, /*require_settled=*/false));
+  const ProjectRow& project = b.project;
+  const BranchRow& row = b.row;
   if (!row.parent_id) {
     PGB_ASSIGN_OR_RETURN(auto below, Descendants(row));
     if (!below.empty()) {
@@ -695,14 +698,11 @@ Status Engine::DeleteBranch(const BranchRef& ref, bool recursive) {
 }
 
 Result<BranchInfo> Engine::ResetBranch(const BranchRef& ref, bool fast) {
-  PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(ref.project));
-  PGB_ASSIGN_OR_RETURN(auto lock, LockProject(project));
-  PGB_ASSIGN_OR_RETURN(BranchRow row, LoadBranch(project, ref.branch));
+  PGB_ASSIGN_OR_RETURN(LockedBranch b, LockBranch(ref, /*require_settled=*/true));
+  const ProjectRow& project = b.project;
+  const BranchRow& row = b.row;
   if (!row.parent_id) {
     return Status::FailedPrecondition(fmt::format("{} has no parent to reset to", ref.ToString()));
-  }
-  if (row.state != kStateRunning && row.state != kStateStopped) {
-    return Status::FailedPrecondition(fmt::format("{} is {}", ref.ToString(), row.state));
   }
   PGB_ASSIGN_OR_RETURN(BranchRow parent, catalog_->GetBranch(*row.parent_id));
   PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(true));
@@ -735,15 +735,21 @@ Result<BranchInfo> Engine::ResetBranch(const BranchRef& ref, bool fast) {
   return Describe(project, fresh, /*with_sizes=*/false);
 }
 
-Result<BranchInfo> Engine::StartBranch(const BranchRef& ref) {
-  PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(ref.project));
-  PGB_ASSIGN_OR_RETURN(auto lock, LockProject(project));
-  PGB_ASSIGN_OR_RETURN(BranchRow row, LoadBranch(project, ref.branch));
-  if (row.state != kStateRunning && row.state != kStateStopped) {
-    return Status::FailedPrecondition(fmt::format("{} is {}", ref.ToString(), row.state));
+Result<Engine::LockedBranch> Engine::LockBranch(const BranchRef& ref, bool require_settled) {
+  LockedBranch b;
+  PGB_ASSIGN_OR_RETURN(b.project, LoadProject(ref.project));
+  PGB_ASSIGN_OR_RETURN(b.lock, LockProject(b.project));
+  PGB_ASSIGN_OR_RETURN(b.row, LoadBranch(b.project, ref.branch));
+  if (require_settled && b.row.state != kStateRunning && b.row.state != kStateStopped) {
+    return Status::FailedPrecondition(fmt::format("{} is {}", ref.ToString(), b.row.state));
   }
-  PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
-  (void)pool;
+  return b;
+}
+
+Result<BranchInfo> Engine::StartBranch(const BranchRef& ref) {
+  PGB_ASSIGN_OR_RETURN(LockedBranch b, LockBranch(ref, /*require_settled=*/true));
+  const ProjectRow& project = b.project;
+  BranchRow& row = b.row;
   PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, row));
   PGB_ASSIGN_OR_RETURN(InstanceStatus st, runtime_->Inspect(spec));
   if (st.running) {
@@ -757,12 +763,9 @@ Result<BranchInfo> Engine::StartBranch(const BranchRef& ref) {
 }
 
 Result<BranchInfo> Engine::StopBranch(const BranchRef& ref) {
-  PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(ref.project));
-  PGB_ASSIGN_OR_RETURN(auto lock, LockProject(project));
-  PGB_ASSIGN_OR_RETURN(BranchRow row, LoadBranch(project, ref.branch));
-  if (row.state != kStateRunning && row.state != kStateStopped) {
-    return Status::FailedPrecondition(fmt::format("{} is {}", ref.ToString(), row.state));
-  }
+  PGB_ASSIGN_OR_RETURN(LockedBranch b, LockBranch(ref, /*require_settled=*/true));
+  const ProjectRow& project = b.project;
+  BranchRow& row = b.row;
   PGB_RETURN_IF_ERROR(StopInstance(project, row, StopMode::kFast));
   PGB_RETURN_IF_ERROR(catalog_->SetBranchState(row.id, kStateStopped));
   row.state = kStateStopped;

@@ -54,11 +54,11 @@ class Progress {
 // What the engine runs on. Everything that touches the OS and that a test may want to control
 // is here; the pointers must outlive the Engine.
 struct EngineEnv {
-  std::string home;                // $PGBRANCH_HOME
+  std::string home;  // $PGBRANCH_HOME
   ProcessRunner* runner = nullptr;
   const Clock* clock = nullptr;
   PortProbe* ports = nullptr;
-  Progress* progress = nullptr;    // may be null
+  Progress* progress = nullptr;  // may be null
 };
 
 // The default $PGBRANCH_HOME: $PGBRANCH_HOME if set, /var/lib/pgbranch for root, else
@@ -66,16 +66,16 @@ struct EngineEnv {
 std::string DefaultHome();
 
 struct InitOptions {
-  std::optional<std::string> image;      // --image FILE
-  std::optional<uint64_t> size_bytes;    // --size, with --image
-  std::optional<std::string> btrfs_dir;  // --btrfs DIR
+  std::optional<std::string> image;       // --image FILE
+  std::optional<uint64_t> size_bytes;     // --size, with --image
+  std::optional<std::string> btrfs_dir;   // --btrfs DIR
   std::optional<std::string> port_range;  // --port-range FIRST-LAST
-  std::optional<std::string> os_user;    // --os-user NAME
+  std::optional<std::string> os_user;     // --os-user NAME
 };
 
 struct ProjectCreateOptions {
-  std::string pg_bin;                     // --pg-bin DIR; empty: find one
-  std::optional<int> port;                // --port for main
+  std::string pg_bin;                        // --pg-bin DIR; empty: find one
+  std::optional<int> port;                   // --port for main
   std::string listen_address = "127.0.0.1";  // --listen
 };
 
@@ -88,14 +88,14 @@ struct BranchCreateOptions {
 struct BranchInfo {
   std::string project;
   std::string name;
-  std::string parent;       // "demo/main", empty for a project's main branch
-  std::string state;        // running/stopped as the runtime sees it; else the stored state
+  std::string parent;  // "demo/main", empty for a project's main branch
+  std::string state;   // running/stopped as the runtime sees it; else the stored state
   int port = 0;
-  std::string host;         // where it listens for clients
-  std::string user;         // the superuser role
-  std::string uri;          // with the password
-  std::string masked_uri;   // password replaced by ****
-  std::string created_at;   // ISO 8601 UTC
+  std::string host;        // where it listens for clients
+  std::string user;        // the superuser role
+  std::string uri;         // with the password
+  std::string masked_uri;  // password replaced by ****
+  std::string created_at;  // ISO 8601 UTC
   std::optional<std::string> started_at;
   std::optional<int64_t> uptime_seconds;
   int pid = 0;
@@ -176,6 +176,15 @@ class Engine {
   Result<ProjectRow> LoadProject(const std::string& name);
   Result<BranchRow> LoadBranch(const ProjectRow& project, const std::string& name);
   Result<std::unique_ptr<FileLock>> LockProject(const ProjectRow& project);
+  // A branch loaded under its project's lock (held as long as the result lives).
+  struct LockedBranch {
+    ProjectRow project;
+    std::unique_ptr<FileLock> lock;
+    BranchRow row;
+  };
+  // NotFound for an unknown project or branch; with `require_settled`, FailedPrecondition
+  // unless the branch is running or stopped (not creating, deleting or failed).
+  Result<LockedBranch> LockBranch(const BranchRef& ref, bool require_settled);
   Result<InstanceSpec> Spec(const ProjectRow& project, const BranchRow& branch);
   ConnParams AdminParams(const ProjectRow& project, const BranchRow& branch) const;
   InstanceConfig ConfigFor(const ProjectRow& project, const BranchRow& branch) const;

@@ -32,7 +32,8 @@ Status ValidateName(std::string_view what, std::string_view name) {
         what, QuoteForDisplay(name), why, kMaxNameLength));
   };
   if (name.empty()) return invalid("it is empty");
-  if (name.size() > kMaxNameLength) return invalid(fmt::format("it has {} characters", name.size()));
+  if (name.size() > kMaxNameLength)
+    return invalid(fmt::format("it has {} characters", name.size()));
   auto is_alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
   if (name.find_first_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ") != std::string_view::npos) {
     return invalid("it has an uppercase letter");
@@ -49,9 +50,8 @@ Status ValidateName(std::string_view what, std::string_view name) {
 Result<BranchRef> ParseBranchRef(std::string_view text) {
   size_t slash = text.find('/');
   if (slash == std::string_view::npos) {
-    return Status::InvalidArgument(
-        fmt::format("{} is not a branch: write PROJECT/BRANCH, e.g. demo/dev",
-                    QuoteForDisplay(text)));
+    return Status::InvalidArgument(fmt::format(
+        "{} is not a branch: write PROJECT/BRANCH, e.g. demo/dev", QuoteForDisplay(text)));
   }
   BranchRef ref{std::string(text.substr(0, slash)), std::string(text.substr(slash + 1))};
   PGB_RETURN_IF_ERROR(ValidateName("project", ref.project));

@@ -1,14 +1,13 @@
 #include "engine/ports.h"
 
 #include <arpa/inet.h>
+#include <fmt/format.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <charconv>
 #include <cstring>
-
-#include <fmt/format.h>
 
 namespace pgb {
 namespace {

@@ -28,8 +28,8 @@ Status UndoStack::Rollback(Status cause) {
     if (!s.ok()) failures.push_back(fmt::format("{}: {}", step.what, s.message()));
   }
   if (failures.empty()) return cause;
-  return Status(cause.code(), fmt::format("{}; cleanup failed: {}", cause.message(),
-                                          fmt::join(failures, "; ")));
+  return Status(cause.code(),
+                fmt::format("{}; cleanup failed: {}", cause.message(), fmt::join(failures, "; ")));
 }
 
 }  // namespace pgb

@@ -1,8 +1,8 @@
 #include "pg/client.h"
 
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 #include <libpq-fe.h>
+#include <spdlog/spdlog.h>
 
 #include <cstdlib>
 #include <string_view>
@@ -127,12 +127,11 @@ Result<std::vector<Row>> Connection::Query(const std::string& sql,
   for (const auto& p : params) values.push_back(p.c_str());
   // Without parameters, the simple query protocol (PQexec), which accepts several statements;
   // with them, the extended protocol, which takes exactly one.
-  ResultPtr res(params.empty()
-                    ? PQexec(conn_, sql.c_str())
-                    : PQexecParams(conn_, sql.c_str(), static_cast<int>(values.size()),
-                                   /*paramTypes=*/nullptr, values.data(),
-                                   /*paramLengths=*/nullptr, /*paramFormats=*/nullptr,
-                                   /*resultFormat=*/0));
+  ResultPtr res(params.empty() ? PQexec(conn_, sql.c_str())
+                               : PQexecParams(conn_, sql.c_str(), static_cast<int>(values.size()),
+                                              /*paramTypes=*/nullptr, values.data(),
+                                              /*paramLengths=*/nullptr, /*paramFormats=*/nullptr,
+                                              /*resultFormat=*/0));
   ExecStatusType st = res ? PQresultStatus(res.get()) : PGRES_FATAL_ERROR;
   if (st == PGRES_COMMAND_OK || st == PGRES_EMPTY_QUERY) return std::vector<Row>{};
   if (st == PGRES_TUPLES_OK) {
@@ -287,11 +286,16 @@ Result<ConnParams> ConnParamsFromUri(const std::string& uri) {
   for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
     if (o->val == nullptr) continue;
     std::string_view key = o->keyword;
-    if (key == "host") params.host = o->val;
-    else if (key == "port") params.port = std::atoi(o->val);
-    else if (key == "user") params.user = o->val;
-    else if (key == "password") params.password = o->val;
-    else if (key == "dbname") params.dbname = o->val;
+    if (key == "host")
+      params.host = o->val;
+    else if (key == "port")
+      params.port = std::atoi(o->val);
+    else if (key == "user")
+      params.user = o->val;
+    else if (key == "password")
+      params.password = o->val;
+    else if (key == "dbname")
+      params.dbname = o->val;
   }
   PQconninfoFree(options);
   return params;

@@ -24,7 +24,7 @@ struct pg_conn;  // libpq's PGconn
 namespace pgb {
 
 struct ConnParams {
-  std::string host;      // a socket directory (starts with '/') or a host name/address
+  std::string host;  // a socket directory (starts with '/') or a host name/address
   int port = 5432;
   std::string user = "postgres";
   std::string password;  // empty: none sent
@@ -49,13 +49,15 @@ class Connection {
 
   // Runs `sql` with optional text parameters ($1, $2...). Without parameters `sql` may hold
   // several statements separated by ';' (simple query protocol); the rows returned are the
-  // last statement's. With parameters it must be one statement (extended protocol). Returns the rows (empty for
-  // commands). CommandFailed carrying the server's message and SQLSTATE on error.
-  Result<std::vector<Row>> Query(const std::string& sql, const std::vector<std::string>& params = {});
+  // last statement's. With parameters it must be one statement (extended protocol). Returns the
+  // rows (empty for commands). CommandFailed carrying the server's message and SQLSTATE on error.
+  Result<std::vector<Row>> Query(const std::string& sql,
+                                 const std::vector<std::string>& params = {});
   // Runs a statement and discards its rows.
   Status Exec(const std::string& sql, const std::vector<std::string>& params = {});
   // The single value of a one-row, one-column query (NotFound if no row, Internal if NULL).
-  Result<std::string> QueryValue(const std::string& sql, const std::vector<std::string>& params = {});
+  Result<std::string> QueryValue(const std::string& sql,
+                                 const std::vector<std::string>& params = {});
 
   // A quoted identifier / literal for this connection's encoding (PQescapeIdentifier/Literal).
   Result<std::string> QuoteIdentifier(const std::string& name);
@@ -90,8 +92,8 @@ PingResult Ping(const ConnParams& params);
 // `timeout`, with the last error. FailedPrecondition at once if the server rejects our
 // credentials.
 Result<std::unique_ptr<Connection>> ConnectWhenReady(
-    const ConnParams& params, std::chrono::milliseconds timeout,
-    std::chrono::milliseconds interval, const std::function<Status()>& still_alive = nullptr);
+    const ConnParams& params, std::chrono::milliseconds timeout, std::chrono::milliseconds interval,
+    const std::function<Status()>& still_alive = nullptr);
 
 // ConnectWhenReady, then `SELECT 1` on that connection; OK once it answered.
 Status WaitUntilReady(const ConnParams& params, std::chrono::milliseconds timeout,

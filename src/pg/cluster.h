@@ -73,7 +73,7 @@ struct PostmasterPid {
   long long start_epoch_seconds = 0;
   int port = 0;
   std::string socket_dir;  // line 5: the first Unix-socket directory, empty if none
-  std::string status;  // line 8: "starting", "ready", "stopping" (PostgreSQL 10+)
+  std::string status;      // line 8: "starting", "ready", "stopping" (PostgreSQL 10+)
 };
 Result<std::optional<PostmasterPid>> ReadPostmasterPid(const std::string& data_dir);
 

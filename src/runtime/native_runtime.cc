@@ -230,8 +230,7 @@ class NativeRuntime : public Runtime {
     return Status::OK();
   }
 
-  Status Stop(const InstanceSpec& spec, StopMode mode,
-                   std::chrono::milliseconds timeout) override {
+  Status Stop(const InstanceSpec& spec, StopMode mode, std::chrono::milliseconds timeout) override {
     PGB_ASSIGN_OR_RETURN(Probe probe, ProbeInstance(spec));
     if (!probe.status.running) {
       Forget(spec);

@@ -1,9 +1,9 @@
 #include "runtime/runtime.h"
 
+#include <fmt/format.h>
+
 #include <string_view>
 #include <vector>
-
-#include <fmt/format.h>
 
 namespace pgb {
 

@@ -29,10 +29,10 @@ namespace pgb {
 
 // Everything needed to run one branch's server.
 struct InstanceSpec {
-  std::string name;        // "demo/dev": for messages (and container names later)
-  std::string data_dir;    // the PostgreSQL data directory (a pool volume)
-  std::string bin_dir;     // directory holding `postgres` of the right major version
-  std::string log_path;    // server stdout/stderr are appended here (created 0600)
+  std::string name;               // "demo/dev": for messages (and container names later)
+  std::string data_dir;           // the PostgreSQL data directory (a pool volume)
+  std::string bin_dir;            // directory holding `postgres` of the right major version
+  std::string log_path;           // server stdout/stderr are appended here (created 0600)
   std::optional<OsUser> os_user;  // run as this account; unset: as the caller
 };
 
@@ -40,7 +40,7 @@ struct InstanceStatus {
   bool running = false;
   pid_t pid = 0;                        // postmaster pid when running
   std::optional<TimePoint> started_at;  // when the postmaster started (from postmaster.pid)
-  std::string detail;                   // "running", "stopped", "stale postmaster.pid (pid 123 gone)"
+  std::string detail;  // "running", "stopped", "stale postmaster.pid (pid 123 gone)"
   // Accepting connections as far as postmaster.pid says (status "ready", or "standby" for a
   // hot standby); false while it starts up or shuts down. A query is the final proof.
   bool ready = false;
@@ -87,8 +87,9 @@ std::string LogHighlights(const std::string& log);
 
 // A `still_alive` check for WaitUntilReady (pg/client.h), from `runtime`.Inspect(): OK when the
 // server runs and is ready; Unavailable while it runs but is not ready yet (no connection
-// attempt is made then); once it has exited, FailedPrecondition "PostgreSQL exited while starting" with the status
-// detail and the LogHighlights of the server log (where PostgreSQL says why), on one line. `runtime` must outlive the result.
+// attempt is made then); once it has exited, FailedPrecondition "PostgreSQL exited while starting"
+// with the status detail and the LogHighlights of the server log (where PostgreSQL says why), on
+// one line. `runtime` must outlive the result.
 std::function<Status()> StillRunningCheck(Runtime& runtime, const InstanceSpec& spec);
 
 }  // namespace pgb

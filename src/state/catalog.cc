@@ -1,14 +1,13 @@
 #include "state/catalog.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <utility>
-
-#include <fmt/format.h>
 
 namespace pgb {
 namespace {
@@ -67,14 +66,17 @@ Status SqliteError(sqlite3* db, std::string_view what) {
   std::string message = fmt::format("catalog {}: {}", what, sqlite3_errmsg(db));
   switch (code & 0xff) {
     case SQLITE_BUSY:
-    case SQLITE_LOCKED: return Status::Unavailable(std::move(message));
-    case SQLITE_FULL: return Status::ResourceExhausted(std::move(message));
+    case SQLITE_LOCKED:
+      return Status::Unavailable(std::move(message));
+    case SQLITE_FULL:
+      return Status::ResourceExhausted(std::move(message));
     case SQLITE_CONSTRAINT:
       if (code == SQLITE_CONSTRAINT_UNIQUE || code == SQLITE_CONSTRAINT_PRIMARYKEY) {
         return Status::AlreadyExists(std::move(message));
       }
       return Status::FailedPrecondition(std::move(message));
-    default: return Status::IOError(std::move(message));
+    default:
+      return Status::IOError(std::move(message));
   }
 }
 
@@ -92,8 +94,8 @@ class Stmt {
   Stmt& Bind(int v) { return Bind(static_cast<int64_t>(v)); }
   Stmt& Bind(bool v) { return Bind(static_cast<int64_t>(v ? 1 : 0)); }
   Stmt& Bind(const std::string& v) {
-    return Check(sqlite3_bind_text(stmt_, ++arg_, v.data(), static_cast<int>(v.size()),
-                                   SQLITE_TRANSIENT));
+    return Check(
+        sqlite3_bind_text(stmt_, ++arg_, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
   }
   Stmt& Bind(const std::optional<int64_t>& v) {
     if (v) return Bind(*v);
@@ -150,8 +152,7 @@ constexpr const char* kProjectColumns =
     "id, name, runtime, pg_bin, pg_version, pg_major, superuser, listen_address, created_at";
 constexpr const char* kBranchColumns =
     "id, project_id, name, parent_id, snapshot_id, state, port, password, volume, created_at";
-constexpr const char* kSnapshotColumns =
-    "id, branch_id, volume, name, label, implicit, created_at";
+constexpr const char* kSnapshotColumns = "id, branch_id, volume, name, label, implicit, created_at";
 
 ProjectRow ReadProject(const Stmt& s) {
   ProjectRow r;
@@ -216,7 +217,8 @@ Result<std::optional<Row>> MaybeOne(Stmt& s, Read read) {
 template <typename Row>
 Result<Row> Required(Result<std::optional<Row>> r, std::string_view what, int64_t id) {
   if (!r.ok()) return r.status();
-  if (!r->has_value()) return Status::NotFound(fmt::format("{} {} is not in the catalog", what, id));
+  if (!r->has_value())
+    return Status::NotFound(fmt::format("{} {} is not in the catalog", what, id));
   return std::move(**r);
 }
 
@@ -239,11 +241,11 @@ Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path) {
   ::close(fd);
 
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr);
   if (rc != SQLITE_OK) {
-    Status s = Status::IOError(fmt::format("open catalog {}: {}", path,
-                                           db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
+    Status s = Status::IOError(
+        fmt::format("open catalog {}: {}", path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
     sqlite3_close(db);
     return s;
   }
@@ -352,9 +354,9 @@ Result<int64_t> Catalog::InsertBranch(const BranchRow& r) {
 }
 
 Result<std::optional<BranchRow>> Catalog::FindBranch(int64_t project_id, const std::string& name) {
-  Stmt s(db_, fmt::format("SELECT {} FROM branches WHERE project_id = ? AND name = ?",
-                          kBranchColumns)
-                  .c_str());
+  Stmt s(db_,
+         fmt::format("SELECT {} FROM branches WHERE project_id = ? AND name = ?", kBranchColumns)
+             .c_str());
   s.Bind(project_id).Bind(name);
   return MaybeOne<BranchRow>(s, ReadBranch);
 }
@@ -375,8 +377,7 @@ Result<std::vector<BranchRow>> Catalog::ListBranches(std::optional<int64_t> proj
 }
 
 Result<std::vector<BranchRow>> Catalog::ChildBranches(int64_t parent_id) {
-  Stmt s(db_, fmt::format("SELECT {} FROM branches WHERE parent_id = ? ORDER BY id",
-                          kBranchColumns)
+  Stmt s(db_, fmt::format("SELECT {} FROM branches WHERE parent_id = ? ORDER BY id", kBranchColumns)
                   .c_str());
   s.Bind(parent_id);
   return Collect<BranchRow>(s, ReadBranch);
@@ -438,9 +439,9 @@ Result<std::vector<SnapshotRow>> Catalog::ListSnapshots(std::optional<int64_t> b
 }
 
 Result<std::vector<BranchRow>> Catalog::BranchesFromSnapshot(int64_t id) {
-  Stmt s(db_, fmt::format("SELECT {} FROM branches WHERE snapshot_id = ? ORDER BY id",
-                          kBranchColumns)
-                  .c_str());
+  Stmt s(db_,
+         fmt::format("SELECT {} FROM branches WHERE snapshot_id = ? ORDER BY id", kBranchColumns)
+             .c_str());
   s.Bind(id);
   return Collect<BranchRow>(s, ReadBranch);
 }

@@ -91,7 +91,7 @@ class Catalog {
   // Projects. Insert returns the new id; AlreadyExists if the name is taken.
   Result<int64_t> InsertProject(const ProjectRow& row);
   Result<std::optional<ProjectRow>> FindProject(const std::string& name);
-  Result<ProjectRow> GetProject(int64_t id);  // NotFound if missing
+  Result<ProjectRow> GetProject(int64_t id);       // NotFound if missing
   Result<std::vector<ProjectRow>> ListProjects();  // by name
   Status DeleteProject(int64_t id);
 

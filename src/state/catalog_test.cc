@@ -1,12 +1,11 @@
 #include "state/catalog.h"
 
+#include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
 #include <filesystem>
-
-#include <gtest/gtest.h>
 
 namespace pgb {
 namespace {

@@ -30,10 +30,10 @@ namespace pgb {
 
 // How a pool is configured; stored in the catalog's settings by `pgbranch init`.
 struct PoolConfig {
-  std::string kind;         // "btrfs" or "image"
-  std::string root;         // btrfs: the directory volumes live in; image: the mount point
-  std::string image;        // image: the image file (absolute path)
-  uint64_t image_size = 0;  // image: its size in bytes (sparse)
+  std::string kind;          // "btrfs" or "image"
+  std::string root;          // btrfs: the directory volumes live in; image: the mount point
+  std::string image;         // image: the image file (absolute path)
+  uint64_t image_size = 0;   // image: its size in bytes (sparse)
   std::string fs = "btrfs";  // image: the filesystem it is formatted with
 };
 
@@ -60,7 +60,8 @@ class Pool {
   // The directory of a volume (the data directory of its PostgreSQL), whether or not it exists.
   virtual std::string VolumePath(const std::string& volume) const = 0;
   // The directory of a snapshot.
-  virtual std::string SnapshotPath(const std::string& volume, const std::string& snapshot) const = 0;
+  virtual std::string SnapshotPath(const std::string& volume,
+                                   const std::string& snapshot) const = 0;
 
   // Creates an empty writable volume with mode 0700 and owner `owner` (if set).
   // AlreadyExists if it exists.

@@ -1,5 +1,6 @@
 // End-to-end: the real pgbranch binary, real PostgreSQL 15, a real Btrfs image pool.
 
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -8,8 +9,6 @@
 #include <fstream>
 #include <future>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "storage/pool.h"
 #include "tests/e2e/harness.h"
@@ -64,8 +63,9 @@ TEST_F(BranchE2eTest, ProjectCreateGivesRunningMain) {
   EXPECT_EQ(Column(uri, "SELECT 1"), std::vector<std::string>{"1"});
   EXPECT_EQ(Column(uri, "SHOW password_encryption"), std::vector<std::string>{"scram-sha-256"});
   EXPECT_EQ(Column(uri, "SHOW listen_addresses"), std::vector<std::string>{"127.0.0.1"});
-  EXPECT_EQ(Column(uri, "SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid "
-                        "WHERE rolname = 'postgres'"),
+  EXPECT_EQ(Column(uri,
+                   "SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid "
+                   "WHERE rolname = 'postgres'"),
             std::vector<std::string>{"t"});
 
   // A wrong password is refused.
@@ -257,8 +257,8 @@ TEST_F(BranchE2eTest, HostileNamesRejectedBeforeAnythingIsCreated) {
   std::set<std::string> before = names();
   for (const std::string& bad : std::vector<std::string>{
            "p-names/../../etc", "p-names/x;reboot", "p-names/$(id)", "p-names/Dev", "p-names/-rf",
-        "p-names/a b", "p-names/" + std::string(64, 'a'), "p-names/", "p-names", "../x/y",
-        "p-names/x\n--recursive", "p-names/\x1b[31mred"}) {
+           "p-names/a b", "p-names/" + std::string(64, 'a'), "p-names/", "p-names", "../x/y",
+           "p-names/x\n--recursive", "p-names/\x1b[31mred"}) {
     CliResult r = home().Run({"branch", "create", bad});
     EXPECT_NE(r.exit_code, 0) << bad;
     EXPECT_NE(r.err.find("branch create"), std::string::npos) << r.err;
@@ -330,8 +330,8 @@ TEST_F(BranchE2eTest, FastAndStoppedParent) {
             std::vector<std::string>{"50000"});
 
   home().Ok({"branch", "stop", "p-fast/quick"});
-  CliResult child = home().Ok({"branch", "create", "p-fast/child", "--parent", "p-fast/quick",
-                               "--json"});
+  CliResult child =
+      home().Ok({"branch", "create", "p-fast/child", "--parent", "p-fast/quick", "--json"});
   EXPECT_EQ(child.err.find("Checkpoint"), std::string::npos) << child.err;
   EXPECT_EQ(Column(child.Json()["uri"], "SELECT count(*) FROM t"),
             std::vector<std::string>{"50000"});
@@ -341,8 +341,12 @@ TEST_F(BranchE2eTest, FastAndStoppedParent) {
 // catalog transactions).
 TEST_F(BranchE2eTest, ConcurrentCreates) {
   NewProject("p-conc");
-  auto a = std::async(std::launch::async, [&] { return home().Run({"branch", "create", "p-conc/a", "--json"}); });
-  auto b = std::async(std::launch::async, [&] { return home().Run({"branch", "create", "p-conc/b", "--json"}); });
+  auto a = std::async(std::launch::async, [&] {
+    return home().Run({"branch", "create", "p-conc/a", "--json"});
+  });
+  auto b = std::async(std::launch::async, [&] {
+    return home().Run({"branch", "create", "p-conc/b", "--json"});
+  });
   CliResult ra = a.get(), rb = b.get();
   ASSERT_EQ(ra.exit_code, 0) << ra.err;
   ASSERT_EQ(rb.exit_code, 0) << rb.err;

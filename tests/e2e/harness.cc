@@ -1,6 +1,8 @@
 #include "tests/e2e/harness.h"
 
 #include <arpa/inet.h>
+#include <fmt/format.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -8,9 +10,6 @@
 
 #include <filesystem>
 #include <fstream>
-
-#include <fmt/format.h>
-#include <gtest/gtest.h>
 
 #include "common/fs.h"
 #include "storage/pool.h"

@@ -8,12 +8,11 @@
 #ifndef PGBRANCH_TESTS_E2E_HARNESS_H_
 #define PGBRANCH_TESTS_E2E_HARNESS_H_
 
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/subprocess.h"
 #include "pg/client.h"
