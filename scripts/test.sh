@@ -13,10 +13,13 @@ fi
 
 # Whatever happens, leave no test servers, mounts or loop devices behind.
 cleanup() {
+  local rc=$?
+  set +e
   for pidfile in /tmp/pgb-*/pool*/volumes/*/postmaster.pid; do
-    [ -f "$pidfile" ] && kill -QUIT "$(head -1 "$pidfile")" 2>/dev/null || true
+    [ -f "$pidfile" ] && kill -QUIT "$(head -1 "$pidfile")" 2>/dev/null
   done
-  grep -o ' /tmp/pgb-[^ ]*' /proc/mounts | while read -r m; do umount -l "$m" || true; done
+  for m in $(grep -o ' /tmp/pgb-[^ ]*' /proc/mounts); do umount -l "$m"; done
+  exit "$rc"
 }
 trap cleanup EXIT
 
