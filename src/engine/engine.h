@@ -32,7 +32,7 @@
 #include "common/time.h"
 #include "engine/names.h"
 #include "engine/ports.h"
-#include "engine/undo.h"
+#include "common/undo.h"
 #include "pg/client.h"
 #include "pg/cluster.h"
 #include "runtime/runtime.h"

@@ -20,8 +20,10 @@
 #include <utility>
 #include <vector>
 
+#include "common/bytes.h"
 #include "common/failpoint.h"
 #include "common/fs.h"
+#include "common/undo.h"
 #include "storage/btrfs_pool.h"
 
 namespace pgb {
@@ -32,37 +34,6 @@ constexpr mode_t kImageMode = 0600;
 // user must be able to pass through them to reach its volume, but not list them.
 constexpr mode_t kDirMode = 0711;
 constexpr std::chrono::minutes kMkfsTimeout{2};
-
-// Runs the recorded undo steps in reverse order on destruction, unless Commit() was called.
-class Rollback {
- public:
-  Rollback() = default;
-  Rollback(const Rollback&) = delete;
-  Rollback& operator=(const Rollback&) = delete;
-  ~Rollback() {
-    if (committed_) return;
-    for (auto it = steps_.rbegin(); it != steps_.rend(); ++it) (*it)();
-  }
-  void Add(std::function<void()> step) { steps_.push_back(std::move(step)); }
-  void Commit() { committed_ = true; }
-
- private:
-  std::vector<std::function<void()>> steps_;
-  bool committed_ = false;
-};
-
-// "64.0 GiB": binary units, one decimal.
-std::string FormatBytes(uint64_t bytes) {
-  static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-  double value = static_cast<double>(bytes);
-  size_t unit = 0;
-  while (value >= 1024 && unit + 1 < std::size(kUnits)) {
-    value /= 1024;
-    ++unit;
-  }
-  if (unit == 0) return fmt::format("{} B", bytes);
-  return fmt::format("{:.1f} {}", value, kUnits[unit]);
-}
 
 // The config with absolute, normalised paths, or why it cannot describe an image pool.
 Result<PoolConfig> NormalizeConfig(const PoolConfig& config) {
@@ -199,15 +170,16 @@ Result<bool> ImageMountedAtRoot(const PoolConfig& config) {
 }
 
 // Creates `dir` and its missing parents with kDirMode, and records their removal in
-// `rollback`. An existing `dir` is left as it is.
-Status CreateMissingDirs(const std::string& dir, Rollback& rollback) {
+// `undo`. An existing `dir` is left as it is.
+Status CreateMissingDirs(const std::string& dir, UndoStack& undo) {
   std::vector<std::string> missing;  // deepest first
   for (std::string cur = dir; cur != "/" && cur != "." && !PathExists(cur); cur = Dirname(cur)) {
     missing.push_back(cur);
   }
   if (missing.empty()) return Status::OK();
-  rollback.Add([missing] {
-    for (const std::string& d : missing) (void)RemoveEmptyDir(d);
+  undo.Push("remove the directories created", [missing] {
+    for (const std::string& d : missing) PGB_RETURN_IF_ERROR(RemoveEmptyDir(d));
+    return Status::OK();
   });
   return EnsureDir(dir, kDirMode);
 }
@@ -281,25 +253,25 @@ Status CreateImagePool(const PoolConfig& raw_config, ProcessRunner& runner) {
   }
   PGB_RETURN_IF_ERROR(CheckMountPoint(config.root));
 
-  Rollback rollback;
-  PGB_RETURN_IF_ERROR(CreateMissingDirs(Dirname(config.image), rollback));
+  UndoStack undo;
+  PGB_RETURN_IF_ERROR(CreateMissingDirs(Dirname(config.image), undo));
   PGB_RETURN_IF_ERROR(CreateSparseFile(config.image, config.image_size));
-  rollback.Add([image = config.image] { (void)RemoveFile(image); });
+  undo.Push("remove the image", [image = config.image] { return RemoveFile(image); });
 
   Command mkfs;
   mkfs.argv = {"mkfs.btrfs", "-q", "-L", "pgbranch", config.image};
   mkfs.timeout = kMkfsTimeout;
   PGB_RETURN_IF_ERROR(RunChecked(runner, mkfs).status());
 
-  PGB_RETURN_IF_ERROR(CreateMissingDirs(config.root, rollback));
+  PGB_RETURN_IF_ERROR(CreateMissingDirs(config.root, undo));
   PGB_RETURN_IF_ERROR(MountImage(config.image, config.root));
-  rollback.Add([root = config.root] { (void)Unmount(root); });
+  undo.Push("unmount the image", [root = config.root] { return Unmount(root); });
   PGB_RETURN_IF_ERROR(Failpoint("storage.image_pool.after_mount"));
 
   // The root directory of the new filesystem hides the mount point's mode: set it again.
   PGB_RETURN_IF_ERROR(SetMode(config.root, kDirMode));
   PGB_RETURN_IF_ERROR(InitBtrfsPoolDirectory(config.root));
-  rollback.Commit();
+  undo.Commit();
   return Status::OK();
 }
 
@@ -310,17 +282,17 @@ Result<std::unique_ptr<Pool>> OpenImagePool(const PoolConfig& raw_config, Proces
         "image file {} does not exist; create the pool with pgbranch init", config.image));
   }
   PGB_ASSIGN_OR_RETURN(bool mounted, ImageMountedAtRoot(config));
-  Rollback rollback;
+  UndoStack undo;
   if (!mounted) {
     // After a reboot: mount it again where it was.
     PGB_RETURN_IF_ERROR(CheckMountPoint(config.root));
-    PGB_RETURN_IF_ERROR(CreateMissingDirs(config.root, rollback));
+    PGB_RETURN_IF_ERROR(CreateMissingDirs(config.root, undo));
     PGB_RETURN_IF_ERROR(MountImage(config.image, config.root));
-    rollback.Add([root = config.root] { (void)Unmount(root); });
+    undo.Push("unmount the image", [root = config.root] { return Unmount(root); });
   }
   PGB_ASSIGN_OR_RETURN(std::unique_ptr<Pool> pool,
                        OpenBtrfsPool(config.root, "image", DescribeImagePool(config)));
-  rollback.Commit();
+  undo.Commit();
   return pool;
 }
 

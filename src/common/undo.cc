@@ -1,4 +1,4 @@
-#include "engine/undo.h"
+#include "common/undo.h"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>

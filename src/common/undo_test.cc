@@ -1,4 +1,4 @@
-#include "engine/undo.h"
+#include "common/undo.h"
 
 #include <gtest/gtest.h>
 

@@ -4,10 +4,11 @@
 // action that removes it. If the operation fails, Rollback() runs those actions newest first,
 // so a failed create leaves nothing behind and the parent is never touched. On success,
 // Commit() forgets them. Destroying an UndoStack that was neither committed nor rolled back
-// rolls it back (a forgotten error path still cleans up).
+// rolls it back, so an early `return status;` cleans up too (the undo failures are then only
+// logged; call Rollback() to report them).
 
-#ifndef PGBRANCH_ENGINE_UNDO_H_
-#define PGBRANCH_ENGINE_UNDO_H_
+#ifndef PGBRANCH_COMMON_UNDO_H_
+#define PGBRANCH_COMMON_UNDO_H_
 
 #include <functional>
 #include <string>
@@ -45,4 +46,4 @@ class UndoStack {
 
 }  // namespace pgb
 
-#endif  // PGBRANCH_ENGINE_UNDO_H_
+#endif  // PGBRANCH_COMMON_UNDO_H_
