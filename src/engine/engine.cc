@@ -136,8 +136,7 @@ Result<Pool*> Engine::RequirePool(bool create_default) {
   auto config = LoadPoolConfig();
   if (!config.ok() && config.status().Is(StatusCode::kNotFound)) {
     if (!create_default) return config.status();
-    PGB_ASSIGN_OR_RETURN(StatusInfo ignored, Init(InitOptions{}));
-    (void)ignored;
+    PGB_RETURN_IF_ERROR(Init(InitOptions{}).status());
     if (pool_) return pool_.get();
     config = LoadPoolConfig();
   }
@@ -171,15 +170,25 @@ Result<PortRange> Engine::LoadPortRange() {
 }
 
 Result<StatusInfo> Engine::Init(const InitOptions& options) {
+  // Everything is checked before anything is written: a refused init changes nothing.
+  std::map<std::string, std::string> settings;
   if (options.port_range) {
     PGB_ASSIGN_OR_RETURN(PortRange range, ParsePortRange(*options.port_range));
-    PGB_RETURN_IF_ERROR(catalog_->SetSetting(kPortRange, FormatPortRange(range)));
+    settings[kPortRange] = FormatPortRange(range);
   }
   if (options.os_user) {
     PGB_ASSIGN_OR_RETURN(OsUser user, LookupOsUser(*options.os_user));
     if (user.uid == 0) return Status::InvalidArgument("PostgreSQL refuses to run as root");
-    PGB_RETURN_IF_ERROR(catalog_->SetSetting(kOsUser, user.name));
+    settings[kOsUser] = user.name;
   }
+  auto save_settings = [&]() -> Status {
+    return catalog_->Transaction([&]() -> Status {
+      for (const auto& [key, value] : settings) {
+        PGB_RETURN_IF_ERROR(catalog_->SetSetting(key, value));
+      }
+      return Status::OK();
+    });
+  };
 
   PoolConfig config;
   const std::string& home = env_.home;
@@ -203,8 +212,8 @@ Result<StatusInfo> Engine::Init(const InitOptions& options) {
   if (existing.ok() &&
       (config.kind.empty() || (config.kind == existing->kind && config.root == existing->root))) {
     // Nothing to change about the pool; make sure it is usable.
-    PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
-    (void)pool;
+    PGB_RETURN_IF_ERROR(RequirePool(false).status());
+    PGB_RETURN_IF_ERROR(save_settings());
     return GetStatus();
   }
   if (existing.ok()) {
@@ -259,13 +268,12 @@ Result<StatusInfo> Engine::Init(const InitOptions& options) {
   }
   PGB_ASSIGN_OR_RETURN(pool_, OpenPool(config, *env_.runner));
   Note(fmt::format("pool: {}", pool_->Describe()));
-  PGB_RETURN_IF_ERROR(catalog_->Transaction([&]() -> Status {
-    PGB_RETURN_IF_ERROR(catalog_->SetSetting(kPoolKind, config.kind));
-    PGB_RETURN_IF_ERROR(catalog_->SetSetting(kPoolRoot, config.root));
-    PGB_RETURN_IF_ERROR(catalog_->SetSetting(kPoolImage, config.image));
-    PGB_RETURN_IF_ERROR(catalog_->SetSetting(kPoolImageSize, std::to_string(config.image_size)));
-    return catalog_->SetSetting(kPoolFs, config.fs);
-  }));
+  settings[kPoolKind] = config.kind;
+  settings[kPoolRoot] = config.root;
+  settings[kPoolImage] = config.image;
+  settings[kPoolImageSize] = std::to_string(config.image_size);
+  settings[kPoolFs] = config.fs;
+  PGB_RETURN_IF_ERROR(save_settings());
   return GetStatus();
 }
 
@@ -347,6 +355,12 @@ Status Engine::StartInstance(const ProjectRow& project, const BranchRow& branch,
   std::optional<FileOwner> owner;
   if (spec.os_user) owner = FileOwner{spec.os_user->uid, spec.os_user->gid};
   PGB_RETURN_IF_ERROR(EnsureDir(JoinPath(env_.home, "run"), 0700, owner));
+  if (undo && FailpointEnabled("start-bad-config")) {
+    // Makes the real postgres of a new instance refuse to start, to exercise the undo.
+    std::string conf = JoinPath(spec.data_dir, "pgbranch.conf");
+    PGB_ASSIGN_OR_RETURN(std::string text, ReadFile(conf));
+    PGB_RETURN_IF_ERROR(WriteFileAtomic(conf, text + "shared_buffers = 'nonsense'\n", 0600, owner));
+  }
   ConnParams admin = AdminParams(project, branch);
   std::unique_ptr<Connection> conn;
   PGB_RETURN_IF_ERROR(Timed("Start", [&]() -> Status {
@@ -568,12 +582,6 @@ Status Engine::CloneFromParent(const ProjectRow& project, const BranchRow& paren
   if (os_user) owner = FileOwner{os_user->uid, os_user->gid};
   std::string data_dir = pool->VolumePath(row->volume);
   PGB_RETURN_IF_ERROR(PrepareClonedDataDir(data_dir, ConfigFor(project, *row), owner));
-  if (FailpointEnabled("branch-bad-config")) {
-    // Makes the real postgres refuse to start, to exercise the undo of a failed start.
-    PGB_ASSIGN_OR_RETURN(std::string conf, ReadFile(JoinPath(data_dir, "pgbranch.conf")));
-    PGB_RETURN_IF_ERROR(WriteFileAtomic(JoinPath(data_dir, "pgbranch.conf"),
-                                        conf + "shared_buffers = 'nonsense'\n", 0600, owner));
-  }
   return StartInstance(project, *row, /*set_password=*/true, &undo);
 }
 
@@ -773,8 +781,7 @@ Result<BranchInfo> Engine::StopBranch(const BranchRef& ref) {
 }
 
 Result<BranchInfo> Engine::RestartBranch(const BranchRef& ref) {
-  PGB_ASSIGN_OR_RETURN(BranchInfo stopped, StopBranch(ref));
-  (void)stopped;
+  PGB_RETURN_IF_ERROR(StopBranch(ref).status());
   return StartBranch(ref);
 }
 

@@ -30,9 +30,9 @@
 #include "common/status.h"
 #include "common/subprocess.h"
 #include "common/time.h"
+#include "common/undo.h"
 #include "engine/names.h"
 #include "engine/ports.h"
-#include "common/undo.h"
 #include "pg/client.h"
 #include "pg/cluster.h"
 #include "runtime/runtime.h"
@@ -199,6 +199,9 @@ class Engine {
                          bool fast, UndoStack& undo, SnapshotRow* snapshot);
   // In one transaction: records `snapshot`, points `row` at it and marks it running.
   Status CommitClone(BranchRow* row, SnapshotRow* snapshot);
+  // Starts the branch's server and waits until it accepts a connection; with `set_password`
+  // (a fresh clone or initdb) sets the branch's password on that connection. With `undo` (a
+  // new instance), pushes its stop.
   Status StartInstance(const ProjectRow& project, const BranchRow& branch, bool set_password,
                        UndoStack* undo);
   Status StopInstance(const ProjectRow& project, const BranchRow& branch, StopMode mode);

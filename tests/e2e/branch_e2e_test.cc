@@ -303,10 +303,10 @@ TEST_F(BranchE2eTest, FailedStartIsUndone) {
   Sql(main_uri, "CREATE TABLE t (v int); INSERT INTO t VALUES (1)");
   std::set<std::string> volumes = home().Volumes();
   std::set<std::string> snapshots = home().Snapshots();
-  for (const char* fp : {"branch-bad-config", "branch-after-snapshot", "branch-after-clone"}) {
+  for (const char* fp : {"start-bad-config", "branch-after-snapshot", "branch-after-clone"}) {
     CliResult r = home().Run({"branch", "create", "p-undo/dev"}, {{"PGBRANCH_FAILPOINTS", fp}});
     EXPECT_EQ(r.exit_code, 1) << fp;
-    if (std::string(fp) == "branch-bad-config") {
+    if (std::string(fp) == "start-bad-config") {
       EXPECT_NE(r.err.find("PostgreSQL exited while starting"), std::string::npos) << r.err;
       EXPECT_NE(r.err.find("shared_buffers"), std::string::npos) << r.err;
     }
@@ -320,6 +320,39 @@ TEST_F(BranchE2eTest, FailedStartIsUndone) {
   EXPECT_EQ(Column(dev["uri"], "SELECT v FROM t"), std::vector<std::string>{"1"});
   EXPECT_EQ(Column(main_uri, "SELECT v FROM t"), std::vector<std::string>{"1"});
   EXPECT_EQ(home().Branch("p-undo/main")["state"], "running");
+}
+
+// A reset whose new server cannot start keeps the branch's old data, running, at the same URI.
+TEST_F(BranchE2eTest, FailedResetKeepsOldData) {
+  std::string main_uri = NewProject("p-resetfail")["uri"];
+  Sql(main_uri, "CREATE TABLE t (v text); INSERT INTO t VALUES ('main')");
+  nlohmann::json dev = NewBranch("p-resetfail/dev");
+  Sql(dev["uri"], "INSERT INTO t VALUES ('dev')");
+  std::set<std::string> volumes = home().Volumes();
+  std::set<std::string> snapshots = home().Snapshots();
+  CliResult r = home().Run({"branch", "reset", "p-resetfail/dev"},
+                           {{"PGBRANCH_FAILPOINTS", "start-bad-config"}});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("PostgreSQL exited while starting"), std::string::npos) << r.err;
+  EXPECT_EQ(home().Branch("p-resetfail/dev")["state"], "running");
+  EXPECT_EQ(Column(dev["uri"], "SELECT v FROM t ORDER BY v"),
+            (std::vector<std::string>{"dev", "main"}));
+  EXPECT_EQ(home().Volumes(), volumes);
+  EXPECT_EQ(home().Snapshots(), snapshots);
+}
+
+// A project whose first server cannot start is not created: no row, no volume, no process.
+TEST_F(BranchE2eTest, FailedProjectCreateIsUndone) {
+  std::set<std::string> volumes = home().Volumes();
+  CliResult r = home().Run({"project", "create", "p-projfail"},
+                           {{"PGBRANCH_FAILPOINTS", "start-bad-config"}});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("project create p-projfail: PostgreSQL exited while starting"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(home().Run({"project", "get", "p-projfail"}).exit_code, 0);
+  EXPECT_EQ(home().Volumes(), volumes);
+  NewProject("p-projfail");  // the name is free again
 }
 
 // --fast skips the CHECKPOINT and still gives a consistent branch with the parent's data; a
