@@ -264,7 +264,10 @@ Result<StatusInfo> Engine::Init(const InitOptions& options) {
   }
 
   if (config.kind != "image" || !PathExists(config.image)) {
-    PGB_RETURN_IF_ERROR(Timed("Pool", [&] { return CreatePool(config, *env_.runner); }));
+    PGB_RETURN_IF_ERROR(Timed("Pool", [&]() -> Status {
+      PGB_ASSIGN_OR_RETURN(config, CreatePool(config, *env_.runner));
+      return Status::OK();
+    }));
   }
   PGB_ASSIGN_OR_RETURN(pool_, OpenPool(config, *env_.runner));
   Note(fmt::format("pool: {}", pool_->Describe()));

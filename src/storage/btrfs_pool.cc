@@ -119,6 +119,7 @@ class BtrfsPool : public Pool {
         description_(std::move(description)) {}
 
   std::string Kind() const override { return kind_; }
+  PoolCapabilities Capabilities() const override { return PoolCapabilities{}; }
   std::string Describe() const override { return description_; }
 
   std::string VolumePath(const std::string& volume) const override {
@@ -145,7 +146,9 @@ class BtrfsPool : public Pool {
     return Status::OK();
   }
 
-  Status CreateSnapshot(const std::string& volume, const std::string& snapshot) override {
+  // Atomic: the bracket is not needed and ignored.
+  Status CreateSnapshot(const std::string& volume, const std::string& snapshot,
+                        const SnapshotBracket* /*bracket*/) override {
     PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
     PGB_RETURN_IF_ERROR(CheckSnapshotName(snapshot));
     return Snapshot(VolumePath(volume), fmt::format("volume {}", volume),

@@ -324,7 +324,7 @@ TEST_F(BtrfsPoolTest, BtrfsKindOnBtrfsDirectory) {
   config.kind = "btrfs";
   config.root = config_.root + "/plain";
   ASSERT_EQ(::mkdir(config.root.c_str(), 0755), 0);
-  Status created = CreatePool(config, *runner_);
+  Status created = CreatePool(config, *runner_).status();
   ASSERT_TRUE(created.ok()) << created.ToString();
   EXPECT_TRUE(IsDirectory(config.root + "/volumes"));
   EXPECT_TRUE(IsDirectory(config.root + "/snapshots"));
@@ -350,16 +350,16 @@ TEST(BtrfsPoolPlainTest, NonBtrfsDirectoryIsFailedPrecondition) {
   config.kind = "btrfs";
   config.root = dir;
   auto runner = NewRealProcessRunner();
-  Status created = CreatePool(config, *runner);
+  Status created = CreatePool(config, *runner).status();
   EXPECT_EQ(created.code(), StatusCode::kFailedPrecondition) << created.ToString();
   EXPECT_NE(created.message().find("not Btrfs"), std::string::npos) << created.message();
   EXPECT_FALSE(PathExists(dir + "/volumes"));
   EXPECT_EQ(OpenPool(config, *runner).status().code(), StatusCode::kFailedPrecondition);
 
   config.root = dir + "/missing";
-  EXPECT_EQ(CreatePool(config, *runner).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(CreatePool(config, *runner).status().code(), StatusCode::kFailedPrecondition);
   config.root = "";
-  EXPECT_EQ(CreatePool(config, *runner).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(CreatePool(config, *runner).status().code(), StatusCode::kInvalidArgument);
   std::filesystem::remove_all(dir);
 }
 

@@ -133,7 +133,7 @@ TEST_F(ImageTest, CreatePoolRefusesExistingImage) {
   struct stat before {};
   ASSERT_EQ(::stat(config_.image.c_str(), &before), 0);
 
-  Status again = CreatePool(config_, *runner_);
+  Status again = CreatePool(config_, *runner_).status();
   EXPECT_EQ(again.code(), StatusCode::kAlreadyExists) << again.ToString();
   EXPECT_NE(again.message().find(config_.image), std::string::npos) << again.message();
   struct stat after {};
@@ -146,7 +146,7 @@ TEST_F(ImageTest, CreatePoolRefusesExistingImage) {
 
   PoolConfig other = NewImageConfig("precious", 300 * kMiB);
   ASSERT_TRUE(WriteFileAtomic(other.image, "precious data", 0644).ok());
-  EXPECT_EQ(CreatePool(other, *runner_).code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(CreatePool(other, *runner_).status().code(), StatusCode::kAlreadyExists);
   EXPECT_EQ(Slurp(other.image), "precious data");
   EXPECT_FALSE(PathExists(other.root));
 }
@@ -157,7 +157,7 @@ TEST_F(ImageTest, CreatePoolRefusesNonEmptyRoot) {
   PoolConfig config = NewImageConfig("busy", 300 * kMiB);
   ASSERT_TRUE(EnsureDir(config.root, 0755).ok());
   ASSERT_TRUE(WriteFileAtomic(config.root + "/keep", "x", 0600).ok());
-  Status s = CreatePool(config, *runner_);
+  Status s = CreatePool(config, *runner_).status();
   EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
   EXPECT_FALSE(PathExists(config.image));
   EXPECT_EQ(Slurp(config.root + "/keep"), "x");
@@ -170,7 +170,7 @@ TEST_F(ImageTest, FailedMkfsLeavesNothingBehind) {
   config.image = dir_ + "/a/b/pool.img";
   config.root = dir_ + "/c/pool";
   FakeRunner runner(1);
-  Status s = CreatePool(config, runner);
+  Status s = CreatePool(config, runner).status();
   EXPECT_EQ(s.code(), StatusCode::kCommandFailed) << s.ToString();
   EXPECT_NE(s.message().find("simulated mkfs failure"), std::string::npos) << s.message();
   std::vector<std::vector<std::string>> expected = {
@@ -185,7 +185,7 @@ TEST_F(ImageTest, FailedMkfsLeavesNothingBehind) {
 TEST_F(ImageTest, FailedMountLeavesNothingBehind) {
   PoolConfig config = NewImageConfig("blank", 300 * kMiB);
   FakeRunner runner(0);
-  Status s = CreatePool(config, runner);
+  Status s = CreatePool(config, runner).status();
   EXPECT_FALSE(s.ok());
   EXPECT_NE(s.message().find("mount " + config.image + " at " + config.root), std::string::npos)
       << s.message();
@@ -207,7 +207,7 @@ TEST_F(ImageTest, FailureAfterMountUndoesEverything) {
   }
   PoolConfig config = NewImageConfig("undo", 300 * kMiB);
   config.root = dir_ + "/mnt/undo";
-  Status s = CreatePool(config, *runner_);
+  Status s = CreatePool(config, *runner_).status();
   ::unsetenv("PGBRANCH_FAILPOINTS");
   EXPECT_EQ(s.code(), StatusCode::kInternal) << s.ToString();
   EXPECT_TRUE(MountsBelow(dir_ + "/mnt").empty());
@@ -241,10 +241,10 @@ TEST_F(ImageTest, BadConfigsAreRefused) {
 
   PoolConfig ext4 = NewImageConfig("ext4", 300 * kMiB);
   ext4.fs = "ext4";
-  EXPECT_EQ(CreatePool(ext4, *runner_).code(), StatusCode::kNotSupported);
+  EXPECT_EQ(CreatePool(ext4, *runner_).status().code(), StatusCode::kNotSupported);
 
   PoolConfig empty = NewImageConfig("empty", 0);
-  EXPECT_EQ(CreatePool(empty, *runner_).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(CreatePool(empty, *runner_).status().code(), StatusCode::kInvalidArgument);
   EXPECT_FALSE(PathExists(empty.image));
 }
 
@@ -254,7 +254,7 @@ TEST(PoolKindTest, UnknownKindIsInvalidArgument) {
   config.kind = "zfs";
   config.root = "/nonexistent";
   auto runner = NewRealProcessRunner();
-  Status created = CreatePool(config, *runner);
+  Status created = CreatePool(config, *runner).status();
   EXPECT_EQ(created.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(created.message().find("btrfs, image"), std::string::npos) << created.message();
   EXPECT_EQ(OpenPool(config, *runner).status().code(), StatusCode::kInvalidArgument);

@@ -21,11 +21,18 @@ Status UnknownKind(const PoolConfig& config) {
 
 }  // namespace
 
-Status CreatePool(const PoolConfig& config, ProcessRunner& runner) {
-  if (config.kind == "image") return CreateImagePool(config, runner);
+Result<PoolConfig> CreatePool(const PoolConfig& config, ProcessRunner& runner) {
+  PoolConfig effective = config;
+  if (config.kind == "image") {
+    PGB_RETURN_IF_ERROR(CreateImagePool(config, runner));
+    PGB_ASSIGN_OR_RETURN(effective.image, AbsolutePath(config.image));
+    PGB_ASSIGN_OR_RETURN(effective.root, AbsolutePath(config.root));
+    return effective;
+  }
   if (config.kind == "btrfs") {
-    PGB_ASSIGN_OR_RETURN(std::string root, BtrfsRoot(config));
-    return InitBtrfsPoolDirectory(root);
+    PGB_ASSIGN_OR_RETURN(effective.root, BtrfsRoot(config));
+    PGB_RETURN_IF_ERROR(InitBtrfsPoolDirectory(effective.root));
+    return effective;
   }
   return UnknownKind(config);
 }

@@ -3,20 +3,29 @@
 // A pool holds two kinds of objects, both named by the engine with storage/volume_name.h
 // (never by a backend, never from user input):
 //   - volumes: writable directories, each holding one PostgreSQL data directory at its root;
-//   - snapshots: immutable, atomic point-in-time copies of one volume.
-// A branch is a volume cloned from a snapshot. Backends: "btrfs" (a directory on a Btrfs
-// filesystem: volumes are subvolumes, snapshots are read-only snapshots, clones are writable
-// snapshots of those) and "image" (an image file pgbranch formats as Btrfs and loop-mounts, then
-// used exactly like "btrfs"). More backends (zfs, reflink, copy) implement the same interface.
+//   - snapshots: immutable point-in-time copies of one volume.
+// A branch is a volume cloned from a snapshot. Backends (PoolConfig::kind):
+//   "btrfs"   a directory on Btrfs: volumes are subvolumes, snapshots read-only snapshots,
+//             clones writable snapshots of those (libbtrfsutil).
+//   "zfs"     a ZFS dataset: volumes are child datasets, snapshots ZFS snapshots, clones
+//             `zfs clone`s (the zfs/zpool commands, argv only). A clone pins its origin
+//             snapshot; destroying a volume whose snapshots have clones promotes a clone.
+//   "reflink" a directory on a filesystem with FICLONE (XFS reflink=1, Btrfs): snapshots and
+//             clones are file-by-file reflinked copies of the tree; snapshots are immutable.
+//   "copy"    any directory: like reflink, but full copies (correct, slow, no sharing).
+//   "image"   an image file pgbranch formats (Btrfs, or XFS with reflink=1) and loop-mounts,
+//             then used as "btrfs" or "reflink" at the mount point.
 //
-// Abstract so the engine can be tested against a fault-injecting wrapper. A backend that cannot
-// do something returns NotSupported; it never pretends to succeed. Not thread-safe: callers
-// hold the project lock for mutations.
+// Abstract so the engine can be tested against a fault-injecting wrapper (and audited by a
+// forwarding one). A backend that cannot do something returns NotSupported; it never pretends
+// to succeed. Not thread-safe: callers hold the project lock for mutations.
 
 #ifndef PGBRANCH_STORAGE_POOL_H_
 #define PGBRANCH_STORAGE_POOL_H_
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,11 +39,39 @@ namespace pgb {
 
 // How a pool is configured; stored in the catalog's settings by `pgbranch init`.
 struct PoolConfig {
-  std::string kind;          // "btrfs" or "image"
-  std::string root;          // btrfs: the directory volumes live in; image: the mount point
+  std::string kind;          // "btrfs", "zfs", "reflink", "copy" or "image"
+  std::string root;          // the directory volumes live under (image: the mount point;
+                             // zfs: the dataset's mountpoint)
+  std::string dataset;       // zfs: POOL/DATASET holding the volumes as child datasets
   std::string image;         // image: the image file (absolute path)
   uint64_t image_size = 0;   // image: its size in bytes (sparse)
-  std::string fs = "btrfs";  // image: the filesystem it is formatted with
+  std::string fs = "btrfs";  // image: "btrfs" or "xfs" (made with reflink=1)
+};
+
+// What a backend can promise; the engine adapts to it.
+struct PoolCapabilities {
+  // CreateSnapshot captures every file of the volume at one instant (Btrfs, ZFS), so a copy of
+  // a running PostgreSQL is crash-consistent. Without it (reflink, copy: file by file) the
+  // engine brackets the copy with PostgreSQL's backup API (see SnapshotBracket).
+  bool atomic_snapshots = true;
+  // Clones share blocks with their snapshot until written (false only for "copy").
+  bool copy_on_write = true;
+  // A snapshot cannot be destroyed while volumes cloned from it exist (ZFS). The engine refuses
+  // such deletes for every backend anyway, to keep lineage the same everywhere.
+  bool clones_pin_snapshots = false;
+};
+
+// How a non-atomic pool makes a consistent snapshot of a running PostgreSQL, following the
+// low-level base backup recipe (PostgreSQL docs 26.3.3): the engine has called
+// pg_backup_start() before CreateSnapshot; the pool copies the whole tree, then calls
+// `between()` (the engine's pg_backup_stop(), which returns the backup_label), then copies
+// `recopy_dirs` again, overwriting (pg_wal: it must hold the WAL up to the backup's end; the
+// first pass keeps segments a checkpoint might recycle meanwhile), and finally writes the files
+// `between()` returned at the snapshot's root before sealing it.
+struct SnapshotBracket {
+  std::vector<std::string> recopy_dirs;  // relative to the volume root, e.g. {"pg_wal"}
+  // Returns files to add: relative path -> content (e.g. "backup_label" -> its text).
+  std::function<Result<std::map<std::string, std::string>>()> between;
 };
 
 struct PoolUsage {
@@ -52,8 +89,9 @@ class Pool {
  public:
   virtual ~Pool() = default;
 
-  // "btrfs" or "image".
+  // PoolConfig::kind of this pool.
   virtual std::string Kind() const = 0;
+  virtual PoolCapabilities Capabilities() const = 0;
   // One line for people: "btrfs on image /var/lib/pgbranch/pool.img (64.0 GiB) at /var/...".
   virtual std::string Describe() const = 0;
 
@@ -66,15 +104,19 @@ class Pool {
   // Creates an empty writable volume with mode 0700 and owner `owner` (if set).
   // AlreadyExists if it exists.
   virtual Status CreateVolume(const std::string& volume, std::optional<FileOwner> owner) = 0;
-  // Takes an atomic, read-only snapshot of `volume`: every file as of one instant (what makes a
-  // copy of a running PostgreSQL crash-consistent). NotFound if the volume does not exist.
-  virtual Status CreateSnapshot(const std::string& volume, const std::string& snapshot) = 0;
+  // Takes a read-only snapshot of `volume`. Atomic pools capture one instant (what makes a
+  // copy of a running PostgreSQL crash-consistent) and ignore `bracket`; non-atomic pools copy
+  // file by file and, given a `bracket`, follow it (see SnapshotBracket). NotFound if the volume
+  // does not exist. On failure nothing of the snapshot remains.
+  virtual Status CreateSnapshot(const std::string& volume, const std::string& snapshot,
+                                const SnapshotBracket* bracket = nullptr) = 0;
   // Creates writable volume `new_volume` from a snapshot of `volume`, sharing its blocks.
   virtual Status CloneSnapshot(const std::string& volume, const std::string& snapshot,
                                const std::string& new_volume) = 0;
-  // Removes a volume and everything in it. A missing volume is OK.
+  // Removes a volume and everything in it. A missing volume is OK. On ZFS, snapshots of the
+  // volume that clones still depend on are handed to a clone first (`zfs promote`).
   virtual Status DestroyVolume(const std::string& volume) = 0;
-  // Removes a snapshot. A missing snapshot is OK.
+  // Removes a snapshot. A missing snapshot is OK. FailedPrecondition if clones pin it (ZFS).
   virtual Status DestroySnapshot(const std::string& volume, const std::string& snapshot) = 0;
 
   // Names of all volumes / snapshots present (for doctor and tests), sorted.
@@ -90,19 +132,27 @@ class Pool {
 };
 
 // Makes a pool usable for the first time (`pgbranch init`, or the embedded default):
+//   zfs:   creates `dataset` if missing (mountpoint `root`), else adopts it (its mountpoint
+//          becomes `root`); FailedPrecondition if the zfs tools or the ZFS pool are missing.
+//   reflink: checks `root` is a directory whose filesystem clones files (FICLONE works there).
+//   copy:  checks `root` is a writable directory.
 //   image: refuses an existing image file (AlreadyExists); creates it sparse with `image_size`
-//          bytes, formats it (mkfs.btrfs through `runner`), loop-mounts it at `root` (created
+//          bytes, formats it (mkfs.btrfs, or mkfs.xfs -m reflink=1, through `runner`),
+//          loop-mounts it at `root` (created
 //          0711) with noatime, creates the volumes/ and snapshots/ directories.
 //   btrfs: checks `root` is a directory on Btrfs (FailedPrecondition otherwise) and creates the
 //          volumes/ and snapshots/ directories.
-// On failure everything this call created is removed again.
-Status CreatePool(const PoolConfig& config, ProcessRunner& runner);
+// On success returns the effective configuration (absolute paths; zfs: `root` filled in), to be
+// stored and passed to OpenPool. On failure everything this call created is removed again.
+Result<PoolConfig> CreatePool(const PoolConfig& config, ProcessRunner& runner);
 
 // Opens a configured pool. For "image" it mounts the image again if it is not mounted (e.g.
-// after a reboot). FailedPrecondition if the pool's directory is missing or not Btrfs.
+// after a reboot); for "zfs" it mounts the dataset if needed. FailedPrecondition if the pool's
+// directory is missing or not of the kind configured.
 Result<std::unique_ptr<Pool>> OpenPool(const PoolConfig& config, ProcessRunner& runner);
 
-// Unmounts an image pool (loop device released). OK if not mounted. For "btrfs": OK, no-op.
+// Unmounts an image pool (loop device released). OK if not mounted. Other kinds: OK, no-op
+// (a ZFS pool belongs to the machine's ZFS, not to pgbranch).
 Status ClosePool(const PoolConfig& config);
 
 }  // namespace pgb

@@ -88,7 +88,7 @@ class ImagePoolTest : public ::testing::Test {
     dir_ = tmpl;
     runner_ = NewRealProcessRunner();
     config_ = NewImageConfig("pool", 300 * kMiB);
-    Status created = CreatePool(config_, *runner_);
+    Status created = CreatePool(config_, *runner_).status();
     ASSERT_TRUE(created.ok()) << created.ToString();
     Result<std::unique_ptr<Pool>> pool = OpenPool(config_, *runner_);
     ASSERT_TRUE(pool.ok()) << pool.status().ToString();
