@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 
 #include "cli/output.h"
@@ -76,6 +77,7 @@ class Cli {
     env.progress = out_.get();
     auto engine = Engine::Open(env);
     spdlog::debug("engine open");
+    if (engine.ok()) (*engine)->SetCommand(object.empty() ? operation : operation + " " + object);
     Status s = engine.ok() ? body(**engine) : engine.status();
     if (!s.ok()) {
       out_->Error(operation, object, s);
@@ -97,23 +99,277 @@ class Cli {
     DefineInit();
     DefineProject();
     DefineBranch();
+    DefineSnapshot();
+    DefineLog();
+    DefineAudit();
+    DefineDoctor();
     DefineStatus();
+  }
+
+  // "snapshot <verb> ..." whose body gets the numeric id.
+  void SnapshotVerb(CLI::App* snapshot, const std::string& verb, const std::string& help,
+                    std::function<Status(Engine&)> body, CLI::App** out) {
+    auto* cmd = snapshot->add_subcommand(verb, help);
+    cmd->add_option("id", snapshot_arg_, "Snapshot id (see 'pgbranch snapshot list')")
+        ->required();
+    cmd->callback([this, verb, body] {
+      action_ = [this, verb, body] {
+        return With("snapshot " + verb, std::to_string(snapshot_arg_), body);
+      };
+    });
+    *out = cmd;
+  }
+
+  void DefineSnapshot() {
+    auto* snapshot = app_.add_subcommand("snapshot", "Named, immutable points of a branch")
+                         ->alias("snap");
+    snapshot->require_subcommand(1);
+
+    auto* create = snapshot->add_subcommand("create", "Take a consistent snapshot of a branch");
+    create->add_option("branch", ref_text_, "PROJECT/BRANCH")->required();
+    create->add_option("--label", label_, "A note for people ('before the migration')");
+    create->add_flag("--fast", fast_, "Skip the CHECKPOINT on a running branch");
+    AddJson(create);
+    create->callback([this] {
+      action_ = [this] {
+        return With("snapshot create", ref_text_, [&](Engine& e) -> Status {
+          auto start = Clock::now();
+          PGB_ASSIGN_OR_RETURN(BranchRef ref, ParseBranchRef(ref_text_));
+          PGB_ASSIGN_OR_RETURN(SnapshotInfo snap, e.CreateSnapshot(ref, label_, fast_));
+          out_->Done(fmt::format("Snapshot {} of {}", snap.id, snap.branch), Clock::now() - start);
+          if (json_) {
+            out_->Json(ToJson(snap));
+          } else {
+            out_->Print(std::to_string(snap.id));
+          }
+          return Status::OK();
+        });
+      };
+    });
+
+    auto* list = snapshot->add_subcommand("list", "List snapshots")->alias("ls");
+    list->add_option("branch", ref_text_, "Only this PROJECT/BRANCH");
+    AddJson(list);
+    list->callback([this] {
+      action_ = [this] {
+        return With("snapshot list", ref_text_, [&](Engine& e) -> Status {
+          std::optional<BranchRef> ref;
+          if (!ref_text_.empty()) {
+            PGB_ASSIGN_OR_RETURN(ref, ParseBranchRef(ref_text_));
+          }
+          PGB_ASSIGN_OR_RETURN(auto snaps, e.ListSnapshots(ref));
+          PrintSnapshots(snaps);
+          return Status::OK();
+        });
+      };
+    });
+
+    CLI::App* get = nullptr;
+    SnapshotVerb(
+        snapshot, "get", "Show one snapshot",
+        [this](Engine& e) -> Status {
+          PGB_ASSIGN_OR_RETURN(SnapshotInfo snap, e.GetSnapshot(snapshot_arg_));
+          if (json_) {
+            out_->Json(ToJson(snap));
+            return Status::OK();
+          }
+          out_->Table({"FIELD", "VALUE"},
+                      {{"id", std::to_string(snap.id)},
+                       {"branch", snap.branch},
+                       {"label", OrDash(snap.label)},
+                       {"kind", snap.implicit ? "implicit (made by a branch create or reset)"
+                                              : "explicit"},
+                       {"created", snap.created_at},
+                       {"size", Bytes(snap.size_bytes) + " exclusive, " +
+                                    Bytes(snap.logical_bytes) + " logical"},
+                       {"branches made from it",
+                        snap.dependents.empty() ? "-"
+                                                : fmt::format("{}", fmt::join(snap.dependents, ", "))},
+                       {"pool name", snap.name}});
+          return Status::OK();
+        },
+        &get);
+    AddJson(get);
+
+    CLI::App* del = nullptr;
+    SnapshotVerb(
+        snapshot, "delete", "Delete a snapshot",
+        [this](Engine& e) -> Status {
+          auto start = Clock::now();
+          PGB_RETURN_IF_ERROR(e.DeleteSnapshot(snapshot_arg_, recursive_));
+          out_->Done(fmt::format("Snapshot {} deleted", snapshot_arg_), Clock::now() - start);
+          return Status::OK();
+        },
+        &del);
+    del->alias("rm");
+    del->add_flag("--recursive", recursive_, "Also delete the branches made from it");
+
+    auto* cleanup = snapshot->add_subcommand(
+        "cleanup", "Delete old snapshots no branch was made from");
+    auto* scope = cleanup->add_option("branch", ref_text_, "Only this PROJECT/BRANCH");
+    auto* all = cleanup->add_flag("--all", all_, "Every branch of every project");
+    scope->excludes(all);
+    cleanup->add_option("--days", days_, "Older than this many days")->required();
+    cleanup->add_flag("--dry-run", dry_run_, "Only say what would go");
+    AddJson(cleanup);
+    cleanup->callback([this] {
+      action_ = [this] {
+        return With("snapshot cleanup", ref_text_, [&](Engine& e) -> Status {
+          if (ref_text_.empty() && !all_) {
+            return Status::InvalidArgument("name a PROJECT/BRANCH or pass --all");
+          }
+          std::optional<BranchRef> ref;
+          if (!ref_text_.empty()) {
+            PGB_ASSIGN_OR_RETURN(ref, ParseBranchRef(ref_text_));
+          }
+          PGB_ASSIGN_OR_RETURN(CleanupReport r, e.CleanupSnapshots(ref, days_, dry_run_));
+          if (json_) {
+            nlohmann::json removed = nlohmann::json::array(), kept = nlohmann::json::array();
+            for (const auto& s : r.removed) removed.push_back(ToJson(s));
+            for (const auto& [s, why] : r.kept) {
+              nlohmann::json j = ToJson(s);
+              j["kept_because"] = why;
+              kept.push_back(j);
+            }
+            out_->Json({{"dry_run", dry_run_}, {"removed", removed}, {"kept", kept}});
+            return Status::OK();
+          }
+          for (const auto& snap : r.removed) {
+            out_->Print(fmt::format("{} snapshot {} of {} ({}, {})",
+                                    dry_run_ ? "would delete" : "deleted", snap.id, snap.branch,
+                                    snap.created_at, Bytes(snap.size_bytes)));
+          }
+          for (const auto& [snap, why] : r.kept) {
+            out_->Print(fmt::format("kept snapshot {} of {}: {}", snap.id, snap.branch, why));
+          }
+          if (r.removed.empty() && r.kept.empty()) {
+            out_->Print(fmt::format("no snapshot is older than {} days", days_));
+          }
+          return Status::OK();
+        });
+      };
+    });
+  }
+
+  void DefineLog() {
+    auto* cmd = app_.add_subcommand("log", "A branch's history: snapshots, branches made from "
+                                           "it, resets, renames");
+    cmd->add_option("branch", ref_text_, "PROJECT/BRANCH")->required();
+    AddJson(cmd);
+    cmd->callback([this] {
+      action_ = [this] {
+        return With("log", ref_text_, [&](Engine& e) -> Status {
+          PGB_ASSIGN_OR_RETURN(BranchRef ref, ParseBranchRef(ref_text_));
+          PGB_ASSIGN_OR_RETURN(auto log, e.BranchLog(ref));
+          if (json_) {
+            nlohmann::json arr = nlohmann::json::array();
+            for (const auto& l : log) arr.push_back({{"at", l.at}, {"kind", l.kind}, {"text", l.text}});
+            out_->Json(arr);
+            return Status::OK();
+          }
+          for (const auto& l : log) {
+            out_->Print(fmt::format("{} {}  {}", out_->Paint("*", Tone::kWarn),
+                                    out_->Paint(l.at, Tone::kDim), l.text));
+          }
+          return Status::OK();
+        });
+      };
+    });
+  }
+
+  void DefineAudit() {
+    auto* cmd = app_.add_subcommand("audit", "Every storage and runtime operation, newest last");
+    cmd->add_option("--limit", limit_, "How many (default 50)")->check(CLI::Range(1, 100000));
+    AddJson(cmd);
+    cmd->callback([this] {
+      action_ = [this] {
+        return With("audit", "", [&](Engine& e) -> Status {
+          PGB_ASSIGN_OR_RETURN(auto rows, e.Audit(limit_));
+          if (json_) {
+            nlohmann::json arr = nlohmann::json::array();
+            for (const auto& r : rows) {
+              arr.push_back({{"id", r.id}, {"at", r.at}, {"command", r.command},
+                             {"operation", r.operation}, {"object", r.object},
+                             {"detail", r.detail}, {"duration_ms", r.duration_ms},
+                             {"ok", r.ok}, {"error", r.error}});
+            }
+            out_->Json(arr);
+            return Status::OK();
+          }
+          std::vector<std::vector<std::string>> table;
+          for (const auto& r : rows) {
+            table.push_back({r.at, r.command, r.operation, r.object,
+                             fmt::format("{:.1f}ms", r.duration_ms),
+                             r.ok ? out_->Paint("ok", Tone::kGood)
+                                  : out_->Paint("failed: " + r.error, Tone::kBad),
+                             r.detail});
+          }
+          out_->Table({"AT", "COMMAND", "OPERATION", "OBJECT", "TOOK", "RESULT", "DETAIL"}, table);
+          return Status::OK();
+        });
+      };
+    });
+  }
+
+  void DefineDoctor() {
+    auto* cmd = app_.add_subcommand("doctor", "Check tools, permissions, the pool and orphans");
+    cmd->add_flag("--fix", fix_, "Repair what is safe, and say what changed");
+    AddJson(cmd);
+    cmd->callback([this] {
+      action_ = [this] {
+        bool failed = false;
+        int code = With("doctor", "", [&](Engine& e) -> Status {
+          PGB_ASSIGN_OR_RETURN(auto findings, e.Doctor(fix_));
+          for (const auto& f : findings) failed |= f.status == "fail";
+          if (json_) {
+            nlohmann::json arr = nlohmann::json::array();
+            for (const auto& f : findings) {
+              arr.push_back({{"check", f.check}, {"status", f.status}, {"detail", f.detail}});
+            }
+            out_->Json(arr);
+            return Status::OK();
+          }
+          for (const auto& f : findings) {
+            Tone tone = f.status == "ok" ? Tone::kGood
+                        : f.status == "fixed" ? Tone::kGood
+                        : f.status == "warn" ? Tone::kWarn : Tone::kBad;
+            out_->Print(fmt::format("{:<6} {:<17} {}", out_->Paint(f.status, tone), f.check,
+                                    f.detail));
+          }
+          return Status::OK();
+        });
+        return code != 0 ? code : failed ? kExitFailure : 0;
+      };
+    });
   }
 
   void DefineInit() {
     auto* cmd = app_.add_subcommand("init",
                                     "Choose the pool and settings (optional: the first "
-                                    "command sets up a default pool)");
+                                    "command picks the best pool the machine offers)");
     auto* image = cmd->add_option("--image", init_.image_text,
-                                  "Image file to create, format as Btrfs and loop-mount (root)");
+                                  "Image file to create, format and loop-mount (needs root)");
     cmd->add_option("--size", init_.size, "Size of the image file, e.g. 20G")
         ->transform(CLI::AsSizeValue(false))
         ->needs(image);
+    cmd->add_option("--fs", init_.fs, "Filesystem of the image: btrfs or xfs (reflink)")
+        ->check(CLI::IsMember({"btrfs", "xfs"}))
+        ->needs(image);
     auto* btrfs = cmd->add_option("--btrfs", init_.btrfs_text, "An existing directory on Btrfs");
-    btrfs->excludes(image);
+    auto* zfs = cmd->add_option("--zfs", init_.zfs_text,
+                                "A ZFS dataset, POOL/DATASET (created if missing)");
+    auto* reflink = cmd->add_option("--reflink", init_.reflink_text,
+                                    "A directory on XFS (reflink=1) or Btrfs: reflinked copies");
+    auto* copy = cmd->add_option("--copy", init_.copy_text,
+                                 "Any directory: full copies (slow, no sharing)");
+    std::vector<CLI::Option*> kinds = {image, btrfs, zfs, reflink, copy};
+    for (auto* a : kinds) {
+      for (auto* b : kinds) {
+        if (a != b) a->excludes(b);
+      }
+    }
     cmd->add_option("--port-range", init_.port_range,
-                    "Ports for branches, FIRST-LAST "
-                    "(default 54320-54999)");
+                    "Ports for branches, FIRST-LAST (default 54320-54999)");
     cmd->add_option(
         "--os-user", init_.os_user,
         "OS account that runs PostgreSQL when pgbranch runs as root (default postgres)");
@@ -121,11 +377,18 @@ class Cli {
     cmd->callback([this] {
       action_ = [this] {
         InitOptions o;
-        if (!init_.image_text.empty()) o.image = init_.image_text;
+        auto set = [](const std::string& v, std::optional<std::string>* to) {
+          if (!v.empty()) *to = v;
+        };
+        set(init_.image_text, &o.image);
+        set(init_.fs, &o.fs);
+        set(init_.btrfs_text, &o.btrfs_dir);
+        set(init_.zfs_text, &o.zfs_dataset);
+        set(init_.reflink_text, &o.reflink_dir);
+        set(init_.copy_text, &o.copy_dir);
+        set(init_.port_range, &o.port_range);
+        set(init_.os_user, &o.os_user);
         if (init_.size) o.size_bytes = init_.size;
-        if (!init_.btrfs_text.empty()) o.btrfs_dir = init_.btrfs_text;
-        if (!init_.port_range.empty()) o.port_range = init_.port_range;
-        if (!init_.os_user.empty()) o.os_user = init_.os_user;
         return With("init", "", [&](Engine& e) -> Status {
           PGB_ASSIGN_OR_RETURN(StatusInfo s, e.Init(o));
           if (json_) {
@@ -217,6 +480,21 @@ class Cli {
       };
     });
 
+    auto* rename = project->add_subcommand("rename", "Rename a project (ports and URIs stay)");
+    rename->add_option("name", name_, "Project name")->required();
+    rename->add_option("new_name", new_name_, "The new name")->required();
+    AddJson(rename);
+    rename->callback([this] {
+      action_ = [this] {
+        return With("project rename", name_, [&](Engine& e) -> Status {
+          PGB_ASSIGN_OR_RETURN(ProjectInfo p, e.RenameProject(name_, new_name_));
+          out_->Note(fmt::format("project {} is now {}", name_, p.name));
+          if (json_) out_->Json(ToJson(p));
+          return Status::OK();
+        });
+      };
+    });
+
     auto* del = project->add_subcommand("delete", "Delete a project and all its data")->alias("rm");
     del->add_option("name", name_, "Project name")->required();
     del->add_flag("--force", force_, "Also delete its branches other than main");
@@ -258,6 +536,7 @@ class Cli {
                                 auto start = Clock::now();
                                 BranchCreateOptions o;
                                 if (!parent_.empty()) o.parent = parent_;
+                                o.snapshot = snapshot_id_;
                                 o.fast = fast_;
                                 o.port = port_;
                                 PGB_ASSIGN_OR_RETURN(BranchInfo b, e.CreateBranch(ref, o));
@@ -267,6 +546,8 @@ class Cli {
                                 return Status::OK();
                               });
     create->add_option("--parent", parent_, "PROJECT/BRANCH to clone (default PROJECT/main)");
+    create->add_option("--snapshot", snapshot_id_,
+                       "Clone this snapshot (see 'pgbranch snapshot list') instead of taking one");
     create->add_flag("--fast", fast_,
                      "Skip the CHECKPOINT on a running parent (the clone "
                      "then replays more WAL when it starts)");
@@ -275,12 +556,17 @@ class Cli {
 
     auto* list = branch->add_subcommand("list", "List branches")->alias("ls");
     list->add_option("project", name_, "Only this project");
+    list->add_flag("--tree", tree_, "Show the lineage: each branch under its parent");
     AddJson(list);
     list->callback([this] {
       action_ = [this] {
         return With("branch list", name_, [&](Engine& e) -> Status {
-          PGB_ASSIGN_OR_RETURN(auto branches, e.ListBranches(name_, /*with_sizes=*/true));
-          PrintBranches(branches);
+          PGB_ASSIGN_OR_RETURN(auto branches, e.ListBranches(name_, /*with_sizes=*/!tree_));
+          if (tree_ && !json_) {
+            PrintTree(branches);
+          } else {
+            PrintBranches(branches);
+          }
           return Status::OK();
         });
       };
@@ -315,13 +601,18 @@ class Cli {
                    "port and URI)",
                    [this](Engine& e, const BranchRef& ref) -> Status {
                      auto start = Clock::now();
-                     PGB_ASSIGN_OR_RETURN(BranchInfo b, e.ResetBranch(ref, fast_));
+                     ResetOptions o;
+                               o.fast = fast_;
+                               o.snapshot = snapshot_id_;
+                               PGB_ASSIGN_OR_RETURN(BranchInfo b, e.ResetBranch(ref, o));
                      out_->Done(fmt::format("Branch {} reset to {}", ref.ToString(), b.parent),
                                 Clock::now() - start);
                      PrintCreated(b);
                      return Status::OK();
                    });
     reset->add_flag("--fast", fast_, "Skip the CHECKPOINT on a running parent");
+    reset->add_option("--snapshot", snapshot_id_,
+                      "Reset to this snapshot (of the branch or of its parent) instead");
     AddJson(reset);
 
     using Verb = Result<BranchInfo> (Engine::*)(const BranchRef&);
@@ -342,6 +633,17 @@ class Cli {
           });
       AddJson(cmd);
     }
+
+    auto* rename = BranchVerb(branch, "rename", "Rename a branch (its port and URI stay)",
+                              [this](Engine& e, const BranchRef& ref) -> Status {
+                                PGB_ASSIGN_OR_RETURN(BranchInfo b, e.RenameBranch(ref, new_name_));
+                                out_->Note(fmt::format("{} is now {}/{}", ref.ToString(),
+                                                       b.project, b.name));
+                                if (json_) out_->Json(ToJson(b));
+                                return Status::OK();
+                              });
+    rename->add_option("new_name", new_name_, "The new name (without the project)")->required();
+    AddJson(rename);
 
     BranchVerb(branch, "url", "Print the branch's connection URI, with its password",
                [this](Engine& e, const BranchRef& ref) -> Status {
@@ -420,6 +722,50 @@ class Cli {
     out_->Table({"BRANCH", "PARENT", "STATE", "PORT", "SIZE", "EXCLUSIVE", "UPTIME", "URI"}, rows);
   }
 
+  // Each branch under its parent, as `git log --graph` draws a tree.
+  void PrintTree(const std::vector<BranchInfo>& branches) {
+    std::map<std::string, std::vector<const BranchInfo*>> children;
+    std::vector<const BranchInfo*> roots;
+    for (const auto& b : branches) {
+      if (b.parent.empty()) {
+        roots.push_back(&b);
+      } else {
+        children[b.parent].push_back(&b);
+      }
+    }
+    std::function<void(const BranchInfo&, const std::string&, bool, bool)> draw =
+        [&](const BranchInfo& b, const std::string& prefix, bool last, bool root) {
+          std::string ref = b.project + "/" + b.name;
+          out_->Print(fmt::format("{}{}{}  {}  {}", prefix, root ? "" : (last ? "└── " : "├── "),
+                                  root ? ref : b.name, out_->Paint(b.state, StateTone(b.state)),
+                                  b.port));
+          const auto& kids = children[ref];
+          for (size_t i = 0; i < kids.size(); ++i) {
+            draw(*kids[i], root ? "" : prefix + (last ? "    " : "│   "), i + 1 == kids.size(),
+                 false);
+          }
+        };
+    for (const auto* r : roots) draw(*r, "", true, true);
+  }
+
+  void PrintSnapshots(const std::vector<SnapshotInfo>& snaps) {
+    if (json_) {
+      nlohmann::json arr = nlohmann::json::array();
+      for (const auto& s : snaps) arr.push_back(ToJson(s));
+      out_->Json(arr);
+      return;
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& s : snaps) {
+      rows.push_back({std::to_string(s.id), s.branch, OrDash(s.label),
+                      s.implicit ? "implicit" : "explicit", Age(s.created_at, SystemClock()),
+                      Bytes(s.size_bytes),
+                      s.dependents.empty() ? "-" : fmt::format("{}", fmt::join(s.dependents, ", "))});
+    }
+    out_->Table({"ID", "BRANCH", "LABEL", "KIND", "CREATED", "SIZE", "BRANCHES MADE FROM IT"},
+                rows);
+  }
+
   void PrintBranch(const BranchInfo& b) {
     out_->Table(
         {"FIELD", "VALUE"},
@@ -461,7 +807,11 @@ class Cli {
   struct {
     std::string image_text;
     uint64_t size = 0;
+    std::string fs;
     std::string btrfs_text;
+    std::string zfs_text;
+    std::string reflink_text;
+    std::string copy_text;
     std::string port_range;
     std::string os_user;
   } init_;
@@ -471,6 +821,16 @@ class Cli {
   std::string pg_bin_;
   std::string listen_;
   std::optional<int> port_;
+  std::optional<int64_t> snapshot_id_;
+  std::string new_name_;
+  int64_t snapshot_arg_ = 0;
+  std::string label_;
+  int days_ = -1;
+  int limit_ = 50;
+  bool tree_ = false;
+  bool all_ = false;
+  bool dry_run_ = false;
+  bool fix_ = false;
   bool fast_ = false;
   bool force_ = false;
   bool recursive_ = false;

@@ -153,6 +153,7 @@ nlohmann::json ToJson(const BranchInfo& b) {
       {"pg_version", b.pg_version},
       {"data_dir", b.data_dir},
       {"log_path", b.log_path},
+      {"snapshot_id", Optional(b.snapshot_id)},
   };
 }
 
@@ -163,10 +164,29 @@ nlohmann::json ToJson(const ProjectInfo& p) {
   };
 }
 
+nlohmann::json ToJson(const SnapshotInfo& s) {
+  return {
+      {"id", s.id},
+      {"branch", s.branch},
+      {"label", s.label},
+      {"implicit", s.implicit},
+      {"created_at", s.created_at},
+      {"size_bytes", Optional(s.size_bytes)},
+      {"logical_bytes", Optional(s.logical_bytes)},
+      {"dependents", s.dependents},
+      {"name", s.name},
+  };
+}
+
 nlohmann::json ToJson(const StatusInfo& s) {
-  nlohmann::json pool = {{"configured", s.pool.configured},
-                         {"kind", s.pool.kind},
-                         {"description", s.pool.description}};
+  nlohmann::json pool = {
+      {"configured", s.pool.configured},
+      {"kind", s.pool.kind},
+      {"description", s.pool.description},
+      {"why", s.pool.why},
+      {"atomic_snapshots", s.pool.capabilities.atomic_snapshots},
+      {"copy_on_write", s.pool.capabilities.copy_on_write},
+  };
   if (s.pool.usage) {
     pool["size_bytes"] = s.pool.usage->size_bytes;
     pool["used_bytes"] = s.pool.usage->used_bytes;

@@ -54,6 +54,7 @@ class Output : public Progress {
 nlohmann::json ToJson(const BranchInfo& b);
 nlohmann::json ToJson(const ProjectInfo& p);
 nlohmann::json ToJson(const StatusInfo& s);
+nlohmann::json ToJson(const SnapshotInfo& s);
 
 // Tone of a branch state: running good, stopped warn, failed bad.
 Tone StateTone(const std::string& state);

@@ -115,6 +115,7 @@ class [[nodiscard]] Result {
   } while (0)
 
 // Evaluates `rexpr` (a Result<T>); on error returns its Status, else moves the value into `lhs`.
+// Expands to several statements: under an `if`, use braces.
 #define PGB_ASSIGN_OR_RETURN(lhs, rexpr) \
   PGB_ASSIGN_OR_RETURN_IMPL_(PGB_CONCAT_(pgb_result_, __LINE__), lhs, rexpr)
 #define PGB_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, rexpr) \

@@ -16,35 +16,12 @@
 #include "common/fs.h"
 #include "common/os_user.h"
 #include "common/random.h"
+#include "engine/engine_internal.h"
 #include "storage/volume_name.h"
 
 namespace pgb {
+using namespace internal;  // NOLINT: the engine's own private helpers
 namespace {
-
-constexpr size_t kPasswordLength = 32;
-constexpr uint64_t kMinFreeBytes = 64 * kMiB;     // below this a pool counts as full
-constexpr uint64_t kDefaultImageMax = 64 * kGiB;  // the embedded default pool's size cap
-constexpr auto kReadyTimeout = std::chrono::seconds(120);
-constexpr auto kReadyPoll = std::chrono::milliseconds(1);
-constexpr auto kStopTimeout = std::chrono::seconds(60);
-constexpr auto kLockWait = std::chrono::seconds(120);
-
-// Catalog setting keys.
-constexpr const char* kPoolKind = "pool.kind";
-constexpr const char* kPoolRoot = "pool.root";
-constexpr const char* kPoolImage = "pool.image";
-constexpr const char* kPoolImageSize = "pool.image_size";
-constexpr const char* kPoolFs = "pool.fs";
-constexpr const char* kPortRange = "ports.range";
-constexpr const char* kOsUser = "runtime.os_user";
-
-std::string Ref(const ProjectRow& p, const BranchRow& b) { return p.name + "/" + b.name; }
-
-std::string JoinNames(const ProjectRow& p, const std::vector<BranchRow>& rows) {
-  std::vector<std::string> names;
-  for (const auto& r : rows) names.push_back(Ref(p, r));
-  return fmt::format("{}", fmt::join(names, ", "));
-}
 
 // The client-facing host for a listen address: a wildcard is reached through loopback.
 std::string ClientHost(const std::string& listen_address) {
@@ -83,8 +60,18 @@ std::string DefaultHome() {
   return fmt::format("{}/.pgbranch", home && *home ? home : ".");
 }
 
-Engine::Engine(const EngineEnv& env) : env_(env) {}
-Engine::~Engine() = default;
+Engine::Engine(const EngineEnv& env) : env_(env), audit_(*env.clock) {}
+
+Engine::~Engine() {
+  Status s = FlushAudit();
+  if (!s.ok()) spdlog::warn("audit trail not written: {}", s.message());
+}
+
+Status Engine::FlushAudit() {
+  std::vector<AuditRow> rows = audit_.Take();
+  if (rows.empty() || !catalog_) return Status::OK();
+  return catalog_->Transaction([&] { return catalog_->InsertAudit(rows); });
+}
 
 Result<std::unique_ptr<Engine>> Engine::Open(const EngineEnv& env) {
   if (!env.runner || !env.clock || !env.ports) return Status::Internal("incomplete EngineEnv");
@@ -97,7 +84,8 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineEnv& env) {
   PGB_RETURN_IF_ERROR(EnsureDir(JoinPath(home, "locks"), 0700));
   PGB_RETURN_IF_ERROR(EnsureDir(JoinPath(home, "logs"), 0700));
   PGB_ASSIGN_OR_RETURN(engine->catalog_, Catalog::Open(JoinPath(home, "state.db")));
-  engine->runtime_ = NewNativeRuntime(*env.runner);
+  engine->runner_ = NewAuditedRunner(*env.runner, engine->audit_);
+  engine->runtime_ = NewAuditedRuntime(NewNativeRuntime(*engine->runner_), engine->audit_);
   return engine;
 }
 
@@ -115,22 +103,6 @@ Status Engine::Timed(std::string_view step, const std::function<Status()>& body)
   return s;
 }
 
-Result<PoolConfig> Engine::LoadPoolConfig() {
-  PGB_ASSIGN_OR_RETURN(auto kind, catalog_->GetSetting(kPoolKind));
-  if (!kind) return Status::NotFound("no pool configured");
-  PoolConfig config;
-  config.kind = *kind;
-  PGB_ASSIGN_OR_RETURN(auto root, catalog_->GetSetting(kPoolRoot));
-  PGB_ASSIGN_OR_RETURN(auto image, catalog_->GetSetting(kPoolImage));
-  PGB_ASSIGN_OR_RETURN(auto size, catalog_->GetSetting(kPoolImageSize));
-  PGB_ASSIGN_OR_RETURN(auto fs, catalog_->GetSetting(kPoolFs));
-  config.root = root.value_or("");
-  config.image = image.value_or("");
-  config.image_size = size ? std::strtoull(size->c_str(), nullptr, 10) : 0;
-  config.fs = fs.value_or("btrfs");
-  return config;
-}
-
 Result<Pool*> Engine::RequirePool(bool create_default) {
   if (pool_) return pool_.get();
   auto config = LoadPoolConfig();
@@ -141,7 +113,8 @@ Result<Pool*> Engine::RequirePool(bool create_default) {
     config = LoadPoolConfig();
   }
   if (!config.ok()) return config.status();
-  PGB_ASSIGN_OR_RETURN(pool_, OpenPool(*config, *env_.runner));
+  PGB_ASSIGN_OR_RETURN(std::unique_ptr<Pool> pool, OpenPool(*config, *runner_));
+  pool_ = NewAuditedPool(std::move(pool), audit_);
   return pool_.get();
 }
 
@@ -167,117 +140,6 @@ Result<PortRange> Engine::LoadPortRange() {
   PGB_ASSIGN_OR_RETURN(auto text, catalog_->GetSetting(kPortRange));
   if (!text) return PortRange{};
   return ParsePortRange(*text);
-}
-
-Result<StatusInfo> Engine::Init(const InitOptions& options) {
-  // Everything is checked before anything is written: a refused init changes nothing.
-  std::map<std::string, std::string> settings;
-  if (options.port_range) {
-    PGB_ASSIGN_OR_RETURN(PortRange range, ParsePortRange(*options.port_range));
-    settings[kPortRange] = FormatPortRange(range);
-  }
-  if (options.os_user) {
-    PGB_ASSIGN_OR_RETURN(OsUser user, LookupOsUser(*options.os_user));
-    if (user.uid == 0) return Status::InvalidArgument("PostgreSQL refuses to run as root");
-    settings[kOsUser] = user.name;
-  }
-  auto save_settings = [&]() -> Status {
-    return catalog_->Transaction([&]() -> Status {
-      for (const auto& [key, value] : settings) {
-        PGB_RETURN_IF_ERROR(catalog_->SetSetting(key, value));
-      }
-      return Status::OK();
-    });
-  };
-
-  PoolConfig config;
-  const std::string& home = env_.home;
-  if (options.image && options.btrfs_dir) {
-    return Status::InvalidArgument("choose one pool: --image or --btrfs");
-  }
-  if (options.size_bytes && !options.image) {
-    return Status::InvalidArgument("--size goes with --image");
-  }
-  if (options.image) {
-    config.kind = "image";
-    PGB_ASSIGN_OR_RETURN(config.image, AbsolutePath(*options.image));
-    config.root = config.image + ".mnt";
-    if (config.image == JoinPath(home, "pool.img")) config.root = JoinPath(home, "pool");
-  } else if (options.btrfs_dir) {
-    config.kind = "btrfs";
-    PGB_ASSIGN_OR_RETURN(config.root, AbsolutePath(*options.btrfs_dir));
-  }
-
-  auto existing = LoadPoolConfig();
-  if (existing.ok() &&
-      (config.kind.empty() || (config.kind == existing->kind && config.root == existing->root))) {
-    // Nothing to change about the pool; make sure it is usable.
-    PGB_RETURN_IF_ERROR(RequirePool(false).status());
-    PGB_RETURN_IF_ERROR(save_settings());
-    return GetStatus();
-  }
-  if (existing.ok()) {
-    PGB_ASSIGN_OR_RETURN(auto projects, catalog_->ListProjects());
-    if (!projects.empty()) {
-      return Status::FailedPrecondition(fmt::format(
-          "a pool is already configured ({}) and holds {} project(s); delete them before "
-          "choosing another pool",
-          existing->kind == "image" ? existing->image : existing->root, projects.size()));
-    }
-  } else if (!existing.status().Is(StatusCode::kNotFound)) {
-    return existing.status();
-  }
-
-  if (config.kind.empty()) {
-    // The embedded default: a sparse Btrfs image under $PGBRANCH_HOME.
-    if (!RunningAsRoot()) {
-      return Status::FailedPrecondition(
-          "no pool configured, and creating the default image pool needs root (loop mount); run "
-          "'pgbranch init --btrfs DIR' with a directory on Btrfs, or run as root");
-    }
-    config.kind = "image";
-    config.image = JoinPath(home, "pool.img");
-    config.root = JoinPath(home, "pool");
-  }
-  if (config.kind == "image" && !PathExists(config.image)) {
-    if (options.size_bytes) {
-      config.image_size = *options.size_bytes;
-    } else {
-      // Sparse, but a sparse image larger than the free space would fail with I/O errors when
-      // the host fills up: cap the default at 80% of what is free, and at 64 GiB.
-      struct statvfs vfs {};
-      if (::statvfs(Dirname(config.image).c_str(), &vfs) != 0) {
-        return PosixError(fmt::format("statvfs {}", Dirname(config.image)), errno);
-      }
-      uint64_t avail = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
-      config.image_size = std::min(kDefaultImageMax, avail / 10 * 8) / kGiB * kGiB;
-      if (config.image_size < kGiB) {
-        return Status::ResourceExhausted(
-            fmt::format("only {} free next to {}; the default pool needs at least 1.25 GiB free",
-                        FormatBytes(avail), config.image));
-      }
-    }
-  } else if (config.kind == "image") {
-    // Adopting an existing image (e.g. a re-created $PGBRANCH_HOME): it is mounted, not made.
-    struct stat st {};
-    if (::stat(config.image.c_str(), &st) == 0) config.image_size = st.st_size;
-  }
-
-  if (config.kind != "image" || !PathExists(config.image)) {
-    PGB_RETURN_IF_ERROR(Timed("Pool", [&]() -> Status {
-      PGB_ASSIGN_OR_RETURN(config, CreatePool(config, *env_.runner));
-      return Status::OK();
-    }));
-  }
-  PGB_ASSIGN_OR_RETURN(pool_, OpenPool(config, *env_.runner));
-  Note(fmt::format("pool: {}", pool_->Describe()));
-  settings[kPoolKind] = config.kind;
-  settings[kPoolRoot] = config.root;
-  settings[kPoolImage] = config.image;
-  settings[kPoolImageSize] = std::to_string(config.image_size);
-  settings[kPoolFs] = config.fs;
-  PGB_RETURN_IF_ERROR(save_settings());
-  return GetStatus();
 }
 
 Result<ProjectRow> Engine::LoadProject(const std::string& name) {
@@ -401,7 +263,7 @@ Result<BranchInfo> Engine::CreateProject(const std::string& name,
   if (existing) return Status::AlreadyExists(fmt::format("project {} already exists", name));
   PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(true));
   PGB_RETURN_IF_ERROR(CheckPoolSpace(*pool));
-  PGB_ASSIGN_OR_RETURN(PgBinaries bins, FindPgBinaries(*env_.runner, options.pg_bin));
+  PGB_ASSIGN_OR_RETURN(PgBinaries bins, FindPgBinaries(*runner_, options.pg_bin));
   PGB_ASSIGN_OR_RETURN(std::optional<OsUser> os_user, ServerUser());
 
   ProjectRow project;
@@ -451,7 +313,7 @@ Result<BranchInfo> Engine::CreateProject(const std::string& name,
   if (s.ok()) {
     undo.Push("destroy the volume", [pool, main] { return pool->DestroyVolume(main.volume); });
     s = Timed("initdb", [&] {
-      return InitDataDir(*env_.runner, bins, pool->VolumePath(main.volume), project.superuser,
+      return InitDataDir(*runner_, bins, pool->VolumePath(main.volume), project.superuser,
                          os_user);
     });
   }
@@ -545,37 +407,76 @@ Status Engine::ReserveBranch(const ProjectRow& project, BranchRow* row, std::opt
   return Status::OK();
 }
 
-Status Engine::CloneFromParent(const ProjectRow& project, const BranchRow& parent, BranchRow* row,
-                               bool fast, UndoStack& undo, SnapshotRow* snapshot) {
+Status Engine::TakeSnapshot(const ProjectRow& project, const BranchRow& branch, bool fast,
+                            const std::string& label, bool implicit, UndoStack& undo,
+                            SnapshotRow* snapshot) {
   PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
-  PGB_ASSIGN_OR_RETURN(InstanceSpec parent_spec, Spec(project, parent));
-  PGB_ASSIGN_OR_RETURN(InstanceStatus parent_status, runtime_->Inspect(parent_spec));
-
-  // A CHECKPOINT first keeps the clone's crash recovery short: it replays only the WAL written
-  // since. Without it (--fast) the clone is just as consistent, only slower to start.
-  if (parent_status.running && !fast) {
-    PGB_RETURN_IF_ERROR(Timed("Checkpoint", [&]() -> Status {
-      PGB_ASSIGN_OR_RETURN(auto conn, Connection::Open(AdminParams(project, parent)));
-      return Checkpoint(*conn);
-    }));
-  }
+  PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, branch));
+  PGB_ASSIGN_OR_RETURN(InstanceStatus status, runtime_->Inspect(spec));
 
   SnapshotRow snap;
-  snap.branch_id = parent.id;
-  snap.volume = parent.volume;
+  snap.branch_id = branch.id;
+  snap.volume = branch.volume;
   snap.name = NewSnapshotName();
-  snap.label = fmt::format("for {}", Ref(project, *row));
-  snap.implicit = true;
+  snap.label = label;
+  snap.implicit = implicit;
   snap.created_at = FormatTimestamp(env_.clock->Now());
-  PGB_RETURN_IF_ERROR(
-      Timed("Snapshot", [&] { return pool->CreateSnapshot(parent.volume, snap.name); }));
+
+  if (!status.running || pool->Capabilities().atomic_snapshots) {
+    // A CHECKPOINT first keeps a clone's crash recovery short: it replays only the WAL written
+    // since. Without it (--fast) the atomic snapshot is just as consistent, only slower to start.
+    if (status.running && !fast) {
+      PGB_RETURN_IF_ERROR(Timed("Checkpoint", [&]() -> Status {
+        PGB_ASSIGN_OR_RETURN(auto conn, Connection::Open(AdminParams(project, branch)));
+        return Checkpoint(*conn);
+      }));
+    }
+    PGB_RETURN_IF_ERROR(
+        Timed("Snapshot", [&] { return pool->CreateSnapshot(branch.volume, snap.name); }));
+  } else {
+    // A file-by-file copy of a running server is only consistent inside a base backup
+    // (PostgreSQL docs 26.3.3): pg_backup_start checkpoints and marks the start; the pool copies;
+    // pg_backup_stop returns the backup_label the copy needs to recover to a consistent point;
+    // pg_wal is copied again so it holds the WAL up to the backup's end. Both calls must run in
+    // one session; if anything fails, closing the session aborts the backup.
+    PGB_ASSIGN_OR_RETURN(auto conn, Connection::Open(AdminParams(project, branch)));
+    bool v15 = conn->ServerVersion() >= 150000;
+    PGB_RETURN_IF_ERROR(Timed("Backup start", [&] {
+      return conn->Exec(v15 ? "SELECT pg_backup_start($1, true)"
+                            : "SELECT pg_start_backup($1, true, false)",
+                        {fmt::format("pgbranch {}", snap.name)});
+    }));
+    SnapshotBracket bracket;
+    bracket.recopy_dirs = {"pg_wal"};
+    bracket.between = [&]() -> Result<std::map<std::string, std::string>> {
+      PGB_ASSIGN_OR_RETURN(
+          std::vector<Row> rows,
+          conn->Query(v15 ? "SELECT labelfile, spcmapfile FROM pg_backup_stop(false)"
+                          : "SELECT labelfile, spcmapfile FROM pg_stop_backup(false, false)"));
+      if (rows.size() != 1 || rows[0].size() != 2 || !rows[0][0]) {
+        return Status::Internal("pg_backup_stop returned no backup_label");
+      }
+      std::map<std::string, std::string> files = {{"backup_label", *rows[0][0]}};
+      if (rows[0][1] && !rows[0][1]->empty()) files["tablespace_map"] = *rows[0][1];
+      return files;
+    };
+    PGB_RETURN_IF_ERROR(Timed("Snapshot", [&] {
+      return pool->CreateSnapshot(branch.volume, snap.name, &bracket);
+    }));
+  }
   undo.Push("destroy the snapshot",
             [pool, snap] { return pool->DestroySnapshot(snap.volume, snap.name); });
   PGB_RETURN_IF_ERROR(Failpoint("branch-after-snapshot"));
   *snapshot = snap;
+  return Status::OK();
+}
 
-  PGB_RETURN_IF_ERROR(
-      Timed("Clone", [&] { return pool->CloneSnapshot(parent.volume, snap.name, row->volume); }));
+Status Engine::CloneFromSnapshot(const ProjectRow& project, const SnapshotRow& snapshot,
+                                 BranchRow* row, UndoStack& undo) {
+  PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
+  PGB_RETURN_IF_ERROR(Timed("Clone", [&] {
+    return pool->CloneSnapshot(snapshot.volume, snapshot.name, row->volume);
+  }));
   BranchRow cloned = *row;
   undo.Push("destroy the volume", [pool, cloned] { return pool->DestroyVolume(cloned.volume); });
   PGB_RETURN_IF_ERROR(Failpoint("branch-after-clone"));
@@ -583,18 +484,32 @@ Status Engine::CloneFromParent(const ProjectRow& project, const BranchRow& paren
   PGB_ASSIGN_OR_RETURN(std::optional<OsUser> os_user, ServerUser());
   std::optional<FileOwner> owner;
   if (os_user) owner = FileOwner{os_user->uid, os_user->gid};
-  std::string data_dir = pool->VolumePath(row->volume);
-  PGB_RETURN_IF_ERROR(PrepareClonedDataDir(data_dir, ConfigFor(project, *row), owner));
+  PGB_RETURN_IF_ERROR(
+      PrepareClonedDataDir(pool->VolumePath(row->volume), ConfigFor(project, *row), owner));
   return StartInstance(project, *row, /*set_password=*/true, &undo);
 }
 
-Status Engine::CommitClone(BranchRow* row, SnapshotRow* snapshot) {
+Status Engine::CommitClone(BranchRow* row, SnapshotRow* snapshot, const EventRow& event) {
   return catalog_->Transaction([&]() -> Status {
-    PGB_ASSIGN_OR_RETURN(snapshot->id, catalog_->InsertSnapshot(*snapshot));
+    if (snapshot->id == 0) {
+      PGB_ASSIGN_OR_RETURN(snapshot->id, catalog_->InsertSnapshot(*snapshot));
+    }
     row->snapshot_id = snapshot->id;
     row->state = kStateRunning;
-    return catalog_->UpdateBranch(*row);
+    PGB_RETURN_IF_ERROR(catalog_->UpdateBranch(*row));
+    EventRow e = event;
+    e.detail = fmt::format("{} (snapshot {})", event.detail, snapshot->id);
+    return catalog_->InsertEvent(e);
   });
+}
+
+EventRow Engine::Event(const BranchRow& branch, std::string kind, std::string detail) const {
+  EventRow e;
+  e.branch_id = branch.id;
+  e.at = FormatTimestamp(env_.clock->Now());
+  e.kind = std::move(kind);
+  e.detail = std::move(detail);
+  return e;
 }
 
 Result<BranchInfo> Engine::CreateBranch(const BranchRef& ref, const BranchCreateOptions& options) {
@@ -612,6 +527,27 @@ Result<BranchInfo> Engine::CreateBranch(const BranchRef& ref, const BranchCreate
   PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(ref.project));
   PGB_ASSIGN_OR_RETURN(auto lock, LockProject(project));
   spdlog::debug("{}: project locked", ref.ToString());
+
+  // From an existing snapshot, the parent is the branch the snapshot is of.
+  std::optional<SnapshotRow> from;
+  if (options.snapshot) {
+    auto snap = catalog_->GetSnapshot(*options.snapshot);
+    if (!snap.ok()) {
+      return Status::NotFound(fmt::format("snapshot {} does not exist", *options.snapshot));
+    }
+    PGB_ASSIGN_OR_RETURN(BranchRow of, catalog_->GetBranch(snap->branch_id));
+    if (of.project_id != project.id) {
+      return Status::InvalidArgument(fmt::format("snapshot {} is of a branch of another project",
+                                                 *options.snapshot));
+    }
+    if (options.parent && parent_ref.branch != of.name) {
+      return Status::InvalidArgument(fmt::format(
+          "snapshot {} is of {}/{}, not of {}; leave out --parent", *options.snapshot,
+          project.name, of.name, parent_ref.ToString()));
+    }
+    parent_ref.branch = of.name;
+    from = *snap;
+  }
   auto parent = LoadBranch(project, parent_ref.branch);
   if (!parent.ok()) {
     return Status::NotFound(fmt::format("parent {} does not exist", parent_ref.ToString()));
@@ -621,8 +557,9 @@ Result<BranchInfo> Engine::CreateBranch(const BranchRef& ref, const BranchCreate
         fmt::format("parent {} is {}", parent_ref.ToString(), parent->state));
   }
   PGB_ASSIGN_OR_RETURN(auto existing, catalog_->FindBranch(project.id, ref.branch));
-  if (existing)
+  if (existing) {
     return Status::AlreadyExists(fmt::format("branch {} already exists", ref.ToString()));
+  }
   PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(true));
   PGB_RETURN_IF_ERROR(CheckPoolSpace(*pool));
 
@@ -639,8 +576,18 @@ Result<BranchInfo> Engine::CreateBranch(const BranchRef& ref, const BranchCreate
   PGB_RETURN_IF_ERROR(ReserveBranch(project, &row, options.port, undo));
   spdlog::debug("{}: reserved port {}", ref.ToString(), row.port);
   SnapshotRow snapshot;
-  Status s = CloneFromParent(project, *parent, &row, options.fast, undo, &snapshot);
-  if (s.ok()) s = CommitClone(&row, &snapshot);
+  Status s;
+  if (from) {
+    snapshot = *from;
+  } else {
+    s = TakeSnapshot(project, *parent, options.fast, fmt::format("for {}", ref.ToString()),
+                     /*implicit=*/true, undo, &snapshot);
+  }
+  if (s.ok()) s = CloneFromSnapshot(project, snapshot, &row, undo);
+  if (s.ok()) {
+    s = CommitClone(&row, &snapshot,
+                    Event(row, "created", fmt::format("created from {}", parent_ref.ToString())));
+  }
   if (!s.ok()) return undo.Rollback(s);
   undo.Commit();
   return Describe(project, row, /*with_sizes=*/false);
@@ -657,28 +604,42 @@ Result<std::vector<BranchRow>> Engine::Descendants(const BranchRow& branch) {
   return out;
 }
 
-Status Engine::DropSnapshotIfUnused(int64_t snapshot_id) {
+Status Engine::DestroySnapshotAndRow(const SnapshotRow& snapshot) {
+  PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
+  PGB_RETURN_IF_ERROR(pool->DestroySnapshot(snapshot.volume, snapshot.name));
+  return catalog_->DeleteSnapshot(snapshot.id);
+}
+
+Status Engine::DropImplicitSnapshotIfUnused(int64_t snapshot_id) {
+  PGB_ASSIGN_OR_RETURN(SnapshotRow snap, catalog_->GetSnapshot(snapshot_id));
+  if (!snap.implicit) return Status::OK();
   PGB_ASSIGN_OR_RETURN(auto users, catalog_->BranchesFromSnapshot(snapshot_id));
   if (!users.empty()) return Status::OK();
-  PGB_ASSIGN_OR_RETURN(SnapshotRow snap, catalog_->GetSnapshot(snapshot_id));
-  PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
-  PGB_RETURN_IF_ERROR(pool->DestroySnapshot(snap.volume, snap.name));
-  return catalog_->DeleteSnapshot(snapshot_id);
+  return DestroySnapshotAndRow(snap);
 }
 
 Status Engine::DestroyBranch(const ProjectRow& project, const BranchRow& branch) {
   // Marked first, so a crash part-way leaves a row that says what was happening.
-  PGB_RETURN_IF_ERROR(catalog_->SetBranchState(branch.id, kStateDeleting));
-  PGB_RETURN_IF_ERROR(StopInstance(project, branch, StopMode::kImmediate));
+  BranchRow row = branch;
+  row.state = kStateDeleting;
+  PGB_RETURN_IF_ERROR(catalog_->SetBranchState(row.id, kStateDeleting));
+  PGB_RETURN_IF_ERROR(StopInstance(project, row, StopMode::kImmediate));
   PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
-  PGB_RETURN_IF_ERROR(Timed("Destroy", [&] { return pool->DestroyVolume(branch.volume); }));
-  // Snapshots taken of this branch: their branches are gone (children are destroyed first).
-  PGB_ASSIGN_OR_RETURN(auto snapshots, catalog_->ListSnapshots(branch.id));
-  for (const auto& snap : snapshots) PGB_RETURN_IF_ERROR(DropSnapshotIfUnused(snap.id));
-  PGB_RETURN_IF_ERROR(catalog_->DeleteBranch(branch.id));
-  // The snapshot this branch was cloned from goes with it unless another branch uses it.
-  if (branch.snapshot_id) PGB_RETURN_IF_ERROR(DropSnapshotIfUnused(*branch.snapshot_id));
-  return RemoveFile(LogPath(branch));
+  PGB_RETURN_IF_ERROR(Timed("Destroy", [&] { return pool->DestroyVolume(row.volume); }));
+  // The row points at its origin snapshot, which may be one of its own (after a reset to it):
+  // let go of it first, then the branch's own snapshots can go (the branches made from them
+  // were destroyed before this one), then the row, then the origin unless others use it.
+  std::optional<int64_t> origin = row.snapshot_id;
+  row.snapshot_id.reset();
+  PGB_RETURN_IF_ERROR(catalog_->UpdateBranch(row));
+  PGB_ASSIGN_OR_RETURN(auto snapshots, catalog_->ListSnapshots(row.id));
+  for (const auto& snap : snapshots) PGB_RETURN_IF_ERROR(DestroySnapshotAndRow(snap));
+  PGB_RETURN_IF_ERROR(catalog_->DeleteBranch(row.id));
+  if (origin) {
+    auto snap = catalog_->GetSnapshot(*origin);
+    if (snap.ok()) PGB_RETURN_IF_ERROR(DropImplicitSnapshotIfUnused(*origin));
+  }
+  return RemoveFile(LogPath(row));
 }
 
 Status Engine::DeleteBranch(const BranchRef& ref, bool recursive) {
@@ -708,7 +669,7 @@ Status Engine::DeleteBranch(const BranchRef& ref, bool recursive) {
   return DestroyBranch(project, row);
 }
 
-Result<BranchInfo> Engine::ResetBranch(const BranchRef& ref, bool fast) {
+Result<BranchInfo> Engine::ResetBranch(const BranchRef& ref, const ResetOptions& options) {
   PGB_ASSIGN_OR_RETURN(LockedBranch b, LockBranch(ref, /*require_settled=*/true));
   const ProjectRow& project = b.project;
   const BranchRow& row = b.row;
@@ -716,6 +677,19 @@ Result<BranchInfo> Engine::ResetBranch(const BranchRef& ref, bool fast) {
     return Status::FailedPrecondition(fmt::format("{} has no parent to reset to", ref.ToString()));
   }
   PGB_ASSIGN_OR_RETURN(BranchRow parent, catalog_->GetBranch(*row.parent_id));
+  std::optional<SnapshotRow> to;
+  if (options.snapshot) {
+    auto snap = catalog_->GetSnapshot(*options.snapshot);
+    if (!snap.ok()) {
+      return Status::NotFound(fmt::format("snapshot {} does not exist", *options.snapshot));
+    }
+    if (snap->branch_id != row.id && snap->branch_id != parent.id) {
+      return Status::InvalidArgument(
+          fmt::format("snapshot {} is not of {} or of its parent {}", *options.snapshot,
+                      ref.ToString(), Ref(project, parent)));
+    }
+    to = *snap;
+  }
   PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(true));
   PGB_RETURN_IF_ERROR(CheckPoolSpace(*pool));
   PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, row));
@@ -733,15 +707,28 @@ Result<BranchInfo> Engine::ResetBranch(const BranchRef& ref, bool fast) {
   BranchRow fresh = row;
   fresh.volume = NewVolumeName();
   SnapshotRow snapshot;
-  Status s = CloneFromParent(project, parent, &fresh, fast, undo, &snapshot);
-  if (s.ok()) s = CommitClone(&fresh, &snapshot);
+  Status s;
+  std::string what;
+  if (to) {
+    snapshot = *to;
+    PGB_ASSIGN_OR_RETURN(BranchRow of, catalog_->GetBranch(to->branch_id));
+    what = fmt::format("reset to {}", Ref(project, of));
+  } else {
+    s = TakeSnapshot(project, parent, options.fast, fmt::format("for {}", ref.ToString()),
+                     /*implicit=*/true, undo, &snapshot);
+    what = fmt::format("reset to {}", Ref(project, parent));
+  }
+  if (s.ok()) s = CloneFromSnapshot(project, snapshot, &fresh, undo);
+  if (s.ok()) s = CommitClone(&fresh, &snapshot, Event(fresh, "reset", what));
   if (!s.ok()) return undo.Rollback(s);
   undo.Commit();
 
   // The catalog now points at the new volume; the old one and its origin snapshot are
   // orphans whatever happens next, so failing to remove them is only worth a note.
   Status cleanup = Timed("Destroy", [&] { return pool->DestroyVolume(row.volume); });
-  if (cleanup.ok() && row.snapshot_id) cleanup = DropSnapshotIfUnused(*row.snapshot_id);
+  if (cleanup.ok() && row.snapshot_id && row.snapshot_id != fresh.snapshot_id) {
+    cleanup = DropImplicitSnapshotIfUnused(*row.snapshot_id);
+  }
   if (!cleanup.ok()) Note(fmt::format("left the old data behind: {}", cleanup.message()));
   return Describe(project, fresh, /*with_sizes=*/false);
 }
@@ -809,6 +796,7 @@ Result<BranchInfo> Engine::Describe(const ProjectRow& project, const BranchRow& 
   info.created_at = branch.created_at;
   info.pg_version = project.pg_version;
   info.log_path = LogPath(branch);
+  info.snapshot_id = branch.snapshot_id;
 
   auto pool = RequirePool(false);
   if (!pool.ok()) return info;  // no pool (yet): nothing more to learn
@@ -884,6 +872,9 @@ Result<StatusInfo> Engine::GetStatus() {
     info.pool.configured = true;
     info.pool.kind = (*pool)->Kind();
     info.pool.description = (*pool)->Describe();
+    info.pool.capabilities = (*pool)->Capabilities();
+    PGB_ASSIGN_OR_RETURN(auto why, catalog_->GetSetting(kPoolWhy));
+    info.pool.why = why.value_or("");
     auto usage = (*pool)->Usage();
     if (usage.ok()) info.pool.usage = *usage;
   } else if (!pool.status().Is(StatusCode::kNotFound)) {

@@ -27,12 +27,14 @@
 #include <vector>
 
 #include "common/file_lock.h"
+#include "engine/audit.h"
 #include "common/status.h"
 #include "common/subprocess.h"
 #include "common/time.h"
 #include "common/undo.h"
 #include "engine/names.h"
 #include "engine/ports.h"
+#include "common/undo.h"
 #include "pg/client.h"
 #include "pg/cluster.h"
 #include "runtime/runtime.h"
@@ -66,11 +68,15 @@ struct EngineEnv {
 std::string DefaultHome();
 
 struct InitOptions {
-  std::optional<std::string> image;       // --image FILE
-  std::optional<uint64_t> size_bytes;     // --size, with --image
-  std::optional<std::string> btrfs_dir;   // --btrfs DIR
-  std::optional<std::string> port_range;  // --port-range FIRST-LAST
-  std::optional<std::string> os_user;     // --os-user NAME
+  std::optional<std::string> image;        // --image FILE
+  std::optional<uint64_t> size_bytes;      // --size, with --image
+  std::optional<std::string> fs;           // --fs btrfs|xfs, with --image
+  std::optional<std::string> btrfs_dir;    // --btrfs DIR
+  std::optional<std::string> zfs_dataset;  // --zfs POOL/DATASET
+  std::optional<std::string> reflink_dir;  // --reflink DIR
+  std::optional<std::string> copy_dir;     // --copy DIR
+  std::optional<std::string> port_range;   // --port-range FIRST-LAST
+  std::optional<std::string> os_user;      // --os-user NAME
 };
 
 struct ProjectCreateOptions {
@@ -80,9 +86,46 @@ struct ProjectCreateOptions {
 };
 
 struct BranchCreateOptions {
-  std::optional<std::string> parent;  // "project/branch"; default project/main
-  bool fast = false;                  // skip the CHECKPOINT on a running parent
+  std::optional<std::string> parent;   // "project/branch"; default project/main
+  std::optional<int64_t> snapshot;     // clone this snapshot instead of taking a new one
+  bool fast = false;                   // skip the CHECKPOINT on a running parent
   std::optional<int> port;
+};
+
+struct ResetOptions {
+  std::optional<int64_t> snapshot;  // a snapshot of the branch or of its parent
+  bool fast = false;
+};
+
+struct SnapshotInfo {
+  int64_t id = 0;
+  std::string branch;      // "demo/main": whose data it holds
+  std::string label;
+  bool implicit = false;   // made by branch create/reset
+  std::string created_at;  // ISO 8601 UTC
+  std::optional<uint64_t> size_bytes;     // exclusive bytes: what deleting it would free
+  std::optional<uint64_t> logical_bytes;  // size of the data it holds
+  std::vector<std::string> dependents;    // branches cloned from it ("demo/dev")
+  std::string name;                       // its name in the pool
+};
+
+struct CleanupReport {
+  std::vector<SnapshotInfo> removed;  // or, with dry_run, that would be
+  std::vector<std::pair<SnapshotInfo, std::string>> kept;  // and why
+};
+
+// One line of a branch's history (`pgbranch log`).
+struct LogEntry {
+  std::string at;    // ISO 8601 UTC
+  std::string kind;  // created, reset, renamed, snapshot, branch
+  std::string text;  // for people
+};
+
+// One finding of `pgbranch doctor`.
+struct DoctorFinding {
+  std::string check;   // "tools", "pool", "orphan volume", ...
+  std::string status;  // "ok", "warn", "fail", "fixed"
+  std::string detail;
 };
 
 struct BranchInfo {
@@ -104,6 +147,7 @@ struct BranchInfo {
   std::string data_dir;
   std::string pg_version;
   std::string log_path;
+  std::optional<int64_t> snapshot_id;  // the snapshot it was cloned from
 };
 
 struct ProjectInfo {
@@ -119,6 +163,8 @@ struct PoolInfo {
   bool configured = false;
   std::string kind;
   std::string description;
+  std::string why;  // how it was chosen ("explicit: pgbranch init --zfs ...", "automatic: ...")
+  PoolCapabilities capabilities;
   std::optional<PoolUsage> usage;
 };
 
@@ -156,9 +202,44 @@ class Engine {
   // Deletes a branch. Refused for a branch with children (naming them) unless `recursive`, and
   // for main (delete the project instead).
   Status DeleteBranch(const BranchRef& ref, bool recursive);
-  // Replaces a branch's data with its parent's current data (a new snapshot and clone), keeping
-  // its port and password, so its URI stays the same. The branch is running afterwards.
-  Result<BranchInfo> ResetBranch(const BranchRef& ref, bool fast);
+  // Replaces a branch's data with its parent's current data (a new snapshot and clone), or with
+  // a snapshot of the branch or its parent, keeping its port and password, so its URI stays the
+  // same. The branch is running afterwards. On failure the old data runs again.
+  Result<BranchInfo> ResetBranch(const BranchRef& ref, const ResetOptions& options);
+  // Renames a branch (not main) or a project; ports, passwords and URIs stay. The new
+  // cluster_name shows after the next restart.
+  Result<BranchInfo> RenameBranch(const BranchRef& ref, const std::string& new_name);
+  Result<ProjectInfo> RenameProject(const std::string& name, const std::string& new_name);
+  // The branch's history, newest first: creation, resets, renames, its snapshots and the
+  // branches made from it.
+  Result<std::vector<LogEntry>> BranchLog(const BranchRef& ref);
+
+  // Snapshots. Create takes a consistent snapshot of a branch (CHECKPOINT + atomic snapshot,
+  // or the backup API on pools without atomic snapshots).
+  Result<SnapshotInfo> CreateSnapshot(const BranchRef& ref, const std::string& label, bool fast);
+  // Snapshots of one branch, or of every branch.
+  Result<std::vector<SnapshotInfo>> ListSnapshots(const std::optional<BranchRef>& ref);
+  Result<SnapshotInfo> GetSnapshot(int64_t id);
+  // Refused while branches were made from it (naming them) unless `recursive`, which deletes
+  // them (and theirs) first.
+  Status DeleteSnapshot(int64_t id, bool recursive);
+  // Removes snapshots older than `days` days, of `ref` or of every branch; never one a branch
+  // was made from (it says which it kept and why). With `dry_run`, only reports.
+  Result<CleanupReport> CleanupSnapshots(const std::optional<BranchRef>& ref, int days,
+                                         bool dry_run);
+
+  // The newest `limit` audit rows, oldest first.
+  Result<std::vector<AuditRow>> Audit(int limit);
+
+  // Checks tools, permissions, the pool, and orphans in every direction; with `fix`, repairs
+  // what is safe (orphan volumes and snapshots, interrupted creates and deletes, servers
+  // without rows) and reports "fixed".
+  Result<std::vector<DoctorFinding>> Doctor(bool fix);
+
+  // Names the command whose operations the audit trail records next.
+  void SetCommand(std::string command) { audit_.SetCommand(std::move(command)); }
+  // Writes the collected audit rows to the catalog (also done when the Engine is destroyed).
+  Status FlushAudit();
   Result<BranchInfo> StartBranch(const BranchRef& ref);
   Result<BranchInfo> StopBranch(const BranchRef& ref);
   Result<BranchInfo> RestartBranch(const BranchRef& ref);
@@ -195,10 +276,23 @@ class Engine {
   // Snapshots `parent` (after a CHECKPOINT unless `fast`), clones it into row->volume, writes
   // the branch's configuration and starts it with row->password set. Every step pushes its
   // undo. Fills `snapshot` (not yet in the catalog: CommitClone records it).
-  Status CloneFromParent(const ProjectRow& project, const BranchRow& parent, BranchRow* row,
-                         bool fast, UndoStack& undo, SnapshotRow* snapshot);
-  // In one transaction: records `snapshot`, points `row` at it and marks it running.
-  Status CommitClone(BranchRow* row, SnapshotRow* snapshot);
+  // Takes a snapshot of `branch` consistent for PostgreSQL: on atomic pools after a CHECKPOINT
+  // if it runs (not with `fast`); on other pools bracketed by pg_backup_start/pg_backup_stop if
+  // it runs. Fills `snapshot` (not yet in the catalog) and pushes its undo.
+  Status TakeSnapshot(const ProjectRow& project, const BranchRow& branch, bool fast,
+                      const std::string& label, bool implicit, UndoStack& undo,
+                      SnapshotRow* snapshot);
+  // Clones `snapshot` into row->volume, writes the branch's configuration, starts it with
+  // row->password set. Every step pushes its undo.
+  Status CloneFromSnapshot(const ProjectRow& project, const SnapshotRow& snapshot, BranchRow* row,
+                           UndoStack& undo);
+  // In one transaction: records `snapshot` if new (id 0), points `row` at it, marks it running
+  // and notes `event` in its history.
+  Status CommitClone(BranchRow* row, SnapshotRow* snapshot, const EventRow& event);
+  Result<SnapshotInfo> DescribeSnapshot(const SnapshotRow& snapshot, bool with_sizes);
+  Status DestroySnapshotAndRow(const SnapshotRow& snapshot);
+  Result<PoolConfig> ChooseDefaultPool(std::string* why);
+  EventRow Event(const BranchRow& branch, std::string kind, std::string detail) const;
   // Starts the branch's server and waits until it accepts a connection; with `set_password`
   // (a fresh clone or initdb) sets the branch's password on that connection. With `undo` (a
   // new instance), pushes its stop.
@@ -206,13 +300,16 @@ class Engine {
                        UndoStack* undo);
   Status StopInstance(const ProjectRow& project, const BranchRow& branch, StopMode mode);
   Status DestroyBranch(const ProjectRow& project, const BranchRow& branch);
-  Status DropSnapshotIfUnused(int64_t snapshot_id);
+  // Destroys an implicit snapshot no branch uses any more; leaves explicit ones alone.
+  Status DropImplicitSnapshotIfUnused(int64_t snapshot_id);
   Result<std::vector<BranchRow>> Descendants(const BranchRow& branch);
   Result<BranchInfo> Describe(const ProjectRow& project, const BranchRow& branch, bool with_sizes);
   Status Timed(std::string_view step, const std::function<Status()>& body);
   void Note(std::string_view message);
 
   EngineEnv env_;
+  AuditLog audit_;
+  std::unique_ptr<ProcessRunner> runner_;  // audited, forwarding to env_.runner
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<Runtime> runtime_;
   std::unique_ptr<Pool> pool_;

@@ -57,6 +57,28 @@ CREATE TABLE snapshots (
 CREATE INDEX branches_parent ON branches(parent_id);
 CREATE INDEX snapshots_branch ON snapshots(branch_id);
 )sql",
+    // 2: the audit trail of storage and runtime operations, and branch history events.
+    R"sql(
+CREATE TABLE audit (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  at          TEXT NOT NULL,
+  command     TEXT NOT NULL,
+  operation   TEXT NOT NULL,
+  object      TEXT NOT NULL,
+  detail      TEXT NOT NULL,
+  duration_ms REAL NOT NULL,
+  ok          INTEGER NOT NULL,
+  error       TEXT NOT NULL
+);
+CREATE TABLE events (
+  id        INTEGER PRIMARY KEY AUTOINCREMENT,
+  branch_id INTEGER NOT NULL,
+  at        TEXT NOT NULL,
+  kind      TEXT NOT NULL,
+  detail    TEXT NOT NULL
+);
+CREATE INDEX events_branch ON events(branch_id);
+)sql",
 };
 
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
@@ -93,6 +115,7 @@ class Stmt {
   Stmt& Bind(int64_t v) { return Check(sqlite3_bind_int64(stmt_, ++arg_, v)); }
   Stmt& Bind(int v) { return Bind(static_cast<int64_t>(v)); }
   Stmt& Bind(bool v) { return Bind(static_cast<int64_t>(v ? 1 : 0)); }
+  Stmt& Bind(double v) { return Check(sqlite3_bind_double(stmt_, ++arg_, v)); }
   Stmt& Bind(const std::string& v) {
     return Check(
         sqlite3_bind_text(stmt_, ++arg_, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
@@ -121,6 +144,7 @@ class Stmt {
     if (sqlite3_column_type(stmt_, col) == SQLITE_NULL) return std::nullopt;
     return Int(col);
   }
+  double Real(int col) const { return sqlite3_column_double(stmt_, col); }
   std::string Text(int col) const {
     const unsigned char* t = sqlite3_column_text(stmt_, col);
     return t ? std::string(reinterpret_cast<const char*>(t), sqlite3_column_bytes(stmt_, col))
@@ -444,6 +468,75 @@ Result<std::vector<BranchRow>> Catalog::BranchesFromSnapshot(int64_t id) {
              .c_str());
   s.Bind(id);
   return Collect<BranchRow>(s, ReadBranch);
+}
+
+Status Catalog::InsertAudit(const std::vector<AuditRow>& rows) {
+  for (const auto& r : rows) {
+    Stmt s(db_,
+           "INSERT INTO audit (at, command, operation, object, detail, duration_ms, ok, error) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    s.Bind(r.at).Bind(r.command).Bind(r.operation).Bind(r.object).Bind(r.detail);
+    s.Bind(r.duration_ms).Bind(r.ok).Bind(r.error);
+    PGB_RETURN_IF_ERROR(s.Run());
+  }
+  return Status::OK();
+}
+
+Result<std::vector<AuditRow>> Catalog::ListAudit(int limit) {
+  Stmt s(db_,
+         "SELECT id, at, command, operation, object, detail, duration_ms, ok, error FROM "
+         "(SELECT * FROM audit ORDER BY id DESC LIMIT ?) ORDER BY id");
+  s.Bind(static_cast<int64_t>(limit));
+  return Collect<AuditRow>(s, [](const Stmt& st) {
+    AuditRow r;
+    r.id = st.Int(0);
+    r.at = st.Text(1);
+    r.command = st.Text(2);
+    r.operation = st.Text(3);
+    r.object = st.Text(4);
+    r.detail = st.Text(5);
+    r.duration_ms = st.Real(6);
+    r.ok = st.Int(7) != 0;
+    r.error = st.Text(8);
+    return r;
+  });
+}
+
+Status Catalog::InsertEvent(const EventRow& r) {
+  Stmt s(db_, "INSERT INTO events (branch_id, at, kind, detail) VALUES (?, ?, ?, ?)");
+  s.Bind(r.branch_id).Bind(r.at).Bind(r.kind).Bind(r.detail);
+  return s.Run();
+}
+
+Result<std::vector<EventRow>> Catalog::ListEvents(int64_t branch_id) {
+  Stmt s(db_, "SELECT id, branch_id, at, kind, detail FROM events WHERE branch_id = ? ORDER BY id");
+  s.Bind(branch_id);
+  return Collect<EventRow>(s, [](const Stmt& st) {
+    EventRow r;
+    r.id = st.Int(0);
+    r.branch_id = st.Int(1);
+    r.at = st.Text(2);
+    r.kind = st.Text(3);
+    r.detail = st.Text(4);
+    return r;
+  });
+}
+
+Status Catalog::UpdateProjectName(int64_t id, const std::string& name) {
+  Stmt s(db_, "UPDATE projects SET name = ? WHERE id = ?");
+  s.Bind(name).Bind(id);
+  PGB_RETURN_IF_ERROR(s.Run());
+  return ExpectChanged(db_, "project", id);
+}
+
+Status Catalog::UpdateSnapshot(const SnapshotRow& r) {
+  Stmt s(db_,
+         "UPDATE snapshots SET branch_id = ?, volume = ?, name = ?, label = ?, implicit = ?, "
+         "created_at = ? WHERE id = ?");
+  s.Bind(r.branch_id).Bind(r.volume).Bind(r.name).Bind(r.label).Bind(r.implicit);
+  s.Bind(r.created_at).Bind(r.id);
+  PGB_RETURN_IF_ERROR(s.Run());
+  return ExpectChanged(db_, "snapshot", r.id);
 }
 
 Status Catalog::DeleteSnapshot(int64_t id) {

@@ -68,6 +68,28 @@ struct SnapshotRow {
   std::string created_at;
 };
 
+// One storage or runtime operation, or one external command, done on behalf of a command.
+struct AuditRow {
+  int64_t id = 0;
+  std::string at;         // when it started, ISO 8601 UTC
+  std::string command;    // the pgbranch command it served: "branch create demo/dev"
+  std::string operation;  // "pool.CreateSnapshot", "runtime.Start", "exec"
+  std::string object;     // what it acted on: a volume, snapshot or branch
+  std::string detail;     // the call's arguments, or the argv of a command
+  double duration_ms = 0;
+  bool ok = true;
+  std::string error;      // the failure's message, empty when ok
+};
+
+// A step in a branch's history, for `pgbranch log`: created, reset, renamed.
+struct EventRow {
+  int64_t id = 0;
+  int64_t branch_id = 0;  // kept after the branch is deleted (no foreign key)
+  std::string at;
+  std::string kind;
+  std::string detail;  // for people: "from demo/main (snapshot 12)"
+};
+
 class Catalog {
  public:
   // Opens (creating if missing, mode 0600) and migrates the database at `path`.
@@ -115,7 +137,18 @@ class Catalog {
   Result<std::vector<SnapshotRow>> ListSnapshots(std::optional<int64_t> branch_id = std::nullopt);
   // Branches cloned from snapshot `id`.
   Result<std::vector<BranchRow>> BranchesFromSnapshot(int64_t id);
+  Status UpdateSnapshot(const SnapshotRow& row);
   Status DeleteSnapshot(int64_t id);
+
+  Status UpdateProjectName(int64_t id, const std::string& name);
+
+  // The audit trail: appends rows; lists the newest `limit`, oldest first.
+  Status InsertAudit(const std::vector<AuditRow>& rows);
+  Result<std::vector<AuditRow>> ListAudit(int limit);
+
+  // Branch history.
+  Status InsertEvent(const EventRow& row);
+  Result<std::vector<EventRow>> ListEvents(int64_t branch_id);
 
  private:
   explicit Catalog(sqlite3* db) : db_(db) {}

@@ -117,6 +117,9 @@ class Pool {
   // volume that clones still depend on are handed to a clone first (`zfs promote`).
   virtual Status DestroyVolume(const std::string& volume) = 0;
   // Removes a snapshot. A missing snapshot is OK. FailedPrecondition if clones pin it (ZFS).
+  // In every snapshot call `volume` is a hint: snapshot names are unique in a pool, so a backend
+  // finds the snapshot by name when it is not (or no longer: ZFS promote) under `volume`, and
+  // `volume` may be empty when unknown (doctor's orphans).
   virtual Status DestroySnapshot(const std::string& volume, const std::string& snapshot) = 0;
 
   // Names of all volumes / snapshots present (for doctor and tests), sorted.

@@ -1,0 +1,52 @@
+// Private to the engine's .cc files: constants and small helpers they share.
+
+#ifndef PGBRANCH_ENGINE_ENGINE_INTERNAL_H_
+#define PGBRANCH_ENGINE_ENGINE_INTERNAL_H_
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "common/bytes.h"
+#include "state/catalog.h"
+
+namespace pgb {
+namespace internal {
+
+constexpr size_t kPasswordLength = 32;
+constexpr uint64_t kMinFreeBytes = 64 * kMiB;     // below this a pool counts as full
+constexpr uint64_t kDefaultImageMax = 64 * kGiB;  // the embedded default pool's size cap
+constexpr auto kReadyTimeout = std::chrono::seconds(120);
+constexpr auto kReadyPoll = std::chrono::milliseconds(1);
+constexpr auto kStopTimeout = std::chrono::seconds(60);
+constexpr auto kLockWait = std::chrono::seconds(120);
+
+// Catalog setting keys.
+constexpr const char* kPoolKind = "pool.kind";
+constexpr const char* kPoolRoot = "pool.root";
+constexpr const char* kPoolImage = "pool.image";
+constexpr const char* kPoolImageSize = "pool.image_size";
+constexpr const char* kPoolFs = "pool.fs";
+constexpr const char* kPortRange = "ports.range";
+constexpr const char* kOsUser = "runtime.os_user";
+
+inline std::string Ref(const ProjectRow& p, const BranchRow& b) { return p.name + "/" + b.name; }
+
+inline std::string JoinNames(const ProjectRow& p, const std::vector<BranchRow>& rows) {
+  std::vector<std::string> names;
+  for (const auto& r : rows) names.push_back(Ref(p, r));
+  return fmt::format("{}", fmt::join(names, ", "));
+}
+
+constexpr const char* kPoolDataset = "pool.dataset";
+// The filesystem of the image pool pgbranch makes when nothing better is there; chosen by the
+// figures in README.md ("Which pool is the default").
+constexpr const char* kDefaultImageFs = "btrfs";
+constexpr const char* kPoolWhy = "pool.why";
+
+}  // namespace internal
+}  // namespace pgb
+
+#endif  // PGBRANCH_ENGINE_ENGINE_INTERNAL_H_

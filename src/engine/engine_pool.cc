@@ -1,0 +1,246 @@
+// The engine's pool settings: `pgbranch init` and the automatic choice of a pool.
+
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <algorithm>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "common/fs.h"
+#include "common/os_user.h"
+#include "engine/engine.h"
+#include "engine/engine_internal.h"
+#include "storage/mounts.h"
+
+namespace pgb {
+using namespace internal;  // NOLINT: the engine's own private helpers
+
+namespace {
+
+// Sparse, but a sparse image larger than the free space fails with I/O errors when the host
+// fills up: the default is capped at 80% of what is free next to it, and at 64 GiB.
+Result<uint64_t> DefaultImageSize(const std::string& image) {
+  struct statvfs vfs {};
+  std::string dir = Dirname(image);
+  if (::statvfs(dir.c_str(), &vfs) != 0) return PosixError(fmt::format("statvfs {}", dir), errno);
+  uint64_t avail = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  uint64_t size = std::min(kDefaultImageMax, avail / 10 * 8) / kGiB * kGiB;
+  if (size < kGiB) {
+    return Status::ResourceExhausted(
+        fmt::format("only {} free next to {}; an image pool needs at least 1.25 GiB free",
+                    FormatBytes(avail), image));
+  }
+  return size;
+}
+
+bool IsZfsMount(const MountedFilesystem& fs) {
+  return fs.type == "zfs" || fs.type == "fuse.zfs-fuse" ||
+         (fs.type == "fuse" && !fs.source.empty() && fs.source[0] != '/');
+}
+
+}  // namespace
+
+Result<PoolConfig> Engine::LoadPoolConfig() {
+  PGB_ASSIGN_OR_RETURN(auto kind, catalog_->GetSetting(kPoolKind));
+  if (!kind) return Status::NotFound("no pool configured");
+  PoolConfig config;
+  config.kind = *kind;
+  auto get = [&](const char* key) -> Result<std::string> {
+    PGB_ASSIGN_OR_RETURN(auto value, catalog_->GetSetting(key));
+    return value.value_or("");
+  };
+  PGB_ASSIGN_OR_RETURN(config.root, get(kPoolRoot));
+  PGB_ASSIGN_OR_RETURN(config.dataset, get(kPoolDataset));
+  PGB_ASSIGN_OR_RETURN(config.image, get(kPoolImage));
+  PGB_ASSIGN_OR_RETURN(std::string size, get(kPoolImageSize));
+  config.image_size = std::strtoull(size.c_str(), nullptr, 10);
+  PGB_ASSIGN_OR_RETURN(config.fs, get(kPoolFs));
+  if (config.fs.empty()) config.fs = "btrfs";
+  return config;
+}
+
+Result<PoolConfig> Engine::ChooseDefaultPool(std::string* why) {
+  // The best pool the machine offers, in order: a ZFS dataset or Btrfs where $PGBRANCH_HOME
+  // lives (atomic snapshots), a reflink-capable directory there, an image file pgbranch
+  // formats itself (root only: it loop-mounts), and plain copies as the last resort.
+  const std::string& home = env_.home;
+  std::string dir = JoinPath(home, "pool");
+  PGB_ASSIGN_OR_RETURN(MountedFilesystem fs, FilesystemOf(home));
+  PoolConfig config;
+  config.root = dir;
+  if (IsZfsMount(fs)) {
+    config.kind = "zfs";
+    config.dataset = fs.source + "/pgbranch";
+    config.root = JoinPath(home, "zfs");
+    *why = fmt::format("automatic: {} is on the ZFS dataset {}", home, fs.source);
+    return config;
+  }
+  if (fs.type == "btrfs") {
+    config.kind = "btrfs";
+    *why = fmt::format("automatic: {} is on Btrfs", home);
+    return config;
+  }
+  // A reflink probe needs the directory; CreatePool removes what it made if the probe fails.
+  PGB_RETURN_IF_ERROR(EnsureDir(dir, 0711));
+  config.kind = "reflink";
+  auto probe = CreatePool(config, *runner_);
+  if (probe.ok()) {
+    *why = fmt::format("automatic: {} is on {}, which clones files (reflink)", home, fs.type);
+    return *probe;
+  }
+  PGB_RETURN_IF_ERROR(RemoveEmptyDir(dir));
+  if (RunningAsRoot()) {
+    config.kind = "image";
+    config.fs = kDefaultImageFs;
+    config.image = JoinPath(home, "pool.img");
+    config.root = dir;
+    *why = fmt::format(
+        "automatic: {} is on {} (no snapshots, no reflinks), so a {} image file pgbranch "
+        "formats and loop-mounts",
+        home, fs.type, config.fs == "xfs" ? "XFS (reflink)" : "Btrfs");
+    return config;
+  }
+  config.kind = "copy";
+  *why = fmt::format(
+      "automatic: {} is on {} (no snapshots, no reflinks) and an image pool needs root: full "
+      "copies, slow",
+      home, fs.type);
+  return config;
+}
+
+Result<StatusInfo> Engine::Init(const InitOptions& options) {
+  // Everything is checked before anything is written: a refused init changes nothing.
+  std::map<std::string, std::string> settings;
+  if (options.port_range) {
+    PGB_ASSIGN_OR_RETURN(PortRange range, ParsePortRange(*options.port_range));
+    settings[kPortRange] = FormatPortRange(range);
+  }
+  if (options.os_user) {
+    PGB_ASSIGN_OR_RETURN(OsUser user, LookupOsUser(*options.os_user));
+    if (user.uid == 0) return Status::InvalidArgument("PostgreSQL refuses to run as root");
+    settings[kOsUser] = user.name;
+  }
+  auto save_settings = [&]() -> Status {
+    return catalog_->Transaction([&]() -> Status {
+      for (const auto& [key, value] : settings) {
+        PGB_RETURN_IF_ERROR(catalog_->SetSetting(key, value));
+      }
+      return Status::OK();
+    });
+  };
+
+  int chosen = (options.image ? 1 : 0) + (options.btrfs_dir ? 1 : 0) +
+               (options.zfs_dataset ? 1 : 0) + (options.reflink_dir ? 1 : 0) +
+               (options.copy_dir ? 1 : 0);
+  if (chosen > 1) {
+    return Status::InvalidArgument("choose one pool: --image, --btrfs, --zfs, --reflink or --copy");
+  }
+  if ((options.size_bytes || options.fs) && !options.image) {
+    return Status::InvalidArgument("--size and --fs go with --image");
+  }
+  const std::string& home = env_.home;
+  PoolConfig config;
+  std::string why;
+  if (options.image) {
+    config.kind = "image";
+    PGB_ASSIGN_OR_RETURN(config.image, AbsolutePath(*options.image));
+    config.root = config.image == JoinPath(home, "pool.img") ? JoinPath(home, "pool")
+                                                             : config.image + ".mnt";
+    config.fs = options.fs.value_or("btrfs");
+    if (config.fs != "btrfs" && config.fs != "xfs") {
+      return Status::InvalidArgument(
+          fmt::format("--fs {}: an image pool is btrfs or xfs", QuoteForDisplay(config.fs)));
+    }
+    why = fmt::format("chosen: pgbranch init --image {} --fs {}", config.image, config.fs);
+  } else if (options.btrfs_dir || options.reflink_dir || options.copy_dir) {
+    config.kind = options.btrfs_dir ? "btrfs" : options.reflink_dir ? "reflink" : "copy";
+    const std::string& dir =
+        options.btrfs_dir ? *options.btrfs_dir : options.reflink_dir ? *options.reflink_dir
+                                                                     : *options.copy_dir;
+    PGB_ASSIGN_OR_RETURN(config.root, AbsolutePath(dir));
+    why = fmt::format("chosen: pgbranch init --{} {}", config.kind, config.root);
+  } else if (options.zfs_dataset) {
+    const std::string& ds = *options.zfs_dataset;
+    // ZFS names: components of [A-Za-z0-9_.:-], separated by '/'; no option look-alikes.
+    bool valid = !ds.empty() && ds.front() != '/' && ds.back() != '/' && ds.front() != '-' &&
+                 ds.find("//") == std::string::npos &&
+                 ds.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                      "0123456789_.:-/") == std::string::npos &&
+                 ds.find('/') != std::string::npos;
+    if (!valid) {
+      return Status::InvalidArgument(fmt::format(
+          "--zfs {}: expected POOL/DATASET (letters, digits, '_', '.', ':', '-')",
+          QuoteForDisplay(ds)));
+    }
+    config.kind = "zfs";
+    config.dataset = ds;
+    config.root = JoinPath(home, "zfs");
+    why = fmt::format("chosen: pgbranch init --zfs {}", ds);
+  }
+
+  auto existing = LoadPoolConfig();
+  bool same = existing.ok() && (config.kind.empty() ||
+                                (config.kind == existing->kind && config.root == existing->root &&
+                                 config.dataset == existing->dataset));
+  if (same) {
+    // Nothing to change about the pool; make sure it is usable.
+    PGB_RETURN_IF_ERROR(RequirePool(false).status());
+    PGB_RETURN_IF_ERROR(save_settings());
+    return GetStatus();
+  }
+  if (existing.ok()) {
+    PGB_ASSIGN_OR_RETURN(auto projects, catalog_->ListProjects());
+    if (!projects.empty()) {
+      return Status::FailedPrecondition(fmt::format(
+          "a pool is already configured ({}) and holds {} project(s); delete them before "
+          "choosing another pool",
+          existing->kind == "image" ? existing->image
+                                    : existing->kind == "zfs" ? existing->dataset : existing->root,
+          projects.size()));
+    }
+  } else if (!existing.status().Is(StatusCode::kNotFound)) {
+    return existing.status();
+  }
+
+  if (config.kind.empty()) {
+    PGB_ASSIGN_OR_RETURN(config, ChooseDefaultPool(&why));
+  }
+  if (config.kind == "image" && !PathExists(config.image)) {
+    if (options.size_bytes) {
+      config.image_size = *options.size_bytes;
+    } else {
+      PGB_ASSIGN_OR_RETURN(config.image_size, DefaultImageSize(config.image));
+    }
+  } else if (config.kind == "image") {
+    // Adopting an existing image (e.g. a re-created $PGBRANCH_HOME): mounted, not made.
+    struct stat st {};
+    if (::stat(config.image.c_str(), &st) == 0) config.image_size = st.st_size;
+  }
+  if (config.kind == "btrfs" || config.kind == "reflink" || config.kind == "copy") {
+    if (config.root == JoinPath(home, "pool")) PGB_RETURN_IF_ERROR(EnsureDir(config.root, 0711));
+  }
+
+  if (config.kind != "image" || !PathExists(config.image)) {
+    PGB_RETURN_IF_ERROR(Timed("Pool", [&]() -> Status {
+      PGB_ASSIGN_OR_RETURN(config, CreatePool(config, *runner_));
+      return Status::OK();
+    }));
+  }
+  pool_.reset();
+  PGB_ASSIGN_OR_RETURN(std::unique_ptr<Pool> pool, OpenPool(config, *runner_));
+  pool_ = NewAuditedPool(std::move(pool), audit_);
+  Note(fmt::format("pool: {} ({})", pool_->Describe(), why));
+  settings[kPoolKind] = config.kind;
+  settings[kPoolRoot] = config.root;
+  settings[kPoolDataset] = config.dataset;
+  settings[kPoolImage] = config.image;
+  settings[kPoolImageSize] = std::to_string(config.image_size);
+  settings[kPoolFs] = config.fs;
+  settings[kPoolWhy] = why;
+  PGB_RETURN_IF_ERROR(save_settings());
+  return GetStatus();
+}
+
+}  // namespace pgb
