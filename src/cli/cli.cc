@@ -110,8 +110,7 @@ class Cli {
   void SnapshotVerb(CLI::App* snapshot, const std::string& verb, const std::string& help,
                     std::function<Status(Engine&)> body, CLI::App** out) {
     auto* cmd = snapshot->add_subcommand(verb, help);
-    cmd->add_option("id", snapshot_arg_, "Snapshot id (see 'pgbranch snapshot list')")
-        ->required();
+    cmd->add_option("id", snapshot_arg_, "Snapshot id (see 'pgbranch snapshot list')")->required();
     cmd->callback([this, verb, body] {
       action_ = [this, verb, body] {
         return With("snapshot " + verb, std::to_string(snapshot_arg_), body);
@@ -121,8 +120,8 @@ class Cli {
   }
 
   void DefineSnapshot() {
-    auto* snapshot = app_.add_subcommand("snapshot", "Named, immutable points of a branch")
-                         ->alias("snap");
+    auto* snapshot =
+        app_.add_subcommand("snapshot", "Named, immutable points of a branch")->alias("snap");
     snapshot->require_subcommand(1);
 
     auto* create = snapshot->add_subcommand("create", "Take a consistent snapshot of a branch");
@@ -173,19 +172,19 @@ class Cli {
             out_->Json(ToJson(snap));
             return Status::OK();
           }
-          out_->Table({"FIELD", "VALUE"},
-                      {{"id", std::to_string(snap.id)},
-                       {"branch", snap.branch},
-                       {"label", OrDash(snap.label)},
-                       {"kind", snap.implicit ? "implicit (made by a branch create or reset)"
-                                              : "explicit"},
-                       {"created", snap.created_at},
-                       {"size", Bytes(snap.size_bytes) + " exclusive, " +
-                                    Bytes(snap.logical_bytes) + " logical"},
-                       {"branches made from it",
-                        snap.dependents.empty() ? "-"
-                                                : fmt::format("{}", fmt::join(snap.dependents, ", "))},
-                       {"pool name", snap.name}});
+          out_->Table(
+              {"FIELD", "VALUE"},
+              {{"id", std::to_string(snap.id)},
+               {"branch", snap.branch},
+               {"label", OrDash(snap.label)},
+               {"kind", snap.implicit ? "implicit (made by a branch create or reset)" : "explicit"},
+               {"created", snap.created_at},
+               {"size",
+                Bytes(snap.size_bytes) + " exclusive, " + Bytes(snap.logical_bytes) + " logical"},
+               {"branches made from it", snap.dependents.empty()
+                                             ? "-"
+                                             : fmt::format("{}", fmt::join(snap.dependents, ", "))},
+               {"pool name", snap.name}});
           return Status::OK();
         },
         &get);
@@ -204,8 +203,8 @@ class Cli {
     del->alias("rm");
     del->add_flag("--recursive", recursive_, "Also delete the branches made from it");
 
-    auto* cleanup = snapshot->add_subcommand(
-        "cleanup", "Delete old snapshots no branch was made from");
+    auto* cleanup =
+        snapshot->add_subcommand("cleanup", "Delete old snapshots no branch was made from");
     auto* scope = cleanup->add_option("branch", ref_text_, "Only this PROJECT/BRANCH");
     auto* all = cleanup->add_flag("--all", all_, "Every branch of every project");
     scope->excludes(all);
@@ -252,8 +251,9 @@ class Cli {
   }
 
   void DefineLog() {
-    auto* cmd = app_.add_subcommand("log", "A branch's history: snapshots, branches made from "
-                                           "it, resets, renames");
+    auto* cmd = app_.add_subcommand("log",
+                                    "A branch's history: snapshots, branches made from "
+                                    "it, resets, renames");
     cmd->add_option("branch", ref_text_, "PROJECT/BRANCH")->required();
     AddJson(cmd);
     cmd->callback([this] {
@@ -263,7 +263,8 @@ class Cli {
           PGB_ASSIGN_OR_RETURN(auto log, e.BranchLog(ref));
           if (json_) {
             nlohmann::json arr = nlohmann::json::array();
-            for (const auto& l : log) arr.push_back({{"at", l.at}, {"kind", l.kind}, {"text", l.text}});
+            for (const auto& l : log)
+              arr.push_back({{"at", l.at}, {"kind", l.kind}, {"text", l.text}});
             out_->Json(arr);
             return Status::OK();
           }
@@ -288,10 +289,15 @@ class Cli {
           if (json_) {
             nlohmann::json arr = nlohmann::json::array();
             for (const auto& r : rows) {
-              arr.push_back({{"id", r.id}, {"at", r.at}, {"command", r.command},
-                             {"operation", r.operation}, {"object", r.object},
-                             {"detail", r.detail}, {"duration_ms", r.duration_ms},
-                             {"ok", r.ok}, {"error", r.error}});
+              arr.push_back({{"id", r.id},
+                             {"at", r.at},
+                             {"command", r.command},
+                             {"operation", r.operation},
+                             {"object", r.object},
+                             {"detail", r.detail},
+                             {"duration_ms", r.duration_ms},
+                             {"ok", r.ok},
+                             {"error", r.error}});
             }
             out_->Json(arr);
             return Status::OK();
@@ -330,11 +336,12 @@ class Cli {
             return Status::OK();
           }
           for (const auto& f : findings) {
-            Tone tone = f.status == "ok" ? Tone::kGood
+            Tone tone = f.status == "ok"      ? Tone::kGood
                         : f.status == "fixed" ? Tone::kGood
-                        : f.status == "warn" ? Tone::kWarn : Tone::kBad;
-            out_->Print(fmt::format("{:<6} {:<17} {}", out_->Paint(f.status, tone), f.check,
-                                    f.detail));
+                        : f.status == "warn"  ? Tone::kWarn
+                                              : Tone::kBad;
+            out_->Print(
+                fmt::format("{:<6} {:<17} {}", out_->Paint(f.status, tone), f.check, f.detail));
           }
           return Status::OK();
         });
@@ -360,8 +367,8 @@ class Cli {
                                 "A ZFS dataset, POOL/DATASET (created if missing)");
     auto* reflink = cmd->add_option("--reflink", init_.reflink_text,
                                     "A directory on XFS (reflink=1) or Btrfs: reflinked copies");
-    auto* copy = cmd->add_option("--copy", init_.copy_text,
-                                 "Any directory: full copies (slow, no sharing)");
+    auto* copy =
+        cmd->add_option("--copy", init_.copy_text, "Any directory: full copies (slow, no sharing)");
     std::vector<CLI::Option*> kinds = {image, btrfs, zfs, reflink, copy};
     for (auto* a : kinds) {
       for (auto* b : kinds) {
@@ -602,9 +609,9 @@ class Cli {
                    [this](Engine& e, const BranchRef& ref) -> Status {
                      auto start = Clock::now();
                      ResetOptions o;
-                               o.fast = fast_;
-                               o.snapshot = snapshot_id_;
-                               PGB_ASSIGN_OR_RETURN(BranchInfo b, e.ResetBranch(ref, o));
+                     o.fast = fast_;
+                     o.snapshot = snapshot_id_;
+                     PGB_ASSIGN_OR_RETURN(BranchInfo b, e.ResetBranch(ref, o));
                      out_->Done(fmt::format("Branch {} reset to {}", ref.ToString(), b.parent),
                                 Clock::now() - start);
                      PrintCreated(b);
@@ -634,14 +641,14 @@ class Cli {
       AddJson(cmd);
     }
 
-    auto* rename = BranchVerb(branch, "rename", "Rename a branch (its port and URI stay)",
-                              [this](Engine& e, const BranchRef& ref) -> Status {
-                                PGB_ASSIGN_OR_RETURN(BranchInfo b, e.RenameBranch(ref, new_name_));
-                                out_->Note(fmt::format("{} is now {}/{}", ref.ToString(),
-                                                       b.project, b.name));
-                                if (json_) out_->Json(ToJson(b));
-                                return Status::OK();
-                              });
+    auto* rename =
+        BranchVerb(branch, "rename", "Rename a branch (its port and URI stay)",
+                   [this](Engine& e, const BranchRef& ref) -> Status {
+                     PGB_ASSIGN_OR_RETURN(BranchInfo b, e.RenameBranch(ref, new_name_));
+                     out_->Note(fmt::format("{} is now {}/{}", ref.ToString(), b.project, b.name));
+                     if (json_) out_->Json(ToJson(b));
+                     return Status::OK();
+                   });
     rename->add_option("new_name", new_name_, "The new name (without the project)")->required();
     AddJson(rename);
 
@@ -757,10 +764,10 @@ class Cli {
     }
     std::vector<std::vector<std::string>> rows;
     for (const auto& s : snaps) {
-      rows.push_back({std::to_string(s.id), s.branch, OrDash(s.label),
-                      s.implicit ? "implicit" : "explicit", Age(s.created_at, SystemClock()),
-                      Bytes(s.size_bytes),
-                      s.dependents.empty() ? "-" : fmt::format("{}", fmt::join(s.dependents, ", "))});
+      rows.push_back(
+          {std::to_string(s.id), s.branch, OrDash(s.label), s.implicit ? "implicit" : "explicit",
+           Age(s.created_at, SystemClock()), Bytes(s.size_bytes),
+           s.dependents.empty() ? "-" : fmt::format("{}", fmt::join(s.dependents, ", "))});
     }
     out_->Table({"ID", "BRANCH", "LABEL", "KIND", "CREATED", "SIZE", "BRANCHES MADE FROM IT"},
                 rows);

@@ -1,6 +1,7 @@
 #include "common/failpoint.h"
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <string>
@@ -26,6 +27,10 @@ bool FailpointEnabled(std::string_view name) {
 Status Failpoint(std::string_view name) {
   if (FailpointEnabled(name)) return Status::Internal(fmt::format("fail point {}", name));
   return Status::OK();
+}
+
+void CrashPoint(std::string_view name) {
+  if (FailpointEnabled(name)) _exit(70);
 }
 
 }  // namespace pgb

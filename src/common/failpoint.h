@@ -20,6 +20,10 @@ bool FailpointEnabled(std::string_view name);
 // Internal("fail point <name>") when switched on, else OK.
 Status Failpoint(std::string_view name);
 
+// Ends the process at once with exit status 70 when `name` is switched on: no undo runs and no
+// destructor, as in a crash between two steps. For tests of `doctor --fix`.
+void CrashPoint(std::string_view name);
+
 }  // namespace pgb
 
 #endif  // PGBRANCH_COMMON_FAILPOINT_H_

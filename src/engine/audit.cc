@@ -97,8 +97,7 @@ class AuditedRuntime : public Runtime {
                        fmt::format("{} {}", target_->Kind(), spec.data_dir),
                        [&] { return target_->Start(spec); });
   }
-  Status Stop(const InstanceSpec& spec, StopMode mode,
-              std::chrono::milliseconds timeout) override {
+  Status Stop(const InstanceSpec& spec, StopMode mode, std::chrono::milliseconds timeout) override {
     return log_.Record("runtime.Stop", spec.name,
                        fmt::format("{} {} ({})", target_->Kind(), spec.data_dir,
                                    mode == StopMode::kFast ? "fast" : "immediate"),

@@ -313,8 +313,7 @@ Result<BranchInfo> Engine::CreateProject(const std::string& name,
   if (s.ok()) {
     undo.Push("destroy the volume", [pool, main] { return pool->DestroyVolume(main.volume); });
     s = Timed("initdb", [&] {
-      return InitDataDir(*runner_, bins, pool->VolumePath(main.volume), project.superuser,
-                         os_user);
+      return InitDataDir(*runner_, bins, pool->VolumePath(main.volume), project.superuser, os_user);
     });
   }
   if (s.ok()) {
@@ -442,9 +441,9 @@ Status Engine::TakeSnapshot(const ProjectRow& project, const BranchRow& branch, 
     PGB_ASSIGN_OR_RETURN(auto conn, Connection::Open(AdminParams(project, branch)));
     bool v15 = conn->ServerVersion() >= 150000;
     PGB_RETURN_IF_ERROR(Timed("Backup start", [&] {
-      return conn->Exec(v15 ? "SELECT pg_backup_start($1, true)"
-                            : "SELECT pg_start_backup($1, true, false)",
-                        {fmt::format("pgbranch {}", snap.name)});
+      return conn->Exec(
+          v15 ? "SELECT pg_backup_start($1, true)" : "SELECT pg_start_backup($1, true, false)",
+          {fmt::format("pgbranch {}", snap.name)});
     }));
     SnapshotBracket bracket;
     bracket.recopy_dirs = {"pg_wal"};
@@ -460,9 +459,8 @@ Status Engine::TakeSnapshot(const ProjectRow& project, const BranchRow& branch, 
       if (rows[0][1] && !rows[0][1]->empty()) files["tablespace_map"] = *rows[0][1];
       return files;
     };
-    PGB_RETURN_IF_ERROR(Timed("Snapshot", [&] {
-      return pool->CreateSnapshot(branch.volume, snap.name, &bracket);
-    }));
+    PGB_RETURN_IF_ERROR(Timed(
+        "Snapshot", [&] { return pool->CreateSnapshot(branch.volume, snap.name, &bracket); }));
   }
   undo.Push("destroy the snapshot",
             [pool, snap] { return pool->DestroySnapshot(snap.volume, snap.name); });
@@ -474,9 +472,8 @@ Status Engine::TakeSnapshot(const ProjectRow& project, const BranchRow& branch, 
 Status Engine::CloneFromSnapshot(const ProjectRow& project, const SnapshotRow& snapshot,
                                  BranchRow* row, UndoStack& undo) {
   PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
-  PGB_RETURN_IF_ERROR(Timed("Clone", [&] {
-    return pool->CloneSnapshot(snapshot.volume, snapshot.name, row->volume);
-  }));
+  PGB_RETURN_IF_ERROR(Timed(
+      "Clone", [&] { return pool->CloneSnapshot(snapshot.volume, snapshot.name, row->volume); }));
   BranchRow cloned = *row;
   undo.Push("destroy the volume", [pool, cloned] { return pool->DestroyVolume(cloned.volume); });
   PGB_RETURN_IF_ERROR(Failpoint("branch-after-clone"));
@@ -486,7 +483,9 @@ Status Engine::CloneFromSnapshot(const ProjectRow& project, const SnapshotRow& s
   if (os_user) owner = FileOwner{os_user->uid, os_user->gid};
   PGB_RETURN_IF_ERROR(
       PrepareClonedDataDir(pool->VolumePath(row->volume), ConfigFor(project, *row), owner));
-  return StartInstance(project, *row, /*set_password=*/true, &undo);
+  PGB_RETURN_IF_ERROR(StartInstance(project, *row, /*set_password=*/true, &undo));
+  CrashPoint("crash-after-start");
+  return Status::OK();
 }
 
 Status Engine::CommitClone(BranchRow* row, SnapshotRow* snapshot, const EventRow& event) {
@@ -537,13 +536,13 @@ Result<BranchInfo> Engine::CreateBranch(const BranchRef& ref, const BranchCreate
     }
     PGB_ASSIGN_OR_RETURN(BranchRow of, catalog_->GetBranch(snap->branch_id));
     if (of.project_id != project.id) {
-      return Status::InvalidArgument(fmt::format("snapshot {} is of a branch of another project",
-                                                 *options.snapshot));
+      return Status::InvalidArgument(
+          fmt::format("snapshot {} is of a branch of another project", *options.snapshot));
     }
     if (options.parent && parent_ref.branch != of.name) {
-      return Status::InvalidArgument(fmt::format(
-          "snapshot {} is of {}/{}, not of {}; leave out --parent", *options.snapshot,
-          project.name, of.name, parent_ref.ToString()));
+      return Status::InvalidArgument(
+          fmt::format("snapshot {} is of {}/{}, not of {}; leave out --parent", *options.snapshot,
+                      project.name, of.name, parent_ref.ToString()));
     }
     parent_ref.branch = of.name;
     from = *snap;
@@ -684,9 +683,9 @@ Result<BranchInfo> Engine::ResetBranch(const BranchRef& ref, const ResetOptions&
       return Status::NotFound(fmt::format("snapshot {} does not exist", *options.snapshot));
     }
     if (snap->branch_id != row.id && snap->branch_id != parent.id) {
-      return Status::InvalidArgument(
-          fmt::format("snapshot {} is not of {} or of its parent {}", *options.snapshot,
-                      ref.ToString(), Ref(project, parent)));
+      return Status::InvalidArgument(fmt::format("snapshot {} is not of {} or of its parent {}",
+                                                 *options.snapshot, ref.ToString(),
+                                                 Ref(project, parent)));
     }
     to = *snap;
   }

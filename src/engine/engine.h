@@ -27,14 +27,13 @@
 #include <vector>
 
 #include "common/file_lock.h"
-#include "engine/audit.h"
 #include "common/status.h"
 #include "common/subprocess.h"
 #include "common/time.h"
 #include "common/undo.h"
+#include "engine/audit.h"
 #include "engine/names.h"
 #include "engine/ports.h"
-#include "common/undo.h"
 #include "pg/client.h"
 #include "pg/cluster.h"
 #include "runtime/runtime.h"
@@ -86,9 +85,9 @@ struct ProjectCreateOptions {
 };
 
 struct BranchCreateOptions {
-  std::optional<std::string> parent;   // "project/branch"; default project/main
-  std::optional<int64_t> snapshot;     // clone this snapshot instead of taking a new one
-  bool fast = false;                   // skip the CHECKPOINT on a running parent
+  std::optional<std::string> parent;  // "project/branch"; default project/main
+  std::optional<int64_t> snapshot;    // clone this snapshot instead of taking a new one
+  bool fast = false;                  // skip the CHECKPOINT on a running parent
   std::optional<int> port;
 };
 
@@ -99,10 +98,10 @@ struct ResetOptions {
 
 struct SnapshotInfo {
   int64_t id = 0;
-  std::string branch;      // "demo/main": whose data it holds
+  std::string branch;  // "demo/main": whose data it holds
   std::string label;
-  bool implicit = false;   // made by branch create/reset
-  std::string created_at;  // ISO 8601 UTC
+  bool implicit = false;                  // made by branch create/reset
+  std::string created_at;                 // ISO 8601 UTC
   std::optional<uint64_t> size_bytes;     // exclusive bytes: what deleting it would free
   std::optional<uint64_t> logical_bytes;  // size of the data it holds
   std::vector<std::string> dependents;    // branches cloned from it ("demo/dev")
@@ -110,7 +109,7 @@ struct SnapshotInfo {
 };
 
 struct CleanupReport {
-  std::vector<SnapshotInfo> removed;  // or, with dry_run, that would be
+  std::vector<SnapshotInfo> removed;                       // or, with dry_run, that would be
   std::vector<std::pair<SnapshotInfo, std::string>> kept;  // and why
 };
 

@@ -2,12 +2,11 @@
 // storage and runtime really hold (orphans in every direction). With --fix it repairs what is
 // safe: it only removes what no row refers to, and finishes operations a crash interrupted.
 
+#include <fmt/format.h>
 #include <sys/stat.h>
 
 #include <fstream>
 #include <set>
-
-#include <fmt/format.h>
 
 #include "common/fs.h"
 #include "common/os_user.h"
@@ -20,8 +19,8 @@ using namespace internal;  // NOLINT: the engine's own private helpers
 namespace {
 
 bool OnPath(const std::string& program) {
-  for (const char* dir : {"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin",
-                          "/bin"}) {
+  for (const char* dir :
+       {"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"}) {
     if (::access(JoinPath(dir, program).c_str(), X_OK) == 0) return true;
   }
   return false;
@@ -78,7 +77,8 @@ Result<std::vector<DoctorFinding>> Engine::Doctor(bool fix) {
   for (const auto& p : projects) {
     std::string postgres = JoinPath(p.pg_bin, "postgres");
     if (::access(postgres.c_str(), X_OK) == 0) {
-      add("postgresql", "ok", fmt::format("{}: PostgreSQL {} in {}", p.name, p.pg_version, p.pg_bin));
+      add("postgresql", "ok",
+          fmt::format("{}: PostgreSQL {} in {}", p.name, p.pg_version, p.pg_bin));
     } else {
       add("postgresql", "fail",
           fmt::format("{}: {} is missing; reinstall PostgreSQL {}", p.name, postgres, p.pg_major));
@@ -149,7 +149,8 @@ Result<std::vector<DoctorFinding>> Engine::Doctor(bool fix) {
   for (const auto& b : branches) {
     const ProjectRow& p = project_of[b.project_id];
     if (b.state != kStateCreating && b.state != kStateDeleting) continue;
-    std::string what = b.state == kStateCreating ? "an interrupted create" : "an interrupted delete";
+    std::string what =
+        b.state == kStateCreating ? "an interrupted create" : "an interrupted delete";
     if (!fix) {
       add("interrupted", "fail", fmt::format("{} was left by {}", Ref(p, b), what));
       continue;
@@ -203,9 +204,9 @@ Result<std::vector<DoctorFinding>> Engine::Doctor(bool fix) {
     bool running = st_or.ok() && st_or->running;
     if (!fix) {
       add("orphan volume", "fail",
-          fmt::format("{} ({}) belongs to no branch{}", v, spec.data_dir,
-                      running ? fmt::format(", and a postgres (pid {}) runs on it", st_or->pid)
-                              : ""));
+          fmt::format(
+              "{} ({}) belongs to no branch{}", v, spec.data_dir,
+              running ? fmt::format(", and a postgres (pid {}) runs on it", st_or->pid) : ""));
       continue;
     }
     Status s = running ? runtime_->Stop(spec, StopMode::kImmediate, kStopTimeout) : Status::OK();

@@ -3,11 +3,11 @@
 #ifndef PGBRANCH_ENGINE_ENGINE_INTERNAL_H_
 #define PGBRANCH_ENGINE_ENGINE_INTERNAL_H_
 
+#include <fmt/format.h>
+
 #include <chrono>
 #include <string>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "common/bytes.h"
 #include "state/catalog.h"

@@ -1,12 +1,11 @@
 // The engine's pool settings: `pgbranch init` and the automatic choice of a pool.
 
+#include <fmt/format.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
 #include <algorithm>
 #include <map>
-
-#include <fmt/format.h>
 
 #include "common/fs.h"
 #include "common/os_user.h"
@@ -146,8 +145,8 @@ Result<StatusInfo> Engine::Init(const InitOptions& options) {
   if (options.image) {
     config.kind = "image";
     PGB_ASSIGN_OR_RETURN(config.image, AbsolutePath(*options.image));
-    config.root = config.image == JoinPath(home, "pool.img") ? JoinPath(home, "pool")
-                                                             : config.image + ".mnt";
+    config.root =
+        config.image == JoinPath(home, "pool.img") ? JoinPath(home, "pool") : config.image + ".mnt";
     config.fs = options.fs.value_or("btrfs");
     if (config.fs != "btrfs" && config.fs != "xfs") {
       return Status::InvalidArgument(
@@ -156,9 +155,9 @@ Result<StatusInfo> Engine::Init(const InitOptions& options) {
     why = fmt::format("chosen: pgbranch init --image {} --fs {}", config.image, config.fs);
   } else if (options.btrfs_dir || options.reflink_dir || options.copy_dir) {
     config.kind = options.btrfs_dir ? "btrfs" : options.reflink_dir ? "reflink" : "copy";
-    const std::string& dir =
-        options.btrfs_dir ? *options.btrfs_dir : options.reflink_dir ? *options.reflink_dir
-                                                                     : *options.copy_dir;
+    const std::string& dir = options.btrfs_dir     ? *options.btrfs_dir
+                             : options.reflink_dir ? *options.reflink_dir
+                                                   : *options.copy_dir;
     PGB_ASSIGN_OR_RETURN(config.root, AbsolutePath(dir));
     why = fmt::format("chosen: pgbranch init --{} {}", config.kind, config.root);
   } else if (options.zfs_dataset) {
@@ -166,13 +165,14 @@ Result<StatusInfo> Engine::Init(const InitOptions& options) {
     // ZFS names: components of [A-Za-z0-9_.:-], separated by '/'; no option look-alikes.
     bool valid = !ds.empty() && ds.front() != '/' && ds.back() != '/' && ds.front() != '-' &&
                  ds.find("//") == std::string::npos &&
-                 ds.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                      "0123456789_.:-/") == std::string::npos &&
+                 ds.find_first_not_of(
+                     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                     "0123456789_.:-/") == std::string::npos &&
                  ds.find('/') != std::string::npos;
     if (!valid) {
-      return Status::InvalidArgument(fmt::format(
-          "--zfs {}: expected POOL/DATASET (letters, digits, '_', '.', ':', '-')",
-          QuoteForDisplay(ds)));
+      return Status::InvalidArgument(
+          fmt::format("--zfs {}: expected POOL/DATASET (letters, digits, '_', '.', ':', '-')",
+                      QuoteForDisplay(ds)));
     }
     config.kind = "zfs";
     config.dataset = ds;
@@ -197,7 +197,8 @@ Result<StatusInfo> Engine::Init(const InitOptions& options) {
           "a pool is already configured ({}) and holds {} project(s); delete them before "
           "choosing another pool",
           existing->kind == "image" ? existing->image
-                                    : existing->kind == "zfs" ? existing->dataset : existing->root,
+          : existing->kind == "zfs" ? existing->dataset
+                                    : existing->root,
           projects.size()));
     }
   } else if (!existing.status().Is(StatusCode::kNotFound)) {

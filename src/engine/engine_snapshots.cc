@@ -1,8 +1,8 @@
 // The engine's snapshots, renames, branch history and audit trail.
 
-#include <algorithm>
-
 #include <fmt/format.h>
+
+#include <algorithm>
 
 #include "common/fs.h"
 #include "engine/engine.h"
@@ -126,7 +126,8 @@ Status Engine::DeleteSnapshot(int64_t id, bool recursive) {
 Result<CleanupReport> Engine::CleanupSnapshots(const std::optional<BranchRef>& ref, int days,
                                                bool dry_run) {
   if (days < 0) {
-    return Status::InvalidArgument(fmt::format("--days {}: give a number of days, 0 or more", days));
+    return Status::InvalidArgument(
+        fmt::format("--days {}: give a number of days, 0 or more", days));
   }
   TimePoint cutoff = env_.clock->Now() - std::chrono::hours(24) * days;
   std::vector<ProjectRow> projects;
@@ -152,8 +153,9 @@ Result<CleanupReport> Engine::CleanupSnapshots(const std::optional<BranchRef>& r
         PGB_ASSIGN_OR_RETURN(SnapshotInfo info, DescribeSnapshot(snap, /*with_sizes=*/true));
         if (!info.dependents.empty()) {
           report.kept.emplace_back(
-              info, fmt::format("{} {} made from it", info.dependents.size() == 1 ? "branch" : "branches",
-                                fmt::join(info.dependents, ", ")));
+              info,
+              fmt::format("{} {} made from it", info.dependents.size() == 1 ? "branch" : "branches",
+                          fmt::join(info.dependents, ", ")));
           continue;
         }
         if (!dry_run) PGB_RETURN_IF_ERROR(DestroySnapshotAndRow(snap));

@@ -158,7 +158,7 @@ class BtrfsPool : public Pool {
 
   Status CloneSnapshot(const std::string& volume, const std::string& snapshot,
                        const std::string& new_volume) override {
-    PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
+    // `volume` is only a hint (pool.h): snapshots live in one directory by their unique name.
     PGB_RETURN_IF_ERROR(CheckSnapshotName(snapshot));
     PGB_RETURN_IF_ERROR(CheckVolumeName(new_volume));
     return Snapshot(SnapshotPath(volume, snapshot), fmt::format("snapshot {}", snapshot),
@@ -171,7 +171,6 @@ class BtrfsPool : public Pool {
   }
 
   Status DestroySnapshot(const std::string& volume, const std::string& snapshot) override {
-    PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
     PGB_RETURN_IF_ERROR(CheckSnapshotName(snapshot));
     return DeleteSubvolume(SnapshotPath(volume, snapshot));
   }
@@ -190,7 +189,6 @@ class BtrfsPool : public Pool {
 
   Result<SpaceUsage> SnapshotSpace(const std::string& volume,
                                    const std::string& snapshot) override {
-    PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
     PGB_RETURN_IF_ERROR(CheckSnapshotName(snapshot));
     return MeasureTree(SnapshotPath(volume, snapshot));
   }

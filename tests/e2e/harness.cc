@@ -12,6 +12,7 @@
 #include <fstream>
 
 #include "common/fs.h"
+#include "common/random.h"
 #include "storage/pool.h"
 
 namespace pgb::e2e {
@@ -25,16 +26,32 @@ int NextPortBlock() {
   return first;
 }
 
-std::set<std::string> ListDir(const std::string& dir) {
-  std::set<std::string> names;
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-    names.insert(e.path().filename().string());
-  }
-  return names;
+// zfs-fuse must run for the zfs backend; scripts/zfs-fuse.sh starts it (CI starts it before
+// the tests; this covers a developer running the binary by hand).
+void EnsureZfsDaemon() {
+  auto runner = NewRealProcessRunner();
+  Command list;
+  list.argv = {"zpool", "list", "-H"};
+  list.timeout = std::chrono::seconds(20);
+  auto r = runner->Run(list);
+  if (r.ok() && r->Succeeded()) return;
+  MustRun({std::string(PGBRANCH_SOURCE_DIR) + "/scripts/zfs-fuse.sh", "start"});
 }
 
 }  // namespace
+
+CommandResult MustRun(const std::vector<std::string>& argv) {
+  auto runner = NewRealProcessRunner();
+  Command c;
+  c.argv = argv;
+  c.timeout = std::chrono::minutes(2);
+  auto r = RunChecked(*runner, c);
+  if (!r.ok()) {
+    ADD_FAILURE() << r.status().ToString();
+    return CommandResult{};
+  }
+  return *r;
+}
 
 nlohmann::json CliResult::Json() const {
   try {
@@ -45,7 +62,8 @@ nlohmann::json CliResult::Json() const {
   }
 }
 
-Home::Home(const std::string& pool_size, const std::string& ports) {
+Home::Home(const std::string& backend, const std::string& size, const std::string& ports)
+    : backend_(backend) {
   char tmpl[] = "/tmp/pgb-e2e-XXXXXX";
   if (mkdtemp(tmpl) == nullptr) {
     ADD_FAILURE() << "mkdtemp failed";
@@ -54,11 +72,42 @@ Home::Home(const std::string& pool_size, const std::string& ports) {
   path_ = tmpl;
   // The servers run as another OS user, which must traverse to the pool.
   chmod(path_.c_str(), 0711);
-  first_port_ = NextPortBlock();
-  std::string range = ports.empty() ? fmt::format("{}-{}", first_port_, first_port_ + 39) : ports;
-  if (!pool_size.empty()) {
-    Ok({"init", "--image", path_ + "/pool.img", "--size", pool_size, "--port-range", range});
+  int first = NextPortBlock();
+  std::string range = ports.empty() ? fmt::format("{}-{}", first, first + 39) : ports;
+  std::vector<std::string> init = {"init", "--port-range", range};
+  if (backend == "btrfs" || backend == "xfs") {
+    config_.kind = "image";
+    config_.fs = backend;
+    config_.image = path_ + "/pool.img";
+    config_.root = path_ + "/pool";
+    init.insert(init.end(), {"--image", config_.image, "--size", size, "--fs", backend});
+  } else if (backend == "zfs") {
+    EnsureZfsDaemon();
+    zpool_ = "pgbe2e" + RandomHex(4);
+    std::string file = path_ + "/zpool.img";
+    MustRun({"truncate", "-s", size, file});
+    MustRun({"zpool", "create", "-m", "none", zpool_, file});
+    config_.kind = "zfs";
+    config_.dataset = zpool_ + "/pgbranch";
+    config_.root = path_ + "/zfs";
+    init.insert(init.end(), {"--zfs", config_.dataset});
+  } else if (backend == "copy") {
+    std::string image = path_ + "/ext4.img";
+    ext4_mount_ = path_ + "/ext4";
+    MustRun({"truncate", "-s", size, image});
+    MustRun({"mkfs.ext4", "-q", "-F", image});
+    mkdir(ext4_mount_.c_str(), 0711);
+    MustRun({"mount", "-o", "loop,noatime", image, ext4_mount_});
+    chmod(ext4_mount_.c_str(), 0711);
+    config_.kind = "copy";
+    config_.root = ext4_mount_ + "/pool";
+    mkdir(config_.root.c_str(), 0711);
+    init.insert(init.end(), {"--copy", config_.root});
+  } else if (!backend.empty()) {
+    ADD_FAILURE() << "unknown backend " << backend;
+    return;
   }
+  if (!backend.empty()) Ok(init);
 }
 
 Home::~Home() {
@@ -70,12 +119,30 @@ Home::~Home() {
       if (del.exit_code != 0) ADD_FAILURE() << "teardown: " << del.err;
     }
   }
-  PoolConfig pool;
-  pool.kind = "image";
-  pool.image = path_ + "/pool.img";
-  pool.root = pool_root();
-  Status s = ClosePool(pool);
-  if (!s.ok()) ADD_FAILURE() << "teardown: unmount pool: " << s.ToString();
+  if (config_.kind == "image") {
+    Status s = ClosePool(config_);
+    if (!s.ok()) ADD_FAILURE() << "teardown: unmount pool: " << s.ToString();
+  }
+  auto runner = NewRealProcessRunner();
+  if (!zpool_.empty()) {
+    // zfs-fuse may answer "pool is busy" just after the last dataset is unmounted.
+    bool gone = false;
+    for (int attempt = 0; attempt < 20 && !gone; ++attempt) {
+      Command destroy;
+      destroy.argv = {"zpool", "destroy", "-f", zpool_};
+      destroy.timeout = std::chrono::seconds(30);
+      auto r = runner->Run(destroy);
+      gone = r.ok() && r->Succeeded();
+      if (!gone) usleep(250000);
+    }
+    if (!gone) ADD_FAILURE() << "teardown: zpool destroy " << zpool_ << " failed";
+  }
+  if (!ext4_mount_.empty()) {
+    Command umount;
+    umount.argv = {"umount", ext4_mount_};
+    auto r = runner->Run(umount);
+    if (!r.ok() || !r->Succeeded()) ADD_FAILURE() << "teardown: umount " << ext4_mount_;
+  }
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
 }
@@ -115,8 +182,29 @@ nlohmann::json Home::Branch(const std::string& ref) const {
   return Ok({"branch", "get", ref, "--json"}).Json();
 }
 
-std::set<std::string> Home::Volumes() const { return ListDir(pool_root() + "/volumes"); }
-std::set<std::string> Home::Snapshots() const { return ListDir(pool_root() + "/snapshots"); }
+std::set<std::string> Home::Volumes() const {
+  auto runner = NewRealProcessRunner();
+  auto pool = OpenPool(config_, *runner);
+  if (!pool.ok()) {
+    ADD_FAILURE() << "open pool: " << pool.status().ToString();
+    return {};
+  }
+  auto names = (*pool)->ListVolumes();
+  if (!names.ok()) ADD_FAILURE() << names.status().ToString();
+  return names.ok() ? std::set<std::string>(names->begin(), names->end()) : std::set<std::string>();
+}
+
+std::set<std::string> Home::Snapshots() const {
+  auto runner = NewRealProcessRunner();
+  auto pool = OpenPool(config_, *runner);
+  if (!pool.ok()) {
+    ADD_FAILURE() << "open pool: " << pool.status().ToString();
+    return {};
+  }
+  auto names = (*pool)->ListSnapshots();
+  if (!names.ok()) ADD_FAILURE() << names.status().ToString();
+  return names.ok() ? std::set<std::string>(names->begin(), names->end()) : std::set<std::string>();
+}
 
 std::unique_ptr<Connection> Connect(const std::string& uri) {
   auto params = ConnParamsFromUri(uri);

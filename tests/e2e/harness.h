@@ -1,13 +1,20 @@
-// End-to-end test harness: runs the real `pgbranch` binary against real PostgreSQL on a real
-// Btrfs image pool, and talks to the branches over TCP with libpq.
+// End-to-end test harness: runs the real `pgbranch` binary against real PostgreSQL on real
+// pools, and talks to the branches over TCP with libpq.
 //
-// Each Home is a private $PGBRANCH_HOME in /tmp with its own image pool and port range, torn
-// down completely (projects deleted, servers stopped, pool unmounted, loop device released,
-// files removed) even when a test fails.
+// A Home is a private $PGBRANCH_HOME under /tmp with its own pool of one backend and its own
+// port range. Every backend lives on something sized and disposable, so a "pool full" test
+// never fills the host's disk:
+//   btrfs  a Btrfs image pgbranch makes (init --image --fs btrfs)
+//   xfs    an XFS (reflink=1) image pgbranch makes (init --image --fs xfs): a reflink pool
+//   zfs    a zpool on a sparse file, in Debian's zfs-fuse (init --zfs POOL/pgbranch)
+//   copy   a directory on a small ext4 image the harness mounts (init --copy)
+// The destructor tears everything down (projects deleted, servers stopped, pools unmounted or
+// destroyed, loop devices released, files removed), even when a test failed.
 
 #ifndef PGBRANCH_TESTS_E2E_HARNESS_H_
 #define PGBRANCH_TESTS_E2E_HARNESS_H_
 
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -16,8 +23,15 @@
 
 #include "common/subprocess.h"
 #include "pg/client.h"
+#include "storage/pool.h"
 
 namespace pgb::e2e {
+
+// The backends of the conformance suite.
+inline const std::vector<std::string>& AllBackends() {
+  static const std::vector<std::string> kBackends = {"btrfs", "xfs", "zfs", "copy"};
+  return kBackends;
+}
 
 struct CliResult {
   int exit_code = -1;
@@ -28,10 +42,13 @@ struct CliResult {
 
 class Home {
  public:
-  // Creates the home and, unless `pool_size` is empty, runs
-  // `pgbranch init --image <home>/pool.img --size <pool_size> --port-range <ports>`.
-  Home(const std::string& pool_size = "3G", const std::string& ports = "");
+  // A home with a `backend` pool of `size` bytes ("3G"); backend "" makes no pool (the test
+  // runs `init` itself). `ports` overrides the port range ("56990-56990").
+  explicit Home(const std::string& backend, const std::string& size = "3G",
+                const std::string& ports = "");
   ~Home();
+  Home(const Home&) = delete;
+  Home& operator=(const Home&) = delete;
 
   // Runs pgbranch with `args`, PGBRANCH_HOME set, and extra environment `env`.
   CliResult Run(const std::vector<std::string>& args,
@@ -41,17 +58,27 @@ class Home {
   // `branch get ref --json`.
   nlohmann::json Branch(const std::string& ref) const;
 
-  // The names in <pool>/volumes and <pool>/snapshots, to prove nothing was left behind.
+  // Volume and snapshot names the pool holds, listed by the pool library itself, to prove
+  // nothing was left behind.
   std::set<std::string> Volumes() const;
   std::set<std::string> Snapshots() const;
 
   const std::string& path() const { return path_; }
-  std::string pool_root() const { return path_ + "/pool"; }
+  const std::string& backend() const { return backend_; }
+  // The directory volumes live under: where a test can put a filler file to fill the pool.
+  std::string pool_root() const { return config_.root; }
+  const PoolConfig& pool_config() const { return config_; }
 
  private:
   std::string path_;
-  int first_port_ = 0;
+  std::string backend_;
+  PoolConfig config_;
+  std::string ext4_mount_;  // copy: the ext4 image the harness mounted
+  std::string zpool_;       // zfs: the zpool the harness created
 };
+
+// Runs a program (argv, no shell) and fails the test unless it exits 0.
+CommandResult MustRun(const std::vector<std::string>& argv);
 
 // A connection to a branch's URI (over TCP, with its password).
 std::unique_ptr<Connection> Connect(const std::string& uri);
@@ -63,7 +90,7 @@ std::vector<std::string> Column(const std::string& uri, const std::string& sql);
 // True if nothing listens on 127.0.0.1:port.
 bool PortIsFree(int port);
 
-// Pids of running postgres postmasters whose command line mentions `data_dir`.
+// Pids of running (not zombie) postgres processes whose command line mentions `data_dir`.
 std::vector<int> PostmastersOf(const std::string& data_dir);
 
 }  // namespace pgb::e2e

@@ -1,16 +1,23 @@
-// End-to-end: the real pgbranch binary, real PostgreSQL 15, a real Btrfs image pool.
+// The conformance suite: the same behavioural tests, end to end (the real pgbranch binary, real
+// PostgreSQL 15), against every pool backend on real filesystems: Btrfs and XFS (reflink)
+// images, ZFS (zfs-fuse on a file), and plain copies on ext4.
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <map>
 #include <thread>
 
 #include "storage/pool.h"
@@ -21,38 +28,47 @@ namespace {
 
 bool Exists(const std::string& path) { return std::filesystem::exists(path); }
 
-// One pool shared by the tests of this suite (mkfs + mount once); each test uses its own
-// project, deleted at the end.
-class BranchE2eTest : public ::testing::Test {
+// One home per backend, made on first use and torn down after the last test (the
+// environment below): mkfs/zpool create once per backend, not per test. Each test uses its own
+// projects and deletes them.
+std::map<std::string, std::unique_ptr<Home>>& Homes() {
+  static std::map<std::string, std::unique_ptr<Home>> homes;
+  return homes;
+}
+
+class HomesEnvironment : public ::testing::Environment {
+ public:
+  void TearDown() override { Homes().clear(); }
+};
+const auto* const kHomesEnvironment = ::testing::AddGlobalTestEnvironment(new HomesEnvironment());
+
+class ConformanceTest : public ::testing::TestWithParam<std::string> {
  protected:
-  static void SetUpTestSuite() { home_ = new Home("4G"); }
-  static void TearDownTestSuite() {
-    delete home_;
-    home_ = nullptr;
-  }
   void TearDown() override {
-    for (const auto& p : projects_) home_->Run({"project", "delete", p, "--force"});
+    for (const auto& p : projects_) home().Run({"project", "delete", p, "--force"});
+  }
+  const Home& home() {
+    auto& slot = Homes()[GetParam()];
+    if (!slot) slot = std::make_unique<Home>(GetParam(), "4G");
+    return *slot;
   }
   // Creates project `name` (and main) and returns main's JSON.
   nlohmann::json NewProject(const std::string& name) {
     projects_.push_back(name);
-    return home_->Ok({"project", "create", name, "--json"}).Json();
+    return home().Ok({"project", "create", name, "--json"}).Json();
   }
   nlohmann::json NewBranch(const std::string& ref, const std::vector<std::string>& extra = {}) {
     std::vector<std::string> args = {"branch", "create", ref, "--json"};
     args.insert(args.end(), extra.begin(), extra.end());
-    return home_->Ok(args).Json();
+    return home().Ok(args).Json();
   }
-  const Home& home() { return *home_; }
 
-  static Home* home_;
   std::vector<std::string> projects_;
 };
-Home* BranchE2eTest::home_ = nullptr;
 
 // A new project has a running main with a 32-character password, reachable over TCP with
 // scram-sha-256, and `branch url` prints exactly the URI that --json reports.
-TEST_F(BranchE2eTest, ProjectCreateGivesRunningMain) {
+TEST_P(ConformanceTest, ProjectCreateGivesRunningMain) {
   nlohmann::json main = NewProject("p-create");
   EXPECT_EQ(main["name"], "main");
   EXPECT_EQ(main["project"], "p-create");
@@ -94,7 +110,7 @@ TEST_F(BranchE2eTest, ProjectCreateGivesRunningMain) {
 
 // Given real pgbench data in main, a branch sees it; rows written afterwards in the branch are
 // absent from main and rows written in main are absent from the branch.
-TEST_F(BranchE2eTest, IsolationBothWays) {
+TEST_P(ConformanceTest, IsolationBothWays) {
   std::string main_uri = NewProject("p-iso")["uri"];
   auto runner = NewRealProcessRunner();
   Command pgbench;
@@ -126,7 +142,7 @@ TEST_F(BranchE2eTest, IsolationBothWays) {
 }
 
 // A branch of a branch holds its parent's data, not main's later writes.
-TEST_F(BranchE2eTest, BranchOfABranch) {
+TEST_P(ConformanceTest, BranchOfABranch) {
   std::string main_uri = NewProject("p-nest")["uri"];
   Sql(main_uri, "CREATE TABLE t (v text); INSERT INTO t VALUES ('main')");
   std::string dev_uri = NewBranch("p-nest/dev")["uri"];
@@ -140,7 +156,7 @@ TEST_F(BranchE2eTest, BranchOfABranch) {
 
 // Reset throws away the branch's changes and brings in the parent's current data, at the same
 // port and URI (same password).
-TEST_F(BranchE2eTest, ResetBringsParentsCurrentDataAtSameUri) {
+TEST_P(ConformanceTest, ResetBringsParentsCurrentDataAtSameUri) {
   std::string main_uri = NewProject("p-reset")["uri"];
   Sql(main_uri, "CREATE TABLE t (v text); INSERT INTO t VALUES ('one')");
   nlohmann::json dev = NewBranch("p-reset/dev");
@@ -165,7 +181,7 @@ TEST_F(BranchE2eTest, ResetBringsParentsCurrentDataAtSameUri) {
 }
 
 // Data written before a stop is there after the start; state follows.
-TEST_F(BranchE2eTest, DataSurvivesStopStart) {
+TEST_P(ConformanceTest, DataSurvivesStopStart) {
   NewProject("p-stop");
   nlohmann::json dev = NewBranch("p-stop/dev");
   Sql(dev["uri"], "CREATE TABLE t (v int); INSERT INTO t VALUES (42)");
@@ -183,7 +199,7 @@ TEST_F(BranchE2eTest, DataSurvivesStopStart) {
 
 // A server killed from outside shows as stopped (not what the catalog last said) and
 // `branch start` brings it back with its data.
-TEST_F(BranchE2eTest, KilledServerShowsStoppedAndRestarts) {
+TEST_P(ConformanceTest, KilledServerShowsStoppedAndRestarts) {
   NewProject("p-kill");
   nlohmann::json dev = NewBranch("p-kill/dev");
   Sql(dev["uri"], "CREATE TABLE t (v int); INSERT INTO t VALUES (7)");
@@ -196,7 +212,7 @@ TEST_F(BranchE2eTest, KilledServerShowsStoppedAndRestarts) {
 }
 
 // Deleting a branch stops its server and frees its volume and port.
-TEST_F(BranchE2eTest, DeleteFreesVolumeAndPort) {
+TEST_P(ConformanceTest, DeleteFreesVolumeAndPort) {
   NewProject("p-del");
   std::set<std::string> volumes_before = home().Volumes();
   std::set<std::string> snapshots_before = home().Snapshots();
@@ -217,7 +233,7 @@ TEST_F(BranchE2eTest, DeleteFreesVolumeAndPort) {
 
 // A branch with children is not deleted unless --recursive, and the error names them; main
 // cannot be deleted while other branches exist.
-TEST_F(BranchE2eTest, DeleteRefusesChildrenUnlessRecursive) {
+TEST_P(ConformanceTest, DeleteRefusesChildrenUnlessRecursive) {
   NewProject("p-tree");
   NewBranch("p-tree/dev");
   NewBranch("p-tree/exp", {"--parent", "p-tree/dev"});
@@ -246,7 +262,7 @@ TEST_F(BranchE2eTest, DeleteRefusesChildrenUnlessRecursive) {
 
 // Hostile and malformed names are refused before anything is created: no row, no volume,
 // no snapshot, no process; the message stays on one line.
-TEST_F(BranchE2eTest, HostileNamesRejectedBeforeAnythingIsCreated) {
+TEST_P(ConformanceTest, HostileNamesRejectedBeforeAnythingIsCreated) {
   NewProject("p-names");
   std::set<std::string> volumes = home().Volumes();
   std::set<std::string> snapshots = home().Snapshots();
@@ -280,7 +296,7 @@ TEST_F(BranchE2eTest, HostileNamesRejectedBeforeAnythingIsCreated) {
 }
 
 // Duplicates, unknown parents and unknown projects are clear errors.
-TEST_F(BranchE2eTest, DuplicateAndUnknownAreClearErrors) {
+TEST_P(ConformanceTest, DuplicateAndUnknownAreClearErrors) {
   NewProject("p-dup");
   NewBranch("p-dup/dev");
   CliResult r = home().Run({"branch", "create", "p-dup/dev"});
@@ -298,7 +314,7 @@ TEST_F(BranchE2eTest, DuplicateAndUnknownAreClearErrors) {
 
 // When postgres cannot start (a real failure: it rejects its configuration), the create is
 // undone: no row, no volume, no snapshot, no process, the port free, the parent untouched.
-TEST_F(BranchE2eTest, FailedStartIsUndone) {
+TEST_P(ConformanceTest, FailedStartIsUndone) {
   std::string main_uri = NewProject("p-undo")["uri"];
   Sql(main_uri, "CREATE TABLE t (v int); INSERT INTO t VALUES (1)");
   std::set<std::string> volumes = home().Volumes();
@@ -323,7 +339,7 @@ TEST_F(BranchE2eTest, FailedStartIsUndone) {
 }
 
 // A reset whose new server cannot start keeps the branch's old data, running, at the same URI.
-TEST_F(BranchE2eTest, FailedResetKeepsOldData) {
+TEST_P(ConformanceTest, FailedResetKeepsOldData) {
   std::string main_uri = NewProject("p-resetfail")["uri"];
   Sql(main_uri, "CREATE TABLE t (v text); INSERT INTO t VALUES ('main')");
   nlohmann::json dev = NewBranch("p-resetfail/dev");
@@ -342,7 +358,7 @@ TEST_F(BranchE2eTest, FailedResetKeepsOldData) {
 }
 
 // A project whose first server cannot start is not created: no row, no volume, no process.
-TEST_F(BranchE2eTest, FailedProjectCreateIsUndone) {
+TEST_P(ConformanceTest, FailedProjectCreateIsUndone) {
   std::set<std::string> volumes = home().Volumes();
   CliResult r = home().Run({"project", "create", "p-projfail"},
                            {{"PGBRANCH_FAILPOINTS", "start-bad-config"}});
@@ -357,7 +373,7 @@ TEST_F(BranchE2eTest, FailedProjectCreateIsUndone) {
 
 // --fast skips the CHECKPOINT and still gives a consistent branch with the parent's data; a
 // stopped parent is branched without a CHECKPOINT.
-TEST_F(BranchE2eTest, FastAndStoppedParent) {
+TEST_P(ConformanceTest, FastAndStoppedParent) {
   std::string main_uri = NewProject("p-fast")["uri"];
   Sql(main_uri, "CREATE TABLE t AS SELECT generate_series(1, 50000) AS v");
   CliResult fast = home().Ok({"branch", "create", "p-fast/quick", "--fast", "--json"});
@@ -375,7 +391,7 @@ TEST_F(BranchE2eTest, FastAndStoppedParent) {
 
 // Two creates at once in one project both succeed, on different ports (project lock +
 // catalog transactions).
-TEST_F(BranchE2eTest, ConcurrentCreates) {
+TEST_P(ConformanceTest, ConcurrentCreates) {
   NewProject("p-conc");
   auto a = std::async(std::launch::async, [&] {
     return home().Run({"branch", "create", "p-conc/a", "--json"});
@@ -393,7 +409,7 @@ TEST_F(BranchE2eTest, ConcurrentCreates) {
 
 // status and list report pool usage and every branch with state, port, sizes and uptime; a
 // fresh branch's exclusive size is a small fraction of its logical size.
-TEST_F(BranchE2eTest, StatusReportsPoolAndBranches) {
+TEST_P(ConformanceTest, StatusReportsPoolAndBranches) {
   std::string main_uri = NewProject("p-status")["uri"];
   Sql(main_uri, "CREATE TABLE t AS SELECT repeat('x', 1000) AS v FROM generate_series(1, 20000)");
   NewBranch("p-status/dev");
@@ -423,7 +439,7 @@ TEST_F(BranchE2eTest, StatusReportsPoolAndBranches) {
 }
 
 // Deleting a project stops and removes every branch and the project.
-TEST_F(BranchE2eTest, ProjectDeleteForceRemovesEverything) {
+TEST_P(ConformanceTest, ProjectDeleteForceRemovesEverything) {
   NewProject("p-gone");
   std::set<std::string> volumes = home().Volumes();
   nlohmann::json dev = NewBranch("p-gone/dev");
@@ -438,125 +454,314 @@ TEST_F(BranchE2eTest, ProjectDeleteForceRemovesEverything) {
   EXPECT_NE(home().Run({"project", "get", "p-gone"}).exit_code, 0);
 }
 
-// A pool whose servers are stopped and which is unmounted (as after a reboot) is mounted again
-// by the next command, and branches start with their data.
-TEST(PoolE2eTest, UnmountedPoolIsMountedAgain) {
-  Home home("2G");
-  std::string uri = home.Ok({"project", "create", "p-boot", "--json"}).Json()["uri"];
-  Sql(uri, "CREATE TABLE t (v int); INSERT INTO t VALUES (5)");
-  home.Ok({"branch", "stop", "p-boot/main"});
-  PoolConfig pool;
-  pool.kind = "image";
-  pool.image = home.path() + "/pool.img";
-  pool.root = home.pool_root();
-  ASSERT_TRUE(ClosePool(pool).ok());
-  ASSERT_FALSE(Exists(home.pool_root() + "/volumes"));
-  EXPECT_EQ(home.Branch("p-boot/main")["state"], "stopped");
-  home.Ok({"branch", "start", "p-boot/main"});
-  EXPECT_EQ(Column(uri, "SELECT v FROM t"), std::vector<std::string>{"5"});
-}
-
-// With every port of the range taken, a create fails with a clear error and leaves nothing.
-TEST(PoolE2eTest, NoFreePort) {
-  Home home("2G", "56990-56990");
-  home.Ok({"project", "create", "p-ports"});
-  std::set<std::string> volumes = home.Volumes();
-  CliResult r = home.Run({"branch", "create", "p-ports/dev"});
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("no free port in 56990-56990"), std::string::npos) << r.err;
-  EXPECT_EQ(home.Volumes(), volumes);
-  EXPECT_EQ(home.Snapshots().size(), 0u);
+// Writes a filler file under `dir` until the filesystem has about `leave` bytes free (or is
+// full). The data is incompressible, so ZFS compression cannot make room. Returns its path.
+std::string FillPool(const std::string& dir, uint64_t leave) {
+  std::string path = dir + "/filler";
+  std::string block(1 << 20, 0);
+  for (size_t i = 0; i < block.size(); ++i) block[i] = static_cast<char>((i * 2654435761u) >> 13);
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  EXPECT_GE(fd, 0);
+  for (uint64_t n = 0;; ++n) {
+    if (n % 16 == 0) {
+      fsync(fd);
+      struct statvfs vfs {};
+      if (statvfs(dir.c_str(), &vfs) == 0 && uint64_t(vfs.f_bavail) * vfs.f_frsize <= leave) break;
+    }
+    // Vary each block a little so no filesystem can deduplicate or compress it away.
+    std::memcpy(block.data(), &n, sizeof(n));
+    if (write(fd, block.data(), block.size()) != static_cast<ssize_t>(block.size())) break;
+  }
+  fsync(fd);
+  close(fd);
+  sync();
+  return path;
 }
 
 // A full pool refuses a new branch with a clear error, creating nothing; the parent is fine.
-TEST(PoolE2eTest, FullPoolRefusesBranch) {
-  Home home("1G");
-  std::string uri = home.Ok({"project", "create", "p-full", "--json"}).Json()["uri"];
-  // Fill the filesystem with someone else's data until (almost) nothing is left.
-  std::string filler = home.pool_root() + "/filler";
-  {
-    std::ofstream out(filler, std::ios::binary);
-    std::string block(1 << 20, 'z');
-    for (int i = 0; i < 2048 && out.good(); ++i) out.write(block.data(), block.size());
-  }
-  sync();
-  std::set<std::string> volumes = home.Volumes();
-  CliResult r = home.Run({"branch", "create", "p-full/dev"});
+TEST_P(ConformanceTest, FullPoolRefusesBranch) {
+  Home small(GetParam(), "600M");
+  std::string uri = small.Ok({"project", "create", "p-full", "--json"}).Json()["uri"];
+  std::string filler = FillPool(small.pool_root(), 0);
+  std::set<std::string> volumes = small.Volumes();
+  std::set<std::string> snapshots = small.Snapshots();
+  CliResult r = small.Run({"branch", "create", "p-full/dev"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("pool is full"), std::string::npos) << r.err;
-  EXPECT_EQ(home.Volumes(), volumes);
-  EXPECT_EQ(home.Snapshots().size(), 0u);
+  EXPECT_EQ(small.Volumes(), volumes);
+  EXPECT_EQ(small.Snapshots(), snapshots);
   std::filesystem::remove(filler);
   EXPECT_EQ(Column(uri, "SELECT 1"), std::vector<std::string>{"1"});
 }
 
-}  // namespace
-}  // namespace pgb::e2e
-
-namespace pgb::e2e {
-namespace {
-
-// `init --btrfs DIR` uses an existing directory on Btrfs (here: inside another home's image
-// pool) as the pool: volumes and snapshots are created there, branches work as usual.
-TEST(PoolE2eTest, BtrfsDirectoryPool) {
-  Home image("1G");
-  std::string dir = image.pool_root() + "/shared-btrfs";
-  ASSERT_EQ(mkdir(dir.c_str(), 0711), 0);
-  Home home(/*pool_size=*/"");
-  home.Ok({"init", "--btrfs", dir, "--port-range", "56960-56969"});
-  nlohmann::json main = home.Ok({"project", "create", "p-dir", "--json"}).Json();
-  EXPECT_EQ(main["data_dir"].get<std::string>().rfind(dir + "/volumes/", 0), 0u) << main.dump();
-  nlohmann::json dev = home.Ok({"branch", "create", "p-dir/dev", "--json"}).Json();
-  EXPECT_EQ(Column(dev["uri"], "SELECT 1"), std::vector<std::string>{"1"});
-  EXPECT_EQ(home.Ok({"status", "--json"}).Json()["pool"]["kind"], "btrfs");
-
-  // A directory that is not on Btrfs is refused with a reason.
-  Home other(/*pool_size=*/"");
-  CliResult r = other.Run({"init", "--btrfs", other.path()});
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("Btrfs"), std::string::npos) << r.err;
+// In a pool with a little room left, a create either succeeds or fails cleanly: on a pool that
+// copies (no sharing), the copy runs out of space part-way and everything it made is undone.
+TEST_P(ConformanceTest, NearlyFullPoolFailsCleanlyMidClone) {
+  Home small(GetParam(), "800M");
+  std::string uri = small.Ok({"project", "create", "p-mid", "--json"}).Json()["uri"];
+  Sql(uri,
+      "CREATE TABLE t AS SELECT g, repeat(md5(g::text), 30) AS pad "
+      "FROM generate_series(1, 150000) g");
+  std::string filler = FillPool(small.pool_root(), 100ull << 20);
+  std::set<std::string> volumes = small.Volumes();
+  std::set<std::string> snapshots = small.Snapshots();
+  CliResult r = small.Run({"branch", "create", "p-mid/dev"});
+  bool copies = small.Ok({"status", "--json"}).Json()["pool"]["copy_on_write"] == false;
+  if (copies) {
+    EXPECT_EQ(r.exit_code, 1) << "a full copy of ~170 MB cannot fit in ~100 MB";
+  }
+  if (r.exit_code != 0) {
+    EXPECT_NE(r.err.find("full"), std::string::npos) << r.err;
+    EXPECT_EQ(small.Volumes(), volumes);
+    EXPECT_EQ(small.Snapshots(), snapshots);
+    EXPECT_NE(small.Run({"branch", "get", "p-mid/dev"}).exit_code, 0);
+  } else {
+    EXPECT_EQ(Column(small.Branch("p-mid/dev")["uri"], "SELECT count(*) FROM t"),
+              std::vector<std::string>{"150000"});
+  }
+  std::filesystem::remove(filler);
+  EXPECT_EQ(Column(uri, "SELECT count(*) FROM t"), std::vector<std::string>{"150000"});
 }
 
-// --port picks the port; one held by another program is refused before anything is made.
-TEST(PoolE2eTest, ChosenPortAndPortInUse) {
-  Home home("1G");
-  home.Ok({"project", "create", "p-port", "--port", "56950"});
-  EXPECT_EQ(home.Branch("p-port/main")["port"], 56950);
-  nlohmann::json dev =
-      home.Ok({"branch", "create", "p-port/dev", "--port", "56951", "--json"}).Json();
-  EXPECT_EQ(dev["port"], 56951);
+// Snapshots: a labelled snapshot keeps the branch as it was; branches and resets can start
+// from it; deleting it is refused while branches were made from it, and --recursive takes them.
+TEST_P(ConformanceTest, SnapshotLifecycle) {
+  NewProject("p-snap");
+  nlohmann::json dev = NewBranch("p-snap/dev");
+  Sql(dev["uri"], "CREATE TABLE t (v text); INSERT INTO t VALUES ('before')");
+  std::set<std::string> pool_snapshots = home().Snapshots();
+  nlohmann::json snap =
+      home()
+          .Ok({"snapshot", "create", "p-snap/dev", "--label", "before migration", "--json"})
+          .Json();
+  ASSERT_TRUE(snap["id"].is_number());
+  std::string id = std::to_string(snap["id"].get<int64_t>());
+  EXPECT_EQ(snap["branch"], "p-snap/dev");
+  EXPECT_EQ(snap["label"], "before migration");
+  EXPECT_EQ(home().Snapshots().size(), pool_snapshots.size() + 1);
+  Sql(dev["uri"], "INSERT INTO t VALUES ('after')");
 
+  nlohmann::json list = home().Ok({"snap", "ls", "p-snap/dev", "--json"}).Json();
+  ASSERT_TRUE(list.is_array());
+  bool found = false;
+  for (const auto& s : list) {
+    for (const char* field : {"id", "branch", "label", "created_at", "size_bytes"}) {
+      EXPECT_TRUE(s.contains(field)) << field;
+    }
+    found |= s["id"] == snap["id"];
+  }
+  EXPECT_TRUE(found);
+  EXPECT_EQ(home().Ok({"snapshot", "get", id, "--json"}).Json()["label"], "before migration");
+
+  // A branch from the snapshot sees the data as it was; its parent is the snapshot's branch.
+  nlohmann::json old = NewBranch("p-snap/old", {"--snapshot", id});
+  EXPECT_EQ(old["parent"], "p-snap/dev");
+  EXPECT_EQ(Column(old["uri"], "SELECT v FROM t ORDER BY v"), std::vector<std::string>{"before"});
+  // A reset to the snapshot brings the branch back, at the same URI.
+  home().Ok({"branch", "reset", "p-snap/dev", "--snapshot", id});
+  EXPECT_EQ(Column(dev["uri"], "SELECT v FROM t ORDER BY v"), std::vector<std::string>{"before"});
+
+  CliResult r = home().Run({"snapshot", "delete", id});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("p-snap/old"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--recursive"), std::string::npos) << r.err;
+  home().Ok({"branch", "delete", "p-snap/old"});
+  home().Ok({"branch", "reset", "p-snap/dev"});  // back to main's data: the snapshot is free
+  home().Ok({"snapshot", "rm", id});
+  EXPECT_NE(home().Run({"snapshot", "get", id}).exit_code, 0);
+  EXPECT_EQ(home().Snapshots().size(), pool_snapshots.size());
+
+  // --recursive deletes the branches made from a snapshot, and theirs.
+  std::string id2 = std::to_string(
+      home().Ok({"snapshot", "create", "p-snap/dev", "--json"}).Json()["id"].get<int64_t>());
+  NewBranch("p-snap/a", {"--snapshot", id2});
+  NewBranch("p-snap/a2", {"--parent", "p-snap/a"});
+  home().Ok({"snapshot", "delete", id2, "--recursive"});
+  EXPECT_NE(home().Run({"branch", "get", "p-snap/a"}).exit_code, 0);
+  EXPECT_NE(home().Run({"branch", "get", "p-snap/a2"}).exit_code, 0);
+  EXPECT_EQ(home().Branch("p-snap/dev")["state"], "running");
+}
+
+// Bad input about snapshots is refused with a clear error and changes nothing.
+TEST_P(ConformanceTest, SnapshotBadInput) {
+  NewProject("p-snapbad");
+  std::set<std::string> snapshots = home().Snapshots();
+  CliResult r = home().Run({"snapshot", "create", "p-snapbad/ghost"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
+  r = home().Run({"snapshot", "create", "p-snapbad/main", "--label", "two\nlines"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("control character"), std::string::npos) << r.err;
+  EXPECT_EQ(
+      home().Run({"snapshot", "create", "p-snapbad/main", "--label", "\x1b[31mred"}).exit_code, 1);
+  EXPECT_EQ(home()
+                .Run({"snapshot", "create", "p-snapbad/main", "--label", std::string(201, 'x')})
+                .exit_code,
+            1);
+  // One good snapshot: a backslash and non-ASCII text are fine in a label.
+  home().Ok({"snapshot", "create", "p-snapbad/main", "--label", "a \\ b – ok"});
+  EXPECT_EQ(home().Run({"snapshot", "get", "999999"}).exit_code, 1);
+  EXPECT_EQ(home().Run({"snapshot", "delete", "999999"}).exit_code, 1);
+  EXPECT_EQ(home().Run({"snapshot", "get", "abc"}).exit_code, 2);
+  r = home().Run({"snapshot", "cleanup", "--all", "--days", "-1"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--days -1"), std::string::npos) << r.err;
+  EXPECT_EQ(home().Run({"snapshot", "cleanup", "--all", "--days", "soon"}).exit_code, 2);
+  EXPECT_EQ(home().Run({"snapshot", "cleanup", "--days", "1"}).exit_code, 1);
+  EXPECT_EQ(home().Run({"branch", "create", "p-snapbad/x", "--snapshot", "999999"}).exit_code, 1);
+  // Only the one good snapshot above was made.
+  EXPECT_EQ(home().Snapshots().size(), snapshots.size() + 1);
+}
+
+// cleanup removes old snapshots nobody depends on, keeps (and explains) the ones branches were
+// made from, and --dry-run changes nothing.
+TEST_P(ConformanceTest, SnapshotCleanup) {
+  NewProject("p-clean");
+  NewBranch("p-clean/dev");  // its implicit snapshot of main is depended on
+  std::string lone = std::to_string(
+      home().Ok({"snapshot", "create", "p-clean/main", "--json"}).Json()["id"].get<int64_t>());
+  std::set<std::string> before = home().Snapshots();
+  nlohmann::json dry =
+      home()
+          .Ok({"snapshot", "cleanup", "p-clean/main", "--days", "0", "--dry-run", "--json"})
+          .Json();
+  ASSERT_EQ(dry["removed"].size(), 1u) << dry.dump();
+  EXPECT_EQ(std::to_string(dry["removed"][0]["id"].get<int64_t>()), lone);
+  ASSERT_EQ(dry["kept"].size(), 1u) << dry.dump();
+  EXPECT_NE(dry["kept"][0]["kept_because"].get<std::string>().find("p-clean/dev"),
+            std::string::npos);
+  EXPECT_EQ(home().Snapshots(), before);
+  EXPECT_EQ(home().Run({"snapshot", "get", lone}).exit_code, 0);
+
+  std::string text = home().Ok({"snapshot", "cleanup", "p-clean/main", "--days", "0"}).out;
+  EXPECT_NE(text.find("deleted snapshot " + lone), std::string::npos) << text;
+  EXPECT_NE(text.find("kept snapshot"), std::string::npos) << text;
+  EXPECT_NE(home().Run({"snapshot", "get", lone}).exit_code, 0);
+  EXPECT_EQ(home().Snapshots().size(), before.size() - 1);
+  // Recent snapshots are not old enough.
+  std::string fresh = std::to_string(
+      home().Ok({"snapshot", "create", "p-clean/main", "--json"}).Json()["id"].get<int64_t>());
+  home().Ok({"snapshot", "cleanup", "--all", "--days", "1"});
+  EXPECT_EQ(home().Run({"snapshot", "get", fresh}).exit_code, 0);
+}
+
+// Renames keep ports, passwords and URIs; the old names are gone; history says what happened.
+TEST_P(ConformanceTest, RenameKeepsUri) {
+  NewProject("p-ren");
+  nlohmann::json dev = NewBranch("p-ren/dev");
+  Sql(dev["uri"], "CREATE TABLE t (v int); INSERT INTO t VALUES (1)");
+  nlohmann::json renamed = home().Ok({"branch", "rename", "p-ren/dev", "feature", "--json"}).Json();
+  EXPECT_EQ(renamed["name"], "feature");
+  EXPECT_EQ(renamed["uri"], dev["uri"]);
+  EXPECT_NE(home().Run({"branch", "get", "p-ren/dev"}).exit_code, 0);
+  EXPECT_EQ(home().Run({"branch", "rename", "p-ren/main", "trunk"}).exit_code, 1);
+  EXPECT_EQ(home().Run({"branch", "rename", "p-ren/feature", "Bad"}).exit_code, 1);
+  EXPECT_EQ(home().Run({"branch", "rename", "p-ren/feature", "main"}).exit_code, 1);
+
+  home().Ok({"project", "rename", "p-ren", "p-ren2"});
+  projects_ = {"p-ren2"};
+  nlohmann::json moved = home().Branch("p-ren2/feature");
+  EXPECT_EQ(moved["uri"], dev["uri"]);
+  EXPECT_EQ(Column(dev["uri"], "SELECT v FROM t"), std::vector<std::string>{"1"});
+  // cluster_name follows at the next start.
+  home().Ok({"branch", "restart", "p-ren2/feature"});
+  EXPECT_EQ(Column(dev["uri"], "SHOW cluster_name"), std::vector<std::string>{"p-ren2/feature"});
+  std::string log = home().Ok({"log", "p-ren2/feature"}).out;
+  EXPECT_NE(log.find("renamed from p-ren/dev"), std::string::npos) << log;
+  EXPECT_NE(log.find("renamed from p-ren/feature"), std::string::npos) << log;
+}
+
+// log tells a branch's story newest first; list --tree draws the lineage.
+TEST_P(ConformanceTest, LogAndTree) {
+  NewProject("p-log");
+  NewBranch("p-log/dev");
+  home().Ok({"snapshot", "create", "p-log/dev", "--label", "checkpoint one"});
+  NewBranch("p-log/exp", {"--parent", "p-log/dev"});
+  home().Ok({"branch", "reset", "p-log/dev"});
+  nlohmann::json log = home().Ok({"log", "p-log/dev", "--json"}).Json();
+  ASSERT_GE(log.size(), 4u) << log.dump(2);
+  EXPECT_EQ(log[0]["kind"], "reset");
+  std::vector<std::string> kinds;
+  for (const auto& l : log) kinds.push_back(l["kind"]);
+  EXPECT_NE(std::find(kinds.begin(), kinds.end(), "branch"), kinds.end());
+  EXPECT_NE(std::find(kinds.begin(), kinds.end(), "snapshot"), kinds.end());
+  EXPECT_EQ(kinds.back(), "created");
+  std::string text = home().Ok({"log", "p-log/dev"}).out;
+  EXPECT_NE(text.find("\"checkpoint one\""), std::string::npos) << text;
+  EXPECT_NE(text.find("branch p-log/exp made"), std::string::npos) << text;
+
+  std::string tree = home().Ok({"branch", "list", "p-log", "--tree"}).out;
+  EXPECT_NE(tree.find("p-log/main"), std::string::npos) << tree;
+  EXPECT_NE(tree.find("└── dev"), std::string::npos) << tree;
+  EXPECT_NE(tree.find("    └── exp"), std::string::npos) << tree;
+}
+
+// Every storage and runtime operation of a command is in the audit trail, failed ones and the
+// undo of a failed create included.
+TEST_P(ConformanceTest, AuditTrail) {
+  NewProject("p-audit");
+  NewBranch("p-audit/dev");
+  home().Run({"branch", "create", "p-audit/bad"}, {{"PGBRANCH_FAILPOINTS", "branch-after-clone"}});
+  nlohmann::json rows = home().Ok({"audit", "--json", "--limit", "200"}).Json();
+  auto has = [&](const std::string& command, const std::string& operation, bool ok) {
+    for (const auto& r : rows) {
+      if (r["command"] == command && r["operation"] == operation && r["ok"] == ok) return true;
+    }
+    return false;
+  };
+  EXPECT_TRUE(has("branch create p-audit/dev", "pool.CreateSnapshot", true));
+  EXPECT_TRUE(has("branch create p-audit/dev", "pool.CloneSnapshot", true));
+  EXPECT_TRUE(has("branch create p-audit/dev", "runtime.Start", true));
+  EXPECT_TRUE(has("project create p-audit", "exec", true)) << "initdb's argv";
+  EXPECT_TRUE(has("branch create p-audit/bad", "pool.CloneSnapshot", true));
+  EXPECT_TRUE(has("branch create p-audit/bad", "pool.DestroyVolume", true)) << "the undo";
+  for (const auto& r : rows) {
+    EXPECT_EQ(r["detail"].get<std::string>().find("password"), std::string::npos) << r.dump();
+  }
+  std::string text = home().Ok({"audit"}).out;
+  EXPECT_NE(text.find("OPERATION"), std::string::npos);
+}
+
+// A crash part-way through a create leaves a row, a volume, a snapshot and a running server
+// behind; doctor names them and --fix removes them; a port held by a stranger is reported.
+TEST_P(ConformanceTest, DoctorReconcilesACrash) {
+  NewProject("p-doc");
+  std::set<std::string> volumes = home().Volumes();
+  std::set<std::string> snapshots = home().Snapshots();
+  CliResult crash =
+      home().Run({"branch", "create", "p-doc/dev"}, {{"PGBRANCH_FAILPOINTS", "crash-after-start"}});
+  EXPECT_EQ(crash.exit_code, 70);
+  EXPECT_EQ(home().Volumes().size(), volumes.size() + 1);
+  CliResult check = home().Run({"doctor"});
+  EXPECT_EQ(check.exit_code, 1);
+  EXPECT_NE(check.out.find("p-doc/dev was left by an interrupted create"), std::string::npos)
+      << check.out;
+  EXPECT_NE(check.out.find("orphan snapshot"), std::string::npos) << check.out;
+  CliResult fixed = home().Run({"doctor", "--fix"});
+  EXPECT_EQ(fixed.exit_code, 0) << fixed.out;
+  EXPECT_NE(fixed.out.find("fixed"), std::string::npos) << fixed.out;
+  EXPECT_EQ(home().Volumes(), volumes);
+  EXPECT_EQ(home().Snapshots(), snapshots);
+  EXPECT_EQ(home().Run({"doctor"}).exit_code, 0);
+  nlohmann::json dev = NewBranch("p-doc/dev");  // the name and port are free again
+  EXPECT_EQ(Column(dev["uri"], "SELECT 1"), std::vector<std::string>{"1"});
+
+  home().Ok({"branch", "stop", "p-doc/dev"});
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
-  addr.sin_port = htons(56952);
+  addr.sin_port = htons(dev["port"].get<int>());
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(listen(fd, 1), 0);
-  std::set<std::string> volumes = home.Volumes();
-  CliResult r = home.Run({"branch", "create", "p-port/x", "--port", "56952"});
+  listen(fd, 1);
+  CliResult port = home().Run({"doctor", "--json"});
   close(fd);
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("port 56952 is in use"), std::string::npos) << r.err;
-  r = home.Run({"branch", "create", "p-port/y", "--port", "56951"});
-  EXPECT_NE(r.err.find("port 56951 belongs to another branch"), std::string::npos) << r.err;
-  EXPECT_EQ(home.Volumes(), volumes);
+  EXPECT_EQ(port.exit_code, 1);
+  EXPECT_NE(port.out.find("held by another program"), std::string::npos) << port.out;
 }
 
-// --pg-bin chooses the PostgreSQL binaries; a directory without them is a clear error that
-// creates nothing.
-TEST(PoolE2eTest, PgBinOverride) {
-  Home home("1G");
-  CliResult bad = home.Run({"project", "create", "p-bin", "--pg-bin", "/nonexistent/bin"});
-  EXPECT_EQ(bad.exit_code, 1);
-  EXPECT_NE(bad.err.find("/nonexistent/bin"), std::string::npos) << bad.err;
-  EXPECT_EQ(home.Ok({"project", "list", "--json"}).Json().size(), 0u);
-  EXPECT_TRUE(home.Volumes().empty());
-  nlohmann::json main =
-      home.Ok({"project", "create", "p-bin", "--pg-bin", "/usr/lib/postgresql/15/bin", "--json"})
-          .Json();
-  EXPECT_EQ(main["pg_version"].get<std::string>().rfind("15.", 0), 0u);
-}
+INSTANTIATE_TEST_SUITE_P(Backends, ConformanceTest, ::testing::ValuesIn(AllBackends()),
+                         [](const auto& info) { return info.param; });
 
 }  // namespace
 }  // namespace pgb::e2e
