@@ -25,6 +25,8 @@
 #include "common/fs.h"
 #include "common/undo.h"
 #include "storage/btrfs_pool.h"
+#include "storage/tree_copy.h"
+#include "storage/tree_pool.h"
 
 namespace pgb {
 namespace {
@@ -34,12 +36,14 @@ constexpr mode_t kImageMode = 0600;
 // user must be able to pass through them to reach its volume, but not list them.
 constexpr mode_t kDirMode = 0711;
 constexpr std::chrono::minutes kMkfsTimeout{2};
+// mkfs.xfs refuses anything smaller ("Filesystem must be larger than 300MB", xfsprogs 6.1).
+constexpr uint64_t kXfsMinImageSize = 300 * kMiB;
 
 // The config with absolute, normalised paths, or why it cannot describe an image pool.
 Result<PoolConfig> NormalizeConfig(const PoolConfig& config) {
-  if (config.fs != "btrfs") {
-    return Status::NotSupported(
-        fmt::format("image pools are formatted with btrfs only, not \"{}\"", config.fs));
+  if (config.fs != "btrfs" && config.fs != "xfs") {
+    return Status::InvalidArgument(
+        fmt::format("unknown filesystem \"{}\" for an image pool; known: btrfs, xfs", config.fs));
   }
   if (config.image.empty()) return Status::InvalidArgument("image pool without an image file");
   if (config.root.empty()) return Status::InvalidArgument("image pool without a mount point");
@@ -112,13 +116,14 @@ Status FinishMountContext(struct libmnt_context* cxt, int rc, const std::string&
   return Status(status.code(), fmt::format("{}: {}", what, message));
 }
 
-// Mounts `image` (Btrfs) at `dir` through a loop device with noatime.
-Status MountImage(const std::string& image, const std::string& dir) {
+// Mounts `image` (a filesystem of type `fs`: "btrfs" or "xfs") at `dir` through a loop device
+// with noatime.
+Status MountImage(const std::string& image, const std::string& dir, const std::string& fs) {
   struct libmnt_context* cxt = NewMountContext();
   if (cxt == nullptr) return Status::Internal("mnt_new_context failed");
   int rc = mnt_context_set_source(cxt, image.c_str());
   if (rc == 0) rc = mnt_context_set_target(cxt, dir.c_str());
-  if (rc == 0) rc = mnt_context_set_fstype(cxt, "btrfs");
+  if (rc == 0) rc = mnt_context_set_fstype(cxt, fs.c_str());
   if (rc == 0) rc = mnt_context_set_options(cxt, "loop,noatime");
   if (rc == 0) rc = mnt_context_mount(cxt);
   return FinishMountContext(cxt, rc, fmt::format("mount {} at {}", image, dir));
@@ -214,7 +219,16 @@ Status CreateSparseFile(const std::string& path, uint64_t size) {
 std::string DescribeImagePool(const PoolConfig& config) {
   struct stat st {};
   uint64_t size = ::stat(config.image.c_str(), &st) == 0 ? st.st_size : config.image_size;
-  return fmt::format("btrfs on image {} ({}) at {}", config.image, FormatBytes(size), config.root);
+  std::string fs = config.fs == "xfs" ? "xfs (reflink)" : config.fs;
+  return fmt::format("{} on image {} ({}) at {}", fs, config.image, FormatBytes(size), config.root);
+}
+
+// The argv that formats `config.image` with `config.fs`.
+std::vector<std::string> MkfsArgv(const PoolConfig& config) {
+  if (config.fs == "xfs") {
+    return {"mkfs.xfs", "-q", "-L", "pgbranch", "-m", "reflink=1", config.image};
+  }
+  return {"mkfs.btrfs", "-q", "-L", "pgbranch", config.image};
 }
 
 }  // namespace
@@ -245,6 +259,11 @@ Result<std::vector<std::string>> LoopDevicesBackedBy(const std::string& image) {
 Status CreateImagePool(const PoolConfig& raw_config, ProcessRunner& runner) {
   PGB_ASSIGN_OR_RETURN(PoolConfig config, NormalizeConfig(raw_config));
   if (config.image_size == 0) return Status::InvalidArgument("image pool of size 0");
+  if (config.fs == "xfs" && config.image_size < kXfsMinImageSize) {
+    return Status::InvalidArgument(fmt::format("an XFS image pool needs at least {}, not {}",
+                                               FormatBytes(kXfsMinImageSize),
+                                               FormatBytes(config.image_size)));
+  }
 
   // Check everything before changing anything, so a refusal leaves no trace.
   if (PathExists(config.image)) {
@@ -259,18 +278,22 @@ Status CreateImagePool(const PoolConfig& raw_config, ProcessRunner& runner) {
   undo.Push("remove the image", [image = config.image] { return RemoveFile(image); });
 
   Command mkfs;
-  mkfs.argv = {"mkfs.btrfs", "-q", "-L", "pgbranch", config.image};
+  mkfs.argv = MkfsArgv(config);
   mkfs.timeout = kMkfsTimeout;
   PGB_RETURN_IF_ERROR(RunChecked(runner, mkfs).status());
 
   PGB_RETURN_IF_ERROR(CreateMissingDirs(config.root, undo));
-  PGB_RETURN_IF_ERROR(MountImage(config.image, config.root));
+  PGB_RETURN_IF_ERROR(MountImage(config.image, config.root, config.fs));
   undo.Push("unmount the image", [root = config.root] { return Unmount(root); });
   PGB_RETURN_IF_ERROR(Failpoint("storage.image_pool.after_mount"));
 
   // The root directory of the new filesystem hides the mount point's mode: set it again.
   PGB_RETURN_IF_ERROR(SetMode(config.root, kDirMode));
-  PGB_RETURN_IF_ERROR(InitBtrfsPoolDirectory(config.root));
+  if (config.fs == "xfs") {
+    PGB_RETURN_IF_ERROR(InitTreePoolDirectory(config.root, CopyMethod::kReflink));
+  } else {
+    PGB_RETURN_IF_ERROR(InitBtrfsPoolDirectory(config.root));
+  }
   undo.Commit();
   return Status::OK();
 }
@@ -287,11 +310,16 @@ Result<std::unique_ptr<Pool>> OpenImagePool(const PoolConfig& raw_config, Proces
     // After a reboot: mount it again where it was.
     PGB_RETURN_IF_ERROR(CheckMountPoint(config.root));
     PGB_RETURN_IF_ERROR(CreateMissingDirs(config.root, undo));
-    PGB_RETURN_IF_ERROR(MountImage(config.image, config.root));
+    PGB_RETURN_IF_ERROR(MountImage(config.image, config.root, config.fs));
     undo.Push("unmount the image", [root = config.root] { return Unmount(root); });
   }
-  PGB_ASSIGN_OR_RETURN(std::unique_ptr<Pool> pool,
-                       OpenBtrfsPool(config.root, "image", DescribeImagePool(config)));
+  std::unique_ptr<Pool> pool;
+  if (config.fs == "xfs") {
+    PGB_ASSIGN_OR_RETURN(
+        pool, OpenTreePool(config.root, CopyMethod::kReflink, "image", DescribeImagePool(config)));
+  } else {
+    PGB_ASSIGN_OR_RETURN(pool, OpenBtrfsPool(config.root, "image", DescribeImagePool(config)));
+  }
   undo.Commit();
   return pool;
 }

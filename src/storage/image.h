@@ -1,10 +1,11 @@
-// The "image" backend of storage/pool.h: a sparse file that pgbranch formats as Btrfs and
-// loop-mounts itself, for hosts without a Btrfs or ZFS filesystem to give it.
+// The "image" backend of storage/pool.h: a sparse file that pgbranch formats (Btrfs, or XFS
+// with reflink=1) and loop-mounts itself, for hosts without such a filesystem to give it.
 //
-// Once mounted at the pool root, an image pool is a Btrfs pool (storage/btrfs_pool.h). Mounting
-// and unmounting go through libmount (no mount(8), no shell); the "loop" option makes libmount
-// attach a loop device with autoclear set, so the kernel releases the device when the
-// filesystem is unmounted. Formatting runs mkfs.btrfs through the injected ProcessRunner.
+// Once mounted at the pool root, a Btrfs image pool is a Btrfs pool (storage/btrfs_pool.h) and
+// an XFS image pool a reflink pool (storage/tree_pool.h). Mounting and unmounting go through
+// libmount (no mount(8), no shell); the "loop" option makes libmount attach a loop device with
+// autoclear set, so the kernel releases the device when the filesystem is unmounted. Formatting
+// runs mkfs.btrfs or mkfs.xfs through the injected ProcessRunner.
 
 #ifndef PGBRANCH_STORAGE_IMAGE_H_
 #define PGBRANCH_STORAGE_IMAGE_H_
@@ -20,8 +21,8 @@
 namespace pgb {
 
 // CreatePool, OpenPool and ClosePool (storage/pool.h) for config.kind == "image".
-// InvalidArgument if config.image or config.root is empty, or image_size is 0;
-// NotSupported if config.fs is not "btrfs".
+// InvalidArgument if config.image or config.root is empty, image_size is 0 (for XFS: below
+// 300 MiB, the least mkfs.xfs accepts), or config.fs is neither "btrfs" nor "xfs".
 Status CreateImagePool(const PoolConfig& config, ProcessRunner& runner);
 Result<std::unique_ptr<Pool>> OpenImagePool(const PoolConfig& config, ProcessRunner& runner);
 Status CloseImagePool(const PoolConfig& config);

@@ -1,7 +1,9 @@
 #include "storage/image.h"
 
 #include <gtest/gtest.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -13,6 +15,7 @@
 #include "common/fs.h"
 #include "storage/pool.h"
 #include "storage/pool_testutil.h"
+#include "storage/tree_copy.h"
 #include "storage/volume_name.h"
 
 namespace pgb {
@@ -233,19 +236,94 @@ TEST_F(ImageTest, ForeignMountAtRootIsLeftAlone) {
   EXPECT_TRUE(*IsMounted(other.root));
 }
 
-// Given a missing image, OpenPool is FailedPrecondition; a filesystem other than btrfs is
-// NotSupported; an empty size is InvalidArgument.
+// Given a missing image, OpenPool is FailedPrecondition; a filesystem other than btrfs or xfs,
+// an empty size, or an XFS image below mkfs.xfs's minimum of 300 MiB is InvalidArgument, and no
+// image is created.
 TEST_F(ImageTest, BadConfigsAreRefused) {
   PoolConfig missing = NewImageConfig("missing", 300 * kMiB);
   EXPECT_EQ(OpenPool(missing, *runner_).status().code(), StatusCode::kFailedPrecondition);
 
   PoolConfig ext4 = NewImageConfig("ext4", 300 * kMiB);
   ext4.fs = "ext4";
-  EXPECT_EQ(CreatePool(ext4, *runner_).status().code(), StatusCode::kNotSupported);
+  Status unknown = CreatePool(ext4, *runner_).status();
+  EXPECT_EQ(unknown.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(unknown.message().find("known: btrfs, xfs"), std::string::npos) << unknown.message();
+  EXPECT_EQ(OpenPool(ext4, *runner_).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_FALSE(PathExists(ext4.image));
+
+  PoolConfig tiny = NewImageConfig("tiny", 299 * kMiB);
+  tiny.fs = "xfs";
+  Status too_small = CreatePool(tiny, *runner_).status();
+  EXPECT_EQ(too_small.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(too_small.message().find("at least 300.0 MiB"), std::string::npos)
+      << too_small.message();
+  EXPECT_FALSE(PathExists(tiny.image));
 
   PoolConfig empty = NewImageConfig("empty", 0);
   EXPECT_EQ(CreatePool(empty, *runner_).status().code(), StatusCode::kInvalidArgument);
   EXPECT_FALSE(PathExists(empty.image));
+}
+
+// Given an image pool with fs "xfs": the image is formatted XFS with reflink=1 and mounted at
+// the root (0711) with volumes/ and snapshots/; the pool is a reflink tree pool (Kind "image",
+// not atomic, copy-on-write); FICLONE works at its root; it survives an unmount (as by a
+// reboot) and OpenPool mounts it again with the data in place; ClosePool releases the loop
+// device.
+TEST_F(ImageTest, XfsImagePoolIsAReflinkPool) {
+  PoolConfig config = NewImageConfig("xfs", 300 * kMiB);
+  config.fs = "xfs";
+  Result<PoolConfig> created = CreatePool(config, *runner_);
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  EXPECT_EQ(created->fs, "xfs");
+  struct statfs fs {};
+  ASSERT_EQ(::statfs(config.root.c_str(), &fs), 0);
+  EXPECT_EQ(fs.f_type, static_cast<decltype(fs.f_type)>(XFS_SUPER_MAGIC));
+  EXPECT_EQ(ModeOf(config.root), 0711u);
+  EXPECT_EQ(ModeOf(config.root + "/volumes"), 0711u);
+  EXPECT_EQ(ModeOf(config.root + "/snapshots"), 0711u);
+  EXPECT_TRUE(CheckReflinkSupport(config.root).ok());
+  EXPECT_EQ(LoopDevicesBackedBy(config.image)->size(), 1u);
+
+  Result<std::unique_ptr<Pool>> opened = OpenPool(config, *runner_);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  Pool& pool = **opened;
+  EXPECT_EQ(pool.Kind(), "image");
+  EXPECT_EQ(pool.Describe(),
+            "xfs (reflink) on image " + config.image + " (300.0 MiB) at " + config.root);
+  EXPECT_FALSE(pool.Capabilities().atomic_snapshots);
+  EXPECT_TRUE(pool.Capabilities().copy_on_write);
+  std::string volume = NewVolumeName(), snapshot = NewSnapshotName();
+  ASSERT_TRUE(pool.CreateVolume(volume, std::nullopt).ok());
+  ASSERT_TRUE(WriteFileAtomic(pool.VolumePath(volume) + "/PG_VERSION", "17\n", 0600).ok());
+  ASSERT_TRUE(pool.CreateSnapshot(volume, snapshot).ok());
+  opened->reset();  // release the pool before unmounting it
+
+  ASSERT_TRUE(ClosePool(config).ok());
+  EXPECT_FALSE(*IsMounted(config.root));
+  EXPECT_TRUE(LoopDevicesBackedBy(config.image)->empty());
+  Result<std::unique_ptr<Pool>> reopened = OpenPool(config, *runner_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  EXPECT_TRUE(*IsMounted(config.root));
+  EXPECT_EQ(Slurp((*reopened)->VolumePath(volume) + "/PG_VERSION"), "17\n");
+  EXPECT_EQ(Slurp((*reopened)->SnapshotPath(volume, snapshot) + "/PG_VERSION"), "17\n");
+  EXPECT_TRUE(*IsImmutable((*reopened)->SnapshotPath(volume, snapshot)));
+  EXPECT_EQ(*(*reopened)->ListSnapshots(), std::vector<std::string>{snapshot});
+  ASSERT_TRUE((*reopened)->DestroySnapshot(volume, snapshot).ok());
+}
+
+// Given an mkfs.xfs that fails, CreatePool ran exactly `mkfs.xfs -q -L pgbranch -m reflink=1
+// IMAGE`, returns CommandFailed and leaves nothing behind.
+TEST_F(ImageTest, XfsMkfsArgv) {
+  PoolConfig config = NewImageConfig("xfs-argv", 300 * kMiB);
+  config.fs = "xfs";
+  FakeRunner runner(1);
+  Status s = CreatePool(config, runner).status();
+  EXPECT_EQ(s.code(), StatusCode::kCommandFailed) << s.ToString();
+  std::vector<std::vector<std::string>> expected = {
+      {"mkfs.xfs", "-q", "-L", "pgbranch", "-m", "reflink=1", config.image}};
+  EXPECT_EQ(runner.commands_ran_, expected);
+  EXPECT_FALSE(PathExists(config.image));
+  EXPECT_FALSE(PathExists(config.root));
 }
 
 // Given a kind no backend handles, every pool function is InvalidArgument naming the kinds.
@@ -256,7 +334,8 @@ TEST(PoolKindTest, UnknownKindIsInvalidArgument) {
   auto runner = NewRealProcessRunner();
   Status created = CreatePool(config, *runner).status();
   EXPECT_EQ(created.code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(created.message().find("btrfs, image"), std::string::npos) << created.message();
+  EXPECT_NE(created.message().find("btrfs, reflink, copy, image"), std::string::npos)
+      << created.message();
   EXPECT_EQ(OpenPool(config, *runner).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(ClosePool(config).code(), StatusCode::kInvalidArgument);
 }

@@ -4,19 +4,35 @@
 
 #include "storage/btrfs_pool.h"
 #include "storage/image.h"
+#include "storage/tree_copy.h"
+#include "storage/tree_pool.h"
 
 namespace pgb {
 namespace {
 
-// The absolute root of a "btrfs" pool.
-Result<std::string> BtrfsRoot(const PoolConfig& config) {
-  if (config.root.empty()) return Status::InvalidArgument("btrfs pool without a root directory");
+// The absolute root of a directory pool ("btrfs", "reflink", "copy").
+Result<std::string> DirectoryRoot(const PoolConfig& config) {
+  if (config.root.empty()) {
+    return Status::InvalidArgument(fmt::format("{} pool without a root directory", config.kind));
+  }
   return AbsolutePath(config.root);
 }
 
+// How a tree pool of `kind` ("reflink" or "copy") copies files.
+CopyMethod TreeCopyMethod(const std::string& kind) {
+  return kind == "reflink" ? CopyMethod::kReflink : CopyMethod::kFull;
+}
+
+bool IsTreeKind(const std::string& kind) { return kind == "reflink" || kind == "copy"; }
+
+std::string DescribeTreePool(const std::string& kind, const std::string& root) {
+  if (kind == "reflink") return fmt::format("reflink directory {}", root);
+  return fmt::format("copy directory {} (full copies: slow, no sharing)", root);
+}
+
 Status UnknownKind(const PoolConfig& config) {
-  return Status::InvalidArgument(
-      fmt::format("unknown pool kind \"{}\"; known kinds: btrfs, image", config.kind));
+  return Status::InvalidArgument(fmt::format(
+      "unknown pool kind \"{}\"; known kinds: btrfs, reflink, copy, image", config.kind));
 }
 
 }  // namespace
@@ -30,8 +46,13 @@ Result<PoolConfig> CreatePool(const PoolConfig& config, ProcessRunner& runner) {
     return effective;
   }
   if (config.kind == "btrfs") {
-    PGB_ASSIGN_OR_RETURN(effective.root, BtrfsRoot(config));
+    PGB_ASSIGN_OR_RETURN(effective.root, DirectoryRoot(config));
     PGB_RETURN_IF_ERROR(InitBtrfsPoolDirectory(effective.root));
+    return effective;
+  }
+  if (IsTreeKind(config.kind)) {
+    PGB_ASSIGN_OR_RETURN(effective.root, DirectoryRoot(config));
+    PGB_RETURN_IF_ERROR(InitTreePoolDirectory(effective.root, TreeCopyMethod(config.kind)));
     return effective;
   }
   return UnknownKind(config);
@@ -40,15 +61,20 @@ Result<PoolConfig> CreatePool(const PoolConfig& config, ProcessRunner& runner) {
 Result<std::unique_ptr<Pool>> OpenPool(const PoolConfig& config, ProcessRunner& runner) {
   if (config.kind == "image") return OpenImagePool(config, runner);
   if (config.kind == "btrfs") {
-    PGB_ASSIGN_OR_RETURN(std::string root, BtrfsRoot(config));
+    PGB_ASSIGN_OR_RETURN(std::string root, DirectoryRoot(config));
     return OpenBtrfsPool(root, "btrfs", fmt::format("btrfs directory {}", root));
+  }
+  if (IsTreeKind(config.kind)) {
+    PGB_ASSIGN_OR_RETURN(std::string root, DirectoryRoot(config));
+    return OpenTreePool(root, TreeCopyMethod(config.kind), config.kind,
+                        DescribeTreePool(config.kind, root));
   }
   return UnknownKind(config);
 }
 
 Status ClosePool(const PoolConfig& config) {
   if (config.kind == "image") return CloseImagePool(config);
-  if (config.kind == "btrfs") return Status::OK();
+  if (config.kind == "btrfs" || IsTreeKind(config.kind)) return Status::OK();
   return UnknownKind(config);
 }
 
