@@ -4,6 +4,7 @@
 
 #include "storage/btrfs_pool.h"
 #include "storage/image.h"
+#include "storage/zfs_pool.h"
 
 namespace pgb {
 namespace {
@@ -16,7 +17,7 @@ Result<std::string> BtrfsRoot(const PoolConfig& config) {
 
 Status UnknownKind(const PoolConfig& config) {
   return Status::InvalidArgument(
-      fmt::format("unknown pool kind \"{}\"; known kinds: btrfs, image", config.kind));
+      fmt::format("unknown pool kind \"{}\"; known kinds: btrfs, image, zfs", config.kind));
 }
 
 }  // namespace
@@ -34,6 +35,7 @@ Result<PoolConfig> CreatePool(const PoolConfig& config, ProcessRunner& runner) {
     PGB_RETURN_IF_ERROR(InitBtrfsPoolDirectory(effective.root));
     return effective;
   }
+  if (config.kind == "zfs") return CreateZfsPool(config, runner);
   return UnknownKind(config);
 }
 
@@ -43,12 +45,14 @@ Result<std::unique_ptr<Pool>> OpenPool(const PoolConfig& config, ProcessRunner& 
     PGB_ASSIGN_OR_RETURN(std::string root, BtrfsRoot(config));
     return OpenBtrfsPool(root, "btrfs", fmt::format("btrfs directory {}", root));
   }
+  if (config.kind == "zfs") return OpenZfsPool(config, runner);
   return UnknownKind(config);
 }
 
 Status ClosePool(const PoolConfig& config) {
   if (config.kind == "image") return CloseImagePool(config);
   if (config.kind == "btrfs") return Status::OK();
+  if (config.kind == "zfs") return Status::OK();  // the dataset belongs to the host's ZFS
   return UnknownKind(config);
 }
 
