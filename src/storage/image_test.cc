@@ -329,7 +329,7 @@ TEST_F(ImageTest, XfsMkfsArgv) {
 // Given a kind no backend handles, every pool function is InvalidArgument naming the kinds.
 TEST(PoolKindTest, UnknownKindIsInvalidArgument) {
   PoolConfig config;
-  config.kind = "zfs";
+  config.kind = "lvm";
   config.root = "/nonexistent";
   auto runner = NewRealProcessRunner();
   Status created = CreatePool(config, *runner).status();

@@ -6,6 +6,7 @@
 #include "storage/image.h"
 #include "storage/tree_copy.h"
 #include "storage/tree_pool.h"
+#include "storage/zfs_pool.h"
 
 namespace pgb {
 namespace {
@@ -32,7 +33,7 @@ std::string DescribeTreePool(const std::string& kind, const std::string& root) {
 
 Status UnknownKind(const PoolConfig& config) {
   return Status::InvalidArgument(fmt::format(
-      "unknown pool kind \"{}\"; known kinds: btrfs, reflink, copy, image", config.kind));
+      "unknown pool kind \"{}\"; known kinds: btrfs, zfs, reflink, copy, image", config.kind));
 }
 
 }  // namespace
@@ -55,6 +56,7 @@ Result<PoolConfig> CreatePool(const PoolConfig& config, ProcessRunner& runner) {
     PGB_RETURN_IF_ERROR(InitTreePoolDirectory(effective.root, TreeCopyMethod(config.kind)));
     return effective;
   }
+  if (config.kind == "zfs") return CreateZfsPool(config, runner);
   return UnknownKind(config);
 }
 
@@ -69,12 +71,16 @@ Result<std::unique_ptr<Pool>> OpenPool(const PoolConfig& config, ProcessRunner& 
     return OpenTreePool(root, TreeCopyMethod(config.kind), config.kind,
                         DescribeTreePool(config.kind, root));
   }
+  if (config.kind == "zfs") return OpenZfsPool(config, runner);
   return UnknownKind(config);
 }
 
 Status ClosePool(const PoolConfig& config) {
   if (config.kind == "image") return CloseImagePool(config);
-  if (config.kind == "btrfs" || IsTreeKind(config.kind)) return Status::OK();
+  // Directory pools hold nothing mounted; a ZFS dataset belongs to the host's ZFS.
+  if (config.kind == "btrfs" || config.kind == "zfs" || IsTreeKind(config.kind)) {
+    return Status::OK();
+  }
   return UnknownKind(config);
 }
 

@@ -1,0 +1,711 @@
+#include "storage/zfs_pool.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <map>
+#include <optional>
+#include <set>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "common/fs.h"
+#include "common/undo.h"
+#include "storage/volume_name.h"
+
+namespace pgb {
+namespace {
+
+constexpr mode_t kPoolDirMode = 0711;
+constexpr mode_t kVolumeMode = 0700;
+constexpr const char* kRecordSize = "recordsize=8k";
+// Compression algorithms to try, best first: zfs-fuse and OpenZFS pools without the
+// lz4_compress feature refuse lz4.
+constexpr const char* kCompressions[] = {"lz4", "lzjb"};
+// zfs commands take milliseconds; this only stops a hung ZFS daemon from hanging us.
+constexpr std::chrono::milliseconds kCommandTimeout{60'000};
+// How long to retry a command that says "is busy" (zfs-fuse, just after an unmount).
+constexpr std::chrono::milliseconds kBusyRetryBudget{3'000};
+// Bound on `zfs promote`s per DestroyVolume; one is enough unless clones appear meanwhile.
+constexpr int kMaxPromotes = 8;
+
+bool Contains(std::string_view text, std::string_view needle) {
+  return text.find(needle) != std::string_view::npos;
+}
+
+std::vector<std::string> SplitLines(const std::string& text) {
+  std::vector<std::string> lines;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    if (end > start) lines.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return lines;
+}
+
+std::vector<std::string> SplitTabs(const std::string& line) {
+  std::vector<std::string> fields;
+  size_t start = 0;
+  for (;;) {
+    size_t end = line.find('\t', start);
+    fields.push_back(line.substr(start, end == std::string::npos ? end : end - start));
+    if (end == std::string::npos) return fields;
+    start = end + 1;
+  }
+}
+
+Status CheckVolumeName(const std::string& name) {
+  if (IsVolumeName(name)) return Status::OK();
+  return Status::InvalidArgument(
+      fmt::format("invalid volume name \"{}\": expected 'v' and 16 lower-case hex digits", name));
+}
+
+Status CheckSnapshotName(const std::string& name) {
+  if (IsSnapshotName(name)) return Status::OK();
+  return Status::InvalidArgument(
+      fmt::format("invalid snapshot name \"{}\": expected 's' and 16 lower-case hex digits", name));
+}
+
+// ---- Running zfs and zpool ----------------------------------------------------------------
+
+Command ToolCommand(const char* program, std::vector<std::string> args) {
+  Command command;
+  command.argv.reserve(args.size() + 1);
+  command.argv.emplace_back(program);
+  for (auto& arg : args) command.argv.push_back(std::move(arg));
+  command.env = {{"LC_ALL", "C"}};  // the messages we match are the untranslated ones
+  command.timeout = kCommandTimeout;
+  return command;
+}
+
+// Runs a zfs or zpool command. A non-zero exit is a successful Run (see ProcessRunner); a
+// missing program is FailedPrecondition naming the packages that bring it.
+Result<CommandResult> RunTool(ProcessRunner& runner, const Command& command) {
+  Result<CommandResult> result = runner.Run(command);
+  if (!result.ok() && result.status().Is(StatusCode::kNotFound)) {
+    return Status::FailedPrecondition(fmt::format(
+        "the {} command is not installed; install ZFS (Debian: zfsutils-linux for OpenZFS, or "
+        "zfs-fuse)",
+        command.argv[0]));
+  }
+  return result;
+}
+
+// The Status of a failed zfs/zpool command: CommandFailed with argv and stderr (CommandStatus),
+// its code refined from the message, the only channel these commands have.
+Status ToolFailure(const Command& command, const CommandResult& result) {
+  Status status = CommandStatus(command, result);
+  const std::string& err = result.err;
+  const std::string& message = status.message();
+  if (Contains(err, "out of space")) {
+    return Status::ResourceExhausted(fmt::format(
+        "{}: the pool is full; delete branches or snapshots, or grow the pool", message));
+  }
+  if (Contains(err, "zfs-fuse daemon is running") || Contains(err, "modules are not loaded") ||
+      Contains(err, "failed to initialize ZFS library")) {
+    return Status::FailedPrecondition(fmt::format(
+        "{} (ZFS is not available: start the zfs-fuse daemon, or load the zfs module)", message));
+  }
+  if (Contains(err, "does not exist") || Contains(err, "no such pool")) {
+    return Status::NotFound(message);
+  }
+  if (Contains(err, "already exists")) return Status::AlreadyExists(message);
+  // Dataset names pgbranch accepts hold no spaces, so " is busy" comes from the message.
+  if (Contains(err, " is busy")) return Status::Unavailable(message);
+  return status;
+}
+
+enum class OnBusy { kFail, kRetry };
+
+// Runs `program args...` and returns its stdout, or ToolFailure. With OnBusy::kRetry, a command
+// that fails because something "is busy" is retried with backoff for up to kBusyRetryBudget.
+Result<std::string> RunZfsTool(ProcessRunner& runner, const char* program,
+                               std::vector<std::string> args, OnBusy on_busy = OnBusy::kFail) {
+  const Command command = ToolCommand(program, std::move(args));
+  const auto deadline = std::chrono::steady_clock::now() + kBusyRetryBudget;
+  std::chrono::milliseconds backoff{50};
+  for (;;) {
+    PGB_ASSIGN_OR_RETURN(CommandResult result, RunTool(runner, command));
+    if (result.Succeeded()) return std::move(result.out);
+    const auto now = std::chrono::steady_clock::now();
+    if (on_busy == OnBusy::kFail || !Contains(result.err, " is busy") || now >= deadline) {
+      return ToolFailure(command, result);
+    }
+    std::this_thread::sleep_for(
+        std::min<std::chrono::steady_clock::duration>(backoff, deadline - now));
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+  }
+}
+
+Result<std::string> Zfs(ProcessRunner& runner, std::vector<std::string> args,
+                        OnBusy on_busy = OnBusy::kFail) {
+  return RunZfsTool(runner, "zfs", std::move(args), on_busy);
+}
+
+// Destroys dataset or snapshot `name` (no -r, no -R); a missing one is OK.
+Status DestroyIfExists(ProcessRunner& runner, const std::string& name) {
+  Status status = Zfs(runner, {"destroy", name}, OnBusy::kRetry).status();
+  if (status.Is(StatusCode::kNotFound)) return Status::OK();
+  return status;
+}
+
+// `zfs create <options...> -o recordsize=8k -o compression=C <name>`, trying the algorithms of
+// kCompressions from *compression on while ZFS refuses them; *compression keeps the one that
+// worked. AlreadyExists if `name` exists. If zfs fails after creating the dataset (it could not
+// mount it), the dataset is destroyed again.
+Status CreateDataset(ProcessRunner& runner, const std::vector<std::string>& options,
+                     const std::string& name, std::string* compression) {
+  auto first = std::find(std::begin(kCompressions), std::end(kCompressions), *compression);
+  for (auto it = first == std::end(kCompressions) ? std::begin(kCompressions) : first;
+       it != std::end(kCompressions); ++it) {
+    std::vector<std::string> args = {"create"};
+    args.insert(args.end(), options.begin(), options.end());
+    args.insert(args.end(), {"-o", kRecordSize, "-o", fmt::format("compression={}", *it), name});
+    const Command command = ToolCommand("zfs", std::move(args));
+    PGB_ASSIGN_OR_RETURN(CommandResult result, RunTool(runner, command));
+    if (result.Succeeded()) {
+      *compression = *it;
+      return Status::OK();
+    }
+    // zfs-fuse: "'compression' must be one of ..."; OpenZFS without the lz4_compress feature:
+    // "pool must be upgraded to set this property or value".
+    bool refused = Contains(result.err, "compression") || Contains(result.err, "upgraded");
+    if (refused && std::next(it) != std::end(kCompressions)) continue;
+    Status status = ToolFailure(command, result);
+    // "filesystem successfully created, but not mounted": leave nothing behind.
+    if (!status.Is(StatusCode::kAlreadyExists) && Contains(result.err, "successfully created")) {
+      (void)DestroyIfExists(runner, name);
+    }
+    return status;
+  }
+  return Status::Internal("no compression algorithm to try");
+}
+
+// Mounts every filesystem of `listing` (lines "name\tmountpoint\tmounted" of `zfs list`) that
+// is not mounted, in listing order (parents first). A filesystem mounted meanwhile is fine.
+Status MountUnmounted(ProcessRunner& runner, const std::string& listing) {
+  for (const std::string& line : SplitLines(listing)) {
+    std::vector<std::string> f = SplitTabs(line);
+    if (f.size() < 3 || f[2] != "no" || f[1].empty() || f[1][0] != '/') continue;
+    Status status = Zfs(runner, {"mount", f[0]}).status();
+    if (!status.ok() && !Contains(status.message(), "already mounted")) return status;
+  }
+  return Status::OK();
+}
+
+// Numeric properties of a dataset or snapshot, by name ("used" -> bytes). Properties this ZFS
+// does not know (zfs-fuse: written, logicalreferenced) are left out and added to *unknown, so
+// later calls do not ask again. NotFound if `name` does not exist.
+Result<std::map<std::string, uint64_t>> GetSizes(ProcessRunner& runner, const std::string& name,
+                                                 const std::vector<std::string>& wanted,
+                                                 std::set<std::string>* unknown) {
+  for (;;) {
+    std::vector<std::string> props;
+    for (const std::string& p : wanted) {
+      if (!unknown->contains(p)) props.push_back(p);
+    }
+    const Command command = ToolCommand("zfs", {"get", "-H", "-p", "-o", "property,value",
+                                                fmt::format("{}", fmt::join(props, ",")), name});
+    PGB_ASSIGN_OR_RETURN(CommandResult result, RunTool(runner, command));
+    if (!result.Succeeded()) {
+      // "bad property list: invalid property 'written'"
+      constexpr std::string_view kInvalid = "invalid property '";
+      size_t at = result.err.find(kInvalid);
+      if (at != std::string::npos) {
+        size_t start = at + kInvalid.size();
+        std::string prop = result.err.substr(start, result.err.find('\'', start) - start);
+        if (std::find(props.begin(), props.end(), prop) != props.end() && props.size() > 1) {
+          unknown->insert(prop);
+          continue;
+        }
+      }
+      return ToolFailure(command, result);
+    }
+    std::map<std::string, uint64_t> sizes;
+    for (const std::string& line : SplitLines(result.out)) {
+      std::vector<std::string> f = SplitTabs(line);
+      if (f.size() != 2) continue;
+      uint64_t value = 0;
+      auto [end, ec] = std::from_chars(f[1].data(), f[1].data() + f[1].size(), value);
+      if (ec == std::errc() && end == f[1].data() + f[1].size()) sizes[f[0]] = value;
+    }
+    return sizes;
+  }
+}
+
+// A size that ZFS must have reported.
+Result<uint64_t> Need(const std::map<std::string, uint64_t>& sizes, const std::string& prop,
+                      const std::string& name) {
+  auto it = sizes.find(prop);
+  if (it == sizes.end()) {
+    return Status::Internal(fmt::format("zfs get reported no {} for {}", prop, name));
+  }
+  return it->second;
+}
+
+// ---- The pool -----------------------------------------------------------------------------
+
+class ZfsPool : public Pool {
+ public:
+  // {snapshot, volume}: a snapshot with one volume cloned from it (PinnedSnapshots).
+  using Pinned = std::vector<std::pair<std::string, std::string>>;
+
+  ZfsPool(std::string dataset, std::string root, ProcessRunner& runner)
+      : dataset_(std::move(dataset)), root_(std::move(root)), runner_(runner) {}
+
+  std::string Kind() const override { return "zfs"; }
+  PoolCapabilities Capabilities() const override {
+    PoolCapabilities caps;
+    caps.atomic_snapshots = true;
+    caps.copy_on_write = true;
+    caps.clones_pin_snapshots = true;
+    return caps;
+  }
+  std::string Describe() const override {
+    return fmt::format("zfs dataset {} at {}", dataset_, root_);
+  }
+
+  std::string VolumePath(const std::string& volume) const override {
+    return JoinPath(root_, volume);
+  }
+
+  // ZFS's snapshot directory of the volume that holds the snapshot now (after a promote, not
+  // necessarily `volume`); asks zfs where it is, so it is not free. Falls back to the path
+  // under `volume` when the snapshot is missing or zfs cannot answer. zfs-fuse has no .zfs
+  // directory: there the path does not exist, and snapshots are reached only by cloning them.
+  std::string SnapshotPath(const std::string& volume, const std::string& snapshot) const override {
+    if (IsVolumeName(volume) && IsSnapshotName(snapshot)) {
+      Result<std::optional<std::string>> holder = LocateSnapshot(volume, snapshot);
+      if (holder.ok() && holder->has_value()) return SnapshotDir(**holder, snapshot);
+    }
+    return SnapshotDir(volume, snapshot);
+  }
+
+  Status CreateVolume(const std::string& volume, std::optional<FileOwner> owner) override {
+    PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
+    const std::string dataset = VolumeDataset(volume);
+    Status status = CreateDataset(runner_, {}, dataset, &compression_);
+    if (status.Is(StatusCode::kAlreadyExists)) {
+      return Status::AlreadyExists(fmt::format("volume {} exists", volume));
+    }
+    PGB_RETURN_IF_ERROR(status);
+    // The dataset's root directory, now mounted: PostgreSQL wants its data directory private.
+    status = SetMode(VolumePath(volume), kVolumeMode, owner);
+    if (!status.ok()) {
+      (void)DestroyIfExists(runner_, dataset);  // undo; the chmod/chown failure is the cause
+      return status;
+    }
+    return Status::OK();
+  }
+
+  // Atomic: the bracket is not needed and ignored.
+  Status CreateSnapshot(const std::string& volume, const std::string& snapshot,
+                        const SnapshotBracket* /*bracket*/) override {
+    PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
+    PGB_RETURN_IF_ERROR(CheckSnapshotName(snapshot));
+    Status status = Zfs(runner_, {"snapshot", SnapshotDataset(volume, snapshot)}).status();
+    if (status.Is(StatusCode::kNotFound)) {
+      return Status::NotFound(fmt::format("volume {} does not exist", volume));
+    }
+    if (status.Is(StatusCode::kAlreadyExists)) {
+      return Status::AlreadyExists(fmt::format("snapshot {} exists", snapshot));
+    }
+    return status;
+  }
+
+  Status CloneSnapshot(const std::string& volume, const std::string& snapshot,
+                       const std::string& new_volume) override {
+    PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
+    PGB_RETURN_IF_ERROR(CheckSnapshotName(snapshot));
+    PGB_RETURN_IF_ERROR(CheckVolumeName(new_volume));
+    std::string source = SnapshotDataset(volume, snapshot);
+    Status status = Clone(source, new_volume);
+    if (status.Is(StatusCode::kNotFound)) {
+      // A promote may have moved the snapshot to another volume.
+      PGB_ASSIGN_OR_RETURN(auto where, FindSnapshotByName(snapshot));
+      if (!where) return Status::NotFound(fmt::format("snapshot {} does not exist", snapshot));
+      if (SnapshotDataset(*where, snapshot) == source) return status;
+      status = Clone(SnapshotDataset(*where, snapshot), new_volume);
+    }
+    return status;
+  }
+
+  Status DestroyVolume(const std::string& volume) override {
+    PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
+    const std::string dataset = VolumeDataset(volume);
+    for (int promotes = 0;; ++promotes) {
+      // -r takes the volume's snapshots along, and fails (destroying nothing) while clones
+      // depend on one of them; never -R, which would destroy those clones.
+      Status status = Zfs(runner_, {"destroy", "-r", dataset}, OnBusy::kRetry).status();
+      if (status.ok() || status.Is(StatusCode::kNotFound)) return Status::OK();
+      // If that is because clones depend on snapshots of it, promote one; else the failure of
+      // the destroy is what the caller needs, also when the question cannot be answered.
+      Result<Pinned> pinned = Pinned{};
+      if (!status.Is(StatusCode::kUnavailable)) pinned = PinnedSnapshots(volume);  // not busy
+      if (!pinned.ok() || pinned->empty()) {
+        // zfs-fuse unmounts before it finds the dataset busy, and leaves it unmounted: mount it
+        // again, so the volume stays usable (and nothing writes into the pool dataset's empty
+        // mountpoint directory). "already mounted" is the usual answer.
+        (void)Zfs(runner_, {"mount", dataset});
+        return status;
+      }
+      if (promotes == kMaxPromotes) {
+        return Status::Internal(fmt::format(
+            "volume {} still has cloned snapshots after {} promotes", volume, promotes));
+      }
+      // The clone of the newest pinned snapshot takes over every snapshot up to that one.
+      const auto& [snapshot, clone] = pinned->back();
+      Status promoted = Zfs(runner_, {"promote", VolumeDataset(clone)}, OnBusy::kRetry).status();
+      if (!promoted.ok()) {
+        return promoted.WithContext(fmt::format(
+            "hand snapshot {} of volume {} over to its clone {}", snapshot, volume, clone));
+      }
+    }
+  }
+
+  Status DestroySnapshot(const std::string& volume, const std::string& snapshot) override {
+    PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
+    PGB_RETURN_IF_ERROR(CheckSnapshotName(snapshot));
+    std::string name = SnapshotDataset(volume, snapshot);
+    Status status = Zfs(runner_, {"destroy", name}, OnBusy::kRetry).status();
+    if (status.Is(StatusCode::kNotFound)) {
+      PGB_ASSIGN_OR_RETURN(auto where, FindSnapshotByName(snapshot));
+      if (!where || SnapshotDataset(*where, snapshot) == name) return Status::OK();
+      name = SnapshotDataset(*where, snapshot);
+      status = Zfs(runner_, {"destroy", name}, OnBusy::kRetry).status();
+    }
+    if (status.ok() || status.Is(StatusCode::kNotFound)) return Status::OK();
+    Result<std::vector<std::string>> clones = ClonesOf(name);
+    if (clones.ok() && !clones->empty()) {
+      return Status::FailedPrecondition(fmt::format(
+          "snapshot {} has clones ({}); destroy them first", snapshot, fmt::join(*clones, ", ")));
+    }
+    return status;
+  }
+
+  Result<std::vector<std::string>> ListVolumes() override {
+    PGB_ASSIGN_OR_RETURN(auto filesystems, ListFilesystems());
+    std::vector<std::string> volumes;
+    for (const auto& [volume, origin] : filesystems) volumes.push_back(volume);
+    std::sort(volumes.begin(), volumes.end());
+    return volumes;
+  }
+
+  Result<std::vector<std::string>> ListSnapshots() override {
+    PGB_ASSIGN_OR_RETURN(std::string out, Zfs(runner_, {"list", "-H", "-o", "name", "-t",
+                                                        "snapshot", "-r", dataset_}));
+    std::vector<std::string> snapshots;
+    for (const std::string& line : SplitLines(out)) {
+      size_t at = line.find('@');
+      if (at == std::string::npos) continue;
+      std::string snapshot = line.substr(at + 1);
+      if (IsSnapshotName(snapshot)) snapshots.push_back(std::move(snapshot));
+    }
+    std::sort(snapshots.begin(), snapshots.end());
+    return snapshots;
+  }
+
+  // exclusive: `written` (OpenZFS: what is not shared with the volume's latest snapshot or,
+  // for a clone without snapshots, with its origin), else `used` (zfs-fuse: what the volume and
+  // its snapshots hold that nothing else shares). logical: `logicalreferenced` (before
+  // compression), else `referenced`.
+  Result<SpaceUsage> VolumeSpace(const std::string& volume) override {
+    PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
+    const std::string dataset = VolumeDataset(volume);
+    Result<std::map<std::string, uint64_t>> sizes = GetSizes(
+        runner_, dataset, {"written", "used", "logicalreferenced", "referenced"}, &unknown_props_);
+    if (sizes.status().Is(StatusCode::kNotFound)) {
+      return Status::NotFound(fmt::format("volume {} does not exist", volume));
+    }
+    if (!sizes.ok()) return sizes.status();
+    return Space(*sizes, dataset, sizes->contains("written") ? "written" : "used");
+  }
+
+  // exclusive: the snapshot's `used`, what destroying it would free.
+  Result<SpaceUsage> SnapshotSpace(const std::string& volume,
+                                   const std::string& snapshot) override {
+    PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
+    PGB_RETURN_IF_ERROR(CheckSnapshotName(snapshot));
+    const std::vector<std::string> props = {"used", "logicalreferenced", "referenced"};
+    std::string name = SnapshotDataset(volume, snapshot);
+    Result<std::map<std::string, uint64_t>> sizes = GetSizes(runner_, name, props, &unknown_props_);
+    if (sizes.status().Is(StatusCode::kNotFound)) {
+      PGB_ASSIGN_OR_RETURN(auto where, FindSnapshotByName(snapshot));
+      if (!where) return Status::NotFound(fmt::format("snapshot {} does not exist", snapshot));
+      name = SnapshotDataset(*where, snapshot);
+      sizes = GetSizes(runner_, name, props, &unknown_props_);
+    }
+    if (!sizes.ok()) return sizes.status();
+    return Space(*sizes, name, "used");
+  }
+
+  Result<PoolUsage> Usage() override {
+    PGB_ASSIGN_OR_RETURN(auto sizes,
+                         GetSizes(runner_, dataset_, {"used", "available"}, &unknown_props_));
+    PoolUsage usage;
+    PGB_ASSIGN_OR_RETURN(usage.used_bytes, Need(sizes, "used", dataset_));
+    PGB_ASSIGN_OR_RETURN(usage.free_bytes, Need(sizes, "available", dataset_));
+    usage.size_bytes = usage.used_bytes + usage.free_bytes;
+    return usage;
+  }
+
+ private:
+  std::string VolumeDataset(const std::string& volume) const { return dataset_ + "/" + volume; }
+  std::string SnapshotDataset(const std::string& volume, const std::string& snapshot) const {
+    return VolumeDataset(volume) + "@" + snapshot;
+  }
+  std::string SnapshotDir(const std::string& volume, const std::string& snapshot) const {
+    return JoinPath(VolumePath(volume), ".zfs/snapshot/" + snapshot);
+  }
+
+  // The volume name of `name` if it is a direct child of the pool dataset with a volume name.
+  std::optional<std::string> VolumeOf(std::string_view name) const {
+    if (name.size() <= dataset_.size() + 1 || !name.starts_with(dataset_) ||
+        name[dataset_.size()] != '/') {
+      return std::nullopt;
+    }
+    std::string_view rest = name.substr(dataset_.size() + 1);
+    if (!IsVolumeName(rest)) return std::nullopt;
+    return std::string(rest);
+  }
+
+  // `zfs clone <source> <new_volume>`: AlreadyExists if the volume exists, NotFound (cause
+  // unchanged) if the source snapshot is missing.
+  Status Clone(const std::string& source, const std::string& new_volume) {
+    const std::string target = VolumeDataset(new_volume);
+    Status status = Zfs(runner_, {"clone", source, target}).status();
+    if (status.Is(StatusCode::kAlreadyExists)) {
+      return Status::AlreadyExists(fmt::format("volume {} exists", new_volume));
+    }
+    // "filesystem successfully created, but not mounted": leave nothing behind.
+    if (!status.ok() && Contains(status.message(), "successfully created")) {
+      (void)DestroyIfExists(runner_, target);
+    }
+    return status;
+  }
+
+  // The volumes of the pool with their origins ("" for none), in zfs list order.
+  Result<std::vector<std::pair<std::string, std::string>>> ListFilesystems() const {
+    PGB_ASSIGN_OR_RETURN(std::string out, Zfs(runner_, {"list", "-H", "-o", "name,origin", "-t",
+                                                        "filesystem", "-r", dataset_}));
+    std::vector<std::pair<std::string, std::string>> filesystems;
+    for (const std::string& line : SplitLines(out)) {
+      std::vector<std::string> f = SplitTabs(line);
+      if (f.size() != 2) continue;
+      std::optional<std::string> volume = VolumeOf(f[0]);
+      if (volume) filesystems.emplace_back(std::move(*volume), f[1] == "-" ? "" : f[1]);
+    }
+    return filesystems;
+  }
+
+  // The volumes cloned from snapshot `name` (full "dataset/volume@snapshot"), sorted.
+  Result<std::vector<std::string>> ClonesOf(const std::string& name) const {
+    PGB_ASSIGN_OR_RETURN(auto filesystems, ListFilesystems());
+    std::vector<std::string> clones;
+    for (const auto& [volume, origin] : filesystems) {
+      if (origin == name) clones.push_back(volume);
+    }
+    std::sort(clones.begin(), clones.end());
+    return clones;
+  }
+
+  // The snapshots of `volume` that clones depend on, oldest first, each with one such clone.
+  Result<Pinned> PinnedSnapshots(const std::string& volume) const {
+    PGB_ASSIGN_OR_RETURN(std::string out, Zfs(runner_, {"list", "-H", "-o", "name", "-t",
+                                                        "snapshot", "-r", VolumeDataset(volume)}));
+    PGB_ASSIGN_OR_RETURN(auto filesystems, ListFilesystems());
+    Pinned pinned;
+    // zfs lists a dataset's snapshots in the order they were taken.
+    for (const std::string& name : SplitLines(out)) {
+      for (const auto& [clone, origin] : filesystems) {
+        if (origin == name) {
+          pinned.emplace_back(name.substr(name.find('@') + 1), clone);
+          break;
+        }
+      }
+    }
+    return pinned;
+  }
+
+  // The volume that holds snapshot `snapshot`, searched by name in the whole pool; nullopt if
+  // no volume has it.
+  Result<std::optional<std::string>> FindSnapshotByName(const std::string& snapshot) const {
+    PGB_ASSIGN_OR_RETURN(std::string out, Zfs(runner_, {"list", "-H", "-o", "name", "-t",
+                                                        "snapshot", "-r", dataset_}));
+    for (const std::string& line : SplitLines(out)) {
+      size_t at = line.find('@');
+      if (at == std::string::npos || line.compare(at + 1, std::string::npos, snapshot) != 0) {
+        continue;
+      }
+      std::optional<std::string> volume = VolumeOf(std::string_view(line).substr(0, at));
+      if (volume) return volume;
+    }
+    return std::optional<std::string>();
+  }
+
+  // The volume that holds snapshot `snapshot` of `volume`: that one, or the one a promote
+  // moved it to; nullopt if the snapshot does not exist.
+  Result<std::optional<std::string>> LocateSnapshot(const std::string& volume,
+                                                    const std::string& snapshot) const {
+    Result<std::string> exact = Zfs(
+        runner_, {"list", "-H", "-o", "name", "-t", "snapshot", SnapshotDataset(volume, snapshot)});
+    if (exact.ok()) return std::optional(volume);
+    if (!exact.status().Is(StatusCode::kNotFound)) return exact.status();
+    return FindSnapshotByName(snapshot);
+  }
+
+  Result<SpaceUsage> Space(const std::map<std::string, uint64_t>& sizes, const std::string& name,
+                           const std::string& exclusive_prop) const {
+    SpaceUsage space;
+    PGB_ASSIGN_OR_RETURN(space.exclusive_bytes, Need(sizes, exclusive_prop, name));
+    PGB_ASSIGN_OR_RETURN(
+        space.logical_bytes,
+        Need(sizes, sizes.contains("logicalreferenced") ? "logicalreferenced" : "referenced",
+             name));
+    return space;
+  }
+
+  const std::string dataset_;
+  const std::string root_;
+  ProcessRunner& runner_;
+  // The compression algorithm that worked last (kCompressions).
+  std::string compression_ = kCompressions[0];
+  // Properties this ZFS does not have (GetSizes).
+  std::set<std::string> unknown_props_;
+};
+
+// The absolute root directory from a config; InvalidArgument if it is empty.
+Result<std::string> ZfsRoot(const PoolConfig& config) {
+  if (config.root.empty()) {
+    return Status::InvalidArgument(fmt::format(
+        "zfs pool {} without a root directory to mount the dataset at", config.dataset));
+  }
+  return AbsolutePath(config.root);
+}
+
+bool IsDatasetChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '-' || c == '.' || c == ':';
+}
+
+}  // namespace
+
+Status CheckZfsDatasetName(const std::string& dataset) {
+  auto invalid = [&](std::string_view why) {
+    return Status::InvalidArgument(fmt::format(
+        "invalid ZFS dataset name \"{}\": {}; expected POOL/DATASET, e.g. tank/pgbranch", dataset,
+        why));
+  };
+  if (dataset.size() > 200) return invalid("too long");
+  if (dataset.find('/') == std::string::npos) return invalid("no dataset below the pool");
+  size_t start = 0;
+  for (;;) {
+    size_t end = dataset.find('/', start);
+    std::string_view part = std::string_view(dataset).substr(
+        start, end == std::string::npos ? std::string::npos : end - start);
+    if (part.empty()) return invalid("empty component");
+    if (part == "." || part == "..") return invalid("\".\" or \"..\" component");
+    if (part[0] == '-') return invalid("a component starts with '-'");
+    if (!std::all_of(part.begin(), part.end(), IsDatasetChar)) {
+      return invalid("only letters, digits and _-.: are allowed");
+    }
+    if (start == 0 && !((part[0] >= 'a' && part[0] <= 'z') || (part[0] >= 'A' && part[0] <= 'Z'))) {
+      return invalid("the pool name must start with a letter");
+    }
+    if (end == std::string::npos) return Status::OK();
+    start = end + 1;
+  }
+}
+
+Result<PoolConfig> CreateZfsPool(const PoolConfig& config, ProcessRunner& runner) {
+  PGB_RETURN_IF_ERROR(CheckZfsDatasetName(config.dataset));
+  PoolConfig effective = config;
+  effective.kind = "zfs";
+  const std::string& dataset = config.dataset;
+  const std::string zpool = dataset.substr(0, dataset.find('/'));
+
+  Status status = RunZfsTool(runner, "zpool", {"list", "-H", "-o", "name", zpool}).status();
+  if (status.Is(StatusCode::kNotFound)) {
+    return Status::FailedPrecondition(fmt::format(
+        "ZFS pool {} does not exist; create it first (zpool create {} DEVICE...)", zpool, zpool));
+  }
+  PGB_RETURN_IF_ERROR(status);
+
+  Result<std::string> listing =
+      Zfs(runner, {"list", "-H", "-o", "name,mountpoint,mounted", "-t", "filesystem", dataset});
+  if (listing.ok()) {
+    // Adopt the existing dataset where it is mounted.
+    std::vector<std::string> lines = SplitLines(*listing);
+    std::vector<std::string> f = lines.empty() ? std::vector<std::string>{} : SplitTabs(lines[0]);
+    if (f.size() != 3) {
+      return Status::Internal(fmt::format("unexpected zfs list output: {}", *listing));
+    }
+    if (f[1].empty() || f[1][0] != '/') {
+      return Status::FailedPrecondition(
+          fmt::format("ZFS dataset {} has mountpoint {}; give it a directory (zfs set "
+                      "mountpoint=DIR {}) or choose another dataset",
+                      dataset, f[1], dataset));
+    }
+    PGB_RETURN_IF_ERROR(MountUnmounted(runner, *listing));
+    effective.root = f[1];
+    return effective;
+  }
+  if (!listing.status().Is(StatusCode::kNotFound)) return listing.status();
+
+  // Create it, with the parents it lacks; on failure destroy what was made, deepest first.
+  PGB_ASSIGN_OR_RETURN(effective.root, ZfsRoot(config));
+  std::vector<std::string> made = {dataset};  // what `zfs create -p` will make, deepest first
+  for (std::string parent = dataset.substr(0, dataset.rfind('/')); parent != zpool;
+       parent = parent.substr(0, parent.rfind('/'))) {
+    Status exists = Zfs(runner, {"list", "-H", "-o", "name", parent}).status();
+    if (exists.ok()) break;
+    if (!exists.Is(StatusCode::kNotFound)) return exists;
+    made.push_back(parent);
+  }
+  UndoStack undo;
+  for (auto it = made.rbegin(); it != made.rend(); ++it) {
+    std::string name = *it;
+    undo.Push(fmt::format("destroy ZFS dataset {}", name),
+              [&runner, name] { return DestroyIfExists(runner, name); });
+  }
+  std::string compression = kCompressions[0];
+  status =
+      CreateDataset(runner, {"-p", "-o", "mountpoint=" + effective.root}, dataset, &compression);
+  if (status.ok()) status = SetMode(effective.root, kPoolDirMode);
+  if (!status.ok()) return undo.Rollback(status);
+  undo.Commit();
+  return effective;
+}
+
+Result<std::unique_ptr<Pool>> OpenZfsPool(const PoolConfig& config, ProcessRunner& runner) {
+  PGB_RETURN_IF_ERROR(CheckZfsDatasetName(config.dataset));
+  PGB_ASSIGN_OR_RETURN(std::string root, ZfsRoot(config));
+  Result<std::string> listing = Zfs(runner, {"list", "-H", "-o", "name,mountpoint,mounted", "-t",
+                                             "filesystem", "-r", config.dataset});
+  if (listing.status().Is(StatusCode::kNotFound)) {
+    return Status::FailedPrecondition(fmt::format(
+        "ZFS dataset {} does not exist; was the pool created with pgbranch init?", config.dataset));
+  }
+  if (!listing.ok()) return listing.status();
+  std::vector<std::string> lines = SplitLines(*listing);
+  std::vector<std::string> f = lines.empty() ? std::vector<std::string>{} : SplitTabs(lines[0]);
+  if (f.size() != 3 || f[0] != config.dataset) {
+    return Status::Internal(fmt::format("unexpected zfs list output: {}", *listing));
+  }
+  if (f[1] != root) {
+    return Status::FailedPrecondition(fmt::format(
+        "ZFS dataset {} has mountpoint {}, but the pool's root is {}; set it back with zfs set "
+        "mountpoint={} {}",
+        config.dataset, f[1], root, root, config.dataset));
+  }
+  PGB_RETURN_IF_ERROR(MountUnmounted(runner, *listing));
+  return std::unique_ptr<Pool>(std::make_unique<ZfsPool>(config.dataset, root, runner));
+}
+
+}  // namespace pgb
