@@ -16,8 +16,9 @@ packages=(
   libbtrfsutil-dev libmount-dev libhowardhinnant-date-dev libgtest-dev libgmock-dev
   # runtime: PostgreSQL 15 server and client tools (initdb, postgres, pgbench, psql)
   postgresql-15 postgresql-client-15
-  # storage: Btrfs tools (mkfs.btrfs), util-linux (losetup, mount)
-  btrfs-progs util-linux
+  # storage: Btrfs and XFS tools (mkfs.btrfs, mkfs.xfs), util-linux (mount), ZFS (the tests
+  # use Debian's zfs-fuse; on a host with OpenZFS, zfsutils-linux serves as well)
+  btrfs-progs util-linux xfsprogs zfs-fuse
 )
 
 missing=()

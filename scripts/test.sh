@@ -11,14 +11,24 @@ fi
 ./scripts/install-deps.sh
 ./scripts/build.sh test
 
-# Whatever happens, leave no test servers, mounts or loop devices behind.
+# The ZFS tests need the zfs-fuse daemon; it is started here and stopped afterwards (only if
+# this run started it).
+./scripts/zfs-fuse.sh start
+
+# Whatever happens, leave no test servers, zpools, mounts or loop devices behind.
 cleanup() {
   local rc=$?
   set +e
-  for pidfile in /tmp/pgb-*/pool*/volumes/*/postmaster.pid; do
+  for pidfile in /tmp/pgb-*/pool*/volumes/*/postmaster.pid /tmp/pgb-*/zfs/*/postmaster.pid \
+                 /tmp/pgb-*/ext4/pool/volumes/*/postmaster.pid; do
     [ -f "$pidfile" ] && kill -QUIT "$(head -1 "$pidfile")" 2>/dev/null
   done
-  for m in $(grep -o ' /tmp/pgb-[^ ]*' /proc/mounts); do umount -l "$m"; done
+  sleep 1
+  for pool in $(zpool list -H -o name 2>/dev/null | grep -E '^pgb(e2e|t)'); do
+    zpool destroy -f "$pool"
+  done
+  for m in $(grep -o ' /tmp/pgb-[^ ]*' /proc/mounts | sort -r); do umount -l "$m"; done
+  ./scripts/zfs-fuse.sh stop
   exit "$rc"
 }
 trap cleanup EXIT

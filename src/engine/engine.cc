@@ -609,12 +609,22 @@ Status Engine::DestroySnapshotAndRow(const SnapshotRow& snapshot) {
   return catalog_->DeleteSnapshot(snapshot.id);
 }
 
-Status Engine::DropImplicitSnapshotIfUnused(int64_t snapshot_id) {
-  PGB_ASSIGN_OR_RETURN(SnapshotRow snap, catalog_->GetSnapshot(snapshot_id));
-  if (!snap.implicit) return Status::OK();
-  PGB_ASSIGN_OR_RETURN(auto users, catalog_->BranchesFromSnapshot(snapshot_id));
-  if (!users.empty()) return Status::OK();
-  return DestroySnapshotAndRow(snap);
+Status Engine::SweepImplicitSnapshots(const ProjectRow& project) {
+  PGB_ASSIGN_OR_RETURN(auto branches, catalog_->ListBranches(project.id));
+  for (const auto& branch : branches) {
+    PGB_ASSIGN_OR_RETURN(auto snapshots, catalog_->ListSnapshots(branch.id));
+    for (const auto& snap : snapshots) {
+      if (!snap.implicit) continue;
+      PGB_ASSIGN_OR_RETURN(auto users, catalog_->BranchesFromSnapshot(snap.id));
+      if (!users.empty()) continue;
+      Status s = DestroySnapshotAndRow(snap);
+      // Storage may still hold on to it (ZFS: a retired volume cloned from it); a later sweep
+      // takes it once that is gone.
+      if (s.Is(StatusCode::kFailedPrecondition)) continue;
+      PGB_RETURN_IF_ERROR(s);
+    }
+  }
+  return Status::OK();
 }
 
 Status Engine::DestroyBranch(const ProjectRow& project, const BranchRow& branch) {
@@ -627,17 +637,13 @@ Status Engine::DestroyBranch(const ProjectRow& project, const BranchRow& branch)
   PGB_RETURN_IF_ERROR(Timed("Destroy", [&] { return pool->DestroyVolume(row.volume); }));
   // The row points at its origin snapshot, which may be one of its own (after a reset to it):
   // let go of it first, then the branch's own snapshots can go (the branches made from them
-  // were destroyed before this one), then the row, then the origin unless others use it.
-  std::optional<int64_t> origin = row.snapshot_id;
+  // were destroyed before this one), then the row. Its origin, if implicit and now unused,
+  // goes with the caller's SweepImplicitSnapshots.
   row.snapshot_id.reset();
   PGB_RETURN_IF_ERROR(catalog_->UpdateBranch(row));
   PGB_ASSIGN_OR_RETURN(auto snapshots, catalog_->ListSnapshots(row.id));
   for (const auto& snap : snapshots) PGB_RETURN_IF_ERROR(DestroySnapshotAndRow(snap));
   PGB_RETURN_IF_ERROR(catalog_->DeleteBranch(row.id));
-  if (origin) {
-    auto snap = catalog_->GetSnapshot(*origin);
-    if (snap.ok()) PGB_RETURN_IF_ERROR(DropImplicitSnapshotIfUnused(*origin));
-  }
   return RemoveFile(LogPath(row));
 }
 
@@ -665,7 +671,8 @@ Status Engine::DeleteBranch(const BranchRef& ref, bool recursive) {
                     ref.ToString(), JoinNames(project, below)));
   }
   for (const auto& b : below) PGB_RETURN_IF_ERROR(DestroyBranch(project, b));
-  return DestroyBranch(project, row);
+  PGB_RETURN_IF_ERROR(DestroyBranch(project, row));
+  return SweepImplicitSnapshots(project);
 }
 
 Result<BranchInfo> Engine::ResetBranch(const BranchRef& ref, const ResetOptions& options) {
@@ -723,11 +730,10 @@ Result<BranchInfo> Engine::ResetBranch(const BranchRef& ref, const ResetOptions&
   undo.Commit();
 
   // The catalog now points at the new volume; the old one and its origin snapshot are
-  // orphans whatever happens next, so failing to remove them is only worth a note.
+  // orphans whatever happens next, so failing to remove them is only worth a note (doctor
+  // finds what is left).
   Status cleanup = Timed("Destroy", [&] { return pool->DestroyVolume(row.volume); });
-  if (cleanup.ok() && row.snapshot_id && row.snapshot_id != fresh.snapshot_id) {
-    cleanup = DropImplicitSnapshotIfUnused(*row.snapshot_id);
-  }
+  if (cleanup.ok()) cleanup = SweepImplicitSnapshots(project);
   if (!cleanup.ok()) Note(fmt::format("left the old data behind: {}", cleanup.message()));
   return Describe(project, fresh, /*with_sizes=*/false);
 }

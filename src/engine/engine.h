@@ -299,8 +299,10 @@ class Engine {
                        UndoStack* undo);
   Status StopInstance(const ProjectRow& project, const BranchRow& branch, StopMode mode);
   Status DestroyBranch(const ProjectRow& project, const BranchRow& branch);
-  // Destroys an implicit snapshot no branch uses any more; leaves explicit ones alone.
-  Status DropImplicitSnapshotIfUnused(int64_t snapshot_id);
+  // Destroys the implicit snapshots of `project` that no branch uses any more (explicit ones
+  // stay until a user deletes them). One storage still holds on to (ZFS: a retired volume
+  // cloned from it) is left for a later sweep. REQUIRES: the project lock.
+  Status SweepImplicitSnapshots(const ProjectRow& project);
   Result<std::vector<BranchRow>> Descendants(const BranchRow& branch);
   Result<BranchInfo> Describe(const ProjectRow& project, const BranchRow& branch, bool with_sizes);
   Status Timed(std::string_view step, const std::function<Status()>& body);

@@ -119,8 +119,8 @@ Status Engine::DeleteSnapshot(int64_t id, bool recursive) {
     PGB_RETURN_IF_ERROR(DestroyBranch(project, user));
   }
   // Destroying the last branch made from an implicit snapshot takes the snapshot with it.
-  if (!catalog_->GetSnapshot(id).ok()) return Status::OK();
-  return DestroySnapshotAndRow(snap);
+  if (catalog_->GetSnapshot(id).ok()) PGB_RETURN_IF_ERROR(DestroySnapshotAndRow(snap));
+  return SweepImplicitSnapshots(project);
 }
 
 Result<CleanupReport> Engine::CleanupSnapshots(const std::optional<BranchRef>& ref, int days,
@@ -162,6 +162,7 @@ Result<CleanupReport> Engine::CleanupSnapshots(const std::optional<BranchRef>& r
         report.removed.push_back(std::move(info));
       }
     }
+    if (!dry_run) PGB_RETURN_IF_ERROR(SweepImplicitSnapshots(project));
   }
   return report;
 }

@@ -155,7 +155,7 @@ TEST_F(NativeRuntimeTest, StopEscalatesToSigkill) {
   Status stopped = pg_->runtime->Stop(pg_->spec, StopMode::kFast, milliseconds(200));
   auto elapsed = SteadyClock::now() - start;
   ASSERT_TRUE(stopped.ok()) << stopped.ToString();
-  EXPECT_LT(elapsed, std::chrono::seconds(3));
+  EXPECT_LT(elapsed, std::chrono::seconds(10)) << "escalates instead of waiting forever";
   EXPECT_TRUE(PostgresProcessesIn(pg_->data_dir).empty());
   EXPECT_FALSE(PathExists(JoinPath(pg_->data_dir, "postmaster.pid")));
   st = pg_->runtime->Inspect(pg_->spec);

@@ -334,7 +334,7 @@ TEST(PoolKindTest, UnknownKindIsInvalidArgument) {
   auto runner = NewRealProcessRunner();
   Status created = CreatePool(config, *runner).status();
   EXPECT_EQ(created.code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(created.message().find("btrfs, reflink, copy, image"), std::string::npos)
+  EXPECT_NE(created.message().find("btrfs, zfs, reflink, copy, image"), std::string::npos)
       << created.message();
   EXPECT_EQ(OpenPool(config, *runner).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(ClosePool(config).code(), StatusCode::kInvalidArgument);

@@ -1,11 +1,10 @@
 #include "storage/mounts.h"
 
+#include <fmt/format.h>
 #include <libmount/libmount.h>
 #include <stdlib.h>
 
 #include <cerrno>
-
-#include <fmt/format.h>
 
 namespace pgb {
 

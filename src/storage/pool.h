@@ -9,7 +9,7 @@
 //             clones writable snapshots of those (libbtrfsutil).
 //   "zfs"     a ZFS dataset: volumes are child datasets, snapshots ZFS snapshots, clones
 //             `zfs clone`s (the zfs/zpool commands, argv only). A clone pins its origin
-//             snapshot; destroying a volume whose snapshots have clones promotes a clone.
+//             snapshot; a destroyed volume with snapshots left is retired until they go.
 //   "reflink" a directory on a filesystem with FICLONE (XFS reflink=1, Btrfs): snapshots and
 //             clones are file-by-file reflinked copies of the tree; snapshots are immutable.
 //   "copy"    any directory: like reflink, but full copies (correct, slow, no sharing).
@@ -113,12 +113,14 @@ class Pool {
   // Creates writable volume `new_volume` from a snapshot of `volume`, sharing its blocks.
   virtual Status CloneSnapshot(const std::string& volume, const std::string& snapshot,
                                const std::string& new_volume) = 0;
-  // Removes a volume and everything in it. A missing volume is OK. On ZFS, snapshots of the
-  // volume that clones still depend on are handed to a clone first (`zfs promote`).
+  // Removes a volume and everything in it. A missing volume is OK. Snapshots of it stay valid
+  // (the engine destroys them itself): on ZFS, where snapshots live inside their volume, a
+  // volume that still has snapshots is retired (unmounted, hidden from ListVolumes) and goes
+  // with its last snapshot.
   virtual Status DestroyVolume(const std::string& volume) = 0;
   // Removes a snapshot. A missing snapshot is OK. FailedPrecondition if clones pin it (ZFS).
   // In every snapshot call `volume` is a hint: snapshot names are unique in a pool, so a backend
-  // finds the snapshot by name when it is not (or no longer: ZFS promote) under `volume`, and
+  // finds the snapshot by name when it is not under `volume`, and
   // `volume` may be empty when unknown (doctor's orphans).
   virtual Status DestroySnapshot(const std::string& volume, const std::string& snapshot) = 0;
 

@@ -203,7 +203,7 @@ class TreePool : public Pool {
 
   Status CloneSnapshot(const std::string& volume, const std::string& snapshot,
                        const std::string& new_volume) override {
-    PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
+    // `volume` is only a hint (pool.h): snapshots live in one directory by their unique name.
     PGB_RETURN_IF_ERROR(CheckSnapshotName(snapshot));
     PGB_RETURN_IF_ERROR(CheckVolumeName(new_volume));
     std::string source = SnapshotPath(volume, snapshot);
@@ -237,7 +237,6 @@ class TreePool : public Pool {
   }
 
   Status DestroySnapshot(const std::string& volume, const std::string& snapshot) override {
-    PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
     PGB_RETURN_IF_ERROR(CheckSnapshotName(snapshot));
     return RemoveTree(SnapshotPath(volume, snapshot));
   }
@@ -256,7 +255,6 @@ class TreePool : public Pool {
 
   Result<SpaceUsage> SnapshotSpace(const std::string& volume,
                                    const std::string& snapshot) override {
-    PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
     PGB_RETURN_IF_ERROR(CheckSnapshotName(snapshot));
     return MeasureTree(SnapshotPath(volume, snapshot));
   }

@@ -30,8 +30,9 @@ constexpr const char* kCompressions[] = {"lz4", "lzjb"};
 constexpr std::chrono::milliseconds kCommandTimeout{60'000};
 // How long to retry a command that says "is busy" (zfs-fuse, just after an unmount).
 constexpr std::chrono::milliseconds kBusyRetryBudget{3'000};
-// Bound on `zfs promote`s per DestroyVolume; one is enough unless clones appear meanwhile.
-constexpr int kMaxPromotes = 8;
+// A user property marking a volume that was destroyed while snapshots of it remained: it is
+// unmounted and hidden, and goes with its last snapshot (DestroyVolume, DestroySnapshot).
+constexpr const char* kRetiredProperty = "pgbranch:retired";
 
 bool Contains(std::string_view text, std::string_view needle) {
   return text.find(needle) != std::string_view::npos;
@@ -187,12 +188,14 @@ Status CreateDataset(ProcessRunner& runner, const std::vector<std::string>& opti
   return Status::Internal("no compression algorithm to try");
 }
 
-// Mounts every filesystem of `listing` (lines "name\tmountpoint\tmounted" of `zfs list`) that
-// is not mounted, in listing order (parents first). A filesystem mounted meanwhile is fine.
+// Mounts every filesystem of `listing` (lines "name\tmountpoint\tmounted\tcanmount" of `zfs
+// list`) that is not mounted and may be (retired volumes have canmount=off), in listing order
+// (parents first). A filesystem mounted meanwhile is fine.
 Status MountUnmounted(ProcessRunner& runner, const std::string& listing) {
   for (const std::string& line : SplitLines(listing)) {
     std::vector<std::string> f = SplitTabs(line);
     if (f.size() < 3 || f[2] != "no" || f[1].empty() || f[1][0] != '/') continue;
+    if (f.size() >= 4 && f[3] == "off") continue;
     Status status = Zfs(runner, {"mount", f[0]}).status();
     if (!status.ok() && !Contains(status.message(), "already mounted")) return status;
   }
@@ -253,9 +256,6 @@ Result<uint64_t> Need(const std::map<std::string, uint64_t>& sizes, const std::s
 
 class ZfsPool : public Pool {
  public:
-  // {snapshot, volume}: a snapshot with one volume cloned from it (PinnedSnapshots).
-  using Pinned = std::vector<std::pair<std::string, std::string>>;
-
   ZfsPool(std::string dataset, std::string root, ProcessRunner& runner)
       : dataset_(std::move(dataset)), root_(std::move(root)), runner_(runner) {}
 
@@ -275,8 +275,8 @@ class ZfsPool : public Pool {
     return JoinPath(root_, volume);
   }
 
-  // ZFS's snapshot directory of the volume that holds the snapshot now (after a promote, not
-  // necessarily `volume`); asks zfs where it is, so it is not free. Falls back to the path
+  // ZFS's snapshot directory of the volume that holds the snapshot (found by name if it is not
+  // under `volume`); asks zfs where it is, so it is not free. Falls back to the path
   // under `volume` when the snapshot is missing or zfs cannot answer. zfs-fuse has no .zfs
   // directory: there the path does not exist, and snapshots are reached only by cloning them.
   std::string SnapshotPath(const std::string& volume, const std::string& snapshot) const override {
@@ -319,15 +319,16 @@ class ZfsPool : public Pool {
     return status;
   }
 
-  Status CloneSnapshot(const std::string& volume, const std::string& snapshot,
+  Status CloneSnapshot(const std::string& volume_hint, const std::string& snapshot,
                        const std::string& new_volume) override {
-    PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
     PGB_RETURN_IF_ERROR(CheckSnapshotName(snapshot));
     PGB_RETURN_IF_ERROR(CheckVolumeName(new_volume));
-    std::string source = SnapshotDataset(volume, snapshot);
+    PGB_ASSIGN_OR_RETURN(std::optional<std::string> volume, HolderOf(volume_hint, snapshot));
+    if (!volume) return Status::NotFound(fmt::format("snapshot {} does not exist", snapshot));
+    std::string source = SnapshotDataset(*volume, snapshot);
     Status status = Clone(source, new_volume);
     if (status.Is(StatusCode::kNotFound)) {
-      // A promote may have moved the snapshot to another volume.
+      // The hint was wrong: find the snapshot by its (unique) name.
       PGB_ASSIGN_OR_RETURN(auto where, FindSnapshotByName(snapshot));
       if (!where) return Status::NotFound(fmt::format("snapshot {} does not exist", snapshot));
       if (SnapshotDataset(*where, snapshot) == source) return status;
@@ -336,43 +337,40 @@ class ZfsPool : public Pool {
     return status;
   }
 
+  // A volume whose snapshots are still there (branches were made from them, or they are kept)
+  // is retired rather than destroyed: unmounted, marked and hidden from ListVolumes; it goes
+  // with its last snapshot (DestroySnapshot). Neither -r, which would take those snapshots
+  // along, nor -R, which would take the branches made from them; nor `zfs promote`, which would
+  // hand the volume's own origin to a clone and so pin snapshots the caller no longer ties to it.
   Status DestroyVolume(const std::string& volume) override {
     PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
     const std::string dataset = VolumeDataset(volume);
-    for (int promotes = 0;; ++promotes) {
-      // -r takes the volume's snapshots along, and fails (destroying nothing) while clones
-      // depend on one of them; never -R, which would destroy those clones.
-      Status status = Zfs(runner_, {"destroy", "-r", dataset}, OnBusy::kRetry).status();
-      if (status.ok() || status.Is(StatusCode::kNotFound)) return Status::OK();
-      // If that is because clones depend on snapshots of it, promote one; else the failure of
-      // the destroy is what the caller needs, also when the question cannot be answered.
-      Result<Pinned> pinned = Pinned{};
-      if (!status.Is(StatusCode::kUnavailable)) pinned = PinnedSnapshots(volume);  // not busy
-      if (!pinned.ok() || pinned->empty()) {
-        // zfs-fuse unmounts before it finds the dataset busy, and leaves it unmounted: mount it
-        // again, so the volume stays usable (and nothing writes into the pool dataset's empty
-        // mountpoint directory). "already mounted" is the usual answer.
-        (void)Zfs(runner_, {"mount", dataset});
-        return status;
-      }
-      if (promotes == kMaxPromotes) {
-        return Status::Internal(fmt::format(
-            "volume {} still has cloned snapshots after {} promotes", volume, promotes));
-      }
-      // The clone of the newest pinned snapshot takes over every snapshot up to that one.
-      const auto& [snapshot, clone] = pinned->back();
-      Status promoted = Zfs(runner_, {"promote", VolumeDataset(clone)}, OnBusy::kRetry).status();
-      if (!promoted.ok()) {
-        return promoted.WithContext(fmt::format(
-            "hand snapshot {} of volume {} over to its clone {}", snapshot, volume, clone));
-      }
+    Status status = Zfs(runner_, {"destroy", dataset}, OnBusy::kRetry).status();
+    if (status.ok() || status.Is(StatusCode::kNotFound)) return Status::OK();
+    // "filesystem has children": its snapshots (volumes have no child datasets).
+    if (!Contains(status.message(), "has children")) {
+      // zfs-fuse unmounts before it finds the dataset busy, and leaves it unmounted: mount it
+      // again, so the volume stays usable (and nothing writes into the pool dataset's empty
+      // mountpoint directory). "already mounted" is the usual answer.
+      (void)Zfs(runner_, {"mount", dataset});
+      return status;
     }
+    PGB_RETURN_IF_ERROR(Zfs(runner_, {"set", "canmount=off", dataset}).status());
+    Status unmounted = Zfs(runner_, {"umount", dataset}, OnBusy::kRetry).status();
+    if (!unmounted.ok() && !Contains(unmounted.message(), "not currently mounted")) {
+      (void)Zfs(runner_, {"set", "canmount=on", dataset});
+      return unmounted;
+    }
+    PGB_RETURN_IF_ERROR(
+        Zfs(runner_, {"set", fmt::format("{}=yes", kRetiredProperty), dataset}).status());
+    return RemoveEmptyDir(VolumePath(volume));  // the mountpoint directory, now empty
   }
 
-  Status DestroySnapshot(const std::string& volume, const std::string& snapshot) override {
-    PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
+  Status DestroySnapshot(const std::string& volume_hint, const std::string& snapshot) override {
     PGB_RETURN_IF_ERROR(CheckSnapshotName(snapshot));
-    std::string name = SnapshotDataset(volume, snapshot);
+    PGB_ASSIGN_OR_RETURN(std::optional<std::string> volume, HolderOf(volume_hint, snapshot));
+    if (!volume) return Status::OK();  // missing is OK
+    std::string name = SnapshotDataset(*volume, snapshot);
     Status status = Zfs(runner_, {"destroy", name}, OnBusy::kRetry).status();
     if (status.Is(StatusCode::kNotFound)) {
       PGB_ASSIGN_OR_RETURN(auto where, FindSnapshotByName(snapshot));
@@ -380,7 +378,15 @@ class ZfsPool : public Pool {
       name = SnapshotDataset(*where, snapshot);
       status = Zfs(runner_, {"destroy", name}, OnBusy::kRetry).status();
     }
-    if (status.ok() || status.Is(StatusCode::kNotFound)) return Status::OK();
+    if (status.ok() || status.Is(StatusCode::kNotFound)) {
+      // The last snapshot of a retired volume takes the volume with it.
+      std::string holder = name.substr(0, name.find('@'));
+      PGB_ASSIGN_OR_RETURN(bool retired, IsRetired(holder));
+      if (!retired) return Status::OK();
+      Result<std::vector<std::string>> left = SnapshotsOf(holder);
+      if (!left.ok() || !left->empty()) return left.status();
+      return DestroyIfExists(runner_, holder);
+    }
     Result<std::vector<std::string>> clones = ClonesOf(name);
     if (clones.ok() && !clones->empty()) {
       return Status::FailedPrecondition(fmt::format(
@@ -392,7 +398,9 @@ class ZfsPool : public Pool {
   Result<std::vector<std::string>> ListVolumes() override {
     PGB_ASSIGN_OR_RETURN(auto filesystems, ListFilesystems());
     std::vector<std::string> volumes;
-    for (const auto& [volume, origin] : filesystems) volumes.push_back(volume);
+    for (const auto& fs : filesystems) {
+      if (!fs.retired) volumes.push_back(fs.volume);
+    }
     std::sort(volumes.begin(), volumes.end());
     return volumes;
   }
@@ -428,12 +436,13 @@ class ZfsPool : public Pool {
   }
 
   // exclusive: the snapshot's `used`, what destroying it would free.
-  Result<SpaceUsage> SnapshotSpace(const std::string& volume,
+  Result<SpaceUsage> SnapshotSpace(const std::string& volume_hint,
                                    const std::string& snapshot) override {
-    PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
     PGB_RETURN_IF_ERROR(CheckSnapshotName(snapshot));
+    PGB_ASSIGN_OR_RETURN(std::optional<std::string> volume, HolderOf(volume_hint, snapshot));
+    if (!volume) return Status::NotFound(fmt::format("snapshot {} does not exist", snapshot));
     const std::vector<std::string> props = {"used", "logicalreferenced", "referenced"};
-    std::string name = SnapshotDataset(volume, snapshot);
+    std::string name = SnapshotDataset(*volume, snapshot);
     Result<std::map<std::string, uint64_t>> sizes = GetSizes(runner_, name, props, &unknown_props_);
     if (sizes.status().Is(StatusCode::kNotFound)) {
       PGB_ASSIGN_OR_RETURN(auto where, FindSnapshotByName(snapshot));
@@ -490,47 +499,59 @@ class ZfsPool : public Pool {
     return status;
   }
 
-  // The volumes of the pool with their origins ("" for none), in zfs list order.
-  Result<std::vector<std::pair<std::string, std::string>>> ListFilesystems() const {
-    PGB_ASSIGN_OR_RETURN(std::string out, Zfs(runner_, {"list", "-H", "-o", "name,origin", "-t",
-                                                        "filesystem", "-r", dataset_}));
-    std::vector<std::pair<std::string, std::string>> filesystems;
+  struct Filesystem {
+    std::string volume;
+    std::string origin;  // "" for none
+    bool retired = false;
+  };
+
+  // The volumes of the pool (retired ones included) with their origins, in zfs list order.
+  Result<std::vector<Filesystem>> ListFilesystems() const {
+    PGB_ASSIGN_OR_RETURN(
+        std::string out,
+        Zfs(runner_, {"list", "-H", "-o", fmt::format("name,origin,{}", kRetiredProperty), "-t",
+                      "filesystem", "-r", dataset_}));
+    std::vector<Filesystem> filesystems;
     for (const std::string& line : SplitLines(out)) {
       std::vector<std::string> f = SplitTabs(line);
-      if (f.size() != 2) continue;
+      if (f.size() != 3) continue;
       std::optional<std::string> volume = VolumeOf(f[0]);
-      if (volume) filesystems.emplace_back(std::move(*volume), f[1] == "-" ? "" : f[1]);
+      if (volume)
+        filesystems.push_back({std::move(*volume), f[1] == "-" ? "" : f[1], f[2] == "yes"});
     }
     return filesystems;
+  }
+
+  // Names of the snapshots of `dataset`, oldest first. NotFound if the dataset does not exist.
+  Result<std::vector<std::string>> SnapshotsOf(const std::string& dataset) const {
+    PGB_ASSIGN_OR_RETURN(std::string out, Zfs(runner_, {"list", "-H", "-o", "name", "-t",
+                                                        "snapshot", "-r", dataset}));
+    std::vector<std::string> names;
+    for (const std::string& line : SplitLines(out)) {
+      if (line.compare(0, dataset.size() + 1, dataset + "@") == 0) {
+        names.push_back(line.substr(dataset.size() + 1));
+      }
+    }
+    return names;
+  }
+
+  Result<bool> IsRetired(const std::string& dataset) const {
+    Result<std::string> value =
+        Zfs(runner_, {"get", "-H", "-o", "value", kRetiredProperty, dataset});
+    if (value.status().Is(StatusCode::kNotFound)) return false;
+    PGB_RETURN_IF_ERROR(value.status());
+    return value->rfind("yes", 0) == 0;
   }
 
   // The volumes cloned from snapshot `name` (full "dataset/volume@snapshot"), sorted.
   Result<std::vector<std::string>> ClonesOf(const std::string& name) const {
     PGB_ASSIGN_OR_RETURN(auto filesystems, ListFilesystems());
     std::vector<std::string> clones;
-    for (const auto& [volume, origin] : filesystems) {
-      if (origin == name) clones.push_back(volume);
+    for (const auto& fs : filesystems) {
+      if (fs.origin == name) clones.push_back(fs.volume);
     }
     std::sort(clones.begin(), clones.end());
     return clones;
-  }
-
-  // The snapshots of `volume` that clones depend on, oldest first, each with one such clone.
-  Result<Pinned> PinnedSnapshots(const std::string& volume) const {
-    PGB_ASSIGN_OR_RETURN(std::string out, Zfs(runner_, {"list", "-H", "-o", "name", "-t",
-                                                        "snapshot", "-r", VolumeDataset(volume)}));
-    PGB_ASSIGN_OR_RETURN(auto filesystems, ListFilesystems());
-    Pinned pinned;
-    // zfs lists a dataset's snapshots in the order they were taken.
-    for (const std::string& name : SplitLines(out)) {
-      for (const auto& [clone, origin] : filesystems) {
-        if (origin == name) {
-          pinned.emplace_back(name.substr(name.find('@') + 1), clone);
-          break;
-        }
-      }
-    }
-    return pinned;
   }
 
   // The volume that holds snapshot `snapshot`, searched by name in the whole pool; nullopt if
@@ -549,8 +570,16 @@ class ZfsPool : public Pool {
     return std::optional<std::string>();
   }
 
-  // The volume that holds snapshot `snapshot` of `volume`: that one, or the one a promote
-  // moved it to; nullopt if the snapshot does not exist.
+  // The volume that holds snapshot `snapshot`: `volume` if it does, else the one a lookup by
+  // name finds; nullopt if the snapshot does not exist.
+  // The volume to try first for `snapshot`: the hint if it is a volume name (pool.h: snapshot
+  // calls take the volume as a hint), else wherever a lookup by name finds it (nullopt: none).
+  Result<std::optional<std::string>> HolderOf(const std::string& hint,
+                                              const std::string& snapshot) const {
+    if (IsVolumeName(hint)) return std::optional<std::string>(hint);
+    return FindSnapshotByName(snapshot);
+  }
+
   Result<std::optional<std::string>> LocateSnapshot(const std::string& volume,
                                                     const std::string& snapshot) const {
     Result<std::string> exact = Zfs(
@@ -637,13 +666,13 @@ Result<PoolConfig> CreateZfsPool(const PoolConfig& config, ProcessRunner& runner
   }
   PGB_RETURN_IF_ERROR(status);
 
-  Result<std::string> listing =
-      Zfs(runner, {"list", "-H", "-o", "name,mountpoint,mounted", "-t", "filesystem", dataset});
+  Result<std::string> listing = Zfs(runner, {"list", "-H", "-o", "name,mountpoint,mounted,canmount",
+                                             "-t", "filesystem", dataset});
   if (listing.ok()) {
     // Adopt the existing dataset where it is mounted.
     std::vector<std::string> lines = SplitLines(*listing);
     std::vector<std::string> f = lines.empty() ? std::vector<std::string>{} : SplitTabs(lines[0]);
-    if (f.size() != 3) {
+    if (f.size() != 4) {
       return Status::Internal(fmt::format("unexpected zfs list output: {}", *listing));
     }
     if (f[1].empty() || f[1][0] != '/') {
@@ -686,8 +715,8 @@ Result<PoolConfig> CreateZfsPool(const PoolConfig& config, ProcessRunner& runner
 Result<std::unique_ptr<Pool>> OpenZfsPool(const PoolConfig& config, ProcessRunner& runner) {
   PGB_RETURN_IF_ERROR(CheckZfsDatasetName(config.dataset));
   PGB_ASSIGN_OR_RETURN(std::string root, ZfsRoot(config));
-  Result<std::string> listing = Zfs(runner, {"list", "-H", "-o", "name,mountpoint,mounted", "-t",
-                                             "filesystem", "-r", config.dataset});
+  Result<std::string> listing = Zfs(runner, {"list", "-H", "-o", "name,mountpoint,mounted,canmount",
+                                             "-t", "filesystem", "-r", config.dataset});
   if (listing.status().Is(StatusCode::kNotFound)) {
     return Status::FailedPrecondition(fmt::format(
         "ZFS dataset {} does not exist; was the pool created with pgbranch init?", config.dataset));
@@ -695,7 +724,7 @@ Result<std::unique_ptr<Pool>> OpenZfsPool(const PoolConfig& config, ProcessRunne
   if (!listing.ok()) return listing.status();
   std::vector<std::string> lines = SplitLines(*listing);
   std::vector<std::string> f = lines.empty() ? std::vector<std::string>{} : SplitTabs(lines[0]);
-  if (f.size() != 3 || f[0] != config.dataset) {
+  if (f.size() != 4 || f[0] != config.dataset) {
     return Status::Internal(fmt::format("unexpected zfs list output: {}", *listing));
   }
   if (f[1] != root) {

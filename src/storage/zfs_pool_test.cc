@@ -412,10 +412,11 @@ TEST_F(ZfsPoolTest, DestroySnapshotWithCloneIsFailedPrecondition) {
 }
 
 // Given volume A with 4 MiB, its snapshot S and a clone B that wrote a file of its own,
-// DestroyVolume(A) hands S over to B (zfs promote) and removes A: B keeps its data, S lives on
-// as B@S, and the snapshot calls still find it by name under (A, S): SnapshotPath, SnapshotSpace,
-// CloneSnapshot (C gets A's old data), DestroySnapshot (refused while C depends on it, then OK).
-TEST_F(ZfsPoolTest, DestroyVolumePromotesCloneAndSnapshotsAreFoundByName) {
+// DestroyVolume(A) retires A (unmounted, hidden from ListVolumes) because S is still there: B
+// keeps its data, S still serves SnapshotSpace and CloneSnapshot (C gets A's old data, also with
+// no volume hint), and DestroySnapshot is refused while clones depend on it. Once they are gone,
+// destroying S takes the retired A with it.
+TEST_F(ZfsPoolTest, DestroyVolumeRetiresItWhileSnapshotsRemain) {
   std::string a = NewVolumeWithData(4 * kMiB);
   std::string s = NewSnapshotName(), b = NewVolumeName(), c = NewVolumeName();
   ASSERT_TRUE(pool_->CreateSnapshot(a, s).ok());
@@ -424,19 +425,17 @@ TEST_F(ZfsPoolTest, DestroyVolumePromotesCloneAndSnapshotsAreFoundByName) {
 
   Status destroyed = pool_->DestroyVolume(a);
   ASSERT_TRUE(destroyed.ok()) << destroyed.ToString();
-  EXPECT_FALSE(DatasetExists(config_.dataset + "/" + a));
+  EXPECT_TRUE(DatasetExists(config_.dataset + "/" + a)) << "retired, not destroyed";
   EXPECT_FALSE(PathExists(pool_->VolumePath(a)));
   EXPECT_EQ(*pool_->ListVolumes(), std::vector<std::string>{b});
+  EXPECT_EQ(*pool_->ListSnapshots(), std::vector<std::string>{s});
   EXPECT_EQ(Slurp(pool_->VolumePath(b) + "/own"), "b");
   EXPECT_EQ(Slurp(pool_->VolumePath(b) + "/data").size(), 4 * kMiB);
-  EXPECT_TRUE(DatasetExists(config_.dataset + "/" + b + "@" + s));
-  EXPECT_EQ(*pool_->ListSnapshots(), std::vector<std::string>{s});
 
-  EXPECT_EQ(pool_->SnapshotPath(a, s), config_.root + "/" + b + "/.zfs/snapshot/" + s);
   Result<SpaceUsage> space = pool_->SnapshotSpace(a, s);
   ASSERT_TRUE(space.ok()) << space.status().ToString();
   EXPECT_GE(space->logical_bytes, 4 * kMiB);
-  Status cloned = pool_->CloneSnapshot(a, s, c);
+  Status cloned = pool_->CloneSnapshot("", s, c);
   ASSERT_TRUE(cloned.ok()) << cloned.ToString();
   EXPECT_EQ(Slurp(pool_->VolumePath(c) + "/data"), Slurp(pool_->VolumePath(b) + "/data"));
   EXPECT_FALSE(PathExists(pool_->VolumePath(c) + "/own"));
@@ -444,17 +443,19 @@ TEST_F(ZfsPoolTest, DestroyVolumePromotesCloneAndSnapshotsAreFoundByName) {
   Status refused = pool_->DestroySnapshot(a, s);
   EXPECT_EQ(refused.code(), StatusCode::kFailedPrecondition) << refused.ToString();
   EXPECT_NE(refused.message().find(c), std::string::npos) << refused.message();
+  ASSERT_TRUE(pool_->DestroyVolume(b).ok());
   ASSERT_TRUE(pool_->DestroyVolume(c).ok());
-  Status gone = pool_->DestroySnapshot(a, s);
+  Status gone = pool_->DestroySnapshot("", s);
   EXPECT_TRUE(gone.ok()) << gone.ToString();
   EXPECT_TRUE(pool_->ListSnapshots()->empty());
-  EXPECT_EQ(Slurp(pool_->VolumePath(b) + "/own"), "b");
+  EXPECT_FALSE(DatasetExists(config_.dataset + "/" + a)) << "collected with its last snapshot";
+  EXPECT_TRUE(pool_->ListVolumes()->empty());
 }
 
 // Given volume A with snapshots S1 (cloned to B), S2 (cloned to C) and S3 (no clone),
-// DestroyVolume(A) keeps B and C with their data and the snapshots they depend on, and
-// destroys A with S3. Destroying the promoted volume next promotes again.
-TEST_F(ZfsPoolTest, DestroyVolumeWithSeveralClonedSnapshots) {
+// DestroyVolume(A) keeps every snapshot and both clones with their data; A goes only when the
+// last of its snapshots is destroyed, and not before.
+TEST_F(ZfsPoolTest, RetiredVolumeGoesWithItsLastSnapshot) {
   std::string a = NewVolumeName();
   ASSERT_TRUE(pool_->CreateVolume(a, std::nullopt).ok());
   std::string s1 = NewSnapshotName(), s2 = NewSnapshotName(), s3 = NewSnapshotName();
@@ -468,9 +469,8 @@ TEST_F(ZfsPoolTest, DestroyVolumeWithSeveralClonedSnapshots) {
   ASSERT_TRUE(pool_->CloneSnapshot(a, s1, b).ok());
   ASSERT_TRUE(pool_->CloneSnapshot(a, s2, c).ok());
 
-  Status destroyed = pool_->DestroyVolume(a);
-  ASSERT_TRUE(destroyed.ok()) << destroyed.ToString();
-  std::vector<std::string> volumes{b, c}, snapshots{s1, s2};
+  ASSERT_TRUE(pool_->DestroyVolume(a).ok());
+  std::vector<std::string> volumes{b, c}, snapshots{s1, s2, s3};
   std::sort(volumes.begin(), volumes.end());
   std::sort(snapshots.begin(), snapshots.end());
   EXPECT_EQ(*pool_->ListVolumes(), volumes);
@@ -478,14 +478,13 @@ TEST_F(ZfsPoolTest, DestroyVolumeWithSeveralClonedSnapshots) {
   EXPECT_EQ(Slurp(pool_->VolumePath(b) + "/f"), "1");
   EXPECT_EQ(Slurp(pool_->VolumePath(c) + "/f"), "2");
 
-  // Whichever of B and C holds the snapshots now, destroying it hands them on again.
-  std::string holder = DatasetExists(config_.dataset + "/" + b + "@" + s1) ? b : c;
-  std::string other = holder == b ? c : b;
-  destroyed = pool_->DestroyVolume(holder);
-  ASSERT_TRUE(destroyed.ok()) << destroyed.ToString();
-  EXPECT_EQ(*pool_->ListVolumes(), std::vector<std::string>{other});
-  EXPECT_EQ(Slurp(pool_->VolumePath(other) + "/f"), other == b ? "1" : "2");
-  ASSERT_TRUE(pool_->DestroyVolume(other).ok());
+  ASSERT_TRUE(pool_->DestroySnapshot(a, s3).ok());
+  ASSERT_TRUE(pool_->DestroyVolume(b).ok());
+  ASSERT_TRUE(pool_->DestroySnapshot(a, s1).ok());
+  EXPECT_TRUE(DatasetExists(config_.dataset + "/" + a)) << "s2 still holds it";
+  ASSERT_TRUE(pool_->DestroyVolume(c).ok());
+  ASSERT_TRUE(pool_->DestroySnapshot(a, s2).ok());
+  EXPECT_FALSE(DatasetExists(config_.dataset + "/" + a));
   EXPECT_TRUE(pool_->ListVolumes()->empty());
   EXPECT_TRUE(pool_->ListSnapshots()->empty());
 }
@@ -584,14 +583,9 @@ TEST_F(ZfsPoolTest, InvalidNamesAreRejectedBeforeAnyCommand) {
     SCOPED_TRACE("volume \"" + bad + "\"");
     EXPECT_EQ(pool_->CreateVolume(bad, std::nullopt).code(), StatusCode::kInvalidArgument);
     EXPECT_EQ(pool_->CreateSnapshot(bad, NewSnapshotName()).code(), StatusCode::kInvalidArgument);
-    EXPECT_EQ(pool_->CloneSnapshot(bad, snapshot, NewVolumeName()).code(),
-              StatusCode::kInvalidArgument);
     EXPECT_EQ(pool_->CloneSnapshot(volume, snapshot, bad).code(), StatusCode::kInvalidArgument);
     EXPECT_EQ(pool_->DestroyVolume(bad).code(), StatusCode::kInvalidArgument);
-    EXPECT_EQ(pool_->DestroySnapshot(bad, snapshot).code(), StatusCode::kInvalidArgument);
     EXPECT_EQ(pool_->VolumeSpace(bad).status().code(), StatusCode::kInvalidArgument);
-    EXPECT_EQ(pool_->SnapshotSpace(bad, snapshot).status().code(), StatusCode::kInvalidArgument);
-    (void)pool_->SnapshotPath(bad, snapshot);
   }
   for (const std::string& bad : bad_snapshots) {
     SCOPED_TRACE("snapshot \"" + bad + "\"");
@@ -607,42 +601,21 @@ TEST_F(ZfsPoolTest, InvalidNamesAreRejectedBeforeAnyCommand) {
   EXPECT_TRUE(runner_->commands_ran_.empty()) << ::testing::PrintToString(runner_->commands_ran_);
   EXPECT_EQ(*pool_->ListVolumes(), std::vector<std::string>{volume});
   EXPECT_EQ(*pool_->ListSnapshots(), std::vector<std::string>{snapshot});
-}
 
-// Given a volume of 64 MiB in 256 files, snapshot, clone and destroy each take well under a
-// few seconds on zfs-fuse (figures recorded as test properties and printed).
-TEST_F(ZfsPoolTest, SnapshotCloneAndDestroyAreFast) {
-  std::string volume = NewVolumeName();
-  ASSERT_TRUE(pool_->CreateVolume(volume, std::nullopt).ok());
-  for (int i = 0; i < 256; ++i) {
-    WriteRandom(pool_->VolumePath(volume) + "/f" + std::to_string(i), 0, 256 * 1024, i);
+  // In snapshot calls the volume is only a hint (pool.h): a malformed one is not used — the
+  // snapshot is found by its name — and never reaches a command line.
+  for (const std::string bad : {"../etc", "v0123456789abcde/", "", "x;reboot"}) {
+    SCOPED_TRACE("hint \"" + bad + "\"");
+    runner_->commands_ran_.clear();
+    EXPECT_TRUE(pool_->SnapshotSpace(bad, snapshot).ok());
+    for (const auto& argv : runner_->commands_ran_) {
+      for (const auto& arg : argv) {
+        if (!bad.empty()) {
+          EXPECT_EQ(arg.find(bad), std::string::npos) << arg;
+        }
+      }
+    }
   }
-  using Clock = std::chrono::steady_clock;
-  auto us = [](auto d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); };
-  std::string snapshot = NewSnapshotName(), clone = NewVolumeName();
-  auto t0 = Clock::now();
-  ASSERT_TRUE(pool_->CreateSnapshot(volume, snapshot).ok());
-  auto t1 = Clock::now();
-  ASSERT_TRUE(pool_->CloneSnapshot(volume, snapshot, clone).ok());
-  auto t2 = Clock::now();
-  Status destroyed = pool_->DestroyVolume(clone);
-  auto t3 = Clock::now();
-  ASSERT_TRUE(destroyed.ok()) << destroyed.ToString();
-  ASSERT_TRUE(pool_->DestroySnapshot(volume, snapshot).ok());
-  auto t4 = Clock::now();
-  RecordProperty("snapshot_us", us(t1 - t0));
-  RecordProperty("clone_us", us(t2 - t1));
-  RecordProperty("destroy_volume_us", us(t3 - t2));
-  RecordProperty("destroy_snapshot_us", us(t4 - t3));
-  std::cerr << "zfs: snapshot " << us(t1 - t0) << " us, clone " << us(t2 - t1)
-            << " us, destroy clone " << us(t3 - t2) << " us, destroy snapshot " << us(t4 - t3)
-            << " us\n";
-  // Typical on zfs-fuse: snapshot ~90 ms (it commits the 64 MiB just written), clone 30-100
-  // ms, destroy 60-150 ms (waiting out "dataset is busy" once); bounds leave room for a busy
-  // machine.
-  EXPECT_LT(us(t1 - t0), 2'000'000);
-  EXPECT_LT(us(t2 - t1), 2'000'000);
-  EXPECT_LT(us(t3 - t2), 5'000'000);
 }
 
 // ---- Tests with a fake runner: exact argv, error mapping, no ZFS needed --------------------
@@ -671,14 +644,20 @@ class ZfsPoolFakeTest : public ::testing::Test {
     ASSERT_TRUE(pool.ok()) << pool.status().ToString();
     pool_ = std::move(pool).value();
     EXPECT_EQ(runner_.commands_ran_,
-              (std::vector<Argv>{{"zfs", "list", "-H", "-o", "name,mountpoint,mounted", "-t",
-                                  "filesystem", "-r", "tank/pgb"}}));
+              (std::vector<Argv>{{"zfs", "list", "-H", "-o", "name,mountpoint,mounted,canmount",
+                                  "-t", "filesystem", "-r", "tank/pgb"}}));
     runner_.commands_ran_.clear();
   }
   void TearDown() override { std::filesystem::remove_all(root_); }
 
   CommandResult Healthy(const Argv& argv) {
-    if (argv.size() > 1 && argv[1] == "list") return Exited(0, "tank/pgb\t" + root_ + "\tyes\n");
+    if (argv.size() > 1 && argv[1] == "list") {
+      return Exited(0, "tank/pgb\t" + root_ + "\tyes\ton\n");
+    }
+    if (argv.size() > 1 && argv[1] == "get" &&
+        std::find(argv.begin(), argv.end(), "pgbranch:retired") != argv.end()) {
+      return Exited(0, "-\n");
+    }
     if (argv.size() > 1 && (argv[1] == "create" || argv[1] == "clone")) {
       std::string dataset = argv.back();
       ::mkdir((root_ + "/" + dataset.substr(dataset.rfind('/') + 1)).c_str(), 0755);
@@ -693,8 +672,9 @@ class ZfsPoolFakeTest : public ::testing::Test {
   std::unique_ptr<Pool> pool_;
 };
 
-// Given a healthy ZFS, CreateVolume, CreateSnapshot, CloneSnapshot, DestroySnapshot and
-// DestroyVolume each run exactly one command, with exactly these argv.
+// Given a healthy ZFS, CreateVolume, CreateSnapshot, CloneSnapshot and DestroyVolume each run
+// exactly one command, with exactly these argv; DestroySnapshot also asks whether its volume was
+// retired (a retired volume goes with its last snapshot).
 TEST_F(ZfsPoolFakeTest, CommandsHaveExactArgv) {
   std::string v = "v0123456789abcdef", s = "s0123456789abcdef", c = "vfedcba9876543210";
   ASSERT_TRUE(pool_->CreateVolume(v, std::nullopt).ok());
@@ -702,16 +682,18 @@ TEST_F(ZfsPoolFakeTest, CommandsHaveExactArgv) {
   ASSERT_TRUE(pool_->CloneSnapshot(v, s, c).ok());
   ASSERT_TRUE(pool_->DestroySnapshot(c, s).ok());  // plays a snapshot cloned nowhere
   ASSERT_TRUE(pool_->DestroyVolume(c).ok());
-  EXPECT_EQ(runner_.commands_ran_,
-            (std::vector<Argv>{
-                {"zfs", "create", "-o", "recordsize=8k", "-o", "compression=lz4",
-                 "tank/pgb/v0123456789abcdef"},
-                {"zfs", "snapshot", "tank/pgb/v0123456789abcdef@s0123456789abcdef"},
-                {"zfs", "clone", "tank/pgb/v0123456789abcdef@s0123456789abcdef",
-                 "tank/pgb/vfedcba9876543210"},
-                {"zfs", "destroy", "tank/pgb/vfedcba9876543210@s0123456789abcdef"},
-                {"zfs", "destroy", "-r", "tank/pgb/vfedcba9876543210"},
-            }));
+  EXPECT_EQ(
+      runner_.commands_ran_,
+      (std::vector<Argv>{
+          {"zfs", "create", "-o", "recordsize=8k", "-o", "compression=lz4",
+           "tank/pgb/v0123456789abcdef"},
+          {"zfs", "snapshot", "tank/pgb/v0123456789abcdef@s0123456789abcdef"},
+          {"zfs", "clone", "tank/pgb/v0123456789abcdef@s0123456789abcdef",
+           "tank/pgb/vfedcba9876543210"},
+          {"zfs", "destroy", "tank/pgb/vfedcba9876543210@s0123456789abcdef"},
+          {"zfs", "get", "-H", "-o", "value", "pgbranch:retired", "tank/pgb/vfedcba9876543210"},
+          {"zfs", "destroy", "tank/pgb/vfedcba9876543210"},
+      }));
   EXPECT_EQ(ModeOf(pool_->VolumePath(v)), 0700u);
 }
 
@@ -748,7 +730,7 @@ TEST_F(ZfsPoolFakeTest, BusyIsRetriedBriefly) {
   Status status = pool_->DestroyVolume("v0123456789abcdef");
   auto elapsed = std::chrono::steady_clock::now() - t0;
   EXPECT_EQ(status.code(), StatusCode::kUnavailable) << status.ToString();
-  EXPECT_NE(status.message().find("zfs destroy -r tank/pgb/v0123456789abcdef"), std::string::npos)
+  EXPECT_NE(status.message().find("zfs destroy tank/pgb/v0123456789abcdef"), std::string::npos)
       << status.message();
   EXPECT_EQ(runner_.commands_ran_.back(), (Argv{"zfs", "mount", "tank/pgb/v0123456789abcdef"}));
   EXPECT_GE(elapsed, std::chrono::milliseconds(2900));

