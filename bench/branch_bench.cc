@@ -1,31 +1,44 @@
-// Benchmark: how long until a new copy of a database answers a query.
+// Benchmark: how long until a new copy of a database answers, and what each pool costs.
 //
-// In one run, on the same data (main loaded with `pgbench -i -s SCALE`, ~1 GB at scale 70):
-// After loading, one CHECKPOINT and a sync let the load settle. Then:
-//   - pgbranch branch create: command start -> first successful `SELECT 1` on the new branch
-//     over TCP with its password (includes process start, CHECKPOINT, snapshot, clone,
-//     PostgreSQL start, and a fresh client connection);
-//   - CREATE DATABASE ... TEMPLATE ... STRATEGY FILE_COPY and WAL_LOG: statement start -> first
-//     `SELECT 1` in the new database;
-//   - cp -a of the data directory (--reflink=never: a real copy; on Btrfs, GNU cp 9 would
-//     otherwise reflink): copy time alone, before any server could even start.
-// Prints p50/p95 and the ratio to pgbranch's p50, the per-step medians pgbranch reports, and
-// the exclusive size of a fresh branch. Figures, not assertions.
+// Two parts, each in one run on the same data (main loaded with `pgbench -i -s SCALE`, ~1 GB at
+// scale 70, then settled with one CHECKPOINT and a sync):
 //
-// Usage: pgbranch_bench --pgbranch BIN [--home DIR] [--scale 70] [--branches 10] [--copies 3]
-// Needs root (the default pool is a loop-mounted image). Leaves nothing behind.
+// 1. Copies compared (default pool, a Btrfs image): "copy -> first SELECT 1" for
+//    - pgbranch branch create: command start -> first successful `SELECT 1` on the new branch
+//      over TCP with its password (process start, CHECKPOINT, snapshot, clone, PostgreSQL start,
+//      a fresh client connection);
+//    - CREATE DATABASE ... TEMPLATE ... STRATEGY FILE_COPY and WAL_LOG: statement start -> first
+//      `SELECT 1` in the new database;
+//    - cp -a of the data directory (--reflink=never: a real copy; GNU cp 9 would otherwise
+//      reflink on Btrfs): copy time alone, before any server could even start.
+//    p50/p95 and the ratio to pgbranch's p50, pgbranch's per-step medians, a fresh branch's
+//    exclusive size.
+//
+// 2. Pools compared (btrfs, xfs, zfs, copy): per backend, branch create -> first SELECT 1,
+//    snapshot create, reset and delete (p50), a fresh branch's exclusive size, and
+//    `pgbench -c 4 -j 2 -T SECONDS` TPS on a branch, relative to the same data on the host's own
+//    filesystem (the copy pool's main: a plain data directory on the host's ext4).
+//
+// Figures, not assertions. Needs root (images are loop-mounted; ZFS needs zfs-fuse running,
+// scripts/zfs-fuse.sh start). Leaves nothing behind.
+//
+// Usage: pgbranch_bench --pgbranch BIN [--work DIR] [--scale 70] [--branches 10] [--copies 3]
+//                       [--backends btrfs,xfs,zfs,copy] [--tps-seconds 20] [--skip-comparison]
 
-#include <fmt/format.h>
-
-#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <map>
-#include <nlohmann/json.hpp>
+#include <iterator>
+#include <sstream>
 #include <thread>
 
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
 #include "common/bytes.h"
+#include "common/random.h"
 #include "common/subprocess.h"
 #include "pg/client.h"
 #include "storage/pool.h"
@@ -37,10 +50,13 @@ using SteadyClock = std::chrono::steady_clock;
 
 struct Options {
   std::string pgbranch;
-  std::string home = "/var/tmp/pgbranch-bench";
+  std::string work = "/var/tmp/pgbranch-bench";
   int scale = 70;
   int branches = 10;
   int copies = 3;
+  std::string backends = "btrfs,xfs,zfs,copy";
+  int tps_seconds = 20;
+  bool skip_comparison = false;
 };
 
 double Seconds(SteadyClock::duration d) { return std::chrono::duration<double>(d).count(); }
@@ -59,116 +75,192 @@ double Percentile(std::vector<double> v, double p) {
   std::exit(1);
 }
 
-class Bench {
+// One $PGBRANCH_HOME with a pool of one backend, torn down when destroyed.
+class BenchHome {
  public:
-  explicit Bench(Options o) : o_(std::move(o)), runner_(NewRealProcessRunner()) {}
+  BenchHome(const Options& o, ProcessRunner& runner, const std::string& backend)
+      : o_(o), runner_(runner), backend_(backend) {
+    path_ = fmt::format("{}/{}", o.work, backend);
+    std::filesystem::create_directories(path_);
+    std::filesystem::permissions(path_, std::filesystem::perms(0711));
+    std::vector<std::string> init = {"init", "--port-range", "58000-58099"};
+    if (backend == "btrfs" || backend == "xfs") {
+      config_.kind = "image";
+      config_.image = path_ + "/pool.img";
+      config_.root = path_ + "/pool";
+      init.insert(init.end(), {"--image", config_.image, "--size", "24G", "--fs", backend});
+    } else if (backend == "zfs") {
+      zpool_ = "pgbbench" + RandomHex(3);
+      Must({"truncate", "-s", "24G", path_ + "/zpool.img"});
+      Must({"zpool", "create", "-m", "none", zpool_, path_ + "/zpool.img"});
+      init.insert(init.end(), {"--zfs", zpool_ + "/pgbranch"});
+    } else if (backend == "copy") {
+      std::filesystem::create_directories(path_ + "/copy");
+      std::filesystem::permissions(path_ + "/copy", std::filesystem::perms(0711));
+      init.insert(init.end(), {"--copy", path_ + "/copy"});
+    } else {
+      Die("backend", Status::InvalidArgument(backend));
+    }
+    Pgbranch(init);
+  }
+
+  ~BenchHome() {
+    auto projects = nlohmann::json::parse(Pgbranch({"project", "list", "--json"}).out);
+    for (const auto& p : projects) Pgbranch({"project", "delete", p["name"], "--force"});
+    if (!config_.kind.empty()) {
+      Status s = ClosePool(config_);
+      if (!s.ok()) fmt::print(stderr, "bench: unmount {}: {}\n", config_.root, s.ToString());
+    }
+    for (int i = 0; i < 20 && !zpool_.empty(); ++i) {
+      Command destroy;
+      destroy.argv = {"zpool", "destroy", "-f", zpool_};
+      auto r = runner_.Run(destroy);
+      if (r.ok() && r->Succeeded()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
 
   CommandResult Pgbranch(const std::vector<std::string>& args) {
     Command c;
     c.argv = {o_.pgbranch};
     c.argv.insert(c.argv.end(), args.begin(), args.end());
-    c.env = {{"PGBRANCH_HOME", o_.home}, {"NO_COLOR", "1"}};
-    auto r = RunChecked(*runner_, c);
+    c.env = {{"PGBRANCH_HOME", path_}, {"NO_COLOR", "1"}};
+    auto r = RunChecked(runner_, c);
     if (!r.ok()) Die("pgbranch", r.status());
     return *r;
   }
-
-  // Polls until `SELECT 1` succeeds on `params` (a fresh connection each time).
-  void WaitForSelect1(const ConnParams& params) {
-    for (int i = 0; i < 10000; ++i) {
-      auto conn = Connection::Open(params);
-      if (conn.ok() && (*conn)->Exec("SELECT 1").ok()) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    Die("SELECT 1", Status::Unavailable("never answered"));
+  nlohmann::json Json(const std::vector<std::string>& args) {
+    return nlohmann::json::parse(Pgbranch(args).out);
+  }
+  CommandResult Must(const std::vector<std::string>& argv) {
+    Command c;
+    c.argv = argv;
+    auto r = RunChecked(runner_, c);
+    if (!r.ok()) Die(argv[0], r.status());
+    return *r;
   }
 
+  const std::string& backend() const { return backend_; }
+
+ private:
+  const Options& o_;
+  ProcessRunner& runner_;
+  std::string backend_;
+  std::string path_;
+  PoolConfig config_;
+  std::string zpool_;
+};
+
+// Polls until `SELECT 1` succeeds on `params` (a fresh connection each time).
+void WaitForSelect1(const ConnParams& params) {
+  for (int i = 0; i < 20000; ++i) {
+    auto conn = Connection::Open(params);
+    if (conn.ok() && (*conn)->Exec("SELECT 1").ok()) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  Die("SELECT 1", Status::Unavailable("never answered"));
+}
+
+ConnParams Params(const std::string& uri) {
+  auto params = ConnParamsFromUri(uri);
+  if (!params.ok()) Die("uri", params.status());
+  return *params;
+}
+
+class Bench {
+ public:
+  explicit Bench(Options o) : o_(std::move(o)), runner_(NewRealProcessRunner()) {}
+
   void Run() {
-    std::error_code ec;
-    if (std::filesystem::exists(o_.home)) {
-      Die("home", Status::AlreadyExists(o_.home + " exists; remove it or pass --home"));
+    if (std::filesystem::exists(o_.work)) {
+      Die("work", Status::AlreadyExists(o_.work + " exists; remove it or pass --work"));
     }
-    Pgbranch({"init"});
-    auto status = nlohmann::json::parse(Pgbranch({"status", "--json"}).out);
-    pool_ = status["pool"]["description"];
-
-    auto main = nlohmann::json::parse(Pgbranch({"project", "create", "bench", "--json"}).out);
-    std::string main_uri = main["uri"];
-    auto main_params = ConnParamsFromUri(main_uri);
-    if (!main_params.ok()) Die("uri", main_params.status());
-    fmt::print(stderr, "loading pgbench -i -s {} into bench/main ...\n", o_.scale);
-    auto load_start = SteadyClock::now();
-    Command load;
-    load.argv = {"pgbench", "-i", "-q", "-s", std::to_string(o_.scale), main_uri};
-    auto loaded = RunChecked(*runner_, load);
-    if (!loaded.ok()) Die("pgbench -i", loaded.status());
-    fmt::print(stderr, "loaded in {:.1f}s\n", Seconds(SteadyClock::now() - load_start));
-    {
-      auto conn = Connection::Open(*main_params);
-      if (!conn.ok()) Die("connect", conn.status());
-      auto size = (*conn)->QueryValue("SELECT pg_database_size('postgres')");
-      db_bytes_ = size.ok() ? std::stoull(*size) : 0;
-      // Let the load settle, so the figures measure branching, not the write-back of a
-      // freshly loaded gigabyte (the first CHECKPOINT after a load takes seconds, whatever
-      // comes next).
-      Status s = (*conn)->Exec("CHECKPOINT");
-      if (!s.ok()) Die("CHECKPOINT", s);
+    std::filesystem::create_directories(o_.work);
+    std::filesystem::permissions(o_.work, std::filesystem::perms(0711));
+    if (!o_.skip_comparison) {
+      BenchHome home(o_, *runner_, "btrfs");
+      std::string main_uri = Load(home);
+      CompareCopies(home, main_uri);
     }
-    Command sync_all;
-    sync_all.argv = {"sync"};
-    auto synced = RunChecked(*runner_, sync_all);
-    if (!synced.ok()) Die("sync", synced.status());
-
-    BenchBranches();
-    BenchTemplates(*main_params);
-    BenchCopy(main["data_dir"]);
-    Pgbranch({"project", "delete", "bench", "--force"});
-    PoolConfig pool;
-    pool.kind = "image";
-    pool.image = o_.home + "/pool.img";
-    pool.root = o_.home + "/pool";
-    Status closed = ClosePool(pool);
-    if (!closed.ok()) Die("unmount pool", closed);
-    std::filesystem::remove_all(o_.home, ec);
+    std::stringstream list(o_.backends);
+    std::string backend;
+    while (std::getline(list, backend, ',')) {
+      BenchHome home(o_, *runner_, backend);
+      std::string main_uri = Load(home);
+      MeasureBackend(home, main_uri);
+    }
+    std::filesystem::remove_all(o_.work);
     Report();
   }
 
  private:
-  void BenchBranches() {
-    for (int i = 0; i < o_.branches; ++i) {
-      std::string ref = fmt::format("bench/b{}", i);
-      auto start = SteadyClock::now();
-      CommandResult r = Pgbranch({"branch", "create", ref, "--json"});
-      auto b = nlohmann::json::parse(r.out);
-      auto params = ConnParamsFromUri(b["uri"]);
-      if (!params.ok()) Die("uri", params.status());
-      WaitForSelect1(*params);
-      results_["pgbranch branch create"].push_back(Seconds(SteadyClock::now() - start));
-      // Per-step timings from the "▸ Step 0.03s" lines.
-      std::istringstream err(r.err);
-      std::string line;
-      while (std::getline(err, line)) {
-        std::istringstream words(line);
-        std::string arrow, step, secs;
-        if (words >> arrow >> step >> secs && arrow == "▸" && secs.back() == 's') {
-          steps_[step].push_back(std::stod(secs.substr(0, secs.size() - 1)));
-        }
-      }
-      fmt::print(stderr, "  {} ready in {:.3f}s\n", ref, results_["pgbranch branch create"].back());
-    }
-    auto fresh = nlohmann::json::parse(
-        Pgbranch({"branch", "get", fmt::format("bench/b{}", o_.branches - 1), "--json"}).out);
-    if (fresh["exclusive_bytes"].is_number()) exclusive_ = fresh["exclusive_bytes"];
-    if (fresh["size_bytes"].is_number()) logical_ = fresh["size_bytes"];
-    for (int i = 0; i < o_.branches; ++i) {
-      Pgbranch({"branch", "delete", fmt::format("bench/b{}", i)});
-    }
+  // Creates project "bench", loads pgbench data into main, settles it; returns main's URI.
+  std::string Load(BenchHome& home) {
+    auto main = home.Json({"project", "create", "bench", "--json"});
+    std::string uri = main["uri"];
+    fmt::print(stderr, "{}: loading pgbench -i -s {} ...\n", home.backend(), o_.scale);
+    auto start = SteadyClock::now();
+    home.Must({"pgbench", "-i", "-q", "-s", std::to_string(o_.scale), uri});
+    fmt::print(stderr, "{}: loaded in {:.1f}s\n", home.backend(), Seconds(SteadyClock::now() - start));
+    auto conn = Connection::Open(Params(uri));
+    if (!conn.ok()) Die("connect", conn.status());
+    auto size = (*conn)->QueryValue("SELECT pg_database_size('postgres')");
+    db_bytes_ = size.ok() ? std::stoull(*size) : 0;
+    // Settle: the first CHECKPOINT after a load takes seconds, whatever comes next.
+    Status s = (*conn)->Exec("CHECKPOINT");
+    if (!s.ok()) Die("CHECKPOINT", s);
+    home.Must({"sync"});
+    pool_[home.backend()] = home.Json({"status", "--json"})["pool"]["description"];
+    return uri;
   }
 
-  void BenchTemplates(const ConnParams& main) {
+  // Times `pgbranch branch create` to the first SELECT 1; records the per-step lines.
+  double TimeCreate(BenchHome& home, const std::string& ref, std::string* uri) {
+    auto start = SteadyClock::now();
+    CommandResult r = home.Pgbranch({"branch", "create", ref, "--json"});
+    *uri = nlohmann::json::parse(r.out)["uri"];
+    WaitForSelect1(Params(*uri));
+    double took = Seconds(SteadyClock::now() - start);
+    // "▸ Backup start 0.03s": the marker, the step's name (maybe several words), seconds.
+    std::istringstream err(r.err);
+    std::string line;
+    while (std::getline(err, line)) {
+      std::istringstream words(line);
+      std::vector<std::string> w{std::istream_iterator<std::string>(words), {}};
+      if (w.size() < 3 || w.front() != "▸" || w.back().back() != 's') continue;
+      char* end = nullptr;
+      double secs = std::strtod(w.back().c_str(), &end);
+      if (end != w.back().c_str() + w.back().size() - 1) continue;
+      std::string step = w[1];
+      for (size_t i = 2; i + 1 < w.size(); ++i) step += " " + w[i];
+      steps_[home.backend()][step].push_back(secs);
+    }
+    return took;
+  }
+
+  double TimeCommand(BenchHome& home, const std::vector<std::string>& args) {
+    auto start = SteadyClock::now();
+    home.Pgbranch(args);
+    return Seconds(SteadyClock::now() - start);
+  }
+
+  void CompareCopies(BenchHome& home, const std::string& main_uri) {
+    auto& created = results_["pgbranch branch create"];
+    for (int i = 0; i < o_.branches; ++i) {
+      std::string uri;
+      created.push_back(TimeCreate(home, fmt::format("bench/c{}", i), &uri));
+      fmt::print(stderr, "  bench/c{} ready in {:.3f}s\n", i, created.back());
+    }
+    auto fresh = home.Json({"branch", "get", fmt::format("bench/c{}", o_.branches - 1), "--json"});
+    comparison_exclusive_ = fresh["exclusive_bytes"].is_number() ? fresh["exclusive_bytes"].get<uint64_t>() : 0;
+    comparison_logical_ = fresh["size_bytes"].is_number() ? fresh["size_bytes"].get<uint64_t>() : 0;
+    for (int i = 0; i < o_.branches; ++i) home.Pgbranch({"branch", "delete", fmt::format("bench/c{}", i)});
+
     // CREATE DATABASE ... TEMPLATE needs no other session on the template: run it from
     // template1.
-    ConnParams admin = main;
+    ConnParams admin = Params(main_uri);
     admin.dbname = "template1";
     for (const char* strategy : {"FILE_COPY", "WAL_LOG"}) {
       for (int i = 0; i < o_.copies; ++i) {
@@ -179,7 +271,7 @@ class Bench {
         Status s = (*conn)->Exec(
             fmt::format("CREATE DATABASE {} TEMPLATE postgres STRATEGY {}", db, strategy));
         if (!s.ok()) Die("CREATE DATABASE", s);
-        ConnParams target = main;
+        ConnParams target = admin;
         target.dbname = db;
         WaitForSelect1(target);
         std::string label = fmt::format("CREATE DATABASE TEMPLATE ({})", strategy);
@@ -189,62 +281,123 @@ class Bench {
         if (!s.ok()) Die("DROP DATABASE", s);
       }
     }
-  }
 
-  void BenchCopy(const std::string& data_dir) {
+    std::string data_dir = home.Json({"branch", "get", "bench/main", "--json"})["data_dir"];
     std::string target = std::filesystem::path(data_dir).parent_path().parent_path() / "bench-copy";
     for (int i = 0; i < o_.copies; ++i) {
-      Command sync_cmd;
-      sync_cmd.argv = {"sync"};
-      auto synced = RunChecked(*runner_, sync_cmd);
-      (void)synced;
-      Command cp;
-      cp.argv = {"cp", "-a", "--reflink=never", data_dir, target};
+      home.Must({"sync"});
       auto start = SteadyClock::now();
-      auto r = RunChecked(*runner_, cp);
-      if (!r.ok()) Die("cp", r.status());
+      home.Must({"cp", "-a", "--reflink=never", data_dir, target});
       results_["cp -a --reflink=never (copy only)"].push_back(Seconds(SteadyClock::now() - start));
       fmt::print(stderr, "  cp -a #{}: {:.3f}s\n", i + 1,
                  results_["cp -a --reflink=never (copy only)"].back());
       std::filesystem::remove_all(target);
     }
+    home.Pgbranch({"project", "delete", "bench", "--force"});
+  }
+
+  void MeasureBackend(BenchHome& home, const std::string& main_uri) {
+    const std::string& b = home.backend();
+    BackendFigures& f = figures_[b];
+    int runs = std::max(3, o_.copies);
+    for (int i = 0; i < runs; ++i) {
+      std::string uri;
+      f.create.push_back(TimeCreate(home, fmt::format("bench/b{}", i), &uri));
+      fmt::print(stderr, "  {}: bench/b{} ready in {:.3f}s\n", b, i, f.create.back());
+    }
+    auto fresh = home.Json({"branch", "get", "bench/b0", "--json"});
+    f.exclusive = fresh["exclusive_bytes"].is_number() ? fresh["exclusive_bytes"].get<uint64_t>() : 0;
+    for (int i = 0; i < runs; ++i) {
+      f.snapshot.push_back(TimeCommand(home, {"snapshot", "create", "bench/b0"}));
+    }
+    for (int i = 0; i < runs; ++i) {
+      f.reset.push_back(TimeCommand(home, {"branch", "reset", "bench/b1"}));
+    }
+    // Throughput on a branch (the realistic case: writes against shared blocks), and, for the
+    // copy pool, on main: a plain data directory on the host's own filesystem.
+    f.tps = Tps(home, home.Json({"branch", "get", "bench/b2", "--json"})["uri"]);
+    if (b == "copy") host_tps_ = Tps(home, main_uri);
+    for (int i = 0; i < runs; ++i) {
+      f.remove.push_back(TimeCommand(home, {"branch", "delete", fmt::format("bench/b{}", i), "--recursive"}));
+    }
+    fmt::print(stderr, "  {}: TPS {:.0f}\n", b, f.tps);
+  }
+
+  double Tps(BenchHome& home, const std::string& uri) {
+    CommandResult r = home.Must({"pgbench", "-c", "4", "-j", "2", "-T",
+                                 std::to_string(o_.tps_seconds), "-n", uri});
+    size_t at = r.out.find("tps = ");
+    return at == std::string::npos ? 0 : std::stod(r.out.substr(at + 6));
   }
 
   void Report() {
-    fmt::print(
-        "\npgbranch benchmark: pgbench -i -s {} ({} database), {} branches, {} runs "
-        "of each alternative\npool: {}\n\n",
-        o_.scale, FormatBytes(db_bytes_), o_.branches, o_.copies, pool_);
-    double base = Percentile(results_["pgbranch branch create"], 0.5);
-    fmt::print("{:<42} {:>9} {:>9} {:>14}\n", "copy -> first SELECT 1", "p50", "p95",
-               "p50 / pgbranch");
-    for (const char* label :
-         {"pgbranch branch create", "CREATE DATABASE TEMPLATE (FILE_COPY)",
-          "CREATE DATABASE TEMPLATE (WAL_LOG)", "cp -a --reflink=never (copy only)"}) {
-      const auto& v = results_[label];
-      if (v.empty()) continue;
-      double p50 = Percentile(v, 0.5);
-      fmt::print("{:<42} {:>8.3f}s {:>8.3f}s {:>13.1f}x\n", label, p50, Percentile(v, 0.95),
-                 p50 / base);
-    }
-    fmt::print("\npgbranch steps (median): ");
-    std::vector<std::string> parts;
-    for (const char* step : {"Checkpoint", "Snapshot", "Clone", "Start", "Password"}) {
-      if (steps_.count(step)) {
-        parts.push_back(fmt::format("{} {:.0f} ms", step, Percentile(steps_[step], 0.5) * 1000));
+    fmt::print("\npgbranch benchmark: pgbench -i -s {} ({} database)\n", o_.scale,
+               FormatBytes(db_bytes_));
+    if (!o_.skip_comparison) {
+      fmt::print("\n1. Copies compared, on {}; {} branches, {} runs of each alternative\n\n",
+                 pool_["btrfs"], o_.branches, o_.copies);
+      double base = Percentile(results_["pgbranch branch create"], 0.5);
+      fmt::print("{:<42} {:>9} {:>9} {:>14}\n", "copy -> first SELECT 1", "p50", "p95",
+                 "p50 / pgbranch");
+      for (const char* label :
+           {"pgbranch branch create", "CREATE DATABASE TEMPLATE (FILE_COPY)",
+            "CREATE DATABASE TEMPLATE (WAL_LOG)", "cp -a --reflink=never (copy only)"}) {
+        const auto& v = results_[label];
+        if (v.empty()) continue;
+        double p50 = Percentile(v, 0.5);
+        fmt::print("{:<42} {:>8.3f}s {:>8.3f}s {:>13.1f}x\n", label, p50, Percentile(v, 0.95),
+                   p50 / base);
       }
+      fmt::print("\npgbranch steps (median):");
+      for (const char* step : {"Checkpoint", "Snapshot", "Clone", "Start", "Password"}) {
+        auto& v = steps_["btrfs"][step];
+        if (!v.empty()) fmt::print(" {} {:.0f} ms", step, Percentile(v, 0.5) * 1000);
+      }
+      fmt::print("\nfresh branch: {} exclusive of {} logical\n",
+                 FormatBytes(comparison_exclusive_), FormatBytes(comparison_logical_));
     }
-    fmt::print("{}\n", fmt::join(parts, ", "));
-    fmt::print("fresh branch: {} exclusive of {} logical\n", FormatBytes(exclusive_),
-               FormatBytes(logical_));
+    if (figures_.empty()) return;
+    fmt::print("\n2. Pools compared (p50 of {} runs; TPS: pgbench -c 4 -j 2 -T {} on a branch)\n\n",
+               std::max(3, o_.copies), o_.tps_seconds);
+    fmt::print("{:<7} {:>10} {:>10} {:>10} {:>10} {:>12} {:>8} {:>9}\n", "pool", "create",
+               "snapshot", "reset", "delete", "fresh excl.", "TPS", "vs host");
+    for (const auto& [b, f] : figures_) {
+      fmt::print("{:<7} {:>9.3f}s {:>9.3f}s {:>9.3f}s {:>9.3f}s {:>12} {:>8.0f} {:>8.0f}%\n", b,
+                 Percentile(f.create, 0.5), Percentile(f.snapshot, 0.5), Percentile(f.reset, 0.5),
+                 Percentile(f.remove, 0.5), FormatBytes(f.exclusive), f.tps,
+                 host_tps_ > 0 ? 100 * f.tps / host_tps_ : 0.0);
+    }
+    if (host_tps_ > 0) {
+      fmt::print("host    (the copy pool's main: a plain data directory on the host filesystem) "
+                 "TPS {:.0f}\n", host_tps_);
+    }
+    for (const auto& [b, desc] : pool_) fmt::print("  {}: {}\n", b, desc);
+    fmt::print("\ncreate: command start -> first SELECT 1 on the branch; steps (median):\n");
+    for (const auto& [b, steps] : steps_) {
+      fmt::print("  {:<6}", b);
+      for (const char* step :
+           {"Checkpoint", "Backup start", "Snapshot", "Clone", "Start", "Password"}) {
+        auto it = steps.find(step);
+        if (it != steps.end()) fmt::print(" {} {:.0f} ms", step, Percentile(it->second, 0.5) * 1000);
+      }
+      fmt::print("\n");
+    }
   }
+
+  struct BackendFigures {
+    std::vector<double> create, snapshot, reset, remove;
+    uint64_t exclusive = 0;
+    double tps = 0;
+  };
 
   Options o_;
   std::unique_ptr<ProcessRunner> runner_;
-  std::string pool_;
-  uint64_t db_bytes_ = 0, exclusive_ = 0, logical_ = 0;
+  std::map<std::string, std::string> pool_;
+  uint64_t db_bytes_ = 0, comparison_exclusive_ = 0, comparison_logical_ = 0;
+  double host_tps_ = 0;
   std::map<std::string, std::vector<double>> results_;
-  std::map<std::string, std::vector<double>> steps_;
+  std::map<std::string, std::map<std::string, std::vector<double>>> steps_;
+  std::map<std::string, BackendFigures> figures_;
 };
 
 }  // namespace
@@ -252,12 +405,15 @@ class Bench {
 
 int main(int argc, char** argv) {
   pgb::Options o;
-  CLI::App app("pgbranch benchmark: branch create vs CREATE DATABASE TEMPLATE vs cp -a");
+  CLI::App app("pgbranch benchmark: branch create vs CREATE DATABASE TEMPLATE vs cp -a, and pools");
   app.add_option("--pgbranch", o.pgbranch, "The pgbranch binary")->required();
-  app.add_option("--home", o.home, "A PGBRANCH_HOME that does not exist yet");
+  app.add_option("--work", o.work, "A directory that does not exist yet (homes go inside)");
   app.add_option("--scale", o.scale, "pgbench scale (70 is ~1 GB)");
-  app.add_option("--branches", o.branches, "Branches to create");
-  app.add_option("--copies", o.copies, "Runs of each alternative");
+  app.add_option("--branches", o.branches, "Branches for the copy comparison");
+  app.add_option("--copies", o.copies, "Runs of each alternative (and per pool, at least 3)");
+  app.add_option("--backends", o.backends, "Pools to compare: btrfs,xfs,zfs,copy");
+  app.add_option("--tps-seconds", o.tps_seconds, "pgbench -T for the throughput figure");
+  app.add_flag("--skip-comparison", o.skip_comparison, "Only the pool table");
   CLI11_PARSE(app, argc, argv);
   pgb::Bench(o).Run();
   return 0;

@@ -688,6 +688,14 @@ class Cli {
     std::vector<std::vector<std::string>> rows;
     if (s.pool.configured) {
       rows.push_back({"Pool", s.pool.description});
+      if (!s.pool.why.empty()) rows.push_back({"Chosen", s.pool.why});
+      if (!s.pool.capabilities.copy_on_write) {
+        rows.push_back({"Note", "this pool makes full copies: every branch is slow to make and "
+                                "takes its parent's full size"});
+      } else if (!s.pool.capabilities.atomic_snapshots) {
+        rows.push_back({"Note", "copies file by file (reflink), bracketed by PostgreSQL's backup "
+                                "API while the source runs"});
+      }
       if (s.pool.usage) {
         rows.push_back(
             {"Usage", fmt::format("{} used, {} free of {}", FormatBytes(s.pool.usage->used_bytes),

@@ -77,7 +77,7 @@ std::string Output::PaintErr(std::string_view text, Tone tone) const {
 
 void Output::Step(std::string_view name, std::chrono::nanoseconds took) {
   if (quiet_) return;
-  fmt::print(stderr, "{} {:<11}{}\n", PaintErr("▸", Tone::kDim), name, FormatSeconds(took));
+  fmt::print(stderr, "{} {:<12} {}\n", PaintErr("▸", Tone::kDim), name, FormatSeconds(took));
 }
 
 void Output::Note(std::string_view message) {

@@ -15,13 +15,13 @@
 #include <vector>
 
 #include "common/fs.h"
+#include "storage/directory_pool.h"
 #include "storage/extents.h"
 #include "storage/volume_name.h"
 
 namespace pgb {
 namespace {
 
-constexpr mode_t kPoolDirMode = 0711;
 constexpr mode_t kVolumeMode = 0700;
 
 // A name for the filesystem types people are likely to point us at, for messages.
@@ -56,18 +56,6 @@ Status BtrfsError(std::string_view context, enum btrfs_util_error error, int err
   return status;
 }
 
-Status CheckVolumeName(const std::string& name) {
-  if (IsVolumeName(name)) return Status::OK();
-  return Status::InvalidArgument(
-      fmt::format("invalid volume name \"{}\": expected 'v' and 16 lower-case hex digits", name));
-}
-
-Status CheckSnapshotName(const std::string& name) {
-  if (IsSnapshotName(name)) return Status::OK();
-  return Status::InvalidArgument(
-      fmt::format("invalid snapshot name \"{}\": expected 's' and 16 lower-case hex digits", name));
-}
-
 // Deletes the subvolume at `path`; a missing one is OK. Nested subvolumes (PostgreSQL's user
 // may create some inside its volume) make a plain delete fail with ENOTEMPTY; then they are
 // deleted first, which needs root.
@@ -88,46 +76,11 @@ Status DeleteSubvolume(const std::string& path) {
 }
 
 // Names in `dir` accepted by `valid`, sorted.
-Result<std::vector<std::string>> ListNames(const std::string& dir,
-                                           bool (*valid)(std::string_view)) {
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) {
-    int err = errno;
-    return PosixError(fmt::format("open directory {}", dir), err);
-  }
-  std::vector<std::string> names;
-  for (;;) {
-    errno = 0;
-    struct dirent* entry = ::readdir(d);
-    if (entry == nullptr) break;
-    if (valid(entry->d_name)) names.emplace_back(entry->d_name);
-  }
-  int err = errno;
-  ::closedir(d);
-  if (err != 0) return PosixError(fmt::format("read directory {}", dir), err);
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
-class BtrfsPool : public Pool {
+class BtrfsPool : public DirectoryPool {
  public:
-  BtrfsPool(std::string root, std::string kind, std::string description)
-      : root_(std::move(root)),
-        volumes_dir_(JoinPath(root_, "volumes")),
-        snapshots_dir_(JoinPath(root_, "snapshots")),
-        kind_(std::move(kind)),
-        description_(std::move(description)) {}
+  using DirectoryPool::DirectoryPool;
 
-  std::string Kind() const override { return kind_; }
   PoolCapabilities Capabilities() const override { return PoolCapabilities{}; }
-  std::string Describe() const override { return description_; }
-
-  std::string VolumePath(const std::string& volume) const override {
-    return JoinPath(volumes_dir_, volume);
-  }
-  std::string SnapshotPath(const std::string& volume, const std::string& snapshot) const override {
-    return JoinPath(snapshots_dir_, snapshot);
-  }
 
   Status CreateVolume(const std::string& volume, std::optional<FileOwner> owner) override {
     PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
@@ -175,37 +128,6 @@ class BtrfsPool : public Pool {
     return DeleteSubvolume(SnapshotPath(volume, snapshot));
   }
 
-  Result<std::vector<std::string>> ListVolumes() override {
-    return ListNames(volumes_dir_, IsVolumeName);
-  }
-  Result<std::vector<std::string>> ListSnapshots() override {
-    return ListNames(snapshots_dir_, IsSnapshotName);
-  }
-
-  Result<SpaceUsage> VolumeSpace(const std::string& volume) override {
-    PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
-    return MeasureTree(VolumePath(volume));
-  }
-
-  Result<SpaceUsage> SnapshotSpace(const std::string& volume,
-                                   const std::string& snapshot) override {
-    PGB_RETURN_IF_ERROR(CheckSnapshotName(snapshot));
-    return MeasureTree(SnapshotPath(volume, snapshot));
-  }
-
-  Result<PoolUsage> Usage() override {
-    struct statvfs st {};
-    if (::statvfs(root_.c_str(), &st) != 0) {
-      int err = errno;
-      return PosixError(fmt::format("statvfs {}", root_), err);
-    }
-    PoolUsage usage;
-    usage.size_bytes = static_cast<uint64_t>(st.f_blocks) * st.f_frsize;
-    usage.used_bytes = static_cast<uint64_t>(st.f_blocks - st.f_bfree) * st.f_frsize;
-    usage.free_bytes = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
-    return usage;
-  }
-
  private:
   // Snapshots subvolume `source` (called `source_name` in messages) to `target` with
   // libbtrfsutil `flags`. NotFound if the source is missing, AlreadyExists if the target exists.
@@ -221,12 +143,6 @@ class BtrfsPool : public Pool {
     }
     return Status::OK();
   }
-
-  const std::string root_;
-  const std::string volumes_dir_;
-  const std::string snapshots_dir_;
-  const std::string kind_;
-  const std::string description_;
 };
 
 }  // namespace
@@ -255,30 +171,13 @@ Status CheckBtrfsDirectory(const std::string& dir) {
 
 Status InitBtrfsPoolDirectory(const std::string& root) {
   PGB_RETURN_IF_ERROR(CheckBtrfsDirectory(root));
-  std::vector<std::string> created;
-  for (const char* name : {"volumes", "snapshots"}) {
-    std::string dir = JoinPath(root, name);
-    bool existed = PathExists(dir);
-    Status status = EnsureDir(dir, kPoolDirMode);
-    if (!status.ok()) {
-      for (auto it = created.rbegin(); it != created.rend(); ++it) (void)RemoveEmptyDir(*it);
-      return status;
-    }
-    if (!existed) created.push_back(dir);
-  }
-  return Status::OK();
+  return MakePoolDirectories(root);
 }
 
 Result<std::unique_ptr<Pool>> OpenBtrfsPool(const std::string& root, std::string kind,
                                             std::string description) {
   PGB_RETURN_IF_ERROR(CheckBtrfsDirectory(root));
-  for (const char* name : {"volumes", "snapshots"}) {
-    std::string dir = JoinPath(root, name);
-    if (!IsDirectory(dir)) {
-      return Status::FailedPrecondition(fmt::format(
-          "pool {} has no {}/ directory; was it created with pgbranch init?", root, name));
-    }
-  }
+  PGB_RETURN_IF_ERROR(CheckPoolDirectories(root));
   return std::unique_ptr<Pool>(
       std::make_unique<BtrfsPool>(root, std::move(kind), std::move(description)));
 }

@@ -18,27 +18,15 @@
 #include "common/fs.h"
 #include "common/random.h"
 #include "common/undo.h"
+#include "storage/directory_pool.h"
 #include "storage/extents.h"
 #include "storage/volume_name.h"
 
 namespace pgb {
 namespace {
 
-constexpr mode_t kPoolDirMode = 0711;
 constexpr mode_t kVolumeMode = 0700;
 constexpr mode_t kBracketFileMode = 0600;
-
-Status CheckVolumeName(const std::string& name) {
-  if (IsVolumeName(name)) return Status::OK();
-  return Status::InvalidArgument(
-      fmt::format("invalid volume name \"{}\": expected 'v' and 16 lower-case hex digits", name));
-}
-
-Status CheckSnapshotName(const std::string& name) {
-  if (IsSnapshotName(name)) return Status::OK();
-  return Status::InvalidArgument(
-      fmt::format("invalid snapshot name \"{}\": expected 's' and 16 lower-case hex digits", name));
-}
 
 // A file the bracket asks us to add must land directly at the snapshot's root: a plain name,
 // so no directory of the copied tree (which PostgreSQL's user controls) is ever walked through.
@@ -94,52 +82,17 @@ Status WithFullPoolHint(Status status) {
 }
 
 // Names in `dir` accepted by `valid`, sorted.
-Result<std::vector<std::string>> ListNames(const std::string& dir,
-                                           bool (*valid)(std::string_view)) {
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) {
-    int err = errno;
-    return PosixError(fmt::format("open directory {}", dir), err);
-  }
-  std::vector<std::string> names;
-  for (;;) {
-    errno = 0;
-    struct dirent* entry = ::readdir(d);
-    if (entry == nullptr) break;
-    if (valid(entry->d_name)) names.emplace_back(entry->d_name);
-  }
-  int err = errno;
-  ::closedir(d);
-  if (err != 0) return PosixError(fmt::format("read directory {}", dir), err);
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
-class TreePool : public Pool {
+class TreePool : public DirectoryPool {
  public:
   TreePool(std::string root, CopyMethod method, std::string kind, std::string description)
-      : root_(std::move(root)),
-        volumes_dir_(JoinPath(root_, "volumes")),
-        snapshots_dir_(JoinPath(root_, "snapshots")),
-        method_(method),
-        kind_(std::move(kind)),
-        description_(std::move(description)) {}
+      : DirectoryPool(std::move(root), std::move(kind), std::move(description)), method_(method) {}
 
-  std::string Kind() const override { return kind_; }
   PoolCapabilities Capabilities() const override {
     PoolCapabilities capabilities;
     capabilities.atomic_snapshots = false;
     capabilities.copy_on_write = method_ == CopyMethod::kReflink;
     capabilities.clones_pin_snapshots = false;
     return capabilities;
-  }
-  std::string Describe() const override { return description_; }
-
-  std::string VolumePath(const std::string& volume) const override {
-    return JoinPath(volumes_dir_, volume);
-  }
-  std::string SnapshotPath(const std::string& volume, const std::string& snapshot) const override {
-    return JoinPath(snapshots_dir_, snapshot);
   }
 
   Status CreateVolume(const std::string& volume, std::optional<FileOwner> owner) override {
@@ -193,7 +146,7 @@ class TreePool : public Pool {
       spdlog::warn(
           "snapshot {}: the filesystem of {} has no immutable flag; the snapshot was made "
           "read-only by permissions only, which do not stop root",
-          snapshot, root_);
+          snapshot, root());
     }
     Status synced = SyncFs(target);
     if (!synced.ok()) return undo.Rollback(synced);
@@ -241,37 +194,6 @@ class TreePool : public Pool {
     return RemoveTree(SnapshotPath(volume, snapshot));
   }
 
-  Result<std::vector<std::string>> ListVolumes() override {
-    return ListNames(volumes_dir_, IsVolumeName);
-  }
-  Result<std::vector<std::string>> ListSnapshots() override {
-    return ListNames(snapshots_dir_, IsSnapshotName);
-  }
-
-  Result<SpaceUsage> VolumeSpace(const std::string& volume) override {
-    PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
-    return MeasureTree(VolumePath(volume));
-  }
-
-  Result<SpaceUsage> SnapshotSpace(const std::string& volume,
-                                   const std::string& snapshot) override {
-    PGB_RETURN_IF_ERROR(CheckSnapshotName(snapshot));
-    return MeasureTree(SnapshotPath(volume, snapshot));
-  }
-
-  Result<PoolUsage> Usage() override {
-    struct statvfs st {};
-    if (::statvfs(root_.c_str(), &st) != 0) {
-      int err = errno;
-      return PosixError(fmt::format("statvfs {}", root_), err);
-    }
-    PoolUsage usage;
-    usage.size_bytes = static_cast<uint64_t>(st.f_blocks) * st.f_frsize;
-    usage.used_bytes = static_cast<uint64_t>(st.f_blocks - st.f_bfree) * st.f_frsize;
-    usage.free_bytes = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
-    return usage;
-  }
-
  private:
   // The second half of a bracketed snapshot (see SnapshotBracket): between(), the second pass
   // over recopy_dirs, then the returned files, owned like the volume's root.
@@ -293,12 +215,7 @@ class TreePool : public Pool {
     return Status::OK();
   }
 
-  const std::string root_;
-  const std::string volumes_dir_;
-  const std::string snapshots_dir_;
   const CopyMethod method_;
-  const std::string kind_;
-  const std::string description_;
 };
 
 // OK if we can create files in `dir`: creates and removes a probe.
@@ -322,15 +239,7 @@ Status InitTreePoolDirectory(const std::string& root, CopyMethod method) {
   } else {
     PGB_RETURN_IF_ERROR(CheckWritable(root));
   }
-  UndoStack undo;
-  for (const char* name : {"volumes", "snapshots"}) {
-    std::string dir = JoinPath(root, name);
-    bool existed = PathExists(dir);
-    PGB_RETURN_IF_ERROR(EnsureDir(dir, kPoolDirMode));
-    if (!existed) undo.Push("remove " + dir, [dir] { return RemoveEmptyDir(dir); });
-  }
-  undo.Commit();
-  return Status::OK();
+  return MakePoolDirectories(root);
 }
 
 Result<std::unique_ptr<Pool>> OpenTreePool(const std::string& root, CopyMethod method,
@@ -339,13 +248,7 @@ Result<std::unique_ptr<Pool>> OpenTreePool(const std::string& root, CopyMethod m
     return Status::FailedPrecondition(
         fmt::format("pool directory {} does not exist or is not a directory", root));
   }
-  for (const char* name : {"volumes", "snapshots"}) {
-    std::string dir = JoinPath(root, name);
-    if (!IsDirectory(dir)) {
-      return Status::FailedPrecondition(fmt::format(
-          "pool {} has no {}/ directory; was it created with pgbranch init?", root, name));
-    }
-  }
+  PGB_RETURN_IF_ERROR(CheckPoolDirectories(root));
   return std::unique_ptr<Pool>(
       std::make_unique<TreePool>(root, method, std::move(kind), std::move(description)));
 }

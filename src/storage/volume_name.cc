@@ -1,5 +1,7 @@
 #include "storage/volume_name.h"
 
+#include <fmt/format.h>
+
 #include "common/random.h"
 
 namespace pgb {
@@ -19,5 +21,17 @@ std::string NewVolumeName() { return "v" + RandomHex(8); }
 std::string NewSnapshotName() { return "s" + RandomHex(8); }
 bool IsVolumeName(std::string_view name) { return HasShape(name, 'v'); }
 bool IsSnapshotName(std::string_view name) { return HasShape(name, 's'); }
+
+Status CheckVolumeName(std::string_view name) {
+  if (IsVolumeName(name)) return Status::OK();
+  return Status::InvalidArgument(
+      fmt::format("invalid volume name \"{}\": expected 'v' and 16 lower-case hex digits", name));
+}
+
+Status CheckSnapshotName(std::string_view name) {
+  if (IsSnapshotName(name)) return Status::OK();
+  return Status::InvalidArgument(
+      fmt::format("invalid snapshot name \"{}\": expected 's' and 16 lower-case hex digits", name));
+}
 
 }  // namespace pgb

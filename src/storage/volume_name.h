@@ -10,6 +10,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/status.h"
+
 namespace pgb {
 
 // A fresh volume name, "v3f9a0c1d2e4b5a69".
@@ -22,6 +24,10 @@ std::string NewSnapshotName();
 // reject anything else with InvalidArgument before touching the filesystem.
 bool IsVolumeName(std::string_view name);
 bool IsSnapshotName(std::string_view name);
+
+// OK for such names; InvalidArgument saying what was expected otherwise.
+Status CheckVolumeName(std::string_view name);
+Status CheckSnapshotName(std::string_view name);
 
 }  // namespace pgb
 

@@ -61,18 +61,6 @@ std::vector<std::string> SplitTabs(const std::string& line) {
   }
 }
 
-Status CheckVolumeName(const std::string& name) {
-  if (IsVolumeName(name)) return Status::OK();
-  return Status::InvalidArgument(
-      fmt::format("invalid volume name \"{}\": expected 'v' and 16 lower-case hex digits", name));
-}
-
-Status CheckSnapshotName(const std::string& name) {
-  if (IsSnapshotName(name)) return Status::OK();
-  return Status::InvalidArgument(
-      fmt::format("invalid snapshot name \"{}\": expected 's' and 16 lower-case hex digits", name));
-}
-
 // ---- Running zfs and zpool ----------------------------------------------------------------
 
 Command ToolCommand(const char* program, std::vector<std::string> args) {

@@ -153,9 +153,9 @@ CliResult Home::Run(const std::vector<std::string>& args,
   Command c;
   c.argv = {PGBRANCH_BINARY};
   c.argv.insert(c.argv.end(), args.begin(), args.end());
-  c.env = env;
-  c.env.push_back({"PGBRANCH_HOME", path_});
-  c.env.push_back({"NO_COLOR", "1"});
+  // The caller's variables come last, so a test may point PGBRANCH_HOME elsewhere.
+  c.env = {{"PGBRANCH_HOME", path_}, {"NO_COLOR", "1"}};
+  c.env.insert(c.env.end(), env.begin(), env.end());
   c.timeout = std::chrono::minutes(5);
   auto r = runner->Run(c);
   CliResult out;

@@ -50,7 +50,8 @@ class Home {
   Home(const Home&) = delete;
   Home& operator=(const Home&) = delete;
 
-  // Runs pgbranch with `args`, PGBRANCH_HOME set, and extra environment `env`.
+  // Runs pgbranch with `args`, PGBRANCH_HOME set, and extra environment `env` (which may set
+  // PGBRANCH_HOME to another directory).
   CliResult Run(const std::vector<std::string>& args,
                 const std::vector<std::pair<std::string, std::string>>& env = {}) const;
   // Runs and fails the test (ADD_FAILURE) unless it exits 0.

@@ -106,5 +106,42 @@ TEST(PoolE2eTest, PgBinOverride) {
   EXPECT_EQ(main["pg_version"].get<std::string>().rfind("15.", 0), 0u);
 }
 
+// With no explicit choice, the first command picks the best pool where $PGBRANCH_HOME lives:
+// a Btrfs directory on Btrfs, a reflink directory on XFS (reflink=1), and on ext4 (no snapshots,
+// no reflinks), as root, a Btrfs image file it makes itself; status says which and why.
+TEST(PoolE2eTest, AutomaticChoiceFollowsTheFilesystem) {
+  struct Case {
+    std::string backend;  // where the home lives ("" = /tmp, ext4)
+    std::string kind;
+    std::string why;
+  };
+  for (const Case& c : {Case{"btrfs", "btrfs", "is on Btrfs"},
+                        Case{"xfs", "reflink", "clones files (reflink)"},
+                        Case{"", "image", "a Btrfs image file"}}) {
+    SCOPED_TRACE(c.backend.empty() ? "ext4" : c.backend);
+    Home outer(c.backend, "1G");
+    std::string home = c.backend.empty() ? outer.path() + "/auto" : outer.pool_root() + "/auto";
+    ASSERT_EQ(mkdir(home.c_str(), 0711), 0);
+    CliResult r = outer.Run({"status", "--json"}, {{"PGBRANCH_HOME", home}});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_FALSE(r.Json()["pool"]["configured"]) << "status alone makes no pool";
+    r = outer.Run({"init", "--json"}, {{"PGBRANCH_HOME", home}});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    nlohmann::json pool = r.Json()["pool"];
+    EXPECT_EQ(pool["kind"], c.kind) << pool.dump();
+    EXPECT_NE(pool["why"].get<std::string>().find("automatic"), std::string::npos) << pool.dump();
+    EXPECT_NE(pool["why"].get<std::string>().find(c.why), std::string::npos) << pool.dump();
+    std::string text = outer.Run({"status"}, {{"PGBRANCH_HOME", home}}).out;
+    EXPECT_NE(text.find("automatic"), std::string::npos) << text;
+    if (c.kind == "image") {
+      PoolConfig image;
+      image.kind = "image";
+      image.image = home + "/pool.img";
+      image.root = home + "/pool";
+      EXPECT_TRUE(ClosePool(image).ok());
+    }
+  }
+}
+
 }  // namespace
 }  // namespace pgb::e2e
