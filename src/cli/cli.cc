@@ -101,6 +101,7 @@ class Cli {
     DefineBranch();
     DefineSnapshot();
     DefineLog();
+    DefineWal();
     DefineAudit();
     DefineDoctor();
     DefineStatus();
@@ -248,6 +249,81 @@ class Cli {
         });
       };
     });
+  }
+
+  void DefineWal() {
+    auto* wal = app_.add_subcommand("wal", "WAL archives and what branches can be recovered to");
+    wal->require_subcommand(1);
+    auto* info = wal->add_subcommand("info", "Archived WAL and the recoverable window");
+    info->add_option("branch", ref_text_, "Only this PROJECT/BRANCH");
+    AddJson(info);
+    info->callback([this] {
+      action_ = [this] {
+        return With("wal info", ref_text_, [&](Engine& e) -> Status {
+          std::optional<BranchRef> ref;
+          if (!ref_text_.empty()) {
+            PGB_ASSIGN_OR_RETURN(ref, ParseBranchRef(ref_text_));
+          }
+          PGB_ASSIGN_OR_RETURN(auto infos, e.WalInfos(ref));
+          if (json_) {
+            nlohmann::json arr = nlohmann::json::array();
+            for (const auto& w : infos) arr.push_back(ToJson(w));
+            out_->Json(ref ? arr[0] : arr);
+            return Status::OK();
+          }
+          std::vector<std::vector<std::string>> rows;
+          for (const auto& w : infos) {
+            rows.push_back({w.branch, std::to_string(w.segments), FormatBytes(w.bytes),
+                            w.oldest_segment.empty() ? "-" : w.oldest_segment + " " + w.oldest_at,
+                            w.newest_segment.empty() ? "-" : w.newest_segment + " " + w.newest_at,
+                            WindowText(w.window)});
+          }
+          out_->Table({"BRANCH", "SEGMENTS", "BYTES", "OLDEST", "NEWEST", "RECOVERABLE"}, rows);
+          return Status::OK();
+        });
+      };
+    });
+
+    auto* cleanup = wal->add_subcommand(
+        "cleanup", "Delete old archived WAL that no point of the recoverable window needs");
+    cleanup->add_option("branch", ref_text_, "PROJECT/BRANCH")->required();
+    cleanup->add_option("--days", days_, "Older than this many days")->required();
+    cleanup->add_flag("--dry-run", dry_run_, "Only say what would go");
+    AddJson(cleanup);
+    cleanup->callback([this] {
+      action_ = [this] {
+        return With("wal cleanup", ref_text_, [&](Engine& e) -> Status {
+          PGB_ASSIGN_OR_RETURN(BranchRef ref, ParseBranchRef(ref_text_));
+          PGB_ASSIGN_OR_RETURN(WalCleanupReport r, e.CleanupWal(ref, days_, dry_run_));
+          if (json_) {
+            out_->Json({{"dry_run", dry_run_},
+                        {"removed", r.removed},
+                        {"removed_bytes", r.removed_bytes},
+                        {"kept_for_window", r.kept_for_window},
+                        {"keep_from_segment", r.keep_from_segment},
+                        {"oldest_base_snapshot", r.oldest_base_snapshot}});
+            return Status::OK();
+          }
+          for (const auto& name : r.removed) {
+            out_->Print(fmt::format("{} {}", dry_run_ ? "would delete" : "deleted", name));
+          }
+          out_->Print(fmt::format("{} {} segments ({})", dry_run_ ? "would free" : "freed",
+                                  r.removed.size(), FormatBytes(r.removed_bytes)));
+          if (r.kept_for_window > 0) {
+            out_->Print(fmt::format(
+                "kept {} older segments: recovery from snapshot {}, the oldest base, needs "
+                "{} and after (delete old snapshots to shrink the window)",
+                r.kept_for_window, r.oldest_base_snapshot, r.keep_from_segment));
+          }
+          return Status::OK();
+        });
+      };
+    });
+  }
+
+  static std::string WindowText(const std::optional<WalWindow>& w) {
+    if (!w) return "-";
+    return fmt::format("{} .. {}", w->from_time, w->to);
   }
 
   void DefineLog() {
@@ -546,6 +622,7 @@ class Cli {
                                 o.snapshot = snapshot_id_;
                                 o.fast = fast_;
                                 o.port = port_;
+                                if (!pitr_.empty()) o.pitr = pitr_;
                                 PGB_ASSIGN_OR_RETURN(BranchInfo b, e.CreateBranch(ref, o));
                                 out_->Done(fmt::format("Branch {} ready", ref.ToString()),
                                            Clock::now() - start);
@@ -559,6 +636,9 @@ class Cli {
                      "Skip the CHECKPOINT on a running parent (the clone "
                      "then replays more WAL when it starts)");
     create->add_option("--port", port_, "Port for the branch")->check(CLI::Range(1024, 65535));
+    create->add_option("--pitr", pitr_,
+                       "The parent as it was at this time or LSN: '2026-11-21T14:30:00Z' "
+                       "(offsets accepted), '2 hours ago', '0/3000060'");
     AddJson(create);
 
     auto* list = branch->add_subcommand("list", "List branches")->alias("ls");
@@ -732,9 +812,11 @@ class Cli {
       rows.push_back({b.project + "/" + b.name, parent, out_->Paint(b.state, StateTone(b.state)),
                       std::to_string(b.port), Bytes(b.size_bytes), Bytes(b.exclusive_bytes),
                       b.uptime_seconds ? FormatAge(std::chrono::seconds(*b.uptime_seconds)) : "-",
-                      b.masked_uri});
+                      WindowText(b.window), b.masked_uri});
     }
-    out_->Table({"BRANCH", "PARENT", "STATE", "PORT", "SIZE", "EXCLUSIVE", "UPTIME", "URI"}, rows);
+    out_->Table({"BRANCH", "PARENT", "STATE", "PORT", "SIZE", "EXCLUSIVE", "UPTIME",
+                 "RECOVERABLE", "URI"},
+                rows);
   }
 
   // Each branch under its parent, as `git log --graph` draws a tree.
@@ -792,6 +874,7 @@ class Cli {
          {"size", Bytes(b.size_bytes)},
          {"exclusive", Bytes(b.exclusive_bytes)},
          {"created", b.created_at},
+         {"recovery target", OrDash(b.recovery_target)},
          {"uptime", b.uptime_seconds ? FormatAge(std::chrono::seconds(*b.uptime_seconds)) : "-"},
          {"postgresql", b.pg_version},
          {"data_dir", OrDash(b.data_dir)},
@@ -833,6 +916,7 @@ class Cli {
   std::string name_;
   std::string ref_text_;
   std::string parent_;
+  std::string pitr_;
   std::string pg_bin_;
   std::string listen_;
   std::optional<int> port_;

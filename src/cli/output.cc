@@ -134,6 +134,30 @@ Tone StateTone(const std::string& state) {
   return Tone::kPlain;
 }
 
+nlohmann::json ToJson(const WalWindow& w) {
+  return {{"from_time", w.from_time},
+          {"from_lsn", w.from_lsn},
+          {"from_snapshot", w.from_snapshot},
+          {"to", w.to}};
+}
+
+nlohmann::json ToJson(const WalInfo& w) {
+  return {
+      {"branch", w.branch},
+      {"archive_dir", w.archive_dir},
+      {"segments", w.segments},
+      {"bytes", w.bytes},
+      {"oldest_segment", w.oldest_segment.empty() ? nlohmann::json(nullptr)
+                                                  : nlohmann::json(w.oldest_segment)},
+      {"oldest_at", w.oldest_at.empty() ? nlohmann::json(nullptr) : nlohmann::json(w.oldest_at)},
+      {"newest_segment", w.newest_segment.empty() ? nlohmann::json(nullptr)
+                                                  : nlohmann::json(w.newest_segment)},
+      {"newest_at", w.newest_at.empty() ? nlohmann::json(nullptr) : nlohmann::json(w.newest_at)},
+      {"running", w.running},
+      {"window", w.window ? ToJson(*w.window) : nlohmann::json(nullptr)},
+  };
+}
+
 nlohmann::json ToJson(const BranchInfo& b) {
   return {
       {"name", b.name},
@@ -154,6 +178,9 @@ nlohmann::json ToJson(const BranchInfo& b) {
       {"data_dir", b.data_dir},
       {"log_path", b.log_path},
       {"snapshot_id", Optional(b.snapshot_id)},
+      {"recovery_target", b.recovery_target.empty() ? nlohmann::json(nullptr)
+                                                    : nlohmann::json(b.recovery_target)},
+      {"recoverable", b.window ? ToJson(*b.window) : nlohmann::json(nullptr)},
   };
 }
 

@@ -52,6 +52,8 @@ class Output : public Progress {
 
 // JSON shapes of the engine's results (documented in README.md, "JSON output").
 nlohmann::json ToJson(const BranchInfo& b);
+nlohmann::json ToJson(const WalWindow& w);
+nlohmann::json ToJson(const WalInfo& w);
 nlohmann::json ToJson(const ProjectInfo& p);
 nlohmann::json ToJson(const StatusInfo& s);
 nlohmann::json ToJson(const SnapshotInfo& s);

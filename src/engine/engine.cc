@@ -16,6 +16,7 @@
 #include "common/fs.h"
 #include "common/os_user.h"
 #include "common/random.h"
+#include "pg/wal.h"
 #include "engine/engine_internal.h"
 #include "storage/volume_name.h"
 
@@ -198,6 +199,8 @@ InstanceConfig Engine::ConfigFor(const ProjectRow& project, const BranchRow& bra
   config.listen_addresses = project.listen_address;
   config.socket_dir = JoinPath(env_.home, "run");
   config.cluster_name = Ref(project, branch);
+  config.archive_dir = ArchiveDir(project, branch);
+  config.pg_major = project.pg_major;
   return config;
 }
 
@@ -220,6 +223,7 @@ Status Engine::StartInstance(const ProjectRow& project, const BranchRow& branch,
   std::optional<FileOwner> owner;
   if (spec.os_user) owner = FileOwner{spec.os_user->uid, spec.os_user->gid};
   PGB_RETURN_IF_ERROR(EnsureDir(JoinPath(env_.home, "run"), 0700, owner));
+  PGB_RETURN_IF_ERROR(EnsureArchiveDir(project, branch));
   if (undo && FailpointEnabled("start-bad-config")) {
     // Makes the real postgres of a new instance refuse to start, to exercise the undo.
     std::string conf = JoinPath(spec.data_dir, "pgbranch.conf");
@@ -320,7 +324,16 @@ Result<BranchInfo> Engine::CreateProject(const std::string& name,
     s = WriteInstanceConfig(pool->VolumePath(main.volume), ConfigFor(project, main), owner);
   }
   if (s.ok()) s = StartInstance(project, main, /*set_password=*/true, &undo);
-  if (s.ok()) s = catalog_->SetBranchState(main.id, kStateRunning);
+  // Point-in-time recovery starts from a snapshot: this one lets main be recovered to any
+  // time since it was made.
+  SnapshotRow base;
+  if (s.ok()) s = TakeSnapshot(project, main, /*fast=*/false, "base", false, undo, &base);
+  if (s.ok()) {
+    s = catalog_->Transaction([&]() -> Status {
+      PGB_RETURN_IF_ERROR(catalog_->InsertSnapshot(base).status());
+      return catalog_->SetBranchState(main.id, kStateRunning);
+    });
+  }
   if (!s.ok()) return undo.Rollback(s);
   undo.Commit();
   main.state = kStateRunning;
@@ -378,6 +391,7 @@ Status Engine::DeleteProject(const std::string& name, bool force) {
   }
   for (const auto& b : order) PGB_RETURN_IF_ERROR(DestroyBranch(project, b));
   PGB_RETURN_IF_ERROR(catalog_->DeleteProject(project.id));
+  PGB_RETURN_IF_ERROR(RemoveArchive(JoinPath(env_.home, fmt::format("wal/{}", project.name))));
   return RemoveFile(JoinPath(env_.home, fmt::format("locks/project-{}.lock", project.id)));
 }
 
@@ -421,14 +435,15 @@ Status Engine::TakeSnapshot(const ProjectRow& project, const BranchRow& branch, 
   snap.implicit = implicit;
   snap.created_at = FormatTimestamp(env_.clock->Now());
 
+  std::unique_ptr<Connection> conn;
+  if (status.running) {
+    PGB_ASSIGN_OR_RETURN(conn, Connection::Open(AdminParams(project, branch)));
+  }
   if (!status.running || pool->Capabilities().atomic_snapshots) {
     // A CHECKPOINT first keeps a clone's crash recovery short: it replays only the WAL written
     // since. Without it (--fast) the atomic snapshot is just as consistent, only slower to start.
     if (status.running && !fast) {
-      PGB_RETURN_IF_ERROR(Timed("Checkpoint", [&]() -> Status {
-        PGB_ASSIGN_OR_RETURN(auto conn, Connection::Open(AdminParams(project, branch)));
-        return Checkpoint(*conn);
-      }));
+      PGB_RETURN_IF_ERROR(Timed("Checkpoint", [&] { return Checkpoint(*conn); }));
     }
     PGB_RETURN_IF_ERROR(
         Timed("Snapshot", [&] { return pool->CreateSnapshot(branch.volume, snap.name); }));
@@ -438,7 +453,6 @@ Status Engine::TakeSnapshot(const ProjectRow& project, const BranchRow& branch, 
     // pg_backup_stop returns the backup_label the copy needs to recover to a consistent point;
     // pg_wal is copied again so it holds the WAL up to the backup's end. Both calls must run in
     // one session; if anything fails, closing the session aborts the backup.
-    PGB_ASSIGN_OR_RETURN(auto conn, Connection::Open(AdminParams(project, branch)));
     bool v15 = conn->ServerVersion() >= 150000;
     PGB_RETURN_IF_ERROR(Timed("Backup start", [&] {
       return conn->Exec(
@@ -464,13 +478,15 @@ Status Engine::TakeSnapshot(const ProjectRow& project, const BranchRow& branch, 
   }
   undo.Push("destroy the snapshot",
             [pool, snap] { return pool->DestroySnapshot(snap.volume, snap.name); });
+  PGB_RETURN_IF_ERROR(RecordWalPosition(project, branch, conn.get(), &snap));
   PGB_RETURN_IF_ERROR(Failpoint("branch-after-snapshot"));
   *snapshot = snap;
   return Status::OK();
 }
 
 Status Engine::CloneFromSnapshot(const ProjectRow& project, const SnapshotRow& snapshot,
-                                 BranchRow* row, UndoStack& undo) {
+                                 BranchRow* row, UndoStack& undo,
+                                 const RecoverySettings* recovery) {
   PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
   PGB_RETURN_IF_ERROR(Timed(
       "Clone", [&] { return pool->CloneSnapshot(snapshot.volume, snapshot.name, row->volume); }));
@@ -481,11 +497,35 @@ Status Engine::CloneFromSnapshot(const ProjectRow& project, const SnapshotRow& s
   PGB_ASSIGN_OR_RETURN(std::optional<OsUser> os_user, ServerUser());
   std::optional<FileOwner> owner;
   if (os_user) owner = FileOwner{os_user->uid, os_user->gid};
-  PGB_RETURN_IF_ERROR(
-      PrepareClonedDataDir(pool->VolumePath(row->volume), ConfigFor(project, *row), owner));
-  PGB_RETURN_IF_ERROR(StartInstance(project, *row, /*set_password=*/true, &undo));
-  CrashPoint("crash-after-start");
-  return Status::OK();
+  std::string archive = ArchiveDir(project, *row);
+  undo.Push("remove the WAL archive", [this, archive] { return RemoveArchive(archive); });
+  std::string data_dir = pool->VolumePath(row->volume);
+  if (!recovery) {
+    PGB_RETURN_IF_ERROR(PrepareClonedDataDir(data_dir, ConfigFor(project, *row), owner));
+    PGB_RETURN_IF_ERROR(StartInstance(project, *row, /*set_password=*/true, &undo));
+    CrashPoint("crash-after-start");
+    return Status::OK();
+  }
+  InstanceConfig config = ConfigFor(project, *row);
+  config.recovery = *recovery;
+  PGB_RETURN_IF_ERROR(PrepareClonedDataDir(data_dir, config, owner));
+  PGB_RETURN_IF_ERROR(WriteRecoverySignal(data_dir, owner));
+  PGB_RETURN_IF_ERROR(EnsureDir(JoinPath(env_.home, "run"), 0700, owner));
+  PGB_RETURN_IF_ERROR(EnsureArchiveDir(project, *row));
+  PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, *row));
+  PGB_RETURN_IF_ERROR(Timed("Recover", [&]() -> Status {
+    PGB_RETURN_IF_ERROR(runtime_->Start(spec));
+    undo.Push("stop the new server",
+              [this, spec] { return runtime_->Stop(spec, StopMode::kImmediate, kStopTimeout); });
+    return WaitForPromotion(project, *row, spec);
+  }));
+  // Promoted: the recovery settings are spent (PostgreSQL removed recovery.signal); the next
+  // start is an ordinary one.
+  PGB_RETURN_IF_ERROR(WriteInstanceConfig(data_dir, ConfigFor(project, *row), owner));
+  return Timed("Password", [&]() -> Status {
+    PGB_ASSIGN_OR_RETURN(auto conn, Connection::Open(AdminParams(project, *row)));
+    return SetRolePassword(*conn, project.superuser, row->password);
+  });
 }
 
 Status Engine::CommitClone(BranchRow* row, SnapshotRow* snapshot, const EventRow& event) {
@@ -514,6 +554,13 @@ EventRow Engine::Event(const BranchRow& branch, std::string kind, std::string de
 Result<BranchInfo> Engine::CreateBranch(const BranchRef& ref, const BranchCreateOptions& options) {
   PGB_RETURN_IF_ERROR(ValidateName("project", ref.project));
   PGB_RETURN_IF_ERROR(ValidateName("branch", ref.branch));
+  std::optional<RecoveryTarget> target;
+  if (options.pitr) {
+    if (options.snapshot) {
+      return Status::InvalidArgument("--pitr picks its own snapshot; leave out --snapshot");
+    }
+    PGB_ASSIGN_OR_RETURN(target, ParseRecoveryTarget(*options.pitr, env_.clock->Now()));
+  }
   BranchRef parent_ref{ref.project, kMainBranch};
   if (options.parent) {
     PGB_ASSIGN_OR_RETURN(parent_ref, ParseBranchRef(*options.parent));
@@ -570,6 +617,7 @@ Result<BranchInfo> Engine::CreateBranch(const BranchRef& ref, const BranchCreate
   row.password = RandomPassword(kPasswordLength);
   row.volume = NewVolumeName();
   row.created_at = FormatTimestamp(env_.clock->Now());
+  if (target) return CreatePitrBranch(project, *parent, std::move(row), *target, options.port);
 
   UndoStack undo;
   PGB_RETURN_IF_ERROR(ReserveBranch(project, &row, options.port, undo));
@@ -644,6 +692,8 @@ Status Engine::DestroyBranch(const ProjectRow& project, const BranchRow& branch)
   PGB_ASSIGN_OR_RETURN(auto snapshots, catalog_->ListSnapshots(row.id));
   for (const auto& snap : snapshots) PGB_RETURN_IF_ERROR(DestroySnapshotAndRow(snap));
   PGB_RETURN_IF_ERROR(catalog_->DeleteBranch(row.id));
+  PGB_RETURN_IF_ERROR(
+      RemoveArchive(JoinPath(env_.home, fmt::format("wal/{}/{}", project.name, row.id))));
   return RemoveFile(LogPath(row));
 }
 
@@ -733,6 +783,8 @@ Result<BranchInfo> Engine::ResetBranch(const BranchRef& ref, const ResetOptions&
   // orphans whatever happens next, so failing to remove them is only worth a note (doctor
   // finds what is left).
   Status cleanup = Timed("Destroy", [&] { return pool->DestroyVolume(row.volume); });
+  // The old data's WAL history ends here; the new volume archives into its own directory.
+  if (cleanup.ok()) cleanup = RemoveArchive(ArchiveDir(project, row));
   if (cleanup.ok()) cleanup = SweepImplicitSnapshots(project);
   if (!cleanup.ok()) Note(fmt::format("left the old data behind: {}", cleanup.message()));
   return Describe(project, fresh, /*with_sizes=*/false);
@@ -769,6 +821,14 @@ Result<BranchInfo> Engine::StopBranch(const BranchRef& ref) {
   PGB_ASSIGN_OR_RETURN(LockedBranch b, LockBranch(ref, /*require_settled=*/true));
   const ProjectRow& project = b.project;
   BranchRow& row = b.row;
+  PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, row));
+  PGB_ASSIGN_OR_RETURN(InstanceStatus st, runtime_->Inspect(spec));
+  if (st.running && st.ready) {
+    // Archive the WAL up to now, so a stopped branch can still be recovered to any time
+    // before it stopped.
+    Status archived = Timed("Archive", [&] { return ArchiveCurrentWal(project, row).status(); });
+    if (!archived.ok()) Note(fmt::format("WAL not archived before the stop: {}", archived.message()));
+  }
   PGB_RETURN_IF_ERROR(StopInstance(project, row, StopMode::kFast));
   PGB_RETURN_IF_ERROR(catalog_->SetBranchState(row.id, kStateStopped));
   row.state = kStateStopped;
@@ -802,6 +862,7 @@ Result<BranchInfo> Engine::Describe(const ProjectRow& project, const BranchRow& 
   info.pg_version = project.pg_version;
   info.log_path = LogPath(branch);
   info.snapshot_id = branch.snapshot_id;
+  info.recovery_target = branch.recovery_target;
 
   auto pool = RequirePool(false);
   if (!pool.ok()) return info;  // no pool (yet): nothing more to learn
@@ -827,6 +888,10 @@ Result<BranchInfo> Engine::Describe(const ProjectRow& project, const BranchRow& 
       info.exclusive_bytes = space->exclusive_bytes;
     } else {
       spdlog::debug("size of {}: {}", Ref(project, branch), space.status().message());
+    }
+    if (branch.state == kStateRunning || branch.state == kStateStopped) {
+      auto wal = DescribeWal(project, branch);
+      if (wal.ok()) info.window = wal->window;
     }
   }
   return info;

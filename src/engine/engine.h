@@ -36,6 +36,7 @@
 #include "engine/ports.h"
 #include "pg/client.h"
 #include "pg/cluster.h"
+#include "pg/wal.h"
 #include "runtime/runtime.h"
 #include "state/catalog.h"
 #include "storage/pool.h"
@@ -89,6 +90,36 @@ struct BranchCreateOptions {
   std::optional<int64_t> snapshot;    // clone this snapshot instead of taking a new one
   bool fast = false;                  // skip the CHECKPOINT on a running parent
   std::optional<int> port;
+  // Point-in-time recovery target (pg/wal.h ParseRecoveryTarget): an ISO 8601 time, "N units
+  // ago", or an LSN. The branch is the parent as it was then.
+  std::optional<std::string> pitr;
+};
+
+// The span of time a branch can be recovered to (`wal info`, `status`).
+struct WalWindow {
+  std::string from_time;      // ISO 8601 UTC: the oldest base's time bound
+  std::string from_lsn;       // "0/3000060"
+  int64_t from_snapshot = 0;  // the base snapshot
+  std::string to;             // "now" (a running branch), else the newest archived WAL's time
+};
+
+// A branch's WAL archive.
+struct WalInfo {
+  std::string branch;  // "demo/main"
+  std::string archive_dir;
+  size_t segments = 0;
+  uint64_t bytes = 0;  // every file in the archive
+  std::string oldest_segment, oldest_at, newest_segment, newest_at;  // names, ISO 8601 mtimes
+  bool running = false;
+  std::optional<WalWindow> window;  // unset: no snapshot to recover from
+};
+
+struct WalCleanupReport {
+  std::vector<std::string> removed;  // segment names (or, with dry_run, that would be)
+  uint64_t removed_bytes = 0;
+  size_t kept_for_window = 0;        // old enough, but needed from the oldest base on
+  std::string keep_from_segment;     // the first segment the window needs; empty: no window
+  int64_t oldest_base_snapshot = 0;
 };
 
 struct ResetOptions {
@@ -147,6 +178,8 @@ struct BranchInfo {
   std::string pg_version;
   std::string log_path;
   std::optional<int64_t> snapshot_id;  // the snapshot it was cloned from
+  std::string recovery_target;         // for a point-in-time branch, its target
+  std::optional<WalWindow> window;     // with sizes: what it can be recovered to
 };
 
 struct ProjectInfo {
@@ -227,6 +260,13 @@ class Engine {
   Result<CleanupReport> CleanupSnapshots(const std::optional<BranchRef>& ref, int days,
                                          bool dry_run);
 
+  // The WAL archive of one branch, or of every settled branch.
+  Result<std::vector<WalInfo>> WalInfos(const std::optional<BranchRef>& ref);
+  // Removes archived segments older than `days` days, except those a recovery from the
+  // branch's oldest base snapshot needs to reach any point of its window. With `dry_run`, only
+  // reports.
+  Result<WalCleanupReport> CleanupWal(const BranchRef& ref, int days, bool dry_run);
+
   // The newest `limit` audit rows, oldest first.
   Result<std::vector<AuditRow>> Audit(int limit);
 
@@ -283,8 +323,10 @@ class Engine {
                       SnapshotRow* snapshot);
   // Clones `snapshot` into row->volume, writes the branch's configuration, starts it with
   // row->password set. Every step pushes its undo.
+  // With `recovery`, the clone starts in archive recovery and is promoted at the target
+  // before its password is set.
   Status CloneFromSnapshot(const ProjectRow& project, const SnapshotRow& snapshot, BranchRow* row,
-                           UndoStack& undo);
+                           UndoStack& undo, const RecoverySettings* recovery = nullptr);
   // In one transaction: records `snapshot` if new (id 0), points `row` at it, marks it running
   // and notes `event` in its history.
   Status CommitClone(BranchRow* row, SnapshotRow* snapshot, const EventRow& event);
@@ -307,6 +349,33 @@ class Engine {
   Result<BranchInfo> Describe(const ProjectRow& project, const BranchRow& branch, bool with_sizes);
   Status Timed(std::string_view step, const std::function<Status()>& body);
   void Note(std::string_view message);
+
+  // WAL archive and point-in-time recovery (engine_wal.cc).
+  struct PitrBase {
+    SnapshotRow snapshot;
+    uint64_t lsn = 0;
+    TimePoint time;
+  };
+  std::string ArchiveDir(const ProjectRow& project, const BranchRow& branch) const;
+  Status EnsureArchiveDir(const ProjectRow& project, const BranchRow& branch);
+  Status RemoveArchive(const std::string& dir);
+  // Fills snapshot->wal_lsn/wal_time_us: from `conn` on a running branch, else from
+  // pg_controldata after a clean shutdown (left empty otherwise).
+  Status RecordWalPosition(const ProjectRow& project, const BranchRow& branch, Connection* conn,
+                           SnapshotRow* snapshot);
+  // Writes a commit record, switches WAL and waits until the finished segment is archived.
+  // Returns its name.
+  Result<std::string> ArchiveCurrentWal(const ProjectRow& project, const BranchRow& branch);
+  // Snapshots a point-in-time recovery of `branch` can start from, oldest first.
+  Result<std::vector<PitrBase>> PitrBases(const ProjectRow& project, const BranchRow& branch);
+  Result<WalInfo> DescribeWal(const ProjectRow& project, const BranchRow& branch);
+  Status WaitForPromotion(const ProjectRow& project, const BranchRow& branch,
+                          const InstanceSpec& spec);
+  // The rest of CreateBranch for a point-in-time target: `row` is the new branch, not yet
+  // reserved. REQUIRES: the project lock.
+  Result<BranchInfo> CreatePitrBranch(const ProjectRow& project, const BranchRow& parent,
+                                      BranchRow row, const RecoveryTarget& target,
+                                      std::optional<int> port);
 
   EngineEnv env_;
   AuditLog audit_;

@@ -3,6 +3,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 
 #include "common/fs.h"
 #include "engine/engine.h"
@@ -201,20 +204,38 @@ Result<ProjectInfo> Engine::RenameProject(const std::string& name, const std::st
   PGB_ASSIGN_OR_RETURN(auto existing, catalog_->FindProject(new_name));
   if (existing) return Status::AlreadyExists(fmt::format("project {} already exists", new_name));
   PGB_ASSIGN_OR_RETURN(auto branches, catalog_->ListBranches(project.id));
-  PGB_RETURN_IF_ERROR(catalog_->Transaction([&]() -> Status {
+  // The WAL archives move with the name; running servers reload their archive directory
+  // (basic_archive.archive_directory takes effect on reload). Until they do, an archive
+  // attempt fails and the archiver retries it.
+  std::string old_wal = JoinPath(env_.home, fmt::format("wal/{}", name));
+  std::string new_wal = JoinPath(env_.home, fmt::format("wal/{}", new_name));
+  if (PathExists(old_wal) && ::rename(old_wal.c_str(), new_wal.c_str()) != 0) {
+    return Status::IOError(fmt::format("rename {} to {}: {}", old_wal, new_wal, strerror(errno)));
+  }
+  Status renamed = catalog_->Transaction([&]() -> Status {
     PGB_RETURN_IF_ERROR(catalog_->UpdateProjectName(project.id, new_name));
     for (const auto& b : branches) {
       PGB_RETURN_IF_ERROR(catalog_->InsertEvent(
           Event(b, "renamed", fmt::format("renamed from {}/{}", name, b.name))));
     }
     return Status::OK();
-  }));
+  });
+  if (!renamed.ok()) {
+    if (PathExists(new_wal)) (void)::rename(new_wal.c_str(), old_wal.c_str());
+    return renamed;
+  }
   project.name = new_name;
   for (const auto& b : branches) {
     PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, b));
     std::optional<FileOwner> owner;
     if (spec.os_user) owner = FileOwner{spec.os_user->uid, spec.os_user->gid};
     PGB_RETURN_IF_ERROR(WriteInstanceConfig(spec.data_dir, ConfigFor(project, b), owner));
+    PGB_ASSIGN_OR_RETURN(InstanceStatus st, runtime_->Inspect(spec));
+    if (st.running && st.ready) {
+      auto conn = Connection::Open(AdminParams(project, b));
+      Status reloaded = conn.ok() ? (*conn)->Exec("SELECT pg_reload_conf()") : conn.status();
+      if (!reloaded.ok()) Note(fmt::format("{} not reloaded: {}", Ref(project, b), reloaded.message()));
+    }
   }
   return GetProject(new_name);
 }

@@ -103,6 +103,20 @@ Result<std::string> QuoteConfValue(std::string_view value) {
   return out;
 }
 
+// A directory that ends up inside a command PostgreSQL runs through /bin/sh, between double
+// quotes: refuse every character that could end the quoting or be expanded there, and '%',
+// which PostgreSQL itself substitutes.
+Status CheckCommandPath(const std::string& path) {
+  if (path.empty() || path.front() != '/') {
+    return Status::InvalidArgument(fmt::format("{:?} is not an absolute path", path));
+  }
+  if (path.find_first_of("\"'`$\\%\n\r") != std::string::npos) {
+    return Status::InvalidArgument(fmt::format(
+        "path {:?} has a quote, '$', '`', '\\' or '%'; choose a PGBRANCH_HOME without them", path));
+  }
+  return Status::OK();
+}
+
 constexpr std::string_view kIncludeComment =
     "\n"
     "# Added by pgbranch. Per-branch settings (port, listen_addresses, socket directory,\n"
@@ -252,7 +266,51 @@ Status WriteInstanceConfig(const std::string& data_dir, const InstanceConfig& co
       "cluster_name = {}\n"
       "password_encryption = 'scram-sha-256'\n",
       config.port, listen, sockets, name);
+  if (!config.archive_dir.empty()) {
+    PGB_RETURN_IF_ERROR(CheckCommandPath(config.archive_dir));
+    text += "archive_mode = on\n";
+    if (config.pg_major >= 15) {
+      PGB_ASSIGN_OR_RETURN(std::string dir, QuoteConfValue(config.archive_dir));
+      text += fmt::format(
+          "archive_library = 'basic_archive'\n"
+          "basic_archive.archive_directory = {}\n",
+          dir);
+    } else {
+      // PostgreSQL runs archive_command through /bin/sh with %p (the segment's path relative
+      // to the data directory) and %f (its file name) substituted (docs 26.3.1).
+      std::string target = fmt::format("\"{}/%f\"", config.archive_dir);
+      PGB_ASSIGN_OR_RETURN(
+          std::string command,
+          QuoteConfValue(fmt::format(
+              "if test -f {0}; then cmp -s \"%p\" {0}; else cp \"%p\" {0}.tmp && "
+              "sync {0}.tmp && mv {0}.tmp {0}; fi",
+              target)));
+      text += fmt::format("archive_command = {}\n", command);
+    }
+  }
+  if (config.recovery) {
+    const RecoverySettings& r = *config.recovery;
+    PGB_RETURN_IF_ERROR(CheckCommandPath(r.restore_dir));
+    PGB_ASSIGN_OR_RETURN(std::string restore,
+                         QuoteConfValue(fmt::format("cp \"{}/%f\" \"%p\"", r.restore_dir)));
+    text += fmt::format("restore_command = {}\n", restore);
+    if (!r.target_time.empty()) {
+      PGB_ASSIGN_OR_RETURN(std::string t, QuoteConfValue(r.target_time));
+      text += fmt::format("recovery_target_time = {}\n", t);
+    } else {
+      PGB_ASSIGN_OR_RETURN(std::string t, QuoteConfValue(r.target_lsn));
+      text += fmt::format("recovery_target_lsn = {}\n", t);
+    }
+    text +=
+        "recovery_target_inclusive = on\n"
+        "recovery_target_timeline = 'latest'\n"
+        "recovery_target_action = 'promote'\n";
+  }
   return WriteFileAtomic(JoinPath(data_dir, "pgbranch.conf"), text, 0600, owner);
+}
+
+Status WriteRecoverySignal(const std::string& data_dir, std::optional<FileOwner> owner) {
+  return WriteFileAtomic(JoinPath(data_dir, "recovery.signal"), "", 0600, owner);
 }
 
 Status PrepareClonedDataDir(const std::string& data_dir, const InstanceConfig& config,

@@ -48,17 +48,39 @@ Result<int> DataDirMajorVersion(const std::string& data_dir);
 Status InitDataDir(ProcessRunner& runner, const PgBinaries& bins, const std::string& data_dir,
                    const std::string& superuser, const std::optional<OsUser>& os_user);
 
+// Archive recovery to a target (point-in-time recovery; PostgreSQL docs 26.3.4 "Recovering
+// Using a Continuous Archive Backup" and 20.5.5 "Recovery Target"). Exactly one target.
+struct RecoverySettings {
+  std::string restore_dir;  // the WAL archive restore_command copies segments from
+  std::string target_time;  // recovery_target_time, "2026-11-21 14:30:00.123456+00"
+  std::string target_lsn;   // recovery_target_lsn, "0/3000060"
+};
+
 // What differs per branch; written into pgbranch.conf.
 struct InstanceConfig {
   int port = 0;
   std::string listen_addresses = "127.0.0.1";
   std::string socket_dir;    // unix_socket_directories: pgbranch's private socket directory
   std::string cluster_name;  // "demo/dev": shows in `ps` and in the server log
+  // WAL archiving (docs 26.3.1) into this directory; empty: archive_mode stays off. From
+  // PostgreSQL 15 through the contrib module basic_archive (docs F.6), which copies each
+  // segment to a temporary file, fsyncs and renames it, succeeds when an identical file is
+  // already there and fails — so the server keeps the segment and retries — when a different
+  // one is. Before 15, an archive_command doing the same with test, cmp, cp and mv.
+  std::string archive_dir;
+  int pg_major = 0;  // chooses between the two
+  // With a value, the server starts in archive recovery (see WriteRecoverySignal).
+  std::optional<RecoverySettings> recovery;
 };
 
-// Writes pgbranch.conf (atomic, mode 0600, owned by `owner`).
+// Writes pgbranch.conf (atomic, mode 0600, owned by `owner`). InvalidArgument for values that
+// cannot be written safely (a line break, a port out of range, a path with a quote or '%').
 Status WriteInstanceConfig(const std::string& data_dir, const InstanceConfig& config,
                            std::optional<FileOwner> owner);
+
+// Creates `data_dir`/recovery.signal, which makes the next start an archive recovery that
+// ends at the configured target (docs 26.3.4); PostgreSQL removes it when it promotes.
+Status WriteRecoverySignal(const std::string& data_dir, std::optional<FileOwner> owner);
 
 // Makes a freshly cloned data directory ready to start as a new instance: removes the copied
 // postmaster.pid and postmaster.opts (the parent's, which would otherwise make the new server

@@ -79,6 +79,13 @@ CREATE TABLE events (
 );
 CREATE INDEX events_branch ON events(branch_id);
 )sql",
+    // 3: where each snapshot stands in its branch's WAL, for point-in-time recovery, and the
+    // recovery target a branch was made at.
+    R"sql(
+ALTER TABLE snapshots ADD COLUMN wal_lsn TEXT NOT NULL DEFAULT '';
+ALTER TABLE snapshots ADD COLUMN wal_time_us INTEGER;
+ALTER TABLE branches ADD COLUMN recovery_target TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
@@ -175,8 +182,10 @@ Status ExecScript(sqlite3* db, const char* sql, std::string_view what) {
 constexpr const char* kProjectColumns =
     "id, name, runtime, pg_bin, pg_version, pg_major, superuser, listen_address, created_at";
 constexpr const char* kBranchColumns =
-    "id, project_id, name, parent_id, snapshot_id, state, port, password, volume, created_at";
-constexpr const char* kSnapshotColumns = "id, branch_id, volume, name, label, implicit, created_at";
+    "id, project_id, name, parent_id, snapshot_id, state, port, password, volume, created_at, "
+    "recovery_target";
+constexpr const char* kSnapshotColumns =
+    "id, branch_id, volume, name, label, implicit, created_at, wal_lsn, wal_time_us";
 
 ProjectRow ReadProject(const Stmt& s) {
   ProjectRow r;
@@ -204,6 +213,7 @@ BranchRow ReadBranch(const Stmt& s) {
   r.password = s.Text(7);
   r.volume = s.Text(8);
   r.created_at = s.Text(9);
+  r.recovery_target = s.Text(10);
   return r;
 }
 
@@ -216,6 +226,8 @@ SnapshotRow ReadSnapshot(const Stmt& s) {
   r.label = s.Text(4);
   r.implicit = s.Int(5) != 0;
   r.created_at = s.Text(6);
+  r.wal_lsn = s.Text(7);
+  r.wal_time_us = s.OptInt(8);
   return r;
 }
 
@@ -370,9 +382,9 @@ Status Catalog::DeleteProject(int64_t id) {
 Result<int64_t> Catalog::InsertBranch(const BranchRow& r) {
   Stmt s(db_,
          "INSERT INTO branches (project_id, name, parent_id, snapshot_id, state, port, "
-         "password, volume, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+         "password, volume, created_at, recovery_target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   s.Bind(r.project_id).Bind(r.name).Bind(r.parent_id).Bind(r.snapshot_id).Bind(r.state);
-  s.Bind(r.port).Bind(r.password).Bind(r.volume).Bind(r.created_at);
+  s.Bind(r.port).Bind(r.password).Bind(r.volume).Bind(r.created_at).Bind(r.recovery_target);
   PGB_RETURN_IF_ERROR(s.Run());
   return sqlite3_last_insert_rowid(db_);
 }
@@ -410,9 +422,11 @@ Result<std::vector<BranchRow>> Catalog::ChildBranches(int64_t parent_id) {
 Status Catalog::UpdateBranch(const BranchRow& r) {
   Stmt s(db_,
          "UPDATE branches SET project_id = ?, name = ?, parent_id = ?, snapshot_id = ?, "
-         "state = ?, port = ?, password = ?, volume = ?, created_at = ? WHERE id = ?");
+         "state = ?, port = ?, password = ?, volume = ?, created_at = ?, recovery_target = ? "
+         "WHERE id = ?");
   s.Bind(r.project_id).Bind(r.name).Bind(r.parent_id).Bind(r.snapshot_id).Bind(r.state);
-  s.Bind(r.port).Bind(r.password).Bind(r.volume).Bind(r.created_at).Bind(r.id);
+  s.Bind(r.port).Bind(r.password).Bind(r.volume).Bind(r.created_at).Bind(r.recovery_target);
+  s.Bind(r.id);
   PGB_RETURN_IF_ERROR(s.Run());
   return ExpectChanged(db_, "branch", r.id);
 }
@@ -440,10 +454,10 @@ Result<std::set<int>> Catalog::UsedPorts() {
 
 Result<int64_t> Catalog::InsertSnapshot(const SnapshotRow& r) {
   Stmt s(db_,
-         "INSERT INTO snapshots (branch_id, volume, name, label, implicit, created_at) "
-         "VALUES (?, ?, ?, ?, ?, ?)");
+         "INSERT INTO snapshots (branch_id, volume, name, label, implicit, created_at, wal_lsn, "
+         "wal_time_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
   s.Bind(r.branch_id).Bind(r.volume).Bind(r.name).Bind(r.label).Bind(r.implicit);
-  s.Bind(r.created_at);
+  s.Bind(r.created_at).Bind(r.wal_lsn).Bind(r.wal_time_us);
   PGB_RETURN_IF_ERROR(s.Run());
   return sqlite3_last_insert_rowid(db_);
 }
@@ -532,9 +546,9 @@ Status Catalog::UpdateProjectName(int64_t id, const std::string& name) {
 Status Catalog::UpdateSnapshot(const SnapshotRow& r) {
   Stmt s(db_,
          "UPDATE snapshots SET branch_id = ?, volume = ?, name = ?, label = ?, implicit = ?, "
-         "created_at = ? WHERE id = ?");
+         "created_at = ?, wal_lsn = ?, wal_time_us = ? WHERE id = ?");
   s.Bind(r.branch_id).Bind(r.volume).Bind(r.name).Bind(r.label).Bind(r.implicit);
-  s.Bind(r.created_at).Bind(r.id);
+  s.Bind(r.created_at).Bind(r.wal_lsn).Bind(r.wal_time_us).Bind(r.id);
   PGB_RETURN_IF_ERROR(s.Run());
   return ExpectChanged(db_, "snapshot", r.id);
 }

@@ -56,6 +56,8 @@ struct BranchRow {
   std::string password;  // the superuser's password on this branch; the file is 0600
   std::string volume;    // pool volume name (storage/volume_name.h)
   std::string created_at;
+  // For a branch made by point-in-time recovery, the target as the user gave it; else empty.
+  std::string recovery_target;
 };
 
 struct SnapshotRow {
@@ -66,6 +68,12 @@ struct SnapshotRow {
   std::string label;
   bool implicit = false;  // made by branch create/reset rather than by a user
   std::string created_at;
+  // Where the snapshot stands in its volume's WAL, measured just after it was taken: every
+  // record it holds is before `wal_lsn` ("0/3000060") and was written before `wal_time_us`
+  // (microseconds since the Unix epoch). Empty/unset when unknown (taken before pgbranch
+  // recorded them): such a snapshot cannot start a point-in-time recovery.
+  std::string wal_lsn;
+  std::optional<int64_t> wal_time_us;
 };
 
 // One storage or runtime operation, or one external command, done on behalf of a command.

@@ -28,30 +28,8 @@ namespace {
 
 bool Exists(const std::string& path) { return std::filesystem::exists(path); }
 
-// One home per backend, made on first use and torn down after the last test (the
-// environment below): mkfs/zpool create once per backend, not per test. Each test uses its own
-// projects and deletes them.
-std::map<std::string, std::unique_ptr<Home>>& Homes() {
-  static std::map<std::string, std::unique_ptr<Home>> homes;
-  return homes;
-}
-
-class HomesEnvironment : public ::testing::Environment {
- public:
-  void TearDown() override { Homes().clear(); }
-};
-const auto* const kHomesEnvironment = ::testing::AddGlobalTestEnvironment(new HomesEnvironment());
-
-class ConformanceTest : public ::testing::TestWithParam<std::string> {
+class ConformanceTest : public BackendTest {
  protected:
-  void TearDown() override {
-    for (const auto& p : projects_) home().Run({"project", "delete", p, "--force"});
-  }
-  const Home& home() {
-    auto& slot = Homes()[GetParam()];
-    if (!slot) slot = std::make_unique<Home>(GetParam(), "4G");
-    return *slot;
-  }
   // Creates project `name` (and main) and returns main's JSON.
   nlohmann::json NewProject(const std::string& name) {
     projects_.push_back(name);
@@ -63,7 +41,6 @@ class ConformanceTest : public ::testing::TestWithParam<std::string> {
     return home().Ok(args).Json();
   }
 
-  std::vector<std::string> projects_;
 };
 
 // A new project has a running main with a 32-character password, reachable over TCP with

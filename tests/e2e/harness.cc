@@ -10,6 +10,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "common/fs.h"
 #include "common/random.h"
@@ -271,6 +272,32 @@ std::vector<int> PostmastersOf(const std::string& data_dir) {
     }
   }
   return pids;
+}
+
+namespace {
+
+std::map<std::string, std::unique_ptr<Home>>& BackendHomes() {
+  static std::map<std::string, std::unique_ptr<Home>> homes;
+  return homes;
+}
+
+class BackendHomesEnvironment : public ::testing::Environment {
+ public:
+  void TearDown() override { BackendHomes().clear(); }
+};
+const auto* const kBackendHomesEnvironment =
+    ::testing::AddGlobalTestEnvironment(new BackendHomesEnvironment());
+
+}  // namespace
+
+void BackendTest::TearDown() {
+  for (const auto& p : projects_) home().Run({"project", "delete", p, "--force"});
+}
+
+const Home& BackendTest::home() {
+  auto& slot = BackendHomes()[GetParam()];
+  if (!slot) slot = std::make_unique<Home>(GetParam(), "4G");
+  return *slot;
 }
 
 }  // namespace pgb::e2e

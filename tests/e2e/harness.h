@@ -14,6 +14,8 @@
 #ifndef PGBRANCH_TESTS_E2E_HARNESS_H_
 #define PGBRANCH_TESTS_E2E_HARNESS_H_
 
+#include <gtest/gtest.h>
+
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -76,6 +78,16 @@ class Home {
   PoolConfig config_;
   std::string ext4_mount_;  // copy: the ext4 image the harness mounted
   std::string zpool_;       // zfs: the zpool the harness created
+};
+
+// A test parameterized by backend name, with one Home per backend shared by every test of the
+// binary (mkfs or zpool create once per backend, not per test; torn down after the last
+// test). Each test registers the projects it makes in projects_; they are deleted after it.
+class BackendTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void TearDown() override;
+  const Home& home();
+  std::vector<std::string> projects_;
 };
 
 // Runs a program (argv, no shell) and fails the test unless it exits 0.
