@@ -467,7 +467,9 @@ std::string FillPool(const std::string& dir, uint64_t leave) {
 TEST_P(ConformanceTest, FullPoolRefusesBranch) {
   Home small(GetParam(), "600M");
   std::string uri = small.Ok({"project", "create", "p-full", "--json"}).Json()["uri"];
-  std::string filler = FillPool(small.pool_root(), 0);
+  // Below pgbranch's 64 MiB floor, but not to the last byte: zfs-fuse's daemon can die when its
+  // pool runs completely out of space with snapshots in it.
+  std::string filler = FillPool(small.pool_root(), 16ull << 20);
   std::set<std::string> volumes = small.Volumes();
   std::set<std::string> snapshots = small.Snapshots();
   CliResult r = small.Run({"branch", "create", "p-full/dev"});
@@ -611,8 +613,11 @@ TEST_P(ConformanceTest, SnapshotCleanup) {
       home()
           .Ok({"snapshot", "cleanup", "p-clean/main", "--days", "0", "--dry-run", "--json"})
           .Json();
-  ASSERT_EQ(dry["removed"].size(), 1u) << dry.dump();
-  EXPECT_EQ(std::to_string(dry["removed"][0]["id"].get<int64_t>()), lone);
+  // The lone snapshot and main's "base" (made with the project; nothing was made from it).
+  ASSERT_EQ(dry["removed"].size(), 2u) << dry.dump();
+  std::set<std::string> removed;
+  for (const auto& r : dry["removed"]) removed.insert(std::to_string(r["id"].get<int64_t>()));
+  EXPECT_EQ(removed.count(lone), 1u) << dry.dump();
   ASSERT_EQ(dry["kept"].size(), 1u) << dry.dump();
   EXPECT_NE(dry["kept"][0]["kept_because"].get<std::string>().find("p-clean/dev"),
             std::string::npos);
@@ -623,7 +628,7 @@ TEST_P(ConformanceTest, SnapshotCleanup) {
   EXPECT_NE(text.find("deleted snapshot " + lone), std::string::npos) << text;
   EXPECT_NE(text.find("kept snapshot"), std::string::npos) << text;
   EXPECT_NE(home().Run({"snapshot", "get", lone}).exit_code, 0);
-  EXPECT_EQ(home().Snapshots().size(), before.size() - 1);
+  EXPECT_EQ(home().Snapshots().size(), before.size() - 2);
   // Recent snapshots are not old enough.
   std::string fresh = std::to_string(
       home().Ok({"snapshot", "create", "p-clean/main", "--json"}).Json()["id"].get<int64_t>());
