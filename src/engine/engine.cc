@@ -18,6 +18,7 @@
 #include "common/random.h"
 #include "pg/wal.h"
 #include "engine/engine_internal.h"
+#include "storage/tree_copy.h"
 #include "storage/volume_name.h"
 
 namespace pgb {
@@ -217,13 +218,25 @@ Status Engine::CheckPoolSpace(Pool& pool) {
 // ---------------------------------------------------------------------------------------------
 // Instances
 
-Status Engine::StartInstance(const ProjectRow& project, const BranchRow& branch, bool set_password,
-                             UndoStack* undo) {
+Result<InstanceStatus> Engine::InspectBranch(const ProjectRow& project, const BranchRow& branch) {
   PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, branch));
+  return runtime_->Inspect(spec);
+}
+
+Result<std::optional<FileOwner>> Engine::PrepareStart(const ProjectRow& project,
+                                                      const BranchRow& branch,
+                                                      const InstanceSpec& spec) {
   std::optional<FileOwner> owner;
   if (spec.os_user) owner = FileOwner{spec.os_user->uid, spec.os_user->gid};
   PGB_RETURN_IF_ERROR(EnsureDir(JoinPath(env_.home, "run"), 0700, owner));
-  PGB_RETURN_IF_ERROR(EnsureArchiveDir(project, branch));
+  PGB_RETURN_IF_ERROR(EnsureArchiveDir(project, branch, owner));
+  return owner;
+}
+
+Status Engine::StartInstance(const ProjectRow& project, const BranchRow& branch, bool set_password,
+                             UndoStack* undo) {
+  PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, branch));
+  PGB_ASSIGN_OR_RETURN(std::optional<FileOwner> owner, PrepareStart(project, branch, spec));
   if (undo && FailpointEnabled("start-bad-config")) {
     // Makes the real postgres of a new instance refuse to start, to exercise the undo.
     std::string conf = JoinPath(spec.data_dir, "pgbranch.conf");
@@ -391,7 +404,7 @@ Status Engine::DeleteProject(const std::string& name, bool force) {
   }
   for (const auto& b : order) PGB_RETURN_IF_ERROR(DestroyBranch(project, b));
   PGB_RETURN_IF_ERROR(catalog_->DeleteProject(project.id));
-  PGB_RETURN_IF_ERROR(RemoveArchive(JoinPath(env_.home, fmt::format("wal/{}", project.name))));
+  PGB_RETURN_IF_ERROR(RemoveTree(JoinPath(env_.home, fmt::format("wal/{}", project.name))));
   return RemoveFile(JoinPath(env_.home, fmt::format("locks/project-{}.lock", project.id)));
 }
 
@@ -424,8 +437,7 @@ Status Engine::TakeSnapshot(const ProjectRow& project, const BranchRow& branch, 
                             const std::string& label, bool implicit, UndoStack& undo,
                             SnapshotRow* snapshot) {
   PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
-  PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, branch));
-  PGB_ASSIGN_OR_RETURN(InstanceStatus status, runtime_->Inspect(spec));
+  PGB_ASSIGN_OR_RETURN(InstanceStatus status, InspectBranch(project, branch));
 
   SnapshotRow snap;
   snap.branch_id = branch.id;
@@ -498,7 +510,7 @@ Status Engine::CloneFromSnapshot(const ProjectRow& project, const SnapshotRow& s
   std::optional<FileOwner> owner;
   if (os_user) owner = FileOwner{os_user->uid, os_user->gid};
   std::string archive = ArchiveDir(project, *row);
-  undo.Push("remove the WAL archive", [this, archive] { return RemoveArchive(archive); });
+  undo.Push("remove the WAL archive", [this, archive] { return RemoveTree(archive); });
   std::string data_dir = pool->VolumePath(row->volume);
   if (!recovery) {
     PGB_RETURN_IF_ERROR(PrepareClonedDataDir(data_dir, ConfigFor(project, *row), owner));
@@ -510,9 +522,8 @@ Status Engine::CloneFromSnapshot(const ProjectRow& project, const SnapshotRow& s
   config.recovery = *recovery;
   PGB_RETURN_IF_ERROR(PrepareClonedDataDir(data_dir, config, owner));
   PGB_RETURN_IF_ERROR(WriteRecoverySignal(data_dir, owner));
-  PGB_RETURN_IF_ERROR(EnsureDir(JoinPath(env_.home, "run"), 0700, owner));
-  PGB_RETURN_IF_ERROR(EnsureArchiveDir(project, *row));
   PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, *row));
+  PGB_RETURN_IF_ERROR(PrepareStart(project, *row, spec).status());
   PGB_RETURN_IF_ERROR(Timed("Recover", [&]() -> Status {
     PGB_RETURN_IF_ERROR(runtime_->Start(spec));
     undo.Push("stop the new server",
@@ -693,7 +704,7 @@ Status Engine::DestroyBranch(const ProjectRow& project, const BranchRow& branch)
   for (const auto& snap : snapshots) PGB_RETURN_IF_ERROR(DestroySnapshotAndRow(snap));
   PGB_RETURN_IF_ERROR(catalog_->DeleteBranch(row.id));
   PGB_RETURN_IF_ERROR(
-      RemoveArchive(JoinPath(env_.home, fmt::format("wal/{}/{}", project.name, row.id))));
+      RemoveTree(JoinPath(env_.home, fmt::format("wal/{}/{}", project.name, row.id))));
   return RemoveFile(LogPath(row));
 }
 
@@ -748,8 +759,7 @@ Result<BranchInfo> Engine::ResetBranch(const BranchRef& ref, const ResetOptions&
   }
   PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(true));
   PGB_RETURN_IF_ERROR(CheckPoolSpace(*pool));
-  PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, row));
-  PGB_ASSIGN_OR_RETURN(InstanceStatus before, runtime_->Inspect(spec));
+  PGB_ASSIGN_OR_RETURN(InstanceStatus before, InspectBranch(project, row));
 
   UndoStack undo;
   // The old data is about to be discarded: no shutdown checkpoint needed.
@@ -784,7 +794,7 @@ Result<BranchInfo> Engine::ResetBranch(const BranchRef& ref, const ResetOptions&
   // finds what is left).
   Status cleanup = Timed("Destroy", [&] { return pool->DestroyVolume(row.volume); });
   // The old data's WAL history ends here; the new volume archives into its own directory.
-  if (cleanup.ok()) cleanup = RemoveArchive(ArchiveDir(project, row));
+  if (cleanup.ok()) cleanup = RemoveTree(ArchiveDir(project, row));
   if (cleanup.ok()) cleanup = SweepImplicitSnapshots(project);
   if (!cleanup.ok()) Note(fmt::format("left the old data behind: {}", cleanup.message()));
   return Describe(project, fresh, /*with_sizes=*/false);
@@ -805,8 +815,7 @@ Result<BranchInfo> Engine::StartBranch(const BranchRef& ref) {
   PGB_ASSIGN_OR_RETURN(LockedBranch b, LockBranch(ref, /*require_settled=*/true));
   const ProjectRow& project = b.project;
   BranchRow& row = b.row;
-  PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, row));
-  PGB_ASSIGN_OR_RETURN(InstanceStatus st, runtime_->Inspect(spec));
+  PGB_ASSIGN_OR_RETURN(InstanceStatus st, InspectBranch(project, row));
   if (st.running) {
     Note(fmt::format("{} is already running", ref.ToString()));
   } else {
@@ -821,8 +830,7 @@ Result<BranchInfo> Engine::StopBranch(const BranchRef& ref) {
   PGB_ASSIGN_OR_RETURN(LockedBranch b, LockBranch(ref, /*require_settled=*/true));
   const ProjectRow& project = b.project;
   BranchRow& row = b.row;
-  PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, row));
-  PGB_ASSIGN_OR_RETURN(InstanceStatus st, runtime_->Inspect(spec));
+  PGB_ASSIGN_OR_RETURN(InstanceStatus st, InspectBranch(project, row));
   if (st.running && st.ready) {
     // Archive the WAL up to now, so a stopped branch can still be recovered to any time
     // before it stopped.
@@ -868,8 +876,7 @@ Result<BranchInfo> Engine::Describe(const ProjectRow& project, const BranchRow& 
   if (!pool.ok()) return info;  // no pool (yet): nothing more to learn
   info.data_dir = (*pool)->VolumePath(branch.volume);
   if (branch.state == kStateRunning || branch.state == kStateStopped) {
-    PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, branch));
-    PGB_ASSIGN_OR_RETURN(InstanceStatus st, runtime_->Inspect(spec));
+    PGB_ASSIGN_OR_RETURN(InstanceStatus st, InspectBranch(project, branch));
     info.state = st.running ? kStateRunning : kStateStopped;
     if (st.running) {
       info.pid = st.pid;
@@ -890,7 +897,7 @@ Result<BranchInfo> Engine::Describe(const ProjectRow& project, const BranchRow& 
       spdlog::debug("size of {}: {}", Ref(project, branch), space.status().message());
     }
     if (branch.state == kStateRunning || branch.state == kStateStopped) {
-      auto wal = DescribeWal(project, branch);
+      auto wal = DescribeWal(project, branch, info.state == kStateRunning);
       if (wal.ok()) info.window = wal->window;
     }
   }

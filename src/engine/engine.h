@@ -307,6 +307,12 @@ class Engine {
   Result<LockedBranch> LockBranch(const BranchRef& ref, bool require_settled);
   Result<InstanceSpec> Spec(const ProjectRow& project, const BranchRow& branch);
   ConnParams AdminParams(const ProjectRow& project, const BranchRow& branch) const;
+  // The runtime's view of the branch's server.
+  Result<InstanceStatus> InspectBranch(const ProjectRow& project, const BranchRow& branch);
+  // Makes the directories a server needs before it starts (the socket directory, its WAL
+  // archive), owned by its OS user; returns that owner.
+  Result<std::optional<FileOwner>> PrepareStart(const ProjectRow& project, const BranchRow& branch,
+                                                const InstanceSpec& spec);
   InstanceConfig ConfigFor(const ProjectRow& project, const BranchRow& branch) const;
   std::string LogPath(const BranchRow& branch) const;
   Status CheckPoolSpace(Pool& pool);
@@ -357,8 +363,8 @@ class Engine {
     TimePoint time;
   };
   std::string ArchiveDir(const ProjectRow& project, const BranchRow& branch) const;
-  Status EnsureArchiveDir(const ProjectRow& project, const BranchRow& branch);
-  Status RemoveArchive(const std::string& dir);
+  Status EnsureArchiveDir(const ProjectRow& project, const BranchRow& branch,
+                          const std::optional<FileOwner>& owner);
   // Fills snapshot->wal_lsn/wal_time_us: from `conn` on a running branch, else from
   // pg_controldata after a clean shutdown (left empty otherwise).
   Status RecordWalPosition(const ProjectRow& project, const BranchRow& branch, Connection* conn,
@@ -367,8 +373,9 @@ class Engine {
   // Returns its name.
   Result<std::string> ArchiveCurrentWal(const ProjectRow& project, const BranchRow& branch);
   // Snapshots a point-in-time recovery of `branch` can start from, oldest first.
-  Result<std::vector<PitrBase>> PitrBases(const ProjectRow& project, const BranchRow& branch);
-  Result<WalInfo> DescribeWal(const ProjectRow& project, const BranchRow& branch);
+  Result<std::vector<PitrBase>> PitrBases(const BranchRow& branch);
+  // `running`: as the runtime sees the branch now (the window of a running one reaches now).
+  Result<WalInfo> DescribeWal(const ProjectRow& project, const BranchRow& branch, bool running);
   Status WaitForPromotion(const ProjectRow& project, const BranchRow& branch,
                           const InstanceSpec& spec);
   // The rest of CreateBranch for a point-in-time target: `row` is the new branch, not yet

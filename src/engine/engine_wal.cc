@@ -19,7 +19,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <filesystem>
 #include <thread>
 
 #include "common/fs.h"
@@ -28,6 +27,7 @@
 #include "engine/engine.h"
 #include "engine/engine_internal.h"
 #include "pg/wal.h"
+#include "storage/tree_copy.h"
 #include "storage/volume_name.h"
 
 namespace pgb {
@@ -63,25 +63,16 @@ std::string Engine::ArchiveDir(const ProjectRow& project, const BranchRow& branc
   return JoinPath(env_.home, fmt::format("wal/{}/{}/{}", project.name, branch.id, branch.volume));
 }
 
-Status Engine::EnsureArchiveDir(const ProjectRow& project, const BranchRow& branch) {
-  PGB_ASSIGN_OR_RETURN(std::optional<OsUser> os_user, ServerUser());
-  std::optional<FileOwner> owner;
-  if (os_user) owner = FileOwner{os_user->uid, os_user->gid};
+Status Engine::EnsureArchiveDir(const ProjectRow& project, const BranchRow& branch,
+                                const std::optional<FileOwner>& owner) {
   // The server's account traverses pgbranch's directories to reach its own, and reads nothing
   // else: the others stay pgbranch's, mode 0711.
-  mode_t traverse = os_user ? 0711 : 0700;
+  mode_t traverse = owner ? 0711 : 0700;
   PGB_RETURN_IF_ERROR(EnsureDir(JoinPath(env_.home, "wal"), traverse));
   PGB_RETURN_IF_ERROR(EnsureDir(JoinPath(env_.home, fmt::format("wal/{}", project.name)), traverse));
   PGB_RETURN_IF_ERROR(EnsureDir(
       JoinPath(env_.home, fmt::format("wal/{}/{}", project.name, branch.id)), traverse));
   return EnsureDir(ArchiveDir(project, branch), 0700, owner);
-}
-
-Status Engine::RemoveArchive(const std::string& dir) {
-  std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
-  if (ec) return Status::IOError(fmt::format("remove {}: {}", dir, ec.message()));
-  return Status::OK();
 }
 
 Status Engine::RecordWalPosition(const ProjectRow& project, const BranchRow& branch,
@@ -120,19 +111,12 @@ Result<std::string> Engine::ArchiveCurrentWal(const ProjectRow& project, const B
   // transaction that takes an XID writes a commit record stamped now, so every target up to now
   // has a commit after it.
   PGB_RETURN_IF_ERROR(conn->Exec("SELECT pg_current_xact_id()"));
-  // pg_switch_wal ends the current segment (a no-op if nothing was written since the last
-  // switch); the archiver is signalled and copies it (docs 9.27.3).
-  PGB_ASSIGN_OR_RETURN(std::string current,
+  // pg_switch_wal ends the current segment and returns the end of it (a no-op if nothing was
+  // written since the last switch: then the start of the current one); pg_walfile_name of that
+  // position names the segment just finished either way (docs 9.27.3). The archiver is
+  // signalled and copies it.
+  PGB_ASSIGN_OR_RETURN(std::string needed,
                        conn->QueryValue("SELECT pg_walfile_name(pg_switch_wal())"));
-  auto id = ParseWalFileName(current, kDefaultWalSegmentSize);
-  if (!id) return Status::Internal(fmt::format("unexpected WAL file name {}", current));
-  // pg_switch_wal returns the end of the switched segment, whose file name is the one after
-  // it; after a no-op, the start of the current one. Either way the segment before is complete.
-  PGB_ASSIGN_OR_RETURN(std::string end_lsn, conn->QueryValue("SELECT pg_current_wal_lsn()::text"));
-  PGB_ASSIGN_OR_RETURN(uint64_t end, ParseLsn(end_lsn));
-  uint64_t segno = WalSegmentOf(end, kDefaultWalSegmentSize);
-  if (segno == 0) return std::string();
-  std::string needed = WalFileName(id->timeline, segno - 1, kDefaultWalSegmentSize);
   std::string path = JoinPath(ArchiveDir(project, branch), needed);
   auto deadline = std::chrono::steady_clock::now() + kArchiveWait;
   while (!PathExists(path)) {
@@ -140,8 +124,8 @@ Result<std::string> Engine::ArchiveCurrentWal(const ProjectRow& project, const B
     // the clone) is never archived here: pg_stat_archiver says what this server has done.
     PGB_ASSIGN_OR_RETURN(
         std::vector<Row> rows,
-        conn->Query("SELECT coalesce(last_archived_wal, ''), coalesce(last_failed_wal, ''), "
-                    "coalesce(last_failed_time::text, '') FROM pg_stat_archiver"));
+        conn->Query("SELECT coalesce(last_archived_wal, ''), coalesce(last_failed_wal, '') "
+                    "FROM pg_stat_archiver"));
     if (!rows.empty() && rows[0][0] && *rows[0][0] >= needed && rows[0][0]->size() == 24) break;
     if (std::chrono::steady_clock::now() > deadline) {
       std::string failed = rows.empty() || !rows[0][1] ? "" : *rows[0][1];
@@ -156,8 +140,7 @@ Result<std::string> Engine::ArchiveCurrentWal(const ProjectRow& project, const B
   return needed;
 }
 
-Result<std::vector<Engine::PitrBase>> Engine::PitrBases(const ProjectRow& project,
-                                                      const BranchRow& branch) {
+Result<std::vector<Engine::PitrBase>> Engine::PitrBases(const BranchRow& branch) {
   std::vector<PitrBase> bases;
   auto add = [&](const SnapshotRow& s) {
     if (s.wal_lsn.empty() || !s.wal_time_us) return;
@@ -176,13 +159,13 @@ Result<std::vector<Engine::PitrBase>> Engine::PitrBases(const ProjectRow& projec
     auto origin = catalog_->GetSnapshot(*branch.snapshot_id);
     if (origin.ok() && origin->volume != branch.volume) add(*origin);
   }
-  (void)project;
   std::sort(bases.begin(), bases.end(),
             [](const PitrBase& a, const PitrBase& b) { return a.lsn < b.lsn; });
   return bases;
 }
 
-Result<WalInfo> Engine::DescribeWal(const ProjectRow& project, const BranchRow& branch) {
+Result<WalInfo> Engine::DescribeWal(const ProjectRow& project, const BranchRow& branch,
+                                    bool running) {
   WalInfo info;
   info.branch = Ref(project, branch);
   info.archive_dir = ArchiveDir(project, branch);
@@ -198,10 +181,8 @@ Result<WalInfo> Engine::DescribeWal(const ProjectRow& project, const BranchRow& 
     info.newest_segment = newest.name;
     info.newest_at = FormatTimestamp(newest.mtime);
   }
-  PGB_ASSIGN_OR_RETURN(std::vector<PitrBase> bases, PitrBases(project, branch));
-  PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, branch));
-  PGB_ASSIGN_OR_RETURN(InstanceStatus st, runtime_->Inspect(spec));
-  info.running = st.running;
+  PGB_ASSIGN_OR_RETURN(std::vector<PitrBase> bases, PitrBases(branch));
+  info.running = running;
   if (!bases.empty()) {
     const PitrBase& first = bases.front();
     WalWindow w;
@@ -210,7 +191,7 @@ Result<WalInfo> Engine::DescribeWal(const ProjectRow& project, const BranchRow& 
     w.from_snapshot = first.snapshot.id;
     // A running branch's WAL is archived on demand (PITR switches segments first); a stopped
     // one's ends with what its archive holds.
-    if (st.running) {
+    if (running) {
       w.to = "now";
     } else if (!listing.segments.empty()) {
       w.to = info.newest_at;
@@ -227,7 +208,8 @@ Result<std::vector<WalInfo>> Engine::WalInfos(const std::optional<BranchRef>& re
   if (ref) {
     PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(ref->project));
     PGB_ASSIGN_OR_RETURN(BranchRow branch, LoadBranch(project, ref->branch));
-    PGB_ASSIGN_OR_RETURN(WalInfo info, DescribeWal(project, branch));
+    PGB_ASSIGN_OR_RETURN(InstanceStatus st, InspectBranch(project, branch));
+    PGB_ASSIGN_OR_RETURN(WalInfo info, DescribeWal(project, branch, st.running));
     out.push_back(std::move(info));
     return out;
   }
@@ -236,7 +218,8 @@ Result<std::vector<WalInfo>> Engine::WalInfos(const std::optional<BranchRef>& re
     PGB_ASSIGN_OR_RETURN(auto branches, catalog_->ListBranches(p.id));
     for (const auto& b : branches) {
       if (b.state != kStateRunning && b.state != kStateStopped) continue;
-      PGB_ASSIGN_OR_RETURN(WalInfo info, DescribeWal(p, b));
+      PGB_ASSIGN_OR_RETURN(InstanceStatus st, InspectBranch(p, b));
+      PGB_ASSIGN_OR_RETURN(WalInfo info, DescribeWal(p, b, st.running));
       out.push_back(std::move(info));
     }
   }
@@ -249,7 +232,7 @@ Result<WalCleanupReport> Engine::CleanupWal(const BranchRef& ref, int days, bool
   WalCleanupReport report;
   std::string dir = ArchiveDir(b.project, b.row);
   PGB_ASSIGN_OR_RETURN(ArchiveListing listing, ListWalArchive(dir, kDefaultWalSegmentSize));
-  PGB_ASSIGN_OR_RETURN(std::vector<PitrBase> bases, PitrBases(b.project, b.row));
+  PGB_ASSIGN_OR_RETURN(std::vector<PitrBase> bases, PitrBases(b.row));
   // Recovery from the oldest retained base replays from its segment on (what came before is in
   // the base's own pg_wal): everything from there is needed to reach any point of the window.
   std::optional<uint64_t> keep_from;
@@ -316,8 +299,7 @@ Result<BranchInfo> Engine::CreatePitrBranch(const ProjectRow& project, const Bra
   const std::string parent_name = Ref(project, parent);
   // 1. Make the WAL up to now available: a running parent switches to a new segment and we
   //    wait for its archiver, so a target seconds old needs no manual switch.
-  PGB_ASSIGN_OR_RETURN(InstanceSpec parent_spec, Spec(project, parent));
-  PGB_ASSIGN_OR_RETURN(InstanceStatus parent_status, runtime_->Inspect(parent_spec));
+  PGB_ASSIGN_OR_RETURN(InstanceStatus parent_status, InspectBranch(project, parent));
   if (parent_status.running) {
     PGB_RETURN_IF_ERROR(
         Timed("Archive", [&] { return ArchiveCurrentWal(project, parent).status(); }));
@@ -326,7 +308,7 @@ Result<BranchInfo> Engine::CreatePitrBranch(const ProjectRow& project, const Bra
   PGB_ASSIGN_OR_RETURN(ArchiveListing listing, ListWalArchive(archive, kDefaultWalSegmentSize));
 
   // 2. The newest base at or before the target.
-  PGB_ASSIGN_OR_RETURN(std::vector<PitrBase> bases, PitrBases(project, parent));
+  PGB_ASSIGN_OR_RETURN(std::vector<PitrBase> bases, PitrBases(parent));
   if (bases.empty()) {
     return Status::FailedPrecondition(fmt::format(
         "{} has no snapshot to recover from; point-in-time recovery starts from a snapshot "

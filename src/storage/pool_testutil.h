@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <libmount/libmount.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -141,6 +142,57 @@ class ImagePoolTest : public ::testing::Test {
  private:
   std::vector<PoolConfig> configs_;
 };
+
+// lstat(2) of `path`; the test fails if it cannot.
+inline struct stat LstatOf(const std::string& path) {
+  struct stat st {};
+  EXPECT_EQ(::lstat(path.c_str(), &st), 0) << path << ": " << std::strerror(errno);
+  return st;
+}
+
+// Writes `text` to `path` (created or truncated) and gives it exactly `mode`.
+inline void WriteText(const std::string& path, const std::string& text, mode_t mode = 0600) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  ASSERT_GE(fd, 0) << path << ": " << std::strerror(errno);
+  ASSERT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  ::close(fd);
+  ASSERT_EQ(::chmod(path.c_str(), mode), 0);
+}
+
+// The names in `dir`, sorted.
+inline std::vector<std::string> DirEntries(const std::string& dir) {
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    names.push_back(entry.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// Every Pool call refuses each of `bad_volumes` as a volume name and each of `bad_snapshots` as
+// a snapshot name with InvalidArgument. `volume` and `snapshot` are a valid pair the pool holds
+// (in snapshot calls the volume is only a hint: snapshots are found by name).
+inline void ExpectBadNamesRefused(Pool& pool, const std::string& volume,
+                                  const std::string& snapshot,
+                                  const std::vector<std::string>& bad_volumes,
+                                  const std::vector<std::string>& bad_snapshots) {
+  for (const std::string& bad : bad_volumes) {
+    SCOPED_TRACE("volume \"" + bad + "\"");
+    EXPECT_EQ(pool.CreateVolume(bad, std::nullopt).code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(pool.CreateSnapshot(bad, NewSnapshotName()).code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(pool.CloneSnapshot(volume, snapshot, bad).code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(pool.DestroyVolume(bad).code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(pool.VolumeSpace(bad).status().code(), StatusCode::kInvalidArgument);
+  }
+  for (const std::string& bad : bad_snapshots) {
+    SCOPED_TRACE("snapshot \"" + bad + "\"");
+    EXPECT_EQ(pool.CreateSnapshot(volume, bad).code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(pool.CloneSnapshot(volume, bad, NewVolumeName()).code(),
+              StatusCode::kInvalidArgument);
+    EXPECT_EQ(pool.DestroySnapshot(volume, bad).code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(pool.SnapshotSpace(volume, bad).status().code(), StatusCode::kInvalidArgument);
+  }
+}
 
 }  // namespace storage_test
 }  // namespace pgb

@@ -29,23 +29,11 @@ using storage_test::ImagePoolTest;
 using storage_test::kMiB;
 using storage_test::Slurp;
 using storage_test::WriteRandom;
+using storage_test::WriteText;
+using storage_test::LstatOf;
 
 constexpr uid_t kPostgresUid = 101;  // an unprivileged account's ids; need not exist
 constexpr gid_t kPostgresGid = 104;
-
-struct stat LstatOf(const std::string& path) {
-  struct stat st {};
-  EXPECT_EQ(::lstat(path.c_str(), &st), 0) << path << ": " << std::strerror(errno);
-  return st;
-}
-
-void WriteText(const std::string& path, const std::string& text, mode_t mode = 0600) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  ASSERT_GE(fd, 0) << path << ": " << std::strerror(errno);
-  ASSERT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
-  ::close(fd);
-  ASSERT_EQ(::chmod(path.c_str(), mode), 0);
-}
 
 // The FIEMAP extents of `path` as (flags) per extent, after writing back dirty data.
 std::vector<uint32_t> ExtentFlags(const std::string& path) {

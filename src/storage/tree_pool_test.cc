@@ -33,30 +33,11 @@ using storage_test::ImagePoolTest;
 using storage_test::kMiB;
 using storage_test::Slurp;
 using storage_test::WriteRandom;
+using storage_test::DirEntries;
+using storage_test::WriteText;
+using storage_test::LstatOf;
 
 const FileOwner kPostgres{101, 104};  // an unprivileged account's ids; need not exist
-
-struct stat LstatOf(const std::string& path) {
-  struct stat st {};
-  EXPECT_EQ(::lstat(path.c_str(), &st), 0) << path << ": " << std::strerror(errno);
-  return st;
-}
-
-void WriteText(const std::string& path, const std::string& text, mode_t mode = 0600) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  ASSERT_GE(fd, 0) << path << ": " << std::strerror(errno);
-  ASSERT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
-  ::close(fd);
-}
-
-std::vector<std::string> DirEntries(const std::string& dir) {
-  std::vector<std::string> names;
-  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
-    names.push_back(entry.path().filename().string());
-  }
-  std::sort(names.begin(), names.end());
-  return names;
-}
 
 // Makes `path` a small PostgreSQL-shaped data directory owned by kPostgres.
 void FillDataDirectory(const std::string& path) {
@@ -419,23 +400,7 @@ TEST_P(TreePoolTest, InvalidNamesAreRejectedWithoutTouchingDisk) {
       "../etc", "..", "", "v123", "V0123456789ABCDEF", snapshot, "v0123456789abcde/"};
   const std::vector<std::string> bad_snapshots = {"../snapshots", "s123", "S0123456789ABCDEF",
                                                   volume, "../volumes/" + volume};
-  for (const std::string& bad : bad_volumes) {
-    SCOPED_TRACE("volume \"" + bad + "\"");
-    EXPECT_EQ(pool_->CreateVolume(bad, std::nullopt).code(), StatusCode::kInvalidArgument);
-    EXPECT_EQ(pool_->CreateSnapshot(bad, NewSnapshotName()).code(), StatusCode::kInvalidArgument);
-    // (In snapshot calls the volume is only a hint, unused here: snapshots are found by name.)
-    EXPECT_EQ(pool_->CloneSnapshot(volume, snapshot, bad).code(), StatusCode::kInvalidArgument);
-    EXPECT_EQ(pool_->DestroyVolume(bad).code(), StatusCode::kInvalidArgument);
-    EXPECT_EQ(pool_->VolumeSpace(bad).status().code(), StatusCode::kInvalidArgument);
-  }
-  for (const std::string& bad : bad_snapshots) {
-    SCOPED_TRACE("snapshot \"" + bad + "\"");
-    EXPECT_EQ(pool_->CreateSnapshot(volume, bad).code(), StatusCode::kInvalidArgument);
-    EXPECT_EQ(pool_->CloneSnapshot(volume, bad, NewVolumeName()).code(),
-              StatusCode::kInvalidArgument);
-    EXPECT_EQ(pool_->DestroySnapshot(volume, bad).code(), StatusCode::kInvalidArgument);
-    EXPECT_EQ(pool_->SnapshotSpace(volume, bad).status().code(), StatusCode::kInvalidArgument);
-  }
+  storage_test::ExpectBadNamesRefused(*pool_, volume, snapshot, bad_volumes, bad_snapshots);
   EXPECT_EQ(DirEntries(tree_config_.root + "/volumes"), volumes_before);
   EXPECT_EQ(DirEntries(tree_config_.root + "/snapshots"), snapshots_before);
 }

@@ -579,23 +579,8 @@ TEST_F(ZfsPoolTest, InvalidNamesAreRejectedBeforeAnyCommand) {
                                                 volume + "@" + snapshot};
   const std::vector<std::string> bad_snapshots = {
       "s123", "-R", "S0123456789ABCDEF", volume, snapshot + "/x", "@" + snapshot};
-  for (const std::string& bad : bad_volumes) {
-    SCOPED_TRACE("volume \"" + bad + "\"");
-    EXPECT_EQ(pool_->CreateVolume(bad, std::nullopt).code(), StatusCode::kInvalidArgument);
-    EXPECT_EQ(pool_->CreateSnapshot(bad, NewSnapshotName()).code(), StatusCode::kInvalidArgument);
-    EXPECT_EQ(pool_->CloneSnapshot(volume, snapshot, bad).code(), StatusCode::kInvalidArgument);
-    EXPECT_EQ(pool_->DestroyVolume(bad).code(), StatusCode::kInvalidArgument);
-    EXPECT_EQ(pool_->VolumeSpace(bad).status().code(), StatusCode::kInvalidArgument);
-  }
-  for (const std::string& bad : bad_snapshots) {
-    SCOPED_TRACE("snapshot \"" + bad + "\"");
-    EXPECT_EQ(pool_->CreateSnapshot(volume, bad).code(), StatusCode::kInvalidArgument);
-    EXPECT_EQ(pool_->CloneSnapshot(volume, bad, NewVolumeName()).code(),
-              StatusCode::kInvalidArgument);
-    EXPECT_EQ(pool_->DestroySnapshot(volume, bad).code(), StatusCode::kInvalidArgument);
-    EXPECT_EQ(pool_->SnapshotSpace(volume, bad).status().code(), StatusCode::kInvalidArgument);
-    (void)pool_->SnapshotPath(volume, bad);
-  }
+  storage_test::ExpectBadNamesRefused(*pool_, volume, snapshot, bad_volumes, bad_snapshots);
+  for (const std::string& bad : bad_snapshots) (void)pool_->SnapshotPath(volume, bad);
   Status s = pool_->CreateVolume("../etc", std::nullopt);
   EXPECT_NE(s.message().find("../etc"), std::string::npos) << s.message();
   EXPECT_TRUE(runner_->commands_ran_.empty()) << ::testing::PrintToString(runner_->commands_ran_);
