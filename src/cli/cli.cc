@@ -105,6 +105,7 @@ class Cli {
     DefineAudit();
     DefineDoctor();
     DefineStatus();
+    DefineImage();
   }
 
   // "snapshot <verb> ..." whose body gets the numeric id.
@@ -493,7 +494,17 @@ class Cli {
                                            "Create a project and its main branch "
                                            "(initdb + start)");
     create->add_option("name", name_, "Project name")->required();
-    create->add_option("--pg-bin", pg_bin_, "Directory of the PostgreSQL server binaries");
+    create->add_option("--runtime", runtime_,
+                       "Where its servers run: native (default), docker or podman")
+        ->check(CLI::IsMember({"native", "docker", "podman"}));
+    create->add_option("--image", image_,
+                       "Container image laid out like the official postgres images "
+                       "(docker/podman)");
+    create->add_option("--pg-version", pg_version_,
+                       "PostgreSQL major version: runs pgbranch/postgres:N (docker/podman)")
+        ->check(CLI::Range(9, 99));
+    create->add_option("--pg-bin", pg_bin_,
+                       "Directory of the PostgreSQL server binaries (native)");
     create->add_option("--port", port_, "Port of the main branch")->check(CLI::Range(1024, 65535));
     create->add_option("--listen", listen_, "Address the servers listen on (default 127.0.0.1)");
     AddJson(create);
@@ -502,6 +513,9 @@ class Cli {
         return With("project create", name_, [&](Engine& e) -> Status {
           auto start = Clock::now();
           ProjectCreateOptions o;
+          o.runtime = runtime_;
+          o.image = image_;
+          o.pg_version = pg_version_;
           o.pg_bin = pg_bin_;
           o.port = port_;
           if (!listen_.empty()) o.listen_address = listen_;
@@ -555,7 +569,9 @@ class Cli {
           }
           out_->Table({"FIELD", "VALUE"}, {{"name", p.name},
                                            {"postgresql", p.pg_version + " (" + p.pg_bin + ")"},
-                                           {"runtime", p.runtime},
+                                           {"runtime", p.image.empty()
+                                                           ? p.runtime
+                                                           : p.runtime + " (" + p.image + ")"},
                                            {"created", p.created_at},
                                            {"branches", std::to_string(p.branch_count)}});
           return Status::OK();
@@ -671,6 +687,17 @@ class Cli {
                            });
     AddJson(get);
 
+    auto* logs = BranchVerb(branch, "logs", "The branch's server log (native or container)",
+                            [this](Engine& e, const BranchRef& ref) -> Status {
+                              PGB_ASSIGN_OR_RETURN(std::string text, e.BranchLogs(ref, tail_));
+                              out_->Print(text.empty() || text.back() != '\n'
+                                              ? text
+                                              : text.substr(0, text.size() - 1));
+                              return Status::OK();
+                            });
+    logs->add_option("--tail", tail_, "How many of the last lines (default 50)")
+        ->check(CLI::Range(1, 1000000));
+
     auto* del = BranchVerb(branch, "delete", "Delete a branch and its data",
                            [this](Engine& e, const BranchRef& ref) -> Status {
                              auto start = Clock::now();
@@ -740,6 +767,43 @@ class Cli {
                });
   }
 
+  void DefineImage() {
+    auto* image = app_.add_subcommand("image", "Container images of PostgreSQL for docker/podman");
+    image->require_subcommand(1);
+    auto* build = image->add_subcommand(
+        "build",
+        "Build pgbranch/postgres:N without a registry: debootstrap of the Debian release that "
+        "ships PostgreSQL N, then docker/podman import");
+    build->add_option("--pg-version", pg_version_, "13 (bullseye), 15 (bookworm) or 17 (trixie)")
+        ->required()
+        ->check(CLI::IsMember({13, 15, 17}));
+    build->add_option("--runtime", engines_,
+                      "Import into this engine (docker, podman; repeatable; default docker)")
+        ->check(CLI::IsMember({"docker", "podman"}));
+    build->add_option("--image", image_, "Tag (default pgbranch/postgres:N)");
+    build->add_option("--mirror", mirror_, "Debian mirror (default http://deb.debian.org/debian)");
+    build->callback([this] {
+      action_ = [this] {
+        return With("image build", fmt::format("PostgreSQL {}", pg_version_.value_or(0)),
+                    [&](Engine& e) -> Status {
+                      auto start = Clock::now();
+                      ImageBuildOptions o;
+                      o.major = *pg_version_;
+                      o.engines = engines_.empty() ? std::vector<std::string>{"docker"} : engines_;
+                      o.image = image_;
+                      if (!mirror_.empty()) o.mirror = mirror_;
+                      PGB_ASSIGN_OR_RETURN(ImageInfo info, e.BuildImage(o));
+                      out_->Done(fmt::format("Image {} built: PostgreSQL {} in {}, postgres is "
+                                             "uid {}, imported into {}",
+                                             info.image, info.version, info.bin_dir, info.uid,
+                                             fmt::join(o.engines, " and ")),
+                                 Clock::now() - start);
+                      return Status::OK();
+                    });
+      };
+    });
+  }
+
   void DefineStatus() {
     auto* cmd = app_.add_subcommand("status", "Pool usage, projects and branches");
     AddJson(cmd);
@@ -787,6 +851,10 @@ class Cli {
     }
     rows.push_back({"Runtime", fmt::format("native PostgreSQL, servers run as OS user {}, ports {}",
                                            OrDash(s.os_user), FormatPortRange(s.ports))});
+    for (const auto& p : s.projects) {
+      if (p.runtime == "native") continue;
+      rows.push_back({"", fmt::format("{}: {} containers of {}", p.name, p.runtime, p.image)});
+    }
     std::vector<std::string> projects;
     for (const auto& p : s.projects) {
       projects.push_back(
@@ -809,7 +877,10 @@ class Cli {
     std::vector<std::vector<std::string>> rows;
     for (const auto& b : branches) {
       std::string parent = b.parent.empty() ? "-" : b.parent.substr(b.parent.find('/') + 1);
-      rows.push_back({b.project + "/" + b.name, parent, out_->Paint(b.state, StateTone(b.state)),
+      // A container that ended by itself says how ("exited (code 137)").
+      std::string state = b.state == "exited" || b.state == "restarting" ? b.runtime_detail
+                                                                         : b.state;
+      rows.push_back({b.project + "/" + b.name, parent, out_->Paint(state, StateTone(b.state)),
                       std::to_string(b.port), Bytes(b.size_bytes), Bytes(b.exclusive_bytes),
                       b.uptime_seconds ? FormatAge(std::chrono::seconds(*b.uptime_seconds)) : "-",
                       WindowText(b.window), b.masked_uri});
@@ -918,6 +989,12 @@ class Cli {
   std::string parent_;
   std::string pitr_;
   std::string pg_bin_;
+  std::string runtime_ = "native";
+  std::string image_;
+  std::optional<int> pg_version_;
+  std::vector<std::string> engines_;
+  std::string mirror_;
+  int tail_ = 50;
   std::string listen_;
   std::optional<int> port_;
   std::optional<int64_t> snapshot_id_;

@@ -164,6 +164,7 @@ nlohmann::json ToJson(const BranchInfo& b) {
       {"project", b.project},
       {"parent", b.parent.empty() ? nlohmann::json(nullptr) : nlohmann::json(b.parent)},
       {"state", b.state},
+      {"runtime_detail", b.runtime_detail},
       {"port", b.port},
       {"host", b.host},
       {"user", b.user},
@@ -186,7 +187,8 @@ nlohmann::json ToJson(const BranchInfo& b) {
 
 nlohmann::json ToJson(const ProjectInfo& p) {
   return {
-      {"name", p.name},     {"runtime", p.runtime},       {"pg_version", p.pg_version},
+      {"name", p.name},     {"runtime", p.runtime},       {"image", p.image},
+      {"pg_version", p.pg_version},
       {"pg_bin", p.pg_bin}, {"created_at", p.created_at}, {"branch_count", p.branch_count},
   };
 }

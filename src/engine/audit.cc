@@ -109,6 +109,38 @@ class AuditedRuntime : public Runtime {
   Result<std::string> Logs(const InstanceSpec& spec, int tail_lines) override {
     return target_->Logs(spec, tail_lines);
   }
+  Result<CommandResult> RunTool(const InstanceSpec& spec, const std::string& tool,
+                                const std::vector<std::string>& args,
+                                std::chrono::milliseconds timeout) override {
+    Result<CommandResult> result = Status::Internal("not run");
+    Status ignored = log_.Record("runtime.RunTool", spec.name,
+                                 fmt::format("{} {} {}", target_->Kind(), tool, FormatArgv(args)),
+                                 [&]() -> Status {
+                                   result = target_->RunTool(spec, tool, args, timeout);
+                                   if (!result.ok()) return result.status();
+                                   return result->Succeeded()
+                                              ? Status::OK()
+                                              : Status::CommandFailed(TailLines(result->err, 3));
+                                 });
+    (void)ignored;  // a non-zero exit is the caller's to judge; the trail keeps it
+    return result;
+  }
+  Status Remove(const InstanceSpec& spec) override {
+    if (target_->Kind() == "native") return Status::OK();
+    return log_.Record("runtime.Remove", spec.name,
+                       fmt::format("{} {}", target_->Kind(), spec.container_name),
+                       [&] { return target_->Remove(spec); });
+  }
+  Status Rename(const InstanceSpec& from, const InstanceSpec& to) override {
+    if (target_->Kind() == "native") return Status::OK();
+    return log_.Record("runtime.Rename", to.name,
+                       fmt::format("{} {} -> {}", target_->Kind(), from.container_name,
+                                   to.container_name),
+                       [&] { return target_->Rename(from, to); });
+  }
+  Result<std::vector<RuntimeInstance>> ListInstances(const std::string& home) override {
+    return target_->ListInstances(home);
+  }
 
  private:
   std::unique_ptr<Runtime> target_;

@@ -17,6 +17,7 @@
 #include "common/os_user.h"
 #include "common/random.h"
 #include "pg/wal.h"
+#include "runtime/container.h"
 #include "engine/engine_internal.h"
 #include "storage/tree_copy.h"
 #include "storage/volume_name.h"
@@ -87,8 +88,73 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineEnv& env) {
   PGB_RETURN_IF_ERROR(EnsureDir(JoinPath(home, "logs"), 0700));
   PGB_ASSIGN_OR_RETURN(engine->catalog_, Catalog::Open(JoinPath(home, "state.db")));
   engine->runner_ = NewAuditedRunner(*env.runner, engine->audit_);
-  engine->runtime_ = NewAuditedRuntime(NewNativeRuntime(*engine->runner_), engine->audit_);
   return engine;
+}
+
+Runtime& Engine::RuntimeOfKind(const std::string& kind) {
+  std::string key = IsContainerRuntime(kind) ? kind : "native";
+  auto& slot = runtimes_[key];
+  if (!slot) {
+    // Containers are driven with the caller's runner: their state queries (one per readiness
+    // poll) are reads, and the audited runtime records every call that changes something.
+    slot = NewAuditedRuntime(key == "native" ? NewNativeRuntime(*runner_)
+                                             : NewContainerRuntime(*env_.runner, key),
+                             audit_);
+  }
+  return *slot;
+}
+
+Runtime& Engine::RuntimeFor(const ProjectRow& project) { return RuntimeOfKind(project.runtime); }
+
+std::string Engine::SocketDir(const ProjectRow& project) const {
+  if (!IsContainerRuntime(project.runtime)) return JoinPath(env_.home, "run");
+  return JoinPath(env_.home, fmt::format("sockets/{}", project.id));
+}
+
+Result<std::optional<OsUser>> Engine::ServerUserFor(const ProjectRow& project) {
+  if (!IsContainerRuntime(project.runtime)) return ServerUser();
+  if (project.server_uid <= 0 || project.server_gid < 0) {
+    return Status::Internal(fmt::format("project {} has no postgres uid for its image", project.name));
+  }
+  OsUser user;
+  user.name = "postgres";
+  user.uid = static_cast<uid_t>(project.server_uid);
+  user.gid = static_cast<gid_t>(project.server_gid);
+  user.groups = {user.gid};
+  return std::optional<OsUser>(user);
+}
+
+Status Engine::InitProjectDataDir(const ProjectRow& project, const std::string& data_dir,
+                                  const std::optional<OsUser>& os_user) {
+  InstanceSpec spec;
+  spec.name = project.name;
+  spec.data_dir = data_dir;
+  spec.bin_dir = project.pg_bin;
+  spec.os_user = os_user;
+  spec.image = project.image;
+  PGB_ASSIGN_OR_RETURN(CommandResult r,
+                       RuntimeFor(project).RunTool(spec, "initdb",
+                                                   InitdbArgs(data_dir, project.superuser),
+                                                   std::chrono::minutes(5)));
+  if (!r.Succeeded()) {
+    return Status::CommandFailed(fmt::format("initdb failed: {}", TailLines(r.out + r.err, 5)));
+  }
+  std::optional<FileOwner> owner;
+  if (os_user) owner = FileOwner{os_user->uid, os_user->gid};
+  return FinishInitDataDir(data_dir, owner);
+}
+
+Status Engine::CheckDataDirVersion(const ProjectRow& project, const InstanceSpec& spec) {
+  Result<int> major = DataDirMajorVersion(spec.data_dir);
+  if (!major.ok() || project.pg_major <= 0 || *major == project.pg_major) return Status::OK();
+  std::string binaries = IsContainerRuntime(project.runtime)
+                             ? fmt::format("image {}", project.image)
+                             : fmt::format("binaries in {}", project.pg_bin);
+  return Status::FailedPrecondition(fmt::format(
+      "the data directory of {} was made by PostgreSQL {}, but project {} runs PostgreSQL {} "
+      "({}); a major version cannot read another's data directory (upgrade with pg_upgrade, "
+      "or run the PostgreSQL {} binaries)",
+      spec.name, *major, project.name, project.pg_major, binaries, *major));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -181,13 +247,21 @@ Result<InstanceSpec> Engine::Spec(const ProjectRow& project, const BranchRow& br
   spec.data_dir = pool->VolumePath(branch.volume);
   spec.bin_dir = project.pg_bin;
   spec.log_path = LogPath(branch);
-  PGB_ASSIGN_OR_RETURN(spec.os_user, ServerUser());
+  PGB_ASSIGN_OR_RETURN(spec.os_user, ServerUserFor(project));
+  if (IsContainerRuntime(project.runtime)) {
+    spec.image = project.image;
+    spec.container_name = ContainerName(env_.home, project.name, branch.name);
+    spec.mounts = {SocketDir(project), JoinPath(env_.home, "wal")};
+    spec.labels = {{kLabelHome, env_.home},
+                   {kLabelBranchId, std::to_string(branch.id)},
+                   {kLabelBranch, Ref(project, branch)}};
+  }
   return spec;
 }
 
 ConnParams Engine::AdminParams(const ProjectRow& project, const BranchRow& branch) const {
   ConnParams params;
-  params.host = JoinPath(env_.home, "run");
+  params.host = SocketDir(project);
   params.port = branch.port;
   params.user = project.superuser;
   params.dbname = "postgres";
@@ -198,7 +272,7 @@ InstanceConfig Engine::ConfigFor(const ProjectRow& project, const BranchRow& bra
   InstanceConfig config;
   config.port = branch.port;
   config.listen_addresses = project.listen_address;
-  config.socket_dir = JoinPath(env_.home, "run");
+  config.socket_dir = SocketDir(project);
   config.cluster_name = Ref(project, branch);
   config.archive_dir = ArchiveDir(project, branch);
   config.pg_major = project.pg_major;
@@ -220,7 +294,7 @@ Status Engine::CheckPoolSpace(Pool& pool) {
 
 Result<InstanceStatus> Engine::InspectBranch(const ProjectRow& project, const BranchRow& branch) {
   PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, branch));
-  return runtime_->Inspect(spec);
+  return RuntimeFor(project).Inspect(spec);
 }
 
 Result<std::optional<FileOwner>> Engine::PrepareStart(const ProjectRow& project,
@@ -228,7 +302,10 @@ Result<std::optional<FileOwner>> Engine::PrepareStart(const ProjectRow& project,
                                                       const InstanceSpec& spec) {
   std::optional<FileOwner> owner;
   if (spec.os_user) owner = FileOwner{spec.os_user->uid, spec.os_user->gid};
-  PGB_RETURN_IF_ERROR(EnsureDir(JoinPath(env_.home, "run"), 0700, owner));
+  if (IsContainerRuntime(project.runtime)) {
+    PGB_RETURN_IF_ERROR(EnsureDir(JoinPath(env_.home, "sockets"), 0711));
+  }
+  PGB_RETURN_IF_ERROR(EnsureDir(SocketDir(project), 0700, owner));
   PGB_RETURN_IF_ERROR(EnsureArchiveDir(project, branch, owner));
   return owner;
 }
@@ -243,20 +320,23 @@ Status Engine::StartInstance(const ProjectRow& project, const BranchRow& branch,
     PGB_ASSIGN_OR_RETURN(std::string text, ReadFile(conf));
     PGB_RETURN_IF_ERROR(WriteFileAtomic(conf, text + "shared_buffers = 'nonsense'\n", 0600, owner));
   }
+  PGB_RETURN_IF_ERROR(CheckDataDirVersion(project, spec));
   ConnParams admin = AdminParams(project, branch);
   std::unique_ptr<Connection> conn;
+  Runtime& runtime = RuntimeFor(project);
   PGB_RETURN_IF_ERROR(Timed("Start", [&]() -> Status {
     spdlog::debug("{}: starting postgres", spec.name);
-    PGB_RETURN_IF_ERROR(runtime_->Start(spec));
+    PGB_RETURN_IF_ERROR(runtime.Start(spec));
     spdlog::debug("{}: postgres spawned", spec.name);
     if (undo) {
-      undo->Push("stop the new server",
-                 [this, spec] { return runtime_->Stop(spec, StopMode::kImmediate, kStopTimeout); });
+      undo->Push("stop the new server", [&runtime, spec] {
+        return runtime.Stop(spec, StopMode::kImmediate, kStopTimeout);
+      });
     }
     // The connection that proves the server ready also sets the password: after crash
     // recovery every first backend rebuilds the relation cache, so each saved login counts.
     PGB_ASSIGN_OR_RETURN(conn, ConnectWhenReady(admin, kReadyTimeout, kReadyPoll,
-                                                StillRunningCheck(*runtime_, spec)));
+                                                StillRunningCheck(runtime, spec)));
     return Status::OK();
   }));
   if (!set_password) return Status::OK();
@@ -266,7 +346,7 @@ Status Engine::StartInstance(const ProjectRow& project, const BranchRow& branch,
 
 Status Engine::StopInstance(const ProjectRow& project, const BranchRow& branch, StopMode mode) {
   PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, branch));
-  return Timed("Stop", [&] { return runtime_->Stop(spec, mode, kStopTimeout); });
+  return Timed("Stop", [&] { return RuntimeFor(project).Stop(spec, mode, kStopTimeout); });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -280,14 +360,52 @@ Result<BranchInfo> Engine::CreateProject(const std::string& name,
   if (existing) return Status::AlreadyExists(fmt::format("project {} already exists", name));
   PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(true));
   PGB_RETURN_IF_ERROR(CheckPoolSpace(*pool));
-  PGB_ASSIGN_OR_RETURN(PgBinaries bins, FindPgBinaries(*runner_, options.pg_bin));
-  PGB_ASSIGN_OR_RETURN(std::optional<OsUser> os_user, ServerUser());
-
   ProjectRow project;
   project.name = name;
-  project.pg_bin = bins.bin_dir;
-  project.pg_version = bins.version;
-  project.pg_major = bins.major;
+  project.runtime = options.runtime;
+  if (IsContainerRuntime(options.runtime)) {
+    if (!options.pg_bin.empty()) {
+      return Status::InvalidArgument("--pg-bin is for the native runtime; containers use --image");
+    }
+    std::string image = options.image;
+    if (image.empty()) {
+      if (!options.pg_version) {
+        return Status::InvalidArgument(fmt::format(
+            "a {} project needs --image IMG or --pg-version N (which runs {})", options.runtime,
+            DefaultImageName(17)));
+      }
+      image = DefaultImageName(*options.pg_version);
+    }
+    ImageInfo img;
+    PGB_RETURN_IF_ERROR(Timed("Image", [&]() -> Status {
+      PGB_ASSIGN_OR_RETURN(img, ProbeImage(*env_.runner, options.runtime, image));
+      return Status::OK();
+    }));
+    if (options.pg_version && img.major != *options.pg_version) {
+      return Status::InvalidArgument(fmt::format("image {} has PostgreSQL {}, not {}", image,
+                                                 img.version, *options.pg_version));
+    }
+    project.image = image;
+    project.pg_bin = img.bin_dir;
+    project.pg_version = img.version;
+    project.pg_major = img.major;
+    project.server_uid = img.uid;
+    project.server_gid = img.gid;
+  } else if (options.runtime == "native") {
+    if (!options.image.empty() || options.pg_version) {
+      return Status::InvalidArgument(
+          "--image and --pg-version are for container runtimes (--runtime docker|podman); the "
+          "native runtime takes --pg-bin DIR");
+    }
+    PGB_ASSIGN_OR_RETURN(PgBinaries bins, FindPgBinaries(*runner_, options.pg_bin));
+    project.pg_bin = bins.bin_dir;
+    project.pg_version = bins.version;
+    project.pg_major = bins.major;
+  } else {
+    return Status::InvalidArgument(fmt::format(
+        "unknown runtime {}; choose native, docker or podman", QuoteForDisplay(options.runtime)));
+  }
+  PGB_ASSIGN_OR_RETURN(std::optional<OsUser> os_user, ServerUserFor(project));
   project.listen_address = options.listen_address;
   project.created_at = FormatTimestamp(env_.clock->Now());
 
@@ -329,9 +447,8 @@ Result<BranchInfo> Engine::CreateProject(const std::string& name,
   s = Timed("Volume", [&] { return pool->CreateVolume(main.volume, owner); });
   if (s.ok()) {
     undo.Push("destroy the volume", [pool, main] { return pool->DestroyVolume(main.volume); });
-    s = Timed("initdb", [&] {
-      return InitDataDir(*runner_, bins, pool->VolumePath(main.volume), project.superuser, os_user);
-    });
+    s = Timed("initdb",
+              [&] { return InitProjectDataDir(project, pool->VolumePath(main.volume), os_user); });
   }
   if (s.ok()) {
     s = WriteInstanceConfig(pool->VolumePath(main.volume), ConfigFor(project, main), owner);
@@ -361,6 +478,7 @@ Result<std::vector<ProjectInfo>> Engine::ListProjects() {
     ProjectInfo info;
     info.name = p.name;
     info.runtime = p.runtime;
+    info.image = p.image;
     info.pg_version = p.pg_version;
     info.pg_bin = p.pg_bin;
     info.created_at = p.created_at;
@@ -506,7 +624,7 @@ Status Engine::CloneFromSnapshot(const ProjectRow& project, const SnapshotRow& s
   undo.Push("destroy the volume", [pool, cloned] { return pool->DestroyVolume(cloned.volume); });
   PGB_RETURN_IF_ERROR(Failpoint("branch-after-clone"));
 
-  PGB_ASSIGN_OR_RETURN(std::optional<OsUser> os_user, ServerUser());
+  PGB_ASSIGN_OR_RETURN(std::optional<OsUser> os_user, ServerUserFor(project));
   std::optional<FileOwner> owner;
   if (os_user) owner = FileOwner{os_user->uid, os_user->gid};
   std::string archive = ArchiveDir(project, *row);
@@ -524,10 +642,12 @@ Status Engine::CloneFromSnapshot(const ProjectRow& project, const SnapshotRow& s
   PGB_RETURN_IF_ERROR(WriteRecoverySignal(data_dir, owner));
   PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, *row));
   PGB_RETURN_IF_ERROR(PrepareStart(project, *row, spec).status());
+  Runtime& runtime = RuntimeFor(project);
   PGB_RETURN_IF_ERROR(Timed("Recover", [&]() -> Status {
-    PGB_RETURN_IF_ERROR(runtime_->Start(spec));
-    undo.Push("stop the new server",
-              [this, spec] { return runtime_->Stop(spec, StopMode::kImmediate, kStopTimeout); });
+    PGB_RETURN_IF_ERROR(runtime.Start(spec));
+    undo.Push("stop the new server", [&runtime, spec] {
+      return runtime.Stop(spec, StopMode::kImmediate, kStopTimeout);
+    });
     return WaitForPromotion(project, *row, spec);
   }));
   // Promoted: the recovery settings are spent (PostgreSQL removed recovery.signal); the next
@@ -692,6 +812,10 @@ Status Engine::DestroyBranch(const ProjectRow& project, const BranchRow& branch)
   row.state = kStateDeleting;
   PGB_RETURN_IF_ERROR(catalog_->SetBranchState(row.id, kStateDeleting));
   PGB_RETURN_IF_ERROR(StopInstance(project, row, StopMode::kImmediate));
+  {
+    PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, row));
+    PGB_RETURN_IF_ERROR(RuntimeFor(project).Remove(spec));
+  }
   PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
   PGB_RETURN_IF_ERROR(Timed("Destroy", [&] { return pool->DestroyVolume(row.volume); }));
   // The row points at its origin snapshot, which may be one of its own (after a reset to it):
@@ -811,6 +935,24 @@ Result<Engine::LockedBranch> Engine::LockBranch(const BranchRef& ref, bool requi
   return b;
 }
 
+Result<std::string> Engine::BranchLogs(const BranchRef& ref, int tail_lines) {
+  PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(ref.project));
+  PGB_ASSIGN_OR_RETURN(BranchRow branch, LoadBranch(project, ref.branch));
+  PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, branch));
+  return RuntimeFor(project).Logs(spec, tail_lines);
+}
+
+Result<ImageInfo> Engine::BuildImage(ImageBuildOptions options) {
+  for (const auto& engine : options.engines) {
+    if (!IsContainerRuntime(engine)) {
+      return Status::InvalidArgument(
+          fmt::format("unknown container engine {}; choose docker or podman", QuoteForDisplay(engine)));
+    }
+  }
+  if (options.work_dir.empty()) options.work_dir = JoinPath(env_.home, "tmp");
+  return pgb::BuildImage(*runner_, options, [this](std::string_view step) { Note(step); });
+}
+
 Result<BranchInfo> Engine::StartBranch(const BranchRef& ref) {
   PGB_ASSIGN_OR_RETURN(LockedBranch b, LockBranch(ref, /*require_settled=*/true));
   const ProjectRow& project = b.project;
@@ -878,6 +1020,12 @@ Result<BranchInfo> Engine::Describe(const ProjectRow& project, const BranchRow& 
   if (branch.state == kStateRunning || branch.state == kStateStopped) {
     PGB_ASSIGN_OR_RETURN(InstanceStatus st, InspectBranch(project, branch));
     info.state = st.running ? kStateRunning : kStateStopped;
+    info.runtime_detail = st.detail;
+    // A container that ended, or restarts, without pgbranch stopping it says so.
+    bool exited = st.detail.rfind("exited", 0) == 0 || st.detail.rfind("restarting", 0) == 0;
+    if (!st.running && exited && branch.state == kStateRunning) {
+      info.state = st.detail.substr(0, st.detail.find(' '));
+    }
     if (st.running) {
       info.pid = st.pid;
       if (st.started_at) {

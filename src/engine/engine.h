@@ -20,6 +20,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -37,6 +38,7 @@
 #include "pg/client.h"
 #include "pg/cluster.h"
 #include "pg/wal.h"
+#include "runtime/container.h"
 #include "runtime/runtime.h"
 #include "state/catalog.h"
 #include "storage/pool.h"
@@ -80,7 +82,10 @@ struct InitOptions {
 };
 
 struct ProjectCreateOptions {
-  std::string pg_bin;                        // --pg-bin DIR; empty: find one
+  std::string runtime = "native";            // --runtime native|docker|podman
+  std::string image;                         // --image IMG (containers)
+  std::optional<int> pg_version;             // --pg-version N (containers: pgbranch/postgres:N)
+  std::string pg_bin;                        // --pg-bin DIR; empty: find one (native)
   std::optional<int> port;                   // --port for main
   std::string listen_address = "127.0.0.1";  // --listen
 };
@@ -162,7 +167,10 @@ struct BranchInfo {
   std::string project;
   std::string name;
   std::string parent;  // "demo/main", empty for a project's main branch
-  std::string state;   // running/stopped as the runtime sees it; else the stored state
+  // running/stopped as the runtime sees it ("exited" or "restarting": a container that stopped
+  // or restarts without pgbranch asking); else the stored state (creating, failed, ...).
+  std::string state;
+  std::string runtime_detail;  // the runtime's words: "running", "exited (code 137)", ...
   int port = 0;
   std::string host;        // where it listens for clients
   std::string user;        // the superuser role
@@ -185,6 +193,7 @@ struct BranchInfo {
 struct ProjectInfo {
   std::string name;
   std::string runtime;
+  std::string image;  // containers
   std::string pg_version;
   std::string pg_bin;
   std::string created_at;
@@ -280,6 +289,12 @@ class Engine {
   // Writes the collected audit rows to the catalog (also done when the Engine is destroyed).
   Status FlushAudit();
   Result<BranchInfo> StartBranch(const BranchRef& ref);
+  // The last `tail_lines` lines of the branch's server log (native: its log file; containers:
+  // the engine's log of the container).
+  Result<std::string> BranchLogs(const BranchRef& ref, int tail_lines);
+  // `pgbranch image build`: builds an image for container projects (runtime/container.h
+  // BuildImage), in scratch space under $PGBRANCH_HOME/tmp.
+  Result<ImageInfo> BuildImage(ImageBuildOptions options);
   Result<BranchInfo> StopBranch(const BranchRef& ref);
   Result<BranchInfo> RestartBranch(const BranchRef& ref);
 
@@ -292,6 +307,21 @@ class Engine {
   Result<PoolConfig> LoadPoolConfig();
   Result<Pool*> RequirePool(bool create_default);
   Result<std::optional<OsUser>> ServerUser();
+  // The account `project`'s servers run as: ServerUser() for native, the image's postgres
+  // uid/gid for containers.
+  Result<std::optional<OsUser>> ServerUserFor(const ProjectRow& project);
+  // The runtime `project` runs on (made on first use).
+  Runtime& RuntimeFor(const ProjectRow& project);
+  Runtime& RuntimeOfKind(const std::string& kind);
+  // pgbranch's private socket directory for `project`'s servers: $HOME/run natively,
+  // $HOME/sockets/<project id> for containers (owned by the image's postgres uid).
+  std::string SocketDir(const ProjectRow& project) const;
+  // Runs initdb for `project` into `data_dir` through its runtime, then FinishInitDataDir.
+  Status InitProjectDataDir(const ProjectRow& project, const std::string& data_dir,
+                            const std::optional<OsUser>& os_user);
+  // FailedPrecondition if the branch's data directory was made by another major version than
+  // the project's binaries run (PG_VERSION against pg_major).
+  Status CheckDataDirVersion(const ProjectRow& project, const InstanceSpec& spec);
   Result<PortRange> LoadPortRange();
   Result<ProjectRow> LoadProject(const std::string& name);
   Result<BranchRow> LoadBranch(const ProjectRow& project, const std::string& name);
@@ -388,7 +418,7 @@ class Engine {
   AuditLog audit_;
   std::unique_ptr<ProcessRunner> runner_;  // audited, forwarding to env_.runner
   std::unique_ptr<Catalog> catalog_;
-  std::unique_ptr<Runtime> runtime_;
+  std::map<std::string, std::unique_ptr<Runtime>> runtimes_;  // by kind, audited
   std::unique_ptr<Pool> pool_;
 };
 

@@ -6,12 +6,14 @@
 #include <sys/stat.h>
 
 #include <fstream>
+#include <map>
 #include <set>
 
 #include "common/fs.h"
 #include "common/os_user.h"
 #include "engine/engine.h"
 #include "engine/engine_internal.h"
+#include "runtime/container.h"
 
 namespace pgb {
 using namespace internal;  // NOLINT: the engine's own private helpers
@@ -74,7 +76,20 @@ Result<std::vector<DoctorFinding>> Engine::Doctor(bool fix) {
 
   // PostgreSQL binaries of every project.
   PGB_ASSIGN_OR_RETURN(auto projects, catalog_->ListProjects());
+  std::set<std::string> engines_in_use;
   for (const auto& p : projects) {
+    if (IsContainerRuntime(p.runtime)) {
+      engines_in_use.insert(p.runtime);
+      auto id = ImageId(*env_.runner, p.runtime, p.image);
+      if (id.ok()) {
+        add("postgresql", "ok",
+            fmt::format("{}: PostgreSQL {} in {} image {}", p.name, p.pg_version, p.runtime,
+                        p.image));
+      } else {
+        add("postgresql", "fail", fmt::format("{}: {}", p.name, id.status().message()));
+      }
+      continue;
+    }
     std::string postgres = JoinPath(p.pg_bin, "postgres");
     if (::access(postgres.c_str(), X_OK) == 0) {
       add("postgresql", "ok",
@@ -82,6 +97,61 @@ Result<std::vector<DoctorFinding>> Engine::Doctor(bool fix) {
     } else {
       add("postgresql", "fail",
           fmt::format("{}: {} is missing; reinstall PostgreSQL {}", p.name, postgres, p.pg_major));
+    }
+  }
+
+  // Container engines: reachable, the images pgbranch built, and containers of this home that
+  // no branch owns (a crash between `run` and the catalog, or a row deleted by hand).
+  std::map<int64_t, const BranchRow*> branch_by_id;
+  PGB_ASSIGN_OR_RETURN(auto all_branches, catalog_->ListBranches());
+  std::map<int64_t, ProjectRow> projects_by_id;
+  for (const auto& p : projects) projects_by_id[p.id] = p;
+  for (const auto& b : all_branches) branch_by_id[b.id] = &b;
+  for (const char* engine : {"docker", "podman"}) {
+    bool used = engines_in_use.count(engine) > 0;
+    if (!OnPath(engine)) {
+      if (used) add("container engine", "fail", fmt::format("{} is not installed", engine));
+      continue;
+    }
+    auto images = ListImages(*env_.runner, engine, kImageRepository);
+    if (!images.ok()) {
+      // An engine nobody uses may well be stopped.
+      add("container engine", used ? "fail" : "warn", images.status().message());
+      continue;
+    }
+    add("images", "ok",
+        images->empty()
+            ? fmt::format("{}: no pgbranch images; 'pgbranch image build --pg-version 17 "
+                          "--runtime {}' makes one",
+                          engine, engine)
+            : fmt::format("{}: {}", engine, fmt::join(*images, ", ")));
+    auto found = RuntimeOfKind(engine).ListInstances(env_.home);
+    if (!found.ok()) {
+      add("container engine", "fail", found.status().message());
+      continue;
+    }
+    for (const auto& inst : *found) {
+      auto it = branch_by_id.find(inst.branch_id);
+      bool owned = false;
+      if (it != branch_by_id.end()) {
+        const ProjectRow& p = projects_by_id[it->second->project_id];
+        owned = p.runtime == engine &&
+                inst.name == ContainerName(env_.home, p.name, it->second->name);
+      }
+      if (owned) continue;
+      if (!fix) {
+        add("orphan container", "fail",
+            fmt::format("{} container {} ({}, was {}) belongs to no branch", engine, inst.name,
+                        inst.state, inst.branch.empty() ? "unlabelled" : inst.branch));
+        continue;
+      }
+      InstanceSpec spec;
+      spec.name = inst.name;
+      spec.container_name = inst.name;
+      Status s = RuntimeOfKind(engine).Remove(spec);
+      add("orphan container", s.ok() ? "fixed" : "fail",
+          s.ok() ? fmt::format("removed {} container {}", engine, inst.name)
+                 : fmt::format("{}: {}", inst.name, s.message()));
     }
   }
 
@@ -200,7 +270,8 @@ Result<std::vector<DoctorFinding>> Engine::Doctor(bool fix) {
     spec.name = v;
     spec.data_dir = pool->VolumePath(v);
     spec.log_path = "/dev/null";
-    auto st_or = runtime_->Inspect(spec);
+    Runtime& native = RuntimeOfKind("native");
+    auto st_or = native.Inspect(spec);
     bool running = st_or.ok() && st_or->running;
     if (!fix) {
       add("orphan volume", "fail",
@@ -209,7 +280,7 @@ Result<std::vector<DoctorFinding>> Engine::Doctor(bool fix) {
               running ? fmt::format(", and a postgres (pid {}) runs on it", st_or->pid) : ""));
       continue;
     }
-    Status s = running ? runtime_->Stop(spec, StopMode::kImmediate, kStopTimeout) : Status::OK();
+    Status s = running ? native.Stop(spec, StopMode::kImmediate, kStopTimeout) : Status::OK();
     if (s.ok()) s = pool->DestroyVolume(v);
     add("orphan volume", s.ok() ? "fixed" : "fail",
         s.ok() ? fmt::format("destroyed {}{}", v, running ? " after stopping its postgres" : "")
@@ -232,7 +303,7 @@ Result<std::vector<DoctorFinding>> Engine::Doctor(bool fix) {
     const ProjectRow& p = project_of[b.project_id];
     auto spec = Spec(p, b);
     if (!spec.ok()) continue;
-    auto st_or = runtime_->Inspect(*spec);
+    auto st_or = RuntimeFor(p).Inspect(*spec);
     if (st_or.ok() && !st_or->running && !env_.ports->IsFree(p.listen_address, b.port)) {
       add("port", "fail",
           fmt::format("port {} of {} is held by another program; stop it before 'pgbranch "

@@ -183,6 +183,7 @@ Result<BranchInfo> Engine::RenameBranch(const BranchRef& ref, const std::string&
         fmt::format("branch {}/{} already exists", b.project.name, new_name));
   }
   std::string old_name = b.row.name;
+  PGB_ASSIGN_OR_RETURN(InstanceSpec old_spec, Spec(b.project, b.row));
   b.row.name = new_name;
   PGB_RETURN_IF_ERROR(catalog_->Transaction([&]() -> Status {
     PGB_RETURN_IF_ERROR(catalog_->UpdateBranch(b.row));
@@ -191,6 +192,7 @@ Result<BranchInfo> Engine::RenameBranch(const BranchRef& ref, const std::string&
   }));
   // cluster_name (in `ps` and the server log) follows at the next start.
   PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(b.project, b.row));
+  PGB_RETURN_IF_ERROR(RuntimeFor(b.project).Rename(old_spec, spec));
   std::optional<FileOwner> owner;
   if (spec.os_user) owner = FileOwner{spec.os_user->uid, spec.os_user->gid};
   PGB_RETURN_IF_ERROR(WriteInstanceConfig(spec.data_dir, ConfigFor(b.project, b.row), owner));
@@ -224,13 +226,16 @@ Result<ProjectInfo> Engine::RenameProject(const std::string& name, const std::st
     if (PathExists(new_wal)) (void)::rename(new_wal.c_str(), old_wal.c_str());
     return renamed;
   }
+  ProjectRow old_project = project;
   project.name = new_name;
   for (const auto& b : branches) {
+    PGB_ASSIGN_OR_RETURN(InstanceSpec old_spec, Spec(old_project, b));
     PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, b));
+    PGB_RETURN_IF_ERROR(RuntimeFor(project).Rename(old_spec, spec));
     std::optional<FileOwner> owner;
     if (spec.os_user) owner = FileOwner{spec.os_user->uid, spec.os_user->gid};
     PGB_RETURN_IF_ERROR(WriteInstanceConfig(spec.data_dir, ConfigFor(project, b), owner));
-    PGB_ASSIGN_OR_RETURN(InstanceStatus st, runtime_->Inspect(spec));
+    PGB_ASSIGN_OR_RETURN(InstanceStatus st, RuntimeFor(project).Inspect(spec));
     if (st.running && st.ready) {
       auto conn = Connection::Open(AdminParams(project, b));
       Status reloaded = conn.ok() ? (*conn)->Exec("SELECT pg_reload_conf()") : conn.status();

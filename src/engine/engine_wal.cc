@@ -86,12 +86,13 @@ Status Engine::RecordWalPosition(const ProjectRow& project, const BranchRow& bra
     return Status::OK();
   }
   // A stopped server: after a clean shutdown nothing follows its shutdown checkpoint.
-  PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
-  Command cmd;
-  cmd.argv = {JoinPath(project.pg_bin, "pg_controldata"), pool->VolumePath(branch.volume)};
-  cmd.env = {{"LC_ALL", "C"}};
-  cmd.timeout = std::chrono::seconds(30);
-  PGB_ASSIGN_OR_RETURN(CommandResult r, runner_->Run(cmd));
+  // The project's own pg_controldata (in its image, for containers): the control file's layout
+  // changes between major versions. Tools run with LANG=C.UTF-8, so the labels are English.
+  PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, branch));
+  spec.mounts.clear();  // the data directory is all it reads
+  PGB_ASSIGN_OR_RETURN(CommandResult r, RuntimeFor(project).RunTool(spec, "pg_controldata",
+                                                                    {spec.data_dir},
+                                                                    std::chrono::seconds(30)));
   if (r.exit_code != 0) {
     spdlog::debug("pg_controldata: {}", r.err);
     return Status::OK();  // unknown: not a base for point-in-time recovery
@@ -260,7 +261,7 @@ Result<WalCleanupReport> Engine::CleanupWal(const BranchRef& ref, int days, bool
 
 Status Engine::WaitForPromotion(const ProjectRow& project, const BranchRow& branch,
                                 const InstanceSpec& spec) {
-  auto alive = StillRunningCheck(*runtime_, spec);
+  auto alive = StillRunningCheck(RuntimeFor(project), spec);
   auto deadline = std::chrono::steady_clock::now() + kRecoveryTimeout;
   std::unique_ptr<Connection> conn;
   for (;;) {

@@ -35,31 +35,13 @@ bool HasServerBinaries(const std::string& dir) {
   return IsExecutable(JoinPath(dir, "postgres")) && IsExecutable(JoinPath(dir, "initdb"));
 }
 
-// "postgres (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)" -> major 15, version "15.20".
-// Development builds say "16devel" or "16beta1": major 16, version as printed.
 Result<PgBinaries> ReadVersion(ProcessRunner& runner, const std::string& bin_dir) {
   Command cmd;
   cmd.argv = {JoinPath(bin_dir, "postgres"), "--version"};
   cmd.clean_env = true;
   cmd.timeout = std::chrono::seconds(30);
   PGB_ASSIGN_OR_RETURN(CommandResult r, RunChecked(runner, cmd));
-  constexpr std::string_view kMarker = "(PostgreSQL) ";
-  size_t pos = r.out.find(kMarker);
-  if (pos == std::string::npos) {
-    return Status::Internal(fmt::format("unexpected `postgres --version` output: {}", Trim(r.out)));
-  }
-  pos += kMarker.size();
-  size_t end = r.out.find_first_of(" \n", pos);
-  std::string version = r.out.substr(pos, end == std::string::npos ? end : end - pos);
-  size_t digits = 0;
-  while (digits < version.size() && std::isdigit(static_cast<unsigned char>(version[digits]))) {
-    ++digits;
-  }
-  std::optional<int> major = ParseNumber<int>(std::string_view(version).substr(0, digits));
-  if (!major) {
-    return Status::Internal(fmt::format("unexpected PostgreSQL version {:?}", version));
-  }
-  return PgBinaries{bin_dir, *major, version};
+  return ParsePostgresVersion(bin_dir, r.out);
 }
 
 // Debian/Ubuntu install each major version side by side: /usr/lib/postgresql/<N>/bin.
@@ -143,6 +125,26 @@ constexpr std::string_view kPgHba =
 
 }  // namespace
 
+Result<PgBinaries> ParsePostgresVersion(const std::string& bin_dir, const std::string& output) {
+  constexpr std::string_view kMarker = "(PostgreSQL) ";
+  size_t pos = output.find(kMarker);
+  if (pos == std::string::npos) {
+    return Status::Internal(fmt::format("unexpected `postgres --version` output: {}", Trim(output)));
+  }
+  pos += kMarker.size();
+  size_t end = output.find_first_of(" \n", pos);
+  std::string version = output.substr(pos, end == std::string::npos ? end : end - pos);
+  size_t digits = 0;
+  while (digits < version.size() && std::isdigit(static_cast<unsigned char>(version[digits]))) {
+    ++digits;
+  }
+  std::optional<int> major = ParseNumber<int>(std::string_view(version).substr(0, digits));
+  if (!major) {
+    return Status::Internal(fmt::format("unexpected PostgreSQL version {:?}", version));
+  }
+  return PgBinaries{bin_dir, *major, version};
+}
+
 Result<PgBinaries> FindPgBinaries(ProcessRunner& runner, const std::string& override_dir) {
   constexpr std::string_view kHint =
       "install the PostgreSQL server (e.g. `apt install postgresql-15`) or pass --pg-bin DIR";
@@ -197,21 +199,34 @@ Result<int> DataDirMajorVersion(const std::string& data_dir) {
   return *major;
 }
 
+std::vector<std::string> InitdbArgs(const std::string& data_dir, const std::string& superuser) {
+  return {"-D",
+          data_dir,
+          "-U",
+          superuser,
+          "-E",
+          "UTF8",
+          "--locale=C.UTF-8",
+          "--data-checksums",
+          "--auth-local=trust",
+          "--auth-host=scram-sha-256",
+          "--no-instructions"};
+}
+
+Status FinishInitDataDir(const std::string& data_dir, std::optional<FileOwner> owner) {
+  const std::string conf_path = JoinPath(data_dir, "postgresql.conf");
+  PGB_ASSIGN_OR_RETURN(std::string conf, ReadFile(conf_path));
+  if (!conf.empty() && conf.back() != '\n') conf += '\n';
+  conf += kIncludeComment;
+  PGB_RETURN_IF_ERROR(WriteFileAtomic(conf_path, conf, 0600, owner));
+  return WriteFileAtomic(JoinPath(data_dir, "pg_hba.conf"), std::string(kPgHba), 0600, owner);
+}
+
 Status InitDataDir(ProcessRunner& runner, const PgBinaries& bins, const std::string& data_dir,
                    const std::string& superuser, const std::optional<OsUser>& os_user) {
   Command cmd;
-  cmd.argv = {JoinPath(bins.bin_dir, "initdb"),
-              "-D",
-              data_dir,
-              "-U",
-              superuser,
-              "-E",
-              "UTF8",
-              "--locale=C.UTF-8",
-              "--data-checksums",
-              "--auth-local=trust",
-              "--auth-host=scram-sha-256",
-              "--no-instructions"};
+  cmd.argv = {JoinPath(bins.bin_dir, "initdb")};
+  for (auto& arg : InitdbArgs(data_dir, superuser)) cmd.argv.push_back(std::move(arg));
   cmd.clean_env = true;
   cmd.user = os_user;
   // initdb resolves its own path from the working directory, which the server's account may
@@ -220,14 +235,7 @@ Status InitDataDir(ProcessRunner& runner, const PgBinaries& bins, const std::str
   cmd.cwd = std::string("/");
   cmd.timeout = std::chrono::minutes(5);
   PGB_RETURN_IF_ERROR(RunChecked(runner, cmd).status());
-
-  const std::string conf_path = JoinPath(data_dir, "postgresql.conf");
-  PGB_ASSIGN_OR_RETURN(std::string conf, ReadFile(conf_path));
-  if (!conf.empty() && conf.back() != '\n') conf += '\n';
-  conf += kIncludeComment;
-  std::optional<FileOwner> owner = OwnerOf(os_user);
-  PGB_RETURN_IF_ERROR(WriteFileAtomic(conf_path, conf, 0600, owner));
-  return WriteFileAtomic(JoinPath(data_dir, "pg_hba.conf"), std::string(kPgHba), 0600, owner);
+  return FinishInitDataDir(data_dir, OwnerOf(os_user));
 }
 
 Status WriteInstanceConfig(const std::string& data_dir, const InstanceConfig& config,

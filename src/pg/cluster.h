@@ -16,6 +16,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/fs.h"
 #include "common/os_user.h"
@@ -36,6 +37,12 @@ struct PgBinaries {
 // `postgres --version`. NotFound (naming where it looked, and the postgresql package) if none.
 Result<PgBinaries> FindPgBinaries(ProcessRunner& runner, const std::string& override_dir = "");
 
+// Parses `postgres --version` output of the binaries in `bin_dir`:
+// "postgres (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)" -> major 15, version "15.20";
+// development builds ("16devel", "16beta1") give major 16 and the version as printed.
+// Internal for anything else.
+Result<PgBinaries> ParsePostgresVersion(const std::string& bin_dir, const std::string& output);
+
 // The major version a data directory was made by (its PG_VERSION file).
 Result<int> DataDirMajorVersion(const std::string& data_dir);
 
@@ -47,6 +54,11 @@ Result<int> DataDirMajorVersion(const std::string& data_dir);
 // pgbranch.conf the server refuses to start, rather than starting on the default port.
 Status InitDataDir(ProcessRunner& runner, const PgBinaries& bins, const std::string& data_dir,
                    const std::string& superuser, const std::optional<OsUser>& os_user);
+
+// InitDataDir in two halves, for an initdb run elsewhere (in a container): initdb's arguments
+// (after the program), and what follows a successful initdb, with files owned by `owner`.
+std::vector<std::string> InitdbArgs(const std::string& data_dir, const std::string& superuser);
+Status FinishInitDataDir(const std::string& data_dir, std::optional<FileOwner> owner);
 
 // Archive recovery to a target (point-in-time recovery; PostgreSQL docs 26.3.4 "Recovering
 // Using a Continuous Archive Backup" and 20.5.5 "Recovery Target"). Exactly one target.

@@ -284,6 +284,27 @@ class NativeRuntime : public Runtime {
     return TailLines(*text, tail_lines);
   }
 
+  Result<CommandResult> RunTool(const InstanceSpec& spec, const std::string& tool,
+                                const std::vector<std::string>& args,
+                                std::chrono::milliseconds timeout) override {
+    Command cmd;
+    cmd.argv = {JoinPath(spec.bin_dir, tool)};
+    cmd.argv.insert(cmd.argv.end(), args.begin(), args.end());
+    cmd.clean_env = true;
+    cmd.user = spec.os_user;
+    // Tools resolve their own path from the working directory, which the server's account may
+    // not be allowed to enter ("could not identify current directory").
+    cmd.cwd = std::string("/");
+    cmd.timeout = timeout;
+    return runner_.Run(cmd);
+  }
+
+  Status Remove(const InstanceSpec&) override { return Status::OK(); }
+  Status Rename(const InstanceSpec&, const InstanceSpec&) override { return Status::OK(); }
+  Result<std::vector<RuntimeInstance>> ListInstances(const std::string&) override {
+    return std::vector<RuntimeInstance>();
+  }
+
  private:
   struct Spawned {
     pid_t pid = 0;

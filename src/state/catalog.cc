@@ -86,6 +86,12 @@ ALTER TABLE snapshots ADD COLUMN wal_lsn TEXT NOT NULL DEFAULT '';
 ALTER TABLE snapshots ADD COLUMN wal_time_us INTEGER;
 ALTER TABLE branches ADD COLUMN recovery_target TEXT NOT NULL DEFAULT '';
 )sql",
+    // 4: container runtimes: a project's image and the uid/gid its postgres account has.
+    R"sql(
+ALTER TABLE projects ADD COLUMN image TEXT NOT NULL DEFAULT '';
+ALTER TABLE projects ADD COLUMN server_uid INTEGER NOT NULL DEFAULT -1;
+ALTER TABLE projects ADD COLUMN server_gid INTEGER NOT NULL DEFAULT -1;
+)sql",
 };
 
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
@@ -180,7 +186,8 @@ Status ExecScript(sqlite3* db, const char* sql, std::string_view what) {
 }
 
 constexpr const char* kProjectColumns =
-    "id, name, runtime, pg_bin, pg_version, pg_major, superuser, listen_address, created_at";
+    "id, name, runtime, pg_bin, pg_version, pg_major, superuser, listen_address, created_at, "
+    "image, server_uid, server_gid";
 constexpr const char* kBranchColumns =
     "id, project_id, name, parent_id, snapshot_id, state, port, password, volume, created_at, "
     "recovery_target";
@@ -198,6 +205,9 @@ ProjectRow ReadProject(const Stmt& s) {
   r.superuser = s.Text(6);
   r.listen_address = s.Text(7);
   r.created_at = s.Text(8);
+  r.image = s.Text(9);
+  r.server_uid = s.Int(10);
+  r.server_gid = s.Int(11);
   return r;
 }
 
@@ -348,9 +358,11 @@ Status Catalog::SetSetting(const std::string& key, const std::string& value) {
 Result<int64_t> Catalog::InsertProject(const ProjectRow& r) {
   Stmt s(db_,
          "INSERT INTO projects (name, runtime, pg_bin, pg_version, pg_major, superuser, "
-         "listen_address, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+         "listen_address, created_at, image, server_uid, server_gid) "
+         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   s.Bind(r.name).Bind(r.runtime).Bind(r.pg_bin).Bind(r.pg_version).Bind(r.pg_major);
   s.Bind(r.superuser).Bind(r.listen_address).Bind(r.created_at);
+  s.Bind(r.image).Bind(r.server_uid).Bind(r.server_gid);
   PGB_RETURN_IF_ERROR(s.Run());
   return sqlite3_last_insert_rowid(db_);
 }

@@ -29,13 +29,18 @@ namespace pgb {
 struct ProjectRow {
   int64_t id = 0;
   std::string name;
-  std::string runtime = "native";
-  std::string pg_bin;      // directory of the PostgreSQL server binaries
+  std::string runtime = "native";  // "native", "docker" or "podman"
+  std::string pg_bin;      // directory of the PostgreSQL server binaries (in the image, if any)
   std::string pg_version;  // "15.20"
   int pg_major = 0;
   std::string superuser = "postgres";
   std::string listen_address = "127.0.0.1";
   std::string created_at;  // ISO 8601 UTC (common/time.h)
+  // Container runtimes: the image every branch runs, and the uid/gid of its postgres account
+  // (which owns the volumes). Native: empty and -1 (the server's OS user is a setting).
+  std::string image;
+  int64_t server_uid = -1;
+  int64_t server_gid = -1;
 };
 
 // Stored branch states. What a user sees for running/stopped comes from the runtime.
