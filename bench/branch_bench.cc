@@ -20,7 +20,7 @@
 //    filesystem (the copy pool's main: a plain data directory on the host's ext4).
 //
 // Figures, not assertions. Needs root (images are loop-mounted; ZFS needs zfs-fuse running,
-// scripts/zfs-fuse.sh start). Leaves nothing behind.
+// scripts/daemon.sh zfs-fuse start). Leaves nothing behind.
 //
 // Usage: pgbranch_bench --pgbranch BIN [--work DIR] [--scale 70] [--branches 10] [--copies 3]
 //                       [--backends btrfs,xfs,zfs,copy] [--tps-seconds 20] [--skip-comparison]

@@ -7,6 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh >/dev/null
 ./scripts/build.sh release >/dev/null
-./scripts/zfs-fuse.sh start >/dev/null
-trap './scripts/zfs-fuse.sh stop >/dev/null' EXIT
+./scripts/daemon.sh zfs-fuse start >/dev/null
+trap './scripts/daemon.sh zfs-fuse stop >/dev/null' EXIT
 build/release/pgbranch_bench --pgbranch "$PWD/build/release/pgbranch" "$@"

@@ -19,6 +19,8 @@ packages=(
   # storage: Btrfs and XFS tools (mkfs.btrfs, mkfs.xfs), util-linux (mount), ZFS (the tests
   # use Debian's zfs-fuse; on a host with OpenZFS, zfsutils-linux serves as well)
   btrfs-progs util-linux xfsprogs zfs-fuse
+  # container runtimes (docker, podman) and what builds their images without a registry
+  docker.io podman debootstrap
 )
 
 missing=()

@@ -11,26 +11,41 @@ fi
 ./scripts/install-deps.sh
 ./scripts/build.sh test
 
-# The ZFS tests need the zfs-fuse daemon; it is started here and stopped afterwards (only if
-# this run started it).
-./scripts/zfs-fuse.sh start
-
 # Whatever happens, leave no test servers, zpools, mounts or loop devices behind.
 cleanup() {
   local rc=$?
   set +e
   for pidfile in /tmp/pgb-*/pool*/volumes/*/postmaster.pid /tmp/pgb-*/zfs/*/postmaster.pid \
                  /tmp/pgb-*/ext4/pool/volumes/*/postmaster.pid; do
-    [ -f "$pidfile" ] && kill -QUIT "$(head -1 "$pidfile")" 2>/dev/null
+    # A container's postmaster.pid names its pid inside the container (1): only a host
+    # process that is a postgres is signalled.
+    pid=$(head -1 "$pidfile" 2>/dev/null)
+    [[ $pid =~ ^[0-9]+$ && $pid -gt 1 && $(cat "/proc/$pid/comm" 2>/dev/null) == postgres ]] &&
+      kill -QUIT "$pid" 2>/dev/null
   done
   sleep 1
+  # Containers of test homes (/tmp/pgb-*), in both engines.
+  for engine in docker "podman --cgroup-manager=cgroupfs --events-backend=file"; do
+    for id in $($engine ps --all --quiet --filter label=io.pgbranch.home 2>/dev/null); do
+      home=$($engine inspect --format '{{index .Config.Labels "io.pgbranch.home"}}' "$id")
+      [[ $home == /tmp/pgb-* ]] && $engine rm --force "$id" >/dev/null
+    done
+  done
   for pool in $(zpool list -H -o name 2>/dev/null | grep -E '^pgb(e2e|t)'); do
     zpool destroy -f "$pool"
   done
   for m in $(grep -o ' /tmp/pgb-[^ ]*' /proc/mounts | sort -r); do umount -l "$m"; done
-  ./scripts/zfs-fuse.sh stop
+  ./scripts/daemon.sh zfs-fuse stop
+  ./scripts/daemon.sh dockerd stop
   exit "$rc"
 }
 trap cleanup EXIT
+
+# The ZFS tests need the zfs-fuse daemon and the docker runtime's tests dockerd; both are
+# started here and stopped afterwards (only if this run started them). Podman needs no daemon.
+./scripts/daemon.sh zfs-fuse start
+./scripts/daemon.sh dockerd start
+# The container tests run PostgreSQL 13, 15 and 17 from images built here (no registry).
+./scripts/container-images.sh build/test/pgbranch
 
 ctest --test-dir build/test --output-on-failure --timeout 3000

@@ -134,7 +134,7 @@ Status Engine::InitProjectDataDir(const ProjectRow& project, const std::string& 
   spec.image = project.image;
   PGB_ASSIGN_OR_RETURN(CommandResult r,
                        RuntimeFor(project).RunTool(spec, "initdb",
-                                                   InitdbArgs(data_dir, project.superuser),
+                                                   InitdbArgs(data_dir, project.superuser, project.pg_major),
                                                    std::chrono::minutes(5)));
   if (!r.Succeeded()) {
     return Status::CommandFailed(fmt::format("initdb failed: {}", TailLines(r.out + r.err, 5)));
@@ -144,17 +144,27 @@ Status Engine::InitProjectDataDir(const ProjectRow& project, const std::string& 
   return FinishInitDataDir(data_dir, owner);
 }
 
-Status Engine::CheckDataDirVersion(const ProjectRow& project, const InstanceSpec& spec) {
-  Result<int> major = DataDirMajorVersion(spec.data_dir);
-  if (!major.ok() || project.pg_major <= 0 || *major == project.pg_major) return Status::OK();
-  std::string binaries = IsContainerRuntime(project.runtime)
-                             ? fmt::format("image {}", project.image)
-                             : fmt::format("binaries in {}", project.pg_bin);
+Status Engine::CheckDataDirVersion(const InstanceSpec& spec, int major,
+                                  const std::string& binaries) {
+  Result<int> made_by = DataDirMajorVersion(spec.data_dir);
+  if (!made_by.ok() || major <= 0 || *made_by == major) return Status::OK();
   return Status::FailedPrecondition(fmt::format(
-      "the data directory of {} was made by PostgreSQL {}, but project {} runs PostgreSQL {} "
-      "({}); a major version cannot read another's data directory (upgrade with pg_upgrade, "
-      "or run the PostgreSQL {} binaries)",
-      spec.name, *major, project.name, project.pg_major, binaries, *major));
+      "the data directory of {} was made by PostgreSQL {}, but {} PostgreSQL {}; a major "
+      "version cannot read another's data directory (upgrade with pg_upgrade, or run "
+      "PostgreSQL {})",
+      spec.name, *made_by, binaries, major, *made_by));
+}
+
+Status Engine::ExplainStartFailure(const ProjectRow& project, const InstanceSpec& spec,
+                                   Status failure) {
+  if (failure.ok() || !IsContainerRuntime(project.runtime)) return failure;
+  // The image may no longer be what the project was made with (a tag moved): say so, rather
+  // than what the engine or the server tripped over first.
+  Result<ImageInfo> image = ProbeImage(*env_.runner, project.runtime, project.image);
+  if (!image.ok()) return failure;
+  Status clash = CheckDataDirVersion(
+      spec, image->major, fmt::format("image {} now holds", project.image));
+  return clash.ok() ? failure : clash;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -320,11 +330,14 @@ Status Engine::StartInstance(const ProjectRow& project, const BranchRow& branch,
     PGB_ASSIGN_OR_RETURN(std::string text, ReadFile(conf));
     PGB_RETURN_IF_ERROR(WriteFileAtomic(conf, text + "shared_buffers = 'nonsense'\n", 0600, owner));
   }
-  PGB_RETURN_IF_ERROR(CheckDataDirVersion(project, spec));
+  if (!IsContainerRuntime(project.runtime)) {
+    PGB_RETURN_IF_ERROR(CheckDataDirVersion(
+        spec, project.pg_major, fmt::format("the binaries in {} are", project.pg_bin)));
+  }
   ConnParams admin = AdminParams(project, branch);
   std::unique_ptr<Connection> conn;
   Runtime& runtime = RuntimeFor(project);
-  PGB_RETURN_IF_ERROR(Timed("Start", [&]() -> Status {
+  PGB_RETURN_IF_ERROR(ExplainStartFailure(project, spec, Timed("Start", [&]() -> Status {
     spdlog::debug("{}: starting postgres", spec.name);
     PGB_RETURN_IF_ERROR(runtime.Start(spec));
     spdlog::debug("{}: postgres spawned", spec.name);
@@ -338,7 +351,7 @@ Status Engine::StartInstance(const ProjectRow& project, const BranchRow& branch,
     PGB_ASSIGN_OR_RETURN(conn, ConnectWhenReady(admin, kReadyTimeout, kReadyPoll,
                                                 StillRunningCheck(runtime, spec)));
     return Status::OK();
-  }));
+  })));
   if (!set_password) return Status::OK();
   return Timed("Password",
                [&] { return SetRolePassword(*conn, project.superuser, branch.password); });

@@ -319,9 +319,12 @@ class Engine {
   // Runs initdb for `project` into `data_dir` through its runtime, then FinishInitDataDir.
   Status InitProjectDataDir(const ProjectRow& project, const std::string& data_dir,
                             const std::optional<OsUser>& os_user);
-  // FailedPrecondition if the branch's data directory was made by another major version than
-  // the project's binaries run (PG_VERSION against pg_major).
-  Status CheckDataDirVersion(const ProjectRow& project, const InstanceSpec& spec);
+  // FailedPrecondition if spec.data_dir was made by another major version (its PG_VERSION)
+  // than `major`, which `binaries` run ("image X now holds", "the binaries in DIR are").
+  Status CheckDataDirVersion(const InstanceSpec& spec, int major, const std::string& binaries);
+  // `failure` of a container start, or a clearer cause: the project's image now holds another
+  // major version than the data directory's.
+  Status ExplainStartFailure(const ProjectRow& project, const InstanceSpec& spec, Status failure);
   Result<PortRange> LoadPortRange();
   Result<ProjectRow> LoadProject(const std::string& name);
   Result<BranchRow> LoadBranch(const ProjectRow& project, const std::string& name);

@@ -199,18 +199,22 @@ Result<int> DataDirMajorVersion(const std::string& data_dir) {
   return *major;
 }
 
-std::vector<std::string> InitdbArgs(const std::string& data_dir, const std::string& superuser) {
-  return {"-D",
-          data_dir,
-          "-U",
-          superuser,
-          "-E",
-          "UTF8",
-          "--locale=C.UTF-8",
-          "--data-checksums",
-          "--auth-local=trust",
-          "--auth-host=scram-sha-256",
-          "--no-instructions"};
+std::vector<std::string> InitdbArgs(const std::string& data_dir, const std::string& superuser,
+                                    int pg_major) {
+  std::vector<std::string> args = {"-D",
+                                   data_dir,
+                                   "-U",
+                                   superuser,
+                                   "-E",
+                                   "UTF8",
+                                   "--locale=C.UTF-8",
+                                   "--data-checksums",
+                                   "--auth-local=trust",
+                                   "--auth-host=scram-sha-256"};
+  // Only the "Success. You can now start the database server" text; initdb has the option
+  // since PostgreSQL 14.
+  if (pg_major >= 14) args.push_back("--no-instructions");
+  return args;
 }
 
 Status FinishInitDataDir(const std::string& data_dir, std::optional<FileOwner> owner) {
@@ -226,7 +230,7 @@ Status InitDataDir(ProcessRunner& runner, const PgBinaries& bins, const std::str
                    const std::string& superuser, const std::optional<OsUser>& os_user) {
   Command cmd;
   cmd.argv = {JoinPath(bins.bin_dir, "initdb")};
-  for (auto& arg : InitdbArgs(data_dir, superuser)) cmd.argv.push_back(std::move(arg));
+  for (auto& arg : InitdbArgs(data_dir, superuser, bins.major)) cmd.argv.push_back(std::move(arg));
   cmd.clean_env = true;
   cmd.user = os_user;
   // initdb resolves its own path from the working directory, which the server's account may

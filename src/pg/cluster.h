@@ -57,7 +57,8 @@ Status InitDataDir(ProcessRunner& runner, const PgBinaries& bins, const std::str
 
 // InitDataDir in two halves, for an initdb run elsewhere (in a container): initdb's arguments
 // (after the program), and what follows a successful initdb, with files owned by `owner`.
-std::vector<std::string> InitdbArgs(const std::string& data_dir, const std::string& superuser);
+std::vector<std::string> InitdbArgs(const std::string& data_dir, const std::string& superuser,
+                                    int pg_major);
 Status FinishInitDataDir(const std::string& data_dir, std::optional<FileOwner> owner);
 
 // Archive recovery to a target (point-in-time recovery; PostgreSQL docs 26.3.4 "Recovering

@@ -31,8 +31,9 @@ std::string LogHighlights(const std::string& log) {
     if (end > start) lines.push_back(log.substr(start, end - start));
     start = end + 1;
   }
-  // Severe lines, PostgreSQL's usual wording for a cause, and the line before a FATAL (where
-  // PostgreSQL names the setting or file it objects to).
+  // Severe lines, PostgreSQL's usual wording for a cause, the line before a FATAL (where
+  // PostgreSQL names the setting or file it objects to) and the DETAIL after it ("The data
+  // directory was initialized by PostgreSQL version 17, ...").
   std::vector<bool> keep(lines.size(), false);
   for (size_t i = 0; i < lines.size(); ++i) {
     const std::string& l = lines[i];
@@ -42,6 +43,7 @@ std::string LogHighlights(const std::string& log) {
       keep[i] = true;
     }
     if (fatal && i > 0) keep[i - 1] = true;
+    if (fatal && i + 1 < lines.size() && Contains(lines[i + 1], "DETAIL:")) keep[i + 1] = true;
   }
   std::vector<std::string> picked;
   for (size_t i = 0; i < lines.size(); ++i) {

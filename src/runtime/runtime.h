@@ -138,7 +138,8 @@ bool IsContainerRuntime(std::string_view kind);
 
 // The server-log lines worth showing in a one-line error, without their timestamp prefix,
 // joined with " | ": at most the last three of the FATAL/PANIC/ERROR/WARNING lines, lines
-// saying "could not" or "invalid value", and the line before each FATAL; else the last line.
+// saying "could not" or "invalid value", the line before each FATAL and the DETAIL line after
+// it; else the last line.
 std::string LogHighlights(const std::string& log);
 
 // A `still_alive` check for WaitUntilReady (pg/client.h), from `runtime`.Inspect(): OK when the

@@ -35,6 +35,18 @@ TEST(LogHighlightsTest, PortInUseKeepsTheBindFailure) {
   EXPECT_EQ(h.find("starting PostgreSQL"), std::string::npos) << h;
 }
 
+// Another major version's data directory: the DETAIL after the FATAL says which versions.
+TEST(LogHighlightsTest, IncompatibleDataDirectoryKeepsTheDetail) {
+  std::string log =
+      "2026-11-21 13:00:00.000 UTC [1] FATAL:  database files are incompatible with server\n"
+      "2026-11-21 13:00:00.000 UTC [1] DETAIL:  The data directory was initialized by "
+      "PostgreSQL version 17, which is not compatible with this version 15.14.\n";
+  EXPECT_EQ(LogHighlights(log),
+            "FATAL:  database files are incompatible with server | DETAIL:  The data directory "
+            "was initialized by PostgreSQL version 17, which is not compatible with this version "
+            "15.14.");
+}
+
 TEST(LogHighlightsTest, NothingSevereGivesLastLine) {
   EXPECT_EQ(LogHighlights("a\nb\n"), "b");
   EXPECT_EQ(LogHighlights(""), "");

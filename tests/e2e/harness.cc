@@ -27,7 +27,7 @@ int NextPortBlock() {
   return first;
 }
 
-// zfs-fuse must run for the zfs backend; scripts/zfs-fuse.sh starts it (CI starts it before
+// zfs-fuse must run for the zfs backend; scripts/daemon.sh zfs-fuse starts it (CI starts it before
 // the tests; this covers a developer running the binary by hand).
 void EnsureZfsDaemon() {
   auto runner = NewRealProcessRunner();
@@ -36,7 +36,7 @@ void EnsureZfsDaemon() {
   list.timeout = std::chrono::seconds(20);
   auto r = runner->Run(list);
   if (r.ok() && r->Succeeded()) return;
-  MustRun({std::string(PGBRANCH_SOURCE_DIR) + "/scripts/zfs-fuse.sh", "start"});
+  MustRun({std::string(PGBRANCH_SOURCE_DIR) + "/scripts/daemon.sh", "zfs-fuse", "start"});
 }
 
 }  // namespace
