@@ -19,11 +19,18 @@
 //    `pgbench -c 4 -j 2 -T SECONDS` TPS on a branch, relative to the same data on the host's own
 //    filesystem (the copy pool's main: a plain data directory on the host's ext4).
 //
+// 3. Runtimes compared (--runtimes native,docker,podman): on one Btrfs image pool, one project
+//    per runtime (containers run --image, default pgbranch/postgres:15: the same PostgreSQL 15
+//    as the host's), each loaded with the same pgbench data; branch create -> first SELECT 1,
+//    round-robin across runtimes, p50/p95 and the ratio to native, beside CREATE DATABASE ...
+//    TEMPLATE (WAL_LOG) on the native main. Only this part runs when --runtimes is given.
+//
 // Figures, not assertions. Needs root (images are loop-mounted; ZFS needs zfs-fuse running,
 // scripts/daemon.sh zfs-fuse start). Leaves nothing behind.
 //
 // Usage: pgbranch_bench --pgbranch BIN [--work DIR] [--scale 70] [--branches 10] [--copies 3]
 //                       [--backends btrfs,xfs,zfs,copy] [--tps-seconds 20] [--skip-comparison]
+//                       [--runtimes native,docker,podman [--image pgbranch/postgres:15]]
 
 #include <algorithm>
 #include <chrono>
@@ -57,6 +64,8 @@ struct Options {
   std::string backends = "btrfs,xfs,zfs,copy";
   int tps_seconds = 20;
   bool skip_comparison = false;
+  std::string runtimes;  // non-empty: part 3 only
+  std::string image = "pgbranch/postgres:15";
 };
 
 double Seconds(SteadyClock::duration d) { return std::chrono::duration<double>(d).count(); }
@@ -179,6 +188,15 @@ class Bench {
     }
     std::filesystem::create_directories(o_.work);
     std::filesystem::permissions(o_.work, std::filesystem::perms(0711));
+    if (!o_.runtimes.empty()) {
+      {
+        BenchHome home(o_, *runner_, "btrfs");
+        CompareRuntimes(home);
+      }
+      std::filesystem::remove_all(o_.work);
+      ReportRuntimes();
+      return;
+    }
     if (!o_.skip_comparison) {
       BenchHome home(o_, *runner_, "btrfs");
       std::string main_uri = Load(home);
@@ -196,9 +214,13 @@ class Bench {
   }
 
  private:
-  // Creates project "bench", loads pgbench data into main, settles it; returns main's URI.
-  std::string Load(BenchHome& home) {
-    auto main = home.Json({"project", "create", "bench", "--json"});
+  // Creates project `project` (with `create_args`), loads pgbench data into main, settles it;
+  // returns main's URI.
+  std::string Load(BenchHome& home, const std::string& project = "bench",
+                   const std::vector<std::string>& create_args = {}) {
+    std::vector<std::string> create = {"project", "create", project, "--json"};
+    create.insert(create.end(), create_args.begin(), create_args.end());
+    auto main = home.Json(create);
     std::string uri = main["uri"];
     fmt::print(stderr, "{}: loading pgbench -i -s {} ...\n", home.backend(), o_.scale);
     auto start = SteadyClock::now();
@@ -216,8 +238,10 @@ class Bench {
     return uri;
   }
 
-  // Times `pgbranch branch create` to the first SELECT 1; records the per-step lines.
-  double TimeCreate(BenchHome& home, const std::string& ref, std::string* uri) {
+  // Times `pgbranch branch create` to the first SELECT 1; records the per-step lines under
+  // `key` (default: the backend).
+  double TimeCreate(BenchHome& home, const std::string& ref, std::string* uri,
+                    const std::string& key = "") {
     auto start = SteadyClock::now();
     CommandResult r = home.Pgbranch({"branch", "create", ref, "--json"});
     *uri = nlohmann::json::parse(r.out)["uri"];
@@ -235,7 +259,7 @@ class Bench {
       if (end != w.back().c_str() + w.back().size() - 1) continue;
       std::string step = w[1];
       for (size_t i = 2; i + 1 < w.size(); ++i) step += " " + w[i];
-      steps_[home.backend()][step].push_back(secs);
+      steps_[key.empty() ? home.backend() : key][step].push_back(secs);
     }
     return took;
   }
@@ -294,6 +318,84 @@ class Bench {
       std::filesystem::remove_all(target);
     }
     home.Pgbranch({"project", "delete", "bench", "--force"});
+  }
+
+  void CompareRuntimes(BenchHome& home) {
+    std::vector<std::string> runtimes;
+    std::stringstream list(o_.runtimes);
+    std::string r;
+    while (std::getline(list, r, ',')) runtimes.push_back(r);
+    std::string native_uri;
+    for (const auto& rt : runtimes) {
+      std::vector<std::string> args = {"--runtime", rt};
+      if (rt != "native") args.insert(args.end(), {"--image", o_.image});
+      std::string uri = Load(home, "bench-" + rt, args);
+      if (rt == "native") native_uri = uri;
+    }
+    // Round-robin, so drift on the machine (caches, the pool filling) hits every runtime alike.
+    for (int i = 0; i < o_.branches; ++i) {
+      for (const auto& rt : runtimes) {
+        std::string uri;
+        double took = TimeCreate(home, fmt::format("bench-{}/c{}", rt, i), &uri, rt);
+        runtime_create_[rt].push_back(took);
+        fmt::print(stderr, "  {}: bench-{}/c{} ready in {:.3f}s\n", rt, rt, i, took);
+      }
+    }
+    if (!native_uri.empty()) {
+      ConnParams admin = Params(native_uri);
+      admin.dbname = "template1";
+      for (int i = 0; i < o_.copies; ++i) {
+        auto conn = Connection::Open(admin);
+        if (!conn.ok()) Die("connect", conn.status());
+        auto start = SteadyClock::now();
+        Status s = (*conn)->Exec("CREATE DATABASE copy_rt TEMPLATE postgres STRATEGY WAL_LOG");
+        if (!s.ok()) Die("CREATE DATABASE", s);
+        ConnParams target = admin;
+        target.dbname = "copy_rt";
+        WaitForSelect1(target);
+        template_copy_.push_back(Seconds(SteadyClock::now() - start));
+        s = (*conn)->Exec("DROP DATABASE copy_rt");
+        if (!s.ok()) Die("DROP DATABASE", s);
+      }
+    }
+    runtime_order_ = runtimes;
+    for (const auto& rt : runtimes) home.Pgbranch({"project", "delete", "bench-" + rt, "--force"});
+  }
+
+  void ReportRuntimes() {
+    fmt::print("\npgbranch benchmark: runtimes, pgbench -i -s {} ({} database per project), {}\n",
+               o_.scale, FormatBytes(db_bytes_), pool_["btrfs"]);
+    fmt::print("containers run {}; {} branches per runtime, round-robin\n\n", o_.image,
+               o_.branches);
+    double base = runtime_create_.count("native") ? Percentile(runtime_create_["native"], 0.5)
+                                                  : 0;
+    fmt::print("{:<40} {:>9} {:>9} {:>12} {:>10}\n", "branch create -> first SELECT 1", "p50",
+               "p95", "p50/native", "Start p50");
+    for (const auto& rt : runtime_order_) {
+      const auto& v = runtime_create_[rt];
+      double p50 = Percentile(v, 0.5);
+      auto& start = steps_[rt]["Start"];
+      fmt::print("{:<40} {:>8.3f}s {:>8.3f}s {:>11.2f}x {:>8.0f}ms\n", rt, p50,
+                 Percentile(v, 0.95), base > 0 ? p50 / base : 0.0,
+                 start.empty() ? 0.0 : Percentile(start, 0.5) * 1000);
+    }
+    if (!template_copy_.empty()) {
+      double p50 = Percentile(template_copy_, 0.5);
+      fmt::print("{:<40} {:>8.3f}s {:>8.3f}s {:>11.2f}x\n",
+                 "CREATE DATABASE TEMPLATE (WAL_LOG)", p50, Percentile(template_copy_, 0.95),
+                 base > 0 ? p50 / base : 0.0);
+    }
+    fmt::print("\nsteps (median):\n");
+    for (const auto& rt : runtime_order_) {
+      fmt::print("  {:<7}", rt);
+      for (const char* step : {"Checkpoint", "Snapshot", "Clone", "Start", "Password"}) {
+        auto it = steps_[rt].find(step);
+        if (it != steps_[rt].end()) {
+          fmt::print(" {} {:.0f} ms", step, Percentile(it->second, 0.5) * 1000);
+        }
+      }
+      fmt::print("\n");
+    }
   }
 
   void MeasureBackend(BenchHome& home, const std::string& main_uri) {
@@ -398,6 +500,9 @@ class Bench {
   std::map<std::string, std::vector<double>> results_;
   std::map<std::string, std::map<std::string, std::vector<double>>> steps_;
   std::map<std::string, BackendFigures> figures_;
+  std::vector<std::string> runtime_order_;
+  std::map<std::string, std::vector<double>> runtime_create_;
+  std::vector<double> template_copy_;
 };
 
 }  // namespace
@@ -406,6 +511,8 @@ class Bench {
 int main(int argc, char** argv) {
   pgb::Options o;
   CLI::App app("pgbranch benchmark: branch create vs CREATE DATABASE TEMPLATE vs cp -a, and pools");
+  // A later occurrence wins, so scripts can pass defaults that the caller's arguments override.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--pgbranch", o.pgbranch, "The pgbranch binary")->required();
   app.add_option("--work", o.work, "A directory that does not exist yet (homes go inside)");
   app.add_option("--scale", o.scale, "pgbench scale (70 is ~1 GB)");
@@ -414,6 +521,9 @@ int main(int argc, char** argv) {
   app.add_option("--backends", o.backends, "Pools to compare: btrfs,xfs,zfs,copy");
   app.add_option("--tps-seconds", o.tps_seconds, "pgbench -T for the throughput figure");
   app.add_flag("--skip-comparison", o.skip_comparison, "Only the pool table");
+  app.add_option("--runtimes", o.runtimes,
+                 "Compare runtimes instead: native,docker,podman (only this part runs)");
+  app.add_option("--image", o.image, "Image of the container runtimes' projects");
   CLI11_PARSE(app, argc, argv);
   pgb::Bench(o).Run();
   return 0;

@@ -939,7 +939,8 @@ class Cli {
         {"FIELD", "VALUE"},
         {{"branch", b.project + "/" + b.name},
          {"parent", OrDash(b.parent)},
-         {"state", out_->Paint(b.state, StateTone(b.state))},
+         {"state", out_->Paint(b.runtime_detail.empty() ? b.state : b.runtime_detail,
+                               StateTone(b.state))},
          {"port", std::to_string(b.port)},
          {"uri", b.masked_uri},
          {"size", Bytes(b.size_bytes)},
@@ -949,7 +950,9 @@ class Cli {
          {"uptime", b.uptime_seconds ? FormatAge(std::chrono::seconds(*b.uptime_seconds)) : "-"},
          {"postgresql", b.pg_version},
          {"data_dir", OrDash(b.data_dir)},
-         {"log", b.log_path}});
+         {"log", b.container.empty() ? b.log_path
+                                     : fmt::format("pgbranch branch logs {}/{} (container {})",
+                                                   b.project, b.name, b.container)}});
   }
 
   // After create/reset: JSON with the full URI, or a line with the masked one.

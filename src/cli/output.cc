@@ -178,6 +178,7 @@ nlohmann::json ToJson(const BranchInfo& b) {
       {"pg_version", b.pg_version},
       {"data_dir", b.data_dir},
       {"log_path", b.log_path},
+      {"container", b.container},
       {"snapshot_id", Optional(b.snapshot_id)},
       {"recovery_target", b.recovery_target.empty() ? nlohmann::json(nullptr)
                                                     : nlohmann::json(b.recovery_target)},

@@ -335,6 +335,18 @@ std::string TailLines(const std::string& text, int max_lines) {
   return text.substr(pos, end - pos);
 }
 
+std::vector<std::string> SplitLines(std::string_view text) {
+  std::vector<std::string> lines;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    if (end > pos) lines.emplace_back(text.substr(pos, end - pos));
+    pos = end + 1;
+  }
+  return lines;
+}
+
 Status CommandStatus(const Command& command, const CommandResult& result) {
   if (result.Succeeded()) return Status::OK();
   std::string how = result.term_signal != 0

@@ -19,6 +19,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -84,6 +85,9 @@ std::string FormatArgv(const std::vector<std::string>& argv);
 
 // The last `max_lines` lines of `text` (no trailing newline), for error messages.
 std::string TailLines(const std::string& text, int max_lines);
+
+// The non-empty lines of `text` (a program's output), without their '\n'.
+std::vector<std::string> SplitLines(std::string_view text);
 
 }  // namespace pgb
 

@@ -113,5 +113,11 @@ TEST(SubprocessTest, FormatArgvQuotesForDisplay) {
   EXPECT_EQ(TailLines("only", 3), "only");
 }
 
+TEST(SubprocessTest, SplitLinesDropsEmptyLines) {
+  EXPECT_EQ(SplitLines("a\n\nb\n"), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(SplitLines("last"), std::vector<std::string>{"last"});
+  EXPECT_TRUE(SplitLines("").empty());
+}
+
 }  // namespace
 }  // namespace pgb

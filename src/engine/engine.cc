@@ -536,6 +536,7 @@ Status Engine::DeleteProject(const std::string& name, bool force) {
   for (const auto& b : order) PGB_RETURN_IF_ERROR(DestroyBranch(project, b));
   PGB_RETURN_IF_ERROR(catalog_->DeleteProject(project.id));
   PGB_RETURN_IF_ERROR(RemoveTree(JoinPath(env_.home, fmt::format("wal/{}", project.name))));
+  if (IsContainerRuntime(project.runtime)) PGB_RETURN_IF_ERROR(RemoveTree(SocketDir(project)));
   return RemoveFile(JoinPath(env_.home, fmt::format("locks/project-{}.lock", project.id)));
 }
 
@@ -1023,7 +1024,11 @@ Result<BranchInfo> Engine::Describe(const ProjectRow& project, const BranchRow& 
   info.masked_uri = MakeUri(project.superuser, "****", info.host, branch.port);
   info.created_at = branch.created_at;
   info.pg_version = project.pg_version;
-  info.log_path = LogPath(branch);
+  if (IsContainerRuntime(project.runtime)) {
+    info.container = ContainerName(env_.home, project.name, branch.name);
+  } else {
+    info.log_path = LogPath(branch);
+  }
   info.snapshot_id = branch.snapshot_id;
   info.recovery_target = branch.recovery_target;
 

@@ -184,7 +184,8 @@ struct BranchInfo {
   std::optional<uint64_t> exclusive_bytes;  // bytes only this branch holds in the pool
   std::string data_dir;
   std::string pg_version;
-  std::string log_path;
+  std::string log_path;   // native: the server's log file; containers: empty (branch logs)
+  std::string container;  // containers: the container's name
   std::optional<int64_t> snapshot_id;  // the snapshot it was cloned from
   std::string recovery_target;         // for a point-in-time branch, its target
   std::optional<WalWindow> window;     // with sizes: what it can be recovered to

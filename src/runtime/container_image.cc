@@ -47,12 +47,8 @@ Result<CommandResult> RunInImage(ProcessRunner& runner, std::string_view engine,
 // uid and gid of `name` in a passwd(5) file.
 std::optional<std::pair<uid_t, gid_t>> PasswdEntry(const std::string& passwd,
                                                    std::string_view name) {
-  size_t pos = 0;
-  while (pos < passwd.size()) {
-    size_t end = passwd.find('\n', pos);
-    if (end == std::string::npos) end = passwd.size();
-    std::string_view line(passwd.data() + pos, end - pos);
-    pos = end + 1;
+  for (const std::string& entry : SplitLines(passwd)) {
+    std::string_view line(entry);
     std::vector<std::string_view> fields;
     size_t start = 0;
     while (true) {
@@ -79,12 +75,7 @@ void UnmountBelow(const std::string& root) {
   Result<std::string> mounts = ReadFile("/proc/self/mounts");
   if (!mounts.ok()) return;
   std::vector<std::string> below;
-  size_t pos = 0;
-  while (pos < mounts->size()) {
-    size_t end = mounts->find('\n', pos);
-    if (end == std::string::npos) end = mounts->size();
-    std::string line = mounts->substr(pos, end - pos);
-    pos = end + 1;
+  for (const std::string& line : SplitLines(*mounts)) {
     size_t a = line.find(' ');
     size_t b = a == std::string::npos ? a : line.find(' ', a + 1);
     if (b == std::string::npos) continue;
@@ -129,7 +120,6 @@ std::string ContainerName(const std::string& home, const std::string& project,
 
 Status EngineError(std::string_view engine, std::string_view what, const std::string& err) {
   std::string last = TailLines(err, 3);
-  while (!last.empty() && (last.back() == '\n' || last.back() == ' ')) last.pop_back();
   if (err.find("Cannot connect to the Docker daemon") != std::string::npos ||
       err.find("Is the docker daemon running") != std::string::npos ||
       err.find("cannot connect to Podman") != std::string::npos) {
@@ -181,8 +171,7 @@ Result<std::string> InspectImage(ProcessRunner& runner, std::string_view engine,
 Result<std::string> ImageId(ProcessRunner& runner, std::string_view engine,
                             const std::string& image) {
   PGB_ASSIGN_OR_RETURN(std::string id, InspectImage(runner, engine, image, "{{.Id}}"));
-  while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
-  return id;
+  return TailLines(id, 1);
 }
 
 Result<std::vector<std::string>> ListImages(ProcessRunner& runner, std::string_view engine,
@@ -192,12 +181,7 @@ Result<std::vector<std::string>> ListImages(ProcessRunner& runner, std::string_v
                                                          "{{.Repository}}:{{.Tag}}"})));
   if (!r.Succeeded()) return EngineError(engine, "list images", r.err);
   std::vector<std::string> out;
-  size_t pos = 0;
-  while (pos < r.out.size()) {
-    size_t end = r.out.find('\n', pos);
-    if (end == std::string::npos) end = r.out.size();
-    std::string line = r.out.substr(pos, end - pos);
-    pos = end + 1;
+  for (const std::string& line : SplitLines(r.out)) {
     // Podman names local images "localhost/<repository>".
     std::string bare = line.rfind("localhost/", 0) == 0 ? line.substr(10) : line;
     if (bare.rfind(repository + ":", 0) == 0) out.push_back(bare);

@@ -191,9 +191,7 @@ class ContainerRuntime : public Runtime {
         "container", "inspect", "--format",
         "{{.Id}}\t{{.Name}}\t{{.State.Status}}\t{{json .Config.Labels}}"};
     size_t base = argv.size();
-    for (const std::string& line : SplitLines(ids.out)) {
-      if (!line.empty()) argv.push_back(line);
-    }
+    for (std::string& line : SplitLines(ids.out)) argv.push_back(std::move(line));
     std::vector<RuntimeInstance> out;
     if (argv.size() == base) return out;
     PGB_ASSIGN_OR_RETURN(CommandResult r, runner_.Run(EngineCommand(argv)));
@@ -232,18 +230,6 @@ class ContainerRuntime : public Runtime {
     bool exists = false;
     InstanceStatus status;
   };
-
-  static std::vector<std::string> SplitLines(const std::string& text) {
-    std::vector<std::string> lines;
-    size_t pos = 0;
-    while (pos < text.size()) {
-      size_t end = text.find('\n', pos);
-      if (end == std::string::npos) end = text.size();
-      lines.push_back(text.substr(pos, end - pos));
-      pos = end + 1;
-    }
-    return lines;
-  }
 
   Command EngineCommand(const std::vector<std::string>& args) const {
     Command cmd;

@@ -30,18 +30,9 @@ CommandResult Cli(const std::string& engine, std::vector<std::string> args) {
 
 // Names of the containers carrying `home`'s label, whatever their state.
 std::vector<std::string> ContainersOf(const std::string& engine, const std::string& home) {
-  std::string out = Cli(engine, {"ps", "--all", "--format", "{{.Names}}", "--filter",
-                                 "label=io.pgbranch.home=" + home})
-                        .out;
-  std::vector<std::string> names;
-  size_t pos = 0;
-  while (pos < out.size()) {
-    size_t end = out.find('\n', pos);
-    if (end == std::string::npos) end = out.size();
-    if (end > pos) names.push_back(out.substr(pos, end - pos));
-    pos = end + 1;
-  }
-  return names;
+  return SplitLines(Cli(engine, {"ps", "--all", "--format", "{{.Names}}", "--filter",
+                                "label=io.pgbranch.home=" + home})
+                        .out);
 }
 
 std::string One(const std::string& uri, const std::string& sql) {
