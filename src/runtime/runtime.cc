@@ -23,14 +23,7 @@ std::string WithoutPrefix(const std::string& line) {
 }  // namespace
 
 std::string LogHighlights(const std::string& log) {
-  std::vector<std::string> lines;
-  size_t start = 0;
-  while (start < log.size()) {
-    size_t end = log.find('\n', start);
-    if (end == std::string::npos) end = log.size();
-    if (end > start) lines.push_back(log.substr(start, end - start));
-    start = end + 1;
-  }
+  std::vector<std::string> lines = SplitLines(log);
   // Severe lines, PostgreSQL's usual wording for a cause, the line before a FATAL (where
   // PostgreSQL names the setting or file it objects to) and the DETAIL after it ("The data
   // directory was initialized by PostgreSQL version 17, ...").
