@@ -133,6 +133,10 @@ do_stop() {
     sleep 0.1
   done
   rm -f "$PIDFILE"
+  # dockerd leaves the mount of its default network namespace behind.
+  if [[ $NAME == dockerd ]] && grep -q ' /run/docker/netns/default ' /proc/mounts; then
+    umount /run/docker/netns/default || true
+  fi
   [[ -s $LOGFILE ]] || rm -f "$LOGFILE"
   echo "$NAME stopped (pid $pid)"
 }
