@@ -254,19 +254,23 @@ bool PortIsFree(int port) {
 
 std::vector<int> PostmastersOf(const std::string& data_dir) {
   std::vector<int> pids;
-  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
     std::string name = e.path().filename().string();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream stat(e.path() / "stat");
-    std::string line;
-    std::getline(stat, line);
+    // A process may exit while it is read: ReadFile fails (ESRCH) rather than throwing, as
+    // an istreambuf_iterator over /proc would.
+    Result<std::string> stat = ReadFile((e.path() / "stat").string());
+    if (!stat.ok()) continue;
+    const std::string& line = *stat;
     size_t close_paren = line.rfind(')');
     if (close_paren == std::string::npos || close_paren + 2 >= line.size() ||
         line[close_paren + 2] == 'Z') {
       continue;
     }
-    std::ifstream cmdline(e.path() / "cmdline");
-    std::string args((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
+    Result<std::string> cmdline = ReadFile((e.path() / "cmdline").string());
+    if (!cmdline.ok()) continue;
+    const std::string& args = *cmdline;
     if (args.find("postgres") != std::string::npos && args.find(data_dir) != std::string::npos) {
       pids.push_back(std::stoi(name));
     }
