@@ -86,6 +86,13 @@ class Cli {
     return 0;
   }
 
+  // The optional PROJECT/BRANCH argument of a listing: nullopt when it was not given.
+  Result<std::optional<BranchRef>> OptionalRef() const {
+    if (ref_text_.empty()) return std::optional<BranchRef>();
+    PGB_ASSIGN_OR_RETURN(BranchRef ref, ParseBranchRef(ref_text_));
+    return std::optional<BranchRef>(std::move(ref));
+  }
+
   void AddJson(CLI::App* cmd) { cmd->add_flag("--json", json_, "Print JSON instead of text"); }
 
   void Define() {
@@ -154,10 +161,7 @@ class Cli {
     list->callback([this] {
       action_ = [this] {
         return With("snapshot list", ref_text_, [&](Engine& e) -> Status {
-          std::optional<BranchRef> ref;
-          if (!ref_text_.empty()) {
-            PGB_ASSIGN_OR_RETURN(ref, ParseBranchRef(ref_text_));
-          }
+          PGB_ASSIGN_OR_RETURN(std::optional<BranchRef> ref, OptionalRef());
           PGB_ASSIGN_OR_RETURN(auto snaps, e.ListSnapshots(ref));
           PrintSnapshots(snaps);
           return Status::OK();
@@ -219,10 +223,7 @@ class Cli {
           if (ref_text_.empty() && !all_) {
             return Status::InvalidArgument("name a PROJECT/BRANCH or pass --all");
           }
-          std::optional<BranchRef> ref;
-          if (!ref_text_.empty()) {
-            PGB_ASSIGN_OR_RETURN(ref, ParseBranchRef(ref_text_));
-          }
+          PGB_ASSIGN_OR_RETURN(std::optional<BranchRef> ref, OptionalRef());
           PGB_ASSIGN_OR_RETURN(CleanupReport r, e.CleanupSnapshots(ref, days_, dry_run_));
           if (json_) {
             nlohmann::json removed = nlohmann::json::array(), kept = nlohmann::json::array();
@@ -261,10 +262,7 @@ class Cli {
     info->callback([this] {
       action_ = [this] {
         return With("wal info", ref_text_, [&](Engine& e) -> Status {
-          std::optional<BranchRef> ref;
-          if (!ref_text_.empty()) {
-            PGB_ASSIGN_OR_RETURN(ref, ParseBranchRef(ref_text_));
-          }
+          PGB_ASSIGN_OR_RETURN(std::optional<BranchRef> ref, OptionalRef());
           PGB_ASSIGN_OR_RETURN(auto infos, e.WalInfos(ref));
           if (json_) {
             nlohmann::json arr = nlohmann::json::array();
