@@ -1040,10 +1040,8 @@ Result<BranchInfo> Engine::Describe(const ProjectRow& project, const BranchRow& 
     info.state = st.running ? kStateRunning : kStateStopped;
     info.runtime_detail = st.detail;
     // A container that ended, or restarts, without pgbranch stopping it says so.
-    bool exited = st.detail.rfind("exited", 0) == 0 || st.detail.rfind("restarting", 0) == 0;
-    if (!st.running && exited && branch.state == kStateRunning) {
-      info.state = st.detail.substr(0, st.detail.find(' '));
-    }
+    bool ended = st.engine_state == "exited" || st.engine_state == "restarting";
+    if (!st.running && ended && branch.state == kStateRunning) info.state = st.engine_state;
     if (st.running) {
       info.pid = st.pid;
       if (st.started_at) {

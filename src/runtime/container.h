@@ -16,6 +16,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -29,6 +30,17 @@ namespace pgb {
 // argv prefix for `engine` ("docker" or "podman"). Podman is told to keep its events in a file
 // and manage cgroups itself, which works with or without systemd as PID 1.
 std::vector<std::string> EngineArgv(std::string_view engine);
+
+// `engine args...` (EngineArgv first), killed after `timeout`.
+Command EngineCommand(std::string_view engine, const std::vector<std::string>& args,
+                      std::chrono::milliseconds timeout = std::chrono::seconds(120));
+
+// A throwaway container of `image` without network that runs `program args...` and is removed
+// when it exits: `run --rm --network none`, EngineRunFlags, `flags` (user, mounts, ...), then
+// `--entrypoint program image args...`.
+Command ThrowawayCommand(std::string_view engine, const std::string& image,
+                         const std::string& program, const std::vector<std::string>& args,
+                         const std::vector<std::string>& flags = {});
 
 // Flags every `run` of `engine` gets. For Podman, the resource limits pgbranch itself has:
 // rootful Podman otherwise asks the OCI runtime for nofile 1048576 and nproc 4194304, which

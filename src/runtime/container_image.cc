@@ -20,29 +20,8 @@
 namespace pgb {
 namespace {
 
-constexpr auto kProbeTimeout = std::chrono::seconds(120);
 constexpr auto kBuildTimeout = std::chrono::minutes(30);
 constexpr const char* kSystemPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-Command EngineCommand(std::string_view engine, std::vector<std::string> args,
-                      std::chrono::milliseconds timeout = kProbeTimeout) {
-  Command cmd;
-  cmd.argv = EngineArgv(engine);
-  cmd.argv.insert(cmd.argv.end(), args.begin(), args.end());
-  cmd.timeout = timeout;
-  return cmd;
-}
-
-// `tool args...` in a throwaway container of `image`, without network; what it printed.
-Result<CommandResult> RunInImage(ProcessRunner& runner, std::string_view engine,
-                                 const std::string& image, const std::string& tool,
-                                 const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {"run", "--rm", "--network", "none"};
-  for (auto& flag : EngineRunFlags(engine)) argv.push_back(std::move(flag));
-  argv.insert(argv.end(), {"--entrypoint", tool, image});
-  argv.insert(argv.end(), args.begin(), args.end());
-  return runner.Run(EngineCommand(engine, argv));
-}
 
 // uid and gid of `name` in a passwd(5) file.
 std::optional<std::pair<uid_t, gid_t>> PasswdEntry(const std::string& passwd,
@@ -89,6 +68,26 @@ void UnmountBelow(const std::string& root) {
 }
 
 }  // namespace
+
+Command EngineCommand(std::string_view engine, const std::vector<std::string>& args,
+                      std::chrono::milliseconds timeout) {
+  Command cmd;
+  cmd.argv = EngineArgv(engine);
+  cmd.argv.insert(cmd.argv.end(), args.begin(), args.end());
+  cmd.timeout = timeout;
+  return cmd;
+}
+
+Command ThrowawayCommand(std::string_view engine, const std::string& image,
+                         const std::string& program, const std::vector<std::string>& args,
+                         const std::vector<std::string>& flags) {
+  std::vector<std::string> argv = {"run", "--rm", "--network", "none"};
+  for (auto& flag : EngineRunFlags(engine)) argv.push_back(std::move(flag));
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  argv.insert(argv.end(), {"--entrypoint", program, image});
+  argv.insert(argv.end(), args.begin(), args.end());
+  return EngineCommand(engine, argv);
+}
 
 std::vector<std::string> EngineArgv(std::string_view engine) {
   if (engine == "podman") {
@@ -194,10 +193,13 @@ Result<ImageInfo> ProbeImage(ProcessRunner& runner, std::string_view engine,
                              const std::string& image) {
   ImageInfo info;
   info.image = image;
-  PGB_ASSIGN_OR_RETURN(info.id, ImageId(runner, engine, image));
-  PGB_ASSIGN_OR_RETURN(std::string env_json,
-                       InspectImage(runner, engine, image, "{{json .Config.Env}}"));
-  nlohmann::json env = nlohmann::json::parse(env_json, nullptr, false);
+  // One inspect: the id, a tab, then the environment as JSON.
+  PGB_ASSIGN_OR_RETURN(std::string inspected,
+                       InspectImage(runner, engine, image, "{{.Id}}\t{{json .Config.Env}}"));
+  size_t tab = inspected.find('\t');
+  info.id = inspected.substr(0, tab);
+  nlohmann::json env = nlohmann::json::parse(
+      tab == std::string::npos ? std::string() : inspected.substr(tab + 1), nullptr, false);
   std::string pg_major;
   std::vector<std::string> path;
   for (const auto& e : env.is_array() ? env : nlohmann::json::array()) {
@@ -223,8 +225,9 @@ Result<ImageInfo> ProbeImage(ProcessRunner& runner, std::string_view engine,
   }
   std::string tried;
   for (const auto& dir : candidates) {
-    PGB_ASSIGN_OR_RETURN(CommandResult r, RunInImage(runner, engine, image,
-                                                     JoinPath(dir, "postgres"), {"--version"}));
+    PGB_ASSIGN_OR_RETURN(CommandResult r, runner.Run(ThrowawayCommand(
+                                                     engine, image, JoinPath(dir, "postgres"),
+                                                     {"--version"})));
     if (r.exit_code == 125 && !r.Succeeded()) {
       // The engine could not even create the container (no such file, permission): try on.
       tried += (tried.empty() ? "" : ", ") + dir;
@@ -252,7 +255,7 @@ Result<ImageInfo> ProbeImage(ProcessRunner& runner, std::string_view engine,
         image, tried.empty() ? "nothing" : tried));
   }
   PGB_ASSIGN_OR_RETURN(CommandResult passwd,
-                       RunInImage(runner, engine, image, "cat", {"/etc/passwd"}));
+                       runner.Run(ThrowawayCommand(engine, image, "cat", {"/etc/passwd"})));
   auto ids = passwd.Succeeded() ? PasswdEntry(passwd.out, "postgres") : std::nullopt;
   if (!ids) {
     return Status::FailedPrecondition(

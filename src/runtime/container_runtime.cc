@@ -73,7 +73,8 @@ class ContainerRuntime : public Runtime {
     if (state.exists) PGB_RETURN_IF_ERROR(Remove(spec));
     if (!spec.os_user) return Status::Internal("a container needs the image's postgres uid");
     std::vector<std::string> argv = {"run", "--detach", "--name", spec.container_name};
-    AddCommonFlags(spec, &argv);
+    for (auto& flag : EngineRunFlags(engine_)) argv.push_back(std::move(flag));
+    for (auto& flag : SpecFlags(spec)) argv.push_back(std::move(flag));
     argv.insert(argv.end(), {"--network", "host", "--stop-signal", "SIGINT",
                              // PostgreSQL's parallel queries use POSIX shared memory in /dev/shm,
                              // which engines limit to 64 MB by default.
@@ -146,11 +147,8 @@ class ContainerRuntime : public Runtime {
                                 const std::vector<std::string>& args,
                                 std::chrono::milliseconds timeout) override {
     if (!spec.os_user) return Status::Internal("a container needs the image's postgres uid");
-    std::vector<std::string> argv = {"run", "--rm", "--network", "none"};
-    AddCommonFlags(spec, &argv);
-    argv.insert(argv.end(), {"--entrypoint", JoinPath(spec.bin_dir, tool), spec.image});
-    argv.insert(argv.end(), args.begin(), args.end());
-    Command cmd = EngineCommand(argv);
+    Command cmd = ThrowawayCommand(engine_, spec.image, JoinPath(spec.bin_dir, tool), args,
+                                   SpecFlags(spec));
     cmd.timeout = timeout + kCliTimeout;
     PGB_ASSIGN_OR_RETURN(CommandResult r, runner_.Run(cmd));
     if (!r.Succeeded() && r.exit_code == 125) {
@@ -232,11 +230,7 @@ class ContainerRuntime : public Runtime {
   };
 
   Command EngineCommand(const std::vector<std::string>& args) const {
-    Command cmd;
-    cmd.argv = EngineArgv(engine_);
-    cmd.argv.insert(cmd.argv.end(), args.begin(), args.end());
-    cmd.timeout = kCliTimeout;
-    return cmd;
+    return pgb::EngineCommand(engine_, args, kCliTimeout);
   }
 
   Result<CommandResult> Cli(const std::vector<std::string>& args, std::string_view what) {
@@ -245,33 +239,31 @@ class ContainerRuntime : public Runtime {
     return r;
   }
 
-  // Flags shared by a branch's container and a tool's throwaway one: the engine's own, who
-  // runs, what is mounted, the labels.
-  void AddCommonFlags(const InstanceSpec& spec, std::vector<std::string>* argv) const {
-    for (auto& flag : EngineRunFlags(engine_)) argv->push_back(std::move(flag));
-    argv->insert(argv->end(), {"--user", fmt::format("{}:{}", spec.os_user->uid,
-                                                     spec.os_user->gid),
-                               "--workdir", "/"});
+  // Flags shared by a branch's container and a tool's throwaway one: who runs, what is
+  // mounted, the labels.
+  static std::vector<std::string> SpecFlags(const InstanceSpec& spec) {
+    std::vector<std::string> flags = {
+        "--user", fmt::format("{}:{}", spec.os_user->uid, spec.os_user->gid), "--workdir", "/"};
     std::vector<std::string> mounts = {spec.data_dir};
     for (const auto& m : spec.mounts) {
       if (std::find(mounts.begin(), mounts.end(), m) == mounts.end()) mounts.push_back(m);
     }
-    for (const auto& m : mounts) {
-      argv->insert(argv->end(), {"--volume", fmt::format("{}:{}", m, m)});
-    }
+    for (const auto& m : mounts) flags.insert(flags.end(), {"--volume", fmt::format("{}:{}", m, m)});
     for (const auto& [key, value] : spec.labels) {
-      argv->insert(argv->end(), {"--label", fmt::format("{}={}", key, value)});
+      flags.insert(flags.end(), {"--label", fmt::format("{}={}", key, value)});
     }
+    return flags;
   }
 
   Status Signal(const InstanceSpec& spec, const char* signal) {
     PGB_ASSIGN_OR_RETURN(
         CommandResult r,
         runner_.Run(EngineCommand({"kill", "--signal", signal, spec.container_name})));
-    // Killing a container that just exited fails with "is not running": that is success here.
+    // Killing a container that just exited fails (Docker: "is not running"; Podman: "can only
+    // kill running containers"): that is success here.
     if (!r.Succeeded() && !NoSuchContainer(r.err) &&
-        r.err.find("is not running") == std::string::npos &&
-        r.err.find("not running") == std::string::npos) {
+        r.err.find("not running") == std::string::npos &&
+        r.err.find("can only kill running") == std::string::npos) {
       return EngineError(engine_, fmt::format("signal container {}", spec.container_name), r.err);
     }
     return Status::OK();
@@ -311,6 +303,9 @@ class ContainerRuntime : public Runtime {
     bool restarting = j.value("Restarting", false);
     int exit_code = j.value("ExitCode", 0);
     InstanceStatus& st = state.status;
+    // Podman says "stopped" and Docker "dead" for what is, to a user, an exited container.
+    bool exited = status == "exited" || status == "stopped" || status == "dead";
+    st.engine_state = restarting ? "restarting" : exited ? "exited" : status;
     if (running && !restarting && status != "paused") {
       st.running = true;
       st.pid = j.value("Pid", 0);
@@ -318,7 +313,7 @@ class ContainerRuntime : public Runtime {
       st.detail = "running";
     } else if (restarting || status == "restarting") {
       st.detail = "restarting";
-    } else if (status == "exited" || status == "stopped" || status == "dead") {
+    } else if (exited) {
       st.detail = j.value("OOMKilled", false)
                       ? fmt::format("exited (code {}, out of memory)", exit_code)
                       : fmt::format("exited (code {})", exit_code);

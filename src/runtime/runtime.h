@@ -73,6 +73,9 @@ struct InstanceStatus {
   // Accepting connections as far as postmaster.pid says (status "ready", or "standby" for a
   // hot standby); false while it starts up or shuts down. A query is the final proof.
   bool ready = false;
+  // Containers: the engine's state word ("running", "exited", "restarting", "created", ...);
+  // empty natively and when there is no container.
+  std::string engine_state;
 };
 
 enum class StopMode {
