@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -20,8 +21,13 @@ namespace pgb::e2e {
 namespace {
 
 // Port ranges handed to homes: far from the default range, one block of 40 per home.
+// PGB_E2E_PORT_BASE moves the first block, so two test binaries (two work trees, or suites
+// run in parallel) never hand out the same ports.
 int NextPortBlock() {
-  static int next = 56000;
+  static int next = [] {
+    const char* base = std::getenv("PGB_E2E_PORT_BASE");
+    return base && *base ? std::atoi(base) : 56000;
+  }();
   int first = next;
   next += 40;
   return first;
