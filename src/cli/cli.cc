@@ -1,10 +1,13 @@
 #include "cli/cli.h"
 
 #include <fmt/format.h>
+#include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -12,6 +15,8 @@
 
 #include "cli/output.h"
 #include "common/bytes.h"
+#include "common/cancel.h"
+#include "common/error_class.h"
 #include "common/subprocess.h"
 #include "common/time.h"
 #include "engine/engine.h"
@@ -30,6 +35,12 @@ constexpr int kExitUsage = 2;
 
 std::string OrDash(const std::string& s) { return s.empty() ? "-" : s; }
 
+// `s` as it is when it is plainly printable, else quoted with its escapes visible.
+std::string Shown(const std::string& s) {
+  bool printable = std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
+  return printable ? s : QuoteForDisplay(s);
+}
+
 std::string Age(const std::string& iso, const pgb::Clock& clock) {
   auto t = ParseTimestamp(iso);
   if (!t.ok()) return iso;
@@ -37,6 +48,34 @@ std::string Age(const std::string& iso, const pgb::Clock& clock) {
 }
 
 std::string Bytes(const std::optional<uint64_t>& b) { return b ? FormatBytes(*b) : "-"; }
+
+// SIGINT and SIGTERM cancel what the engine is doing: the operation undoes its steps and the
+// command exits 130 (ninja's Cleanup() on SIGINT). A second signal changes nothing: the undo
+// must be allowed to finish.
+CancelToken& InterruptToken() {
+  static CancelToken token;
+  return token;
+}
+
+void OnInterrupt(int signo) {
+  CancelToken& token = InterruptToken();
+  if (token.cancelled()) {
+    static const char kWait[] = "pgbranch: undoing what was done; please wait\n";
+    ssize_t ignored = ::write(STDERR_FILENO, kWait, sizeof(kWait) - 1);
+    (void)ignored;
+    return;
+  }
+  token.Cancel(signo == SIGTERM ? "interrupted by SIGTERM" : "interrupted by SIGINT");
+}
+
+void InstallInterruptHandlers() {
+  struct sigaction sa {};
+  sa.sa_handler = OnInterrupt;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: a blocking wait returns and looks at the token
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
 
 // Everything one invocation needs, built after parsing (so --help never touches the disk).
 struct Session {
@@ -62,6 +101,7 @@ class Cli {
     spdlog::set_level(verbose_ ? spdlog::level::debug : spdlog::level::warn);
     out_ = std::make_unique<Output>(quiet_);
     if (!action_) return kExitUsage;
+    InstallInterruptHandlers();
     return action_();
   }
 
@@ -75,13 +115,18 @@ class Cli {
     env.clock = &SystemClock();
     env.ports = session_.ports.get();
     env.progress = out_.get();
+    env.cancel = &InterruptToken();
+    env.allow_lost_catalog = allow_lost_catalog_;
     auto engine = Engine::Open(env);
     spdlog::debug("engine open");
     if (engine.ok()) (*engine)->SetCommand(object.empty() ? operation : operation + " " + object);
     Status s = engine.ok() ? body(**engine) : engine.status();
     if (!s.ok()) {
+      if (s.Is(StatusCode::kCancelled)) {
+        s = Status::Cancelled(fmt::format("{}; what it had done was undone", s.message()));
+      }
       out_->Error(operation, object, s);
-      return kExitFailure;
+      return Classify(s.code()).exit_code;
     }
     return 0;
   }
@@ -111,6 +156,8 @@ class Cli {
     DefineWal();
     DefineAudit();
     DefineDoctor();
+    DefineOperations();
+    DefineCatalog();
     DefineStatus();
     DefineImage();
   }
@@ -372,7 +419,10 @@ class Cli {
                              {"detail", r.detail},
                              {"duration_ms", r.duration_ms},
                              {"ok", r.ok},
-                             {"error", r.error}});
+                             {"error", r.error},
+                             {"operation_id",
+                              r.operation_id ? nlohmann::json(*r.operation_id) : nlohmann::json()},
+                             {"step", r.step}});
             }
             out_->Json(arr);
             return Status::OK();
@@ -394,13 +444,28 @@ class Cli {
 
   void DefineDoctor() {
     auto* cmd = app_.add_subcommand("doctor", "Check tools, permissions, the pool and orphans");
-    cmd->add_flag("--fix", fix_, "Repair what is safe, and say what changed");
+    cmd->add_flag("--fix", fix_,
+                  "Repair what is safe: finish or undo interrupted operations, quarantine data "
+                  "no row refers to, start branches whose server died");
+    cmd->add_flag("--adopt", adopt_,
+                  "Rebuild catalog rows for data directories no row refers to (after a lost "
+                  "catalog): project, branch, parent, port, a new password");
+    auto* purge = cmd->add_flag("--purge", purge_, "Destroy quarantined data older than --grace");
+    cmd->add_option("--grace", grace_days_, "Days quarantined data is kept (default 7)")
+        ->check(CLI::Range(0, 3650))
+        ->needs(purge);
     AddJson(cmd);
     cmd->callback([this] {
+      allow_lost_catalog_ = adopt_;
       action_ = [this] {
         bool failed = false;
         int code = With("doctor", "", [&](Engine& e) -> Status {
-          PGB_ASSIGN_OR_RETURN(auto findings, e.Doctor(fix_));
+          DoctorOptions options;
+          options.fix = fix_;
+          options.adopt = adopt_;
+          options.purge = purge_;
+          options.grace = std::chrono::hours(24) * grace_days_;
+          PGB_ASSIGN_OR_RETURN(auto findings, e.Doctor(options));
           for (const auto& f : findings) failed |= f.status == "fail";
           if (json_) {
             nlohmann::json arr = nlohmann::json::array();
@@ -421,6 +486,128 @@ class Cli {
           return Status::OK();
         });
         return code != 0 ? code : failed ? kExitFailure : 0;
+      };
+    });
+  }
+
+  void DefineOperations() {
+    auto* cmd = app_.add_subcommand(
+        "operations", "Operations in progress or left unfinished (--all: the recent ones too)");
+    cmd->alias("ops");
+    cmd->add_flag("--all", all_, "Also the ones that ended");
+    cmd->add_option("--limit", limit_, "With --all, how many (default 50)")
+        ->check(CLI::Range(1, 100000));
+    AddJson(cmd);
+    cmd->callback([this] {
+      action_ = [this] {
+        return With("operations", "", [&](Engine& e) -> Status {
+          PGB_ASSIGN_OR_RETURN(auto ops, e.Operations(all_, limit_));
+          if (json_) {
+            nlohmann::json arr = nlohmann::json::array();
+            for (const auto& o : ops) arr.push_back(ToJson(o));
+            out_->Json(arr);
+            return Status::OK();
+          }
+          if (ops.empty()) {
+            out_->Print(all_ ? "No operations recorded yet." : "No operation is in progress.");
+            return Status::OK();
+          }
+          std::vector<std::vector<std::string>> rows;
+          for (const auto& o : ops) {
+            std::string state = o.state;
+            if (o.ended_at.empty() && !o.owner_alive)
+              state += " (interrupted: pgbranch doctor --fix)";
+            rows.push_back({std::to_string(o.id), o.kind, Shown(o.target),
+                            out_->Paint(state, OperationTone(o)), OrDash(o.step),
+                            std::to_string(o.pid), o.started_at, OrDash(o.error)});
+          }
+          out_->Table({"ID", "KIND", "TARGET", "STATE", "STEP", "PID", "STARTED", "ERROR"}, rows);
+          return Status::OK();
+        });
+      };
+    });
+  }
+
+  static Tone OperationTone(const OperationInfo& o) {
+    if (o.state == "done") return Tone::kGood;
+    if (o.ended_at.empty() && !o.owner_alive) return Tone::kBad;
+    if (o.state == "failed") return Tone::kBad;
+    return Tone::kWarn;
+  }
+
+  void DefineCatalog() {
+    auto* catalog = app_.add_subcommand("catalog", "Back up and restore the catalog (state.db)");
+    catalog->require_subcommand(1);
+    auto* backup = catalog->add_subcommand(
+        "backup",
+        "Copy the catalog to $PGBRANCH_HOME/backups (also done daily and before every "
+        "migration; the newest 10 are kept)");
+    AddJson(backup);
+    backup->callback([this] {
+      action_ = [this] {
+        return With("catalog backup", "", [&](Engine& e) -> Status {
+          PGB_ASSIGN_OR_RETURN(CatalogBackup b, e.BackupCatalog("manual"));
+          if (json_) {
+            out_->Json(ToJson(b));
+          } else {
+            out_->Print(b.path);
+          }
+          return Status::OK();
+        });
+      };
+    });
+    auto* list = catalog->add_subcommand("list", "Catalog backups, newest first")->alias("ls");
+    AddJson(list);
+    list->callback([this] {
+      allow_lost_catalog_ = true;
+      action_ = [this] {
+        return With("catalog list", "", [&](Engine& e) -> Status {
+          PGB_ASSIGN_OR_RETURN(auto backups, e.ListCatalogBackups());
+          if (json_) {
+            nlohmann::json arr = nlohmann::json::array();
+            for (const auto& b : backups) arr.push_back(ToJson(b));
+            out_->Json(arr);
+            return Status::OK();
+          }
+          std::vector<std::vector<std::string>> rows;
+          for (const auto& b : backups) {
+            rows.push_back({b.path, b.at, FormatBytes(b.bytes),
+                            b.schema_version ? std::to_string(b.schema_version) : "unreadable"});
+          }
+          out_->Table({"BACKUP", "AT", "SIZE", "SCHEMA"}, rows);
+          return Status::OK();
+        });
+      };
+    });
+    auto* restore = catalog->add_subcommand(
+        "restore", "Replace the catalog with a backup (the current one is backed up first)");
+    auto* file = restore->add_option("file", name_, "A backup file (see 'pgbranch catalog list')");
+    auto* latest = restore->add_flag("--latest", latest_, "The newest backup");
+    file->excludes(latest);
+    restore->callback([this] {
+      allow_lost_catalog_ = true;
+      action_ = [this] {
+        return With("catalog restore", name_, [&](Engine& e) -> Status {
+          std::string path = name_;
+          if (latest_) {
+            PGB_ASSIGN_OR_RETURN(auto backups, e.ListCatalogBackups());
+            for (const auto& b : backups) {
+              if (b.schema_version > 0) {
+                path = b.path;
+                break;
+              }
+            }
+            if (path.empty()) {
+              return Status::NotFound(
+                  "there is no readable backup in $PGBRANCH_HOME/backups; 'pgbranch doctor "
+                  "--adopt' rebuilds the catalog from the pool instead");
+            }
+          }
+          if (path.empty()) return Status::InvalidArgument("name a backup file or pass --latest");
+          PGB_RETURN_IF_ERROR(e.RestoreCatalog(path));
+          out_->Print(path);
+          return Status::OK();
+        });
       };
     });
   }
@@ -492,17 +679,18 @@ class Cli {
                                            "Create a project and its main branch "
                                            "(initdb + start)");
     create->add_option("name", name_, "Project name")->required();
-    create->add_option("--runtime", runtime_,
-                       "Where its servers run: native (default), docker or podman")
+    create
+        ->add_option("--runtime", runtime_,
+                     "Where its servers run: native (default), docker or podman")
         ->check(CLI::IsMember({"native", "docker", "podman"}));
     create->add_option("--image", image_,
                        "Container image laid out like the official postgres images "
                        "(docker/podman)");
-    create->add_option("--pg-version", pg_version_,
-                       "PostgreSQL major version: runs pgbranch/postgres:N (docker/podman)")
+    create
+        ->add_option("--pg-version", pg_version_,
+                     "PostgreSQL major version: runs pgbranch/postgres:N (docker/podman)")
         ->check(CLI::Range(9, 99));
-    create->add_option("--pg-bin", pg_bin_,
-                       "Directory of the PostgreSQL server binaries (native)");
+    create->add_option("--pg-bin", pg_bin_, "Directory of the PostgreSQL server binaries (native)");
     create->add_option("--port", port_, "Port of the main branch")->check(CLI::Range(1024, 65535));
     create->add_option("--listen", listen_, "Address the servers listen on (default 127.0.0.1)");
     AddJson(create);
@@ -565,13 +753,12 @@ class Cli {
             out_->Json(j);
             return Status::OK();
           }
-          out_->Table({"FIELD", "VALUE"}, {{"name", p.name},
-                                           {"postgresql", p.pg_version + " (" + p.pg_bin + ")"},
-                                           {"runtime", p.image.empty()
-                                                           ? p.runtime
-                                                           : p.runtime + " (" + p.image + ")"},
-                                           {"created", p.created_at},
-                                           {"branches", std::to_string(p.branch_count)}});
+          out_->Table({"FIELD", "VALUE"},
+                      {{"name", p.name},
+                       {"postgresql", p.pg_version + " (" + p.pg_bin + ")"},
+                       {"runtime", p.image.empty() ? p.runtime : p.runtime + " (" + p.image + ")"},
+                       {"created", p.created_at},
+                       {"branches", std::to_string(p.branch_count)}});
           return Status::OK();
         });
       };
@@ -685,14 +872,13 @@ class Cli {
                            });
     AddJson(get);
 
-    auto* logs = BranchVerb(branch, "logs", "The branch's server log (native or container)",
-                            [this](Engine& e, const BranchRef& ref) -> Status {
-                              PGB_ASSIGN_OR_RETURN(std::string text, e.BranchLogs(ref, tail_));
-                              out_->Print(text.empty() || text.back() != '\n'
-                                              ? text
-                                              : text.substr(0, text.size() - 1));
-                              return Status::OK();
-                            });
+    auto* logs = BranchVerb(
+        branch, "logs", "The branch's server log (native or container)",
+        [this](Engine& e, const BranchRef& ref) -> Status {
+          PGB_ASSIGN_OR_RETURN(std::string text, e.BranchLogs(ref, tail_));
+          out_->Print(text.empty() || text.back() != '\n' ? text : text.substr(0, text.size() - 1));
+          return Status::OK();
+        });
     logs->add_option("--tail", tail_, "How many of the last lines (default 50)")
         ->check(CLI::Range(1, 1000000));
 
@@ -775,8 +961,9 @@ class Cli {
     build->add_option("--pg-version", pg_version_, "13 (bullseye), 15 (bookworm) or 17 (trixie)")
         ->required()
         ->check(CLI::IsMember({13, 15, 17}));
-    build->add_option("--runtime", engines_,
-                      "Import into this engine (docker, podman; repeatable; default docker)")
+    build
+        ->add_option("--runtime", engines_,
+                     "Import into this engine (docker, podman; repeatable; default docker)")
         ->check(CLI::IsMember({"docker", "podman"}));
     build->add_option("--image", image_, "Tag (default pgbranch/postgres:N)");
     build->add_option("--mirror", mirror_, "Debian mirror (default http://deb.debian.org/debian)");
@@ -832,11 +1019,13 @@ class Cli {
       rows.push_back({"Pool", s.pool.description});
       if (!s.pool.why.empty()) rows.push_back({"Chosen", s.pool.why});
       if (!s.pool.capabilities.copy_on_write) {
-        rows.push_back({"Note", "this pool makes full copies: every branch is slow to make and "
-                                "takes its parent's full size"});
+        rows.push_back({"Note",
+                        "this pool makes full copies: every branch is slow to make and "
+                        "takes its parent's full size"});
       } else if (!s.pool.capabilities.atomic_snapshots) {
-        rows.push_back({"Note", "copies file by file (reflink), bracketed by PostgreSQL's backup "
-                                "API while the source runs"});
+        rows.push_back({"Note",
+                        "copies file by file (reflink), bracketed by PostgreSQL's backup "
+                        "API while the source runs"});
       }
       if (s.pool.usage) {
         rows.push_back(
@@ -876,16 +1065,16 @@ class Cli {
     for (const auto& b : branches) {
       std::string parent = b.parent.empty() ? "-" : b.parent.substr(b.parent.find('/') + 1);
       // A container that ended by itself says how ("exited (code 137)").
-      std::string state = b.state == "exited" || b.state == "restarting" ? b.runtime_detail
-                                                                         : b.state;
+      std::string state =
+          b.state == "exited" || b.state == "restarting" ? b.runtime_detail : b.state;
       rows.push_back({b.project + "/" + b.name, parent, out_->Paint(state, StateTone(b.state)),
                       std::to_string(b.port), Bytes(b.size_bytes), Bytes(b.exclusive_bytes),
                       b.uptime_seconds ? FormatAge(std::chrono::seconds(*b.uptime_seconds)) : "-",
                       WindowText(b.window), b.masked_uri});
     }
-    out_->Table({"BRANCH", "PARENT", "STATE", "PORT", "SIZE", "EXCLUSIVE", "UPTIME",
-                 "RECOVERABLE", "URI"},
-                rows);
+    out_->Table(
+        {"BRANCH", "PARENT", "STATE", "PORT", "SIZE", "EXCLUSIVE", "UPTIME", "RECOVERABLE", "URI"},
+        rows);
   }
 
   // Each branch under its parent, as `git log --graph` draws a tree.
@@ -937,8 +1126,8 @@ class Cli {
         {"FIELD", "VALUE"},
         {{"branch", b.project + "/" + b.name},
          {"parent", OrDash(b.parent)},
-         {"state", out_->Paint(b.runtime_detail.empty() ? b.state : b.runtime_detail,
-                               StateTone(b.state))},
+         {"state",
+          out_->Paint(b.runtime_detail.empty() ? b.state : b.runtime_detail, StateTone(b.state))},
          {"port", std::to_string(b.port)},
          {"uri", b.masked_uri},
          {"size", Bytes(b.size_bytes)},
@@ -1008,6 +1197,11 @@ class Cli {
   bool all_ = false;
   bool dry_run_ = false;
   bool fix_ = false;
+  bool adopt_ = false;
+  bool purge_ = false;
+  int grace_days_ = 7;
+  bool latest_ = false;
+  bool allow_lost_catalog_ = false;
   bool fast_ = false;
   bool force_ = false;
   bool recursive_ = false;

@@ -1,6 +1,7 @@
 #include "cli/output.h"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -75,6 +76,11 @@ std::string Output::PaintErr(std::string_view text, Tone tone) const {
   return Painted(text, tone, color_err_);
 }
 
+void Output::StepStarted(std::string_view name) {
+  // The start is in the operations record (`pgbranch operations`); a terminal shows the end.
+  spdlog::debug("step {} started", name);
+}
+
 void Output::Step(std::string_view name, std::chrono::nanoseconds took) {
   if (quiet_) return;
   fmt::print(stderr, "{} {:<12} {}\n", PaintErr("▸", Tone::kDim), name, FormatSeconds(took));
@@ -147,11 +153,11 @@ nlohmann::json ToJson(const WalInfo& w) {
       {"archive_dir", w.archive_dir},
       {"segments", w.segments},
       {"bytes", w.bytes},
-      {"oldest_segment", w.oldest_segment.empty() ? nlohmann::json(nullptr)
-                                                  : nlohmann::json(w.oldest_segment)},
+      {"oldest_segment",
+       w.oldest_segment.empty() ? nlohmann::json(nullptr) : nlohmann::json(w.oldest_segment)},
       {"oldest_at", w.oldest_at.empty() ? nlohmann::json(nullptr) : nlohmann::json(w.oldest_at)},
-      {"newest_segment", w.newest_segment.empty() ? nlohmann::json(nullptr)
-                                                  : nlohmann::json(w.newest_segment)},
+      {"newest_segment",
+       w.newest_segment.empty() ? nlohmann::json(nullptr) : nlohmann::json(w.newest_segment)},
       {"newest_at", w.newest_at.empty() ? nlohmann::json(nullptr) : nlohmann::json(w.newest_at)},
       {"running", w.running},
       {"window", w.window ? ToJson(*w.window) : nlohmann::json(nullptr)},
@@ -180,17 +186,21 @@ nlohmann::json ToJson(const BranchInfo& b) {
       {"log_path", b.log_path},
       {"container", b.container},
       {"snapshot_id", Optional(b.snapshot_id)},
-      {"recovery_target", b.recovery_target.empty() ? nlohmann::json(nullptr)
-                                                    : nlohmann::json(b.recovery_target)},
+      {"recovery_target",
+       b.recovery_target.empty() ? nlohmann::json(nullptr) : nlohmann::json(b.recovery_target)},
       {"recoverable", b.window ? ToJson(*b.window) : nlohmann::json(nullptr)},
   };
 }
 
 nlohmann::json ToJson(const ProjectInfo& p) {
   return {
-      {"name", p.name},     {"runtime", p.runtime},       {"image", p.image},
+      {"name", p.name},
+      {"runtime", p.runtime},
+      {"image", p.image},
       {"pg_version", p.pg_version},
-      {"pg_bin", p.pg_bin}, {"created_at", p.created_at}, {"branch_count", p.branch_count},
+      {"pg_bin", p.pg_bin},
+      {"created_at", p.created_at},
+      {"branch_count", p.branch_count},
   };
 }
 
@@ -206,6 +216,36 @@ nlohmann::json ToJson(const SnapshotInfo& s) {
       {"dependents", s.dependents},
       {"name", s.name},
   };
+}
+
+nlohmann::json ToJson(const OperationInfo& o) {
+  nlohmann::json steps = nlohmann::json::array();
+  for (const auto& st : o.steps) {
+    steps.push_back(
+        {{"name", st.name},
+         {"started_at", st.started_at},
+         {"ended_at", st.ended_at.empty() ? nlohmann::json() : nlohmann::json(st.ended_at)}});
+  }
+  return {
+      {"id", o.id},
+      {"kind", o.kind},
+      {"target", o.target},
+      {"state", o.state},
+      {"owner_alive", o.owner_alive},
+      {"pid", o.pid},
+      {"command", o.command},
+      {"step", o.step},
+      {"steps", steps},
+      {"error", o.error},
+      {"started_at", o.started_at},
+      {"updated_at", o.updated_at},
+      {"ended_at", o.ended_at.empty() ? nlohmann::json() : nlohmann::json(o.ended_at)},
+      {"journal_left", o.journal_left},
+  };
+}
+
+nlohmann::json ToJson(const CatalogBackup& b) {
+  return {{"path", b.path}, {"at", b.at}, {"bytes", b.bytes}, {"schema_version", b.schema_version}};
 }
 
 nlohmann::json ToJson(const StatusInfo& s) {

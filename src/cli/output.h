@@ -24,6 +24,7 @@ class Output : public Progress {
   explicit Output(bool quiet = false);
 
   // Progress, on stderr.
+  void StepStarted(std::string_view name) override;
   void Step(std::string_view name, std::chrono::nanoseconds took) override;
   void Note(std::string_view message) override;
 
@@ -57,6 +58,8 @@ nlohmann::json ToJson(const WalInfo& w);
 nlohmann::json ToJson(const ProjectInfo& p);
 nlohmann::json ToJson(const StatusInfo& s);
 nlohmann::json ToJson(const SnapshotInfo& s);
+nlohmann::json ToJson(const OperationInfo& o);
+nlohmann::json ToJson(const CatalogBackup& b);
 
 // Tone of a branch state: running good, stopped warn, failed bad.
 Tone StateTone(const std::string& state);

@@ -31,6 +31,8 @@ std::string_view StatusCodeName(StatusCode code) {
       return "command_failed";
     case StatusCode::kInternal:
       return "internal";
+    case StatusCode::kCancelled:
+      return "cancelled";
   }
   return "internal";
 }

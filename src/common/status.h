@@ -28,6 +28,7 @@ enum class StatusCode {
   kIOError,             // a system call failed
   kCommandFailed,       // an external command exited non-zero
   kInternal,            // a bug or an impossible state
+  kCancelled,           // interrupted (SIGINT/SIGTERM, a cancelled request); undone
 };
 
 // Returns the stable lower-case name of `code` ("not_found"), used in JSON errors.
@@ -55,6 +56,7 @@ class [[nodiscard]] Status {
   static Status IOError(std::string m) { return {StatusCode::kIOError, std::move(m)}; }
   static Status CommandFailed(std::string m) { return {StatusCode::kCommandFailed, std::move(m)}; }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+  static Status Cancelled(std::string m) { return {StatusCode::kCancelled, std::move(m)}; }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }

@@ -9,9 +9,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
+
+#include "common/cancel.h"
 
 namespace pgb {
 namespace {
@@ -173,17 +176,22 @@ class RealProcessRunner : public ProcessRunner {
     int exec_errno = ReadExecError(rep_r.get());
 
     CommandResult result;
-    bool timed_out = false;
-    if (exec_errno == 0) timed_out = !Pump(command, pid, &in_w, &out_r, &err_r, &result);
+    PumpEnd end = PumpEnd::kDone;
+    if (exec_errno == 0) end = Pump(command, pid, &in_w, &out_r, &err_r, &result);
     int wstatus = 0;
     while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
     }
     if (exec_errno != 0) {
       return PosixError(fmt::format("execute {}", p.path), exec_errno);
     }
-    if (timed_out) {
+    if (end == PumpEnd::kTimedOut) {
       return Status::Unavailable(fmt::format("{} did not finish within {} ms",
                                              FormatArgv(command.argv), command.timeout.count()));
+    }
+    if (end == PumpEnd::kCancelled) {
+      Status cancelled = CheckCancelled();
+      return Status::Cancelled(
+          fmt::format("{} (stopped {})", cancelled.message(), FormatArgv(command.argv)));
     }
     if (WIFEXITED(wstatus)) {
       result.exit_code = WEXITSTATUS(wstatus);
@@ -239,10 +247,13 @@ class RealProcessRunner : public ProcessRunner {
   }
 
  private:
-  // Feeds stdin and drains stdout/stderr until both close. Returns false on timeout (after
-  // killing the child's process group).
-  bool Pump(const Command& command, pid_t pid, Fd* in_w, Fd* out_r, Fd* err_r,
-            CommandResult* result) {
+  enum class PumpEnd { kDone, kTimedOut, kCancelled };
+  // Feeds stdin and drains stdout/stderr until both close. On a timeout or when the calling
+  // thread's operation is cancelled (common/cancel.h, checked every kCancelPoll), kills the
+  // child's process group and says which.
+  PumpEnd Pump(const Command& command, pid_t pid, Fd* in_w, Fd* out_r, Fd* err_r,
+               CommandResult* result) {
+    constexpr int kCancelPollMs = 100;
     using Clock = std::chrono::steady_clock;
     const auto deadline = Clock::now() + command.timeout;
     size_t written = 0;
@@ -264,14 +275,19 @@ class RealProcessRunner : public ProcessRunner {
         in_idx = nfds;
         fds[nfds++] = {in_w->get(), POLLOUT, 0};
       }
-      int wait_ms = -1;
+      if (!CheckCancelled().ok()) {
+        kill(-pid, SIGKILL);
+        return PumpEnd::kCancelled;
+      }
+      int wait_ms = CurrentCancelToken() ? kCancelPollMs : -1;
       if (command.timeout.count() > 0) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
         if (left.count() <= 0) {
           kill(-pid, SIGKILL);
-          return false;
+          return PumpEnd::kTimedOut;
         }
-        wait_ms = static_cast<int>(left.count());
+        wait_ms = wait_ms < 0 ? static_cast<int>(left.count())
+                              : std::min(wait_ms, static_cast<int>(left.count()));
       }
       int rc = poll(fds, nfds, wait_ms);
       if (rc < 0 && errno == EINTR) continue;
@@ -294,7 +310,7 @@ class RealProcessRunner : public ProcessRunner {
         if (written == command.stdin_data.size()) in_w->Reset();
       }
     }
-    return true;
+    return PumpEnd::kDone;
   }
 };
 

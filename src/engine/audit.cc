@@ -1,8 +1,44 @@
 #include "engine/audit.h"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 namespace pgb {
+
+namespace {
+
+struct AuditContext {
+  std::string command;
+  std::optional<int64_t> operation_id;
+  std::string step;
+  bool set = false;
+};
+thread_local AuditContext audit_context;
+
+}  // namespace
+
+struct AuditScope::Saved {
+  AuditContext previous;
+};
+
+AuditScope::AuditScope(std::string command, std::optional<int64_t> operation_id)
+    : saved_(std::make_unique<Saved>(Saved{audit_context})) {
+  audit_context = AuditContext{std::move(command), operation_id, "", true};
+}
+
+AuditScope::~AuditScope() { audit_context = std::move(saved_->previous); }
+
+void SetAuditStep(std::string step) { audit_context.step = std::move(step); }
+
+void AuditLog::SetSink(Sink sink) {
+  std::lock_guard<std::mutex> lock(mu_);
+  sink_ = std::move(sink);
+}
+
+void AuditLog::SetCommand(std::string command) {
+  std::lock_guard<std::mutex> lock(mu_);
+  command_ = std::move(command);
+}
 
 Status AuditLog::Record(std::string operation, std::string object, std::string detail,
                         const std::function<Status()>& body) {
@@ -11,7 +47,11 @@ Status AuditLog::Record(std::string operation, std::string object, std::string d
   Status s = body();
   AuditRow row;
   row.at = FormatTimestamp(at);
-  row.command = command_;
+  if (audit_context.set) {
+    row.command = audit_context.command;
+    row.operation_id = audit_context.operation_id;
+    row.step = audit_context.step;
+  }
   row.operation = std::move(operation);
   row.object = std::move(object);
   row.detail = std::move(detail);
@@ -19,11 +59,25 @@ Status AuditLog::Record(std::string operation, std::string object, std::string d
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   row.ok = s.ok();
   row.error = s.ok() ? "" : s.ToString();
-  rows_.push_back(std::move(row));
+  Sink sink;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!audit_context.set) row.command = command_;
+    sink = sink_;
+  }
+  Status written = sink ? sink(row) : Status::Internal("no sink");
+  if (!written.ok()) {
+    if (sink) spdlog::warn("audit row not written: {}", written.message());
+    std::lock_guard<std::mutex> lock(mu_);
+    rows_.push_back(std::move(row));
+  }
   return s;
 }
 
-std::vector<AuditRow> AuditLog::Take() { return std::exchange(rows_, {}); }
+std::vector<AuditRow> AuditLog::Take() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return std::exchange(rows_, {});
+}
 
 namespace {
 
@@ -77,6 +131,20 @@ class AuditedPool : public Pool {
     return target_->SnapshotSpace(volume, snapshot);
   }
   Result<PoolUsage> Usage() override { return target_->Usage(); }
+  Status Quarantine(const std::string& name, TimePoint now) override {
+    return log_.Record("pool.Quarantine", name, target_->Kind(),
+                       [&] { return target_->Quarantine(name, now); });
+  }
+  Result<std::vector<QuarantinedObject>> ListQuarantined() override {
+    return target_->ListQuarantined();
+  }
+  Status Release(const std::string& name) override {
+    return log_.Record("pool.Release", name, target_->Kind(),
+                       [&] { return target_->Release(name); });
+  }
+  Status Purge(const std::string& name) override {
+    return log_.Record("pool.Purge", name, target_->Kind(), [&] { return target_->Purge(name); });
+  }
 
  private:
   std::string Where(const std::string& volume) const {
@@ -113,15 +181,14 @@ class AuditedRuntime : public Runtime {
                                 const std::vector<std::string>& args,
                                 std::chrono::milliseconds timeout) override {
     Result<CommandResult> result = Status::Internal("not run");
-    Status ignored = log_.Record("runtime.RunTool", spec.name,
-                                 fmt::format("{} {} {}", target_->Kind(), tool, FormatArgv(args)),
-                                 [&]() -> Status {
-                                   result = target_->RunTool(spec, tool, args, timeout);
-                                   if (!result.ok()) return result.status();
-                                   return result->Succeeded()
-                                              ? Status::OK()
-                                              : Status::CommandFailed(TailLines(result->err, 3));
-                                 });
+    Status ignored = log_.Record(
+        "runtime.RunTool", spec.name,
+        fmt::format("{} {} {}", target_->Kind(), tool, FormatArgv(args)), [&]() -> Status {
+          result = target_->RunTool(spec, tool, args, timeout);
+          if (!result.ok()) return result.status();
+          return result->Succeeded() ? Status::OK()
+                                     : Status::CommandFailed(TailLines(result->err, 3));
+        });
     (void)ignored;  // a non-zero exit is the caller's to judge; the trail keeps it
     return result;
   }
@@ -133,10 +200,10 @@ class AuditedRuntime : public Runtime {
   }
   Status Rename(const InstanceSpec& from, const InstanceSpec& to) override {
     if (target_->Kind() == "native") return Status::OK();
-    return log_.Record("runtime.Rename", to.name,
-                       fmt::format("{} {} -> {}", target_->Kind(), from.container_name,
-                                   to.container_name),
-                       [&] { return target_->Rename(from, to); });
+    return log_.Record(
+        "runtime.Rename", to.name,
+        fmt::format("{} {} -> {}", target_->Kind(), from.container_name, to.container_name),
+        [&] { return target_->Rename(from, to); });
   }
   Result<std::vector<RuntimeInstance>> ListInstances(const std::string& home) override {
     return target_->ListInstances(home);

@@ -3,10 +3,12 @@
 // and how it ended.
 //
 // Forwarding wrappers (leveldb's EnvWrapper habit) sit between the engine and the real Pool,
-// Runtime and ProcessRunner and note each mutating call in an AuditLog; the engine writes the
-// log to the catalog in one transaction when the command ends (Engine::FlushAudit), whether it
-// succeeded or not. Reads (Inspect, sizes, listings) are not audited: they change nothing.
-// Secrets never reach the trail: they are never in argv, and stdin is not recorded.
+// Runtime and ProcessRunner and note each mutating call in an AuditLog, which hands each row to
+// its sink (the engine's: the catalog) as soon as the call ends, so a command killed half-way
+// leaves the rows of what it did. Each row names the command, operation and step it served,
+// from the calling thread's AuditScope. Reads (Inspect, sizes, listings) are not audited: they
+// change nothing. Secrets never reach the trail: they are never in argv, and stdin is not
+// recorded.
 
 #ifndef PGBRANCH_ENGINE_AUDIT_H_
 #define PGBRANCH_ENGINE_AUDIT_H_
@@ -14,6 +16,8 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,25 +30,46 @@
 
 namespace pgb {
 
-// Collects audit rows in memory. Not thread-safe.
+// What the calling thread's audit rows serve: set for the lifetime of the scope (scopes nest).
+class AuditScope {
+ public:
+  AuditScope(std::string command, std::optional<int64_t> operation_id);
+  ~AuditScope();
+  AuditScope(const AuditScope&) = delete;
+  AuditScope& operator=(const AuditScope&) = delete;
+
+ private:
+  struct Saved;
+  std::unique_ptr<Saved> saved_;
+};
+// The step of the calling thread's operation that the next rows serve (engine/operation.h).
+void SetAuditStep(std::string step);
+
+// Records audit rows. Thread-safe.
 class AuditLog {
  public:
+  using Sink = std::function<Status(const AuditRow&)>;
   explicit AuditLog(const Clock& clock) : clock_(clock) {}
 
-  // The command the following rows serve ("branch create demo/dev").
-  void SetCommand(std::string command) { command_ = std::move(command); }
+  // Rows go to `sink` as they are recorded; a sink that fails is warned about and the row kept
+  // in memory. Without a sink, rows stay in memory until Take().
+  void SetSink(Sink sink);
+  // The command rows serve on threads without an AuditScope ("branch create demo/dev").
+  void SetCommand(std::string command);
 
   // Runs `body`, recording its operation, object, detail, duration and result.
   Status Record(std::string operation, std::string object, std::string detail,
                 const std::function<Status()>& body);
 
-  // The rows collected so far; the log is empty afterwards.
+  // The rows kept in memory so far; empty afterwards.
   std::vector<AuditRow> Take();
 
  private:
   const Clock& clock_;
-  std::string command_;
-  std::vector<AuditRow> rows_;
+  std::mutex mu_;
+  Sink sink_;                   // GUARDED_BY(mu_)
+  std::string command_;         // GUARDED_BY(mu_)
+  std::vector<AuditRow> rows_;  // GUARDED_BY(mu_)
 };
 
 // Wrappers that forward every call to `target` and record the mutating ones in `log`.

@@ -10,15 +10,16 @@
 #include <algorithm>
 #include <cstdlib>
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "common/bytes.h"
 #include "common/failpoint.h"
 #include "common/fs.h"
 #include "common/os_user.h"
 #include "common/random.h"
+#include "engine/engine_internal.h"
 #include "pg/wal.h"
 #include "runtime/container.h"
-#include "engine/engine_internal.h"
 #include "storage/tree_copy.h"
 #include "storage/volume_name.h"
 
@@ -73,7 +74,7 @@ Engine::~Engine() {
 Status Engine::FlushAudit() {
   std::vector<AuditRow> rows = audit_.Take();
   if (rows.empty() || !catalog_) return Status::OK();
-  return catalog_->Transaction([&] { return catalog_->InsertAudit(rows); });
+  return catalog_->InsertAudit(rows);
 }
 
 Result<std::unique_ptr<Engine>> Engine::Open(const EngineEnv& env) {
@@ -86,20 +87,42 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineEnv& env) {
   PGB_RETURN_IF_ERROR(EnsureDir(home, RunningAsRoot() ? 0711 : 0700));
   PGB_RETURN_IF_ERROR(EnsureDir(JoinPath(home, "locks"), 0700));
   PGB_RETURN_IF_ERROR(EnsureDir(JoinPath(home, "logs"), 0700));
-  PGB_ASSIGN_OR_RETURN(engine->catalog_, Catalog::Open(JoinPath(home, "state.db")));
+  engine->locks_ = std::make_unique<Locks>(
+      JoinPath(home, "locks"), [e = engine.get()](const std::string& note) { e->Note(note); });
+  // A catalog is never made anew where a pool with data already is: that would hide every
+  // branch and let doctor take their data for orphans.
+  Catalog::Options options;
+  options.backup_dir = JoinPath(home, "backups");
+  std::string evidence;
+  options.create_if_missing = env.allow_lost_catalog || !HomeHasPool(home, &evidence);
+  auto catalog = Catalog::Open(JoinPath(home, "state.db"), options);
+  if (!catalog.ok() && catalog.status().Is(StatusCode::kNotFound)) {
+    return Status::FailedPrecondition(fmt::format(
+        "{}, but this home holds a pool with data ({}); pgbranch will not start over with an "
+        "empty catalog. Restore the newest backup with 'pgbranch catalog restore --latest' (see "
+        "'pgbranch catalog list'), or rebuild the catalog from the pool with 'pgbranch doctor "
+        "--adopt'",
+        catalog.status().message(), evidence));
+  }
+  PGB_RETURN_IF_ERROR(catalog.status());
+  engine->catalog_ = std::move(*catalog);
+  engine->audit_.SetSink(
+      [e = engine.get()](const AuditRow& row) { return e->catalog_->InsertAudit({row}); });
   engine->runner_ = NewAuditedRunner(*env.runner, engine->audit_);
+  engine->BackupCatalogIfDue();
   return engine;
 }
 
 Runtime& Engine::RuntimeOfKind(const std::string& kind) {
   std::string key = IsContainerRuntime(kind) ? kind : "native";
+  std::lock_guard<std::mutex> lock(init_mu_);
   auto& slot = runtimes_[key];
   if (!slot) {
     // Containers are driven with the caller's runner: their state queries (one per readiness
     // poll) are reads, and the audited runtime records every call that changes something.
-    slot = NewAuditedRuntime(key == "native" ? NewNativeRuntime(*runner_)
-                                             : NewContainerRuntime(*env_.runner, key),
-                             audit_);
+    slot = NewAuditedRuntime(
+        key == "native" ? NewNativeRuntime(*runner_) : NewContainerRuntime(*env_.runner, key),
+        audit_);
   }
   return *slot;
 }
@@ -114,7 +137,8 @@ std::string Engine::SocketDir(const ProjectRow& project) const {
 Result<std::optional<OsUser>> Engine::ServerUserFor(const ProjectRow& project) {
   if (!IsContainerRuntime(project.runtime)) return ServerUser();
   if (project.server_uid <= 0 || project.server_gid < 0) {
-    return Status::Internal(fmt::format("project {} has no postgres uid for its image", project.name));
+    return Status::Internal(
+        fmt::format("project {} has no postgres uid for its image", project.name));
   }
   OsUser user;
   user.name = "postgres";
@@ -132,10 +156,11 @@ Status Engine::InitProjectDataDir(const ProjectRow& project, const std::string& 
   spec.bin_dir = project.pg_bin;
   spec.os_user = os_user;
   spec.image = project.image;
-  PGB_ASSIGN_OR_RETURN(CommandResult r,
-                       RuntimeFor(project).RunTool(spec, "initdb",
-                                                   InitdbArgs(data_dir, project.superuser, project.pg_major),
-                                                   std::chrono::minutes(5)));
+  PGB_ASSIGN_OR_RETURN(
+      CommandResult r,
+      RuntimeFor(project).RunTool(spec, "initdb",
+                                  InitdbArgs(data_dir, project.superuser, project.pg_major),
+                                  std::chrono::minutes(5)));
   if (!r.Succeeded()) {
     return Status::CommandFailed(fmt::format("initdb failed: {}", TailLines(r.out + r.err, 5)));
   }
@@ -145,7 +170,7 @@ Status Engine::InitProjectDataDir(const ProjectRow& project, const std::string& 
 }
 
 Status Engine::CheckDataDirVersion(const InstanceSpec& spec, int major,
-                                  const std::string& binaries) {
+                                   const std::string& binaries) {
   Result<int> made_by = DataDirMajorVersion(spec.data_dir);
   if (!made_by.ok() || major <= 0 || *made_by == major) return Status::OK();
   return Status::FailedPrecondition(fmt::format(
@@ -162,8 +187,8 @@ Status Engine::ExplainStartFailure(const ProjectRow& project, const InstanceSpec
   // than what the engine or the server tripped over first.
   Result<ImageInfo> image = ProbeImage(*env_.runner, project.runtime, project.image);
   if (!image.ok()) return failure;
-  Status clash = CheckDataDirVersion(
-      spec, image->major, fmt::format("image {} now holds", project.image));
+  Status clash =
+      CheckDataDirVersion(spec, image->major, fmt::format("image {} now holds", project.image));
   return clash.ok() ? failure : clash;
 }
 
@@ -175,6 +200,7 @@ void Engine::Note(std::string_view message) {
 }
 
 Status Engine::Timed(std::string_view step, const std::function<Status()>& body) {
+  if (env_.progress) env_.progress->StepStarted(step);
   auto start = std::chrono::steady_clock::now();
   Status s = body();
   if (s.ok() && env_.progress) env_.progress->Step(step, std::chrono::steady_clock::now() - start);
@@ -182,17 +208,22 @@ Status Engine::Timed(std::string_view step, const std::function<Status()>& body)
 }
 
 Result<Pool*> Engine::RequirePool(bool create_default) {
-  if (pool_) return pool_.get();
+  {
+    std::lock_guard<std::mutex> lock(init_mu_);
+    if (pool_) return pool_.get();
+  }
   auto config = LoadPoolConfig();
   if (!config.ok() && config.status().Is(StatusCode::kNotFound)) {
     if (!create_default) return config.status();
     PGB_RETURN_IF_ERROR(Init(InitOptions{}).status());
+    std::lock_guard<std::mutex> lock(init_mu_);
     if (pool_) return pool_.get();
     config = LoadPoolConfig();
   }
   if (!config.ok()) return config.status();
   PGB_ASSIGN_OR_RETURN(std::unique_ptr<Pool> pool, OpenPool(*config, *runner_));
-  pool_ = NewAuditedPool(std::move(pool), audit_);
+  std::lock_guard<std::mutex> lock(init_mu_);
+  if (!pool_) pool_ = NewAuditedPool(std::move(pool), audit_);
   return pool_.get();
 }
 
@@ -241,11 +272,6 @@ Result<BranchRow> Engine::LoadBranch(const ProjectRow& project, const std::strin
   return std::move(*row);
 }
 
-Result<std::unique_ptr<FileLock>> Engine::LockProject(const ProjectRow& project) {
-  return FileLock::Acquire(JoinPath(env_.home, fmt::format("locks/project-{}.lock", project.id)),
-                           kLockWait);
-}
-
 std::string Engine::LogPath(const BranchRow& branch) const {
   return JoinPath(env_.home, fmt::format("logs/branch-{}.log", branch.id));
 }
@@ -286,6 +312,17 @@ InstanceConfig Engine::ConfigFor(const ProjectRow& project, const BranchRow& bra
   config.cluster_name = Ref(project, branch);
   config.archive_dir = ArchiveDir(project, branch);
   config.pg_major = project.pg_major;
+  // Enough to rebuild the catalog rows from the volume alone (doctor --adopt).
+  nlohmann::json meta = {{"project", project.name},        {"branch", branch.name},
+                         {"runtime", project.runtime},     {"image", project.image},
+                         {"pg_bin", project.pg_bin},       {"superuser", project.superuser},
+                         {"created_at", branch.created_at}};
+  if (branch.parent_id) {
+    auto parent = catalog_->GetBranch(*branch.parent_id);
+    if (parent.ok()) meta["parent"] = parent->name;
+  }
+  if (!branch.recovery_target.empty()) meta["recovery_target"] = branch.recovery_target;
+  config.metadata = meta.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   return config;
 }
 
@@ -321,38 +358,51 @@ Result<std::optional<FileOwner>> Engine::PrepareStart(const ProjectRow& project,
 }
 
 Status Engine::StartInstance(const ProjectRow& project, const BranchRow& branch, bool set_password,
-                             UndoStack* undo) {
+                             Operation* op) {
   PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, branch));
   PGB_ASSIGN_OR_RETURN(std::optional<FileOwner> owner, PrepareStart(project, branch, spec));
-  if (undo && FailpointEnabled("start-bad-config")) {
+  if (op && FailpointEnabled("start-bad-config")) {
     // Makes the real postgres of a new instance refuse to start, to exercise the undo.
     std::string conf = JoinPath(spec.data_dir, "pgbranch.conf");
     PGB_ASSIGN_OR_RETURN(std::string text, ReadFile(conf));
     PGB_RETURN_IF_ERROR(WriteFileAtomic(conf, text + "shared_buffers = 'nonsense'\n", 0600, owner));
   }
   if (!IsContainerRuntime(project.runtime)) {
-    PGB_RETURN_IF_ERROR(CheckDataDirVersion(
-        spec, project.pg_major, fmt::format("the binaries in {} are", project.pg_bin)));
+    PGB_RETURN_IF_ERROR(CheckDataDirVersion(spec, project.pg_major,
+                                            fmt::format("the binaries in {} are", project.pg_bin)));
+  }
+  if (op) {
+    Action stop;
+    stop.kind = "stop-server";
+    stop.project_id = project.id;
+    stop.branch_id = branch.id;
+    stop.volume = branch.volume;
+    stop.text = spec.container_name;
+    PGB_RETURN_IF_ERROR(op->PushUndo(std::move(stop)));
   }
   ConnParams admin = AdminParams(project, branch);
   std::unique_ptr<Connection> conn;
   Runtime& runtime = RuntimeFor(project);
+  // Readiness polls end early when the operation is interrupted.
+  auto still_running = [check = StillRunningCheck(runtime, spec)]() -> Status {
+    PGB_RETURN_IF_ERROR(CheckCancelled());
+    return check();
+  };
   PGB_RETURN_IF_ERROR(ExplainStartFailure(project, spec, Timed("Start", [&]() -> Status {
-    spdlog::debug("{}: starting postgres", spec.name);
-    PGB_RETURN_IF_ERROR(runtime.Start(spec));
-    spdlog::debug("{}: postgres spawned", spec.name);
-    if (undo) {
-      undo->Push("stop the new server", [&runtime, spec] {
-        return runtime.Stop(spec, StopMode::kImmediate, kStopTimeout);
-      });
-    }
-    // The connection that proves the server ready also sets the password: after crash
-    // recovery every first backend rebuilds the relation cache, so each saved login counts.
-    PGB_ASSIGN_OR_RETURN(conn, ConnectWhenReady(admin, kReadyTimeout, kReadyPoll,
-                                                StillRunningCheck(runtime, spec)));
-    return Status::OK();
-  })));
+                                            spdlog::debug("{}: starting postgres", spec.name);
+                                            PGB_RETURN_IF_ERROR(runtime.Start(spec));
+                                            spdlog::debug("{}: postgres spawned", spec.name);
+                                            // The connection that proves the server ready also sets
+                                            // the password: after crash recovery every first
+                                            // backend rebuilds the relation cache, so each saved
+                                            // login counts.
+                                            PGB_ASSIGN_OR_RETURN(
+                                                conn, ConnectWhenReady(admin, kReadyTimeout,
+                                                                       kReadyPoll, still_running));
+                                            return Status::OK();
+                                          })));
   if (!set_password) return Status::OK();
+  if (op) PGB_RETURN_IF_ERROR(op->Step("password"));
   return Timed("Password",
                [&] { return SetRolePassword(*conn, project.superuser, branch.password); });
 }
@@ -383,9 +433,9 @@ Result<BranchInfo> Engine::CreateProject(const std::string& name,
     std::string image = options.image;
     if (image.empty()) {
       if (!options.pg_version) {
-        return Status::InvalidArgument(fmt::format(
-            "a {} project needs --image IMG or --pg-version N (which runs {})", options.runtime,
-            DefaultImageName(17)));
+        return Status::InvalidArgument(
+            fmt::format("a {} project needs --image IMG or --pg-version N (which runs {})",
+                        options.runtime, DefaultImageName(17)));
       }
       image = DefaultImageName(*options.pg_version);
     }
@@ -429,56 +479,69 @@ Result<BranchInfo> Engine::CreateProject(const std::string& name,
   main.volume = NewVolumeName();
   main.created_at = project.created_at;
 
-  UndoStack undo;
   PGB_ASSIGN_OR_RETURN(PortRange range, LoadPortRange());
-  Status s = catalog_->Transaction([&]() -> Status {
-    auto id = catalog_->InsertProject(project);
-    if (!id.ok() && id.status().Is(StatusCode::kAlreadyExists)) {
-      return Status::AlreadyExists(fmt::format("project {} already exists", name));
-    }
-    PGB_RETURN_IF_ERROR(id.status());
-    project.id = *id;
-    main.project_id = project.id;
-    PGB_ASSIGN_OR_RETURN(std::set<int> used, catalog_->UsedPorts());
-    PGB_ASSIGN_OR_RETURN(main.port,
-                         PickPort(range, used, project.listen_address, *env_.ports, options.port));
-    PGB_ASSIGN_OR_RETURN(main.id, catalog_->InsertBranch(main));
-    return Status::OK();
+  PGB_ASSIGN_OR_RETURN(LockHandle home, HomeShared("project create " + name));
+  Status s = RunOperation("project.create", name, std::nullopt, std::nullopt, [&](Operation& op) {
+    PGB_RETURN_IF_ERROR(op.Step("reserve"));
+    PGB_RETURN_IF_ERROR(catalog_->Transaction([&]() -> Status {
+      auto id = catalog_->InsertProject(project);
+      if (!id.ok() && id.status().Is(StatusCode::kAlreadyExists)) {
+        return Status::AlreadyExists(fmt::format("project {} already exists", name));
+      }
+      PGB_RETURN_IF_ERROR(id.status());
+      project.id = *id;
+      main.project_id = project.id;
+      PGB_ASSIGN_OR_RETURN(std::set<int> used, catalog_->UsedPorts());
+      PGB_ASSIGN_OR_RETURN(
+          main.port, PickPort(range, used, project.listen_address, *env_.ports, options.port));
+      PGB_ASSIGN_OR_RETURN(main.id, catalog_->InsertBranch(main));
+      PGB_RETURN_IF_ERROR(op.SetIds(project.id, main.id));
+      Action remove_project;
+      remove_project.kind = "remove-project";
+      remove_project.project_id = project.id;
+      remove_project.text = fmt::format("remove project {}", name);
+      PGB_RETURN_IF_ERROR(op.PushUndo(std::move(remove_project)));
+      Action remove_main;
+      remove_main.kind = "remove-branch-row";
+      remove_main.project_id = project.id;
+      remove_main.branch_id = main.id;
+      remove_main.text = fmt::format("remove the row of {}/main", name);
+      return op.PushUndo(std::move(remove_main));
+    }));
+    // Nothing else happens in the project until it exists.
+    PGB_ASSIGN_OR_RETURN(LockHandle project_lock, LockProjectOf(project, &op));
+    PGB_ASSIGN_OR_RETURN(LockHandle main_lock,
+                         locks_->Branch(main.id, Ref(project, main), op.HolderText()));
+    std::optional<FileOwner> owner;
+    if (os_user) owner = FileOwner{os_user->uid, os_user->gid};
+    PGB_RETURN_IF_ERROR(op.Step("volume"));
+    Action destroy;
+    destroy.kind = "destroy-volume";
+    destroy.volume = main.volume;
+    destroy.text = fmt::format("destroy the volume {} of {}/main", main.volume, name);
+    PGB_RETURN_IF_ERROR(op.PushUndo(std::move(destroy)));
+    PGB_RETURN_IF_ERROR(Timed("Volume", [&] { return pool->CreateVolume(main.volume, owner); }));
+    PGB_RETURN_IF_ERROR(op.Step("initdb"));
+    PGB_RETURN_IF_ERROR(Timed("initdb", [&] {
+      return InitProjectDataDir(project, pool->VolumePath(main.volume), os_user);
+    }));
+    PGB_RETURN_IF_ERROR(
+        WriteInstanceConfig(pool->VolumePath(main.volume), ConfigFor(project, main), owner));
+    PGB_RETURN_IF_ERROR(op.Step("start"));
+    PGB_RETURN_IF_ERROR(StartInstance(project, main, /*set_password=*/true, &op));
+    // Point-in-time recovery starts from a snapshot: this one lets main be recovered to any
+    // time since it was made.
+    PGB_RETURN_IF_ERROR(op.Step("snapshot"));
+    SnapshotRow base;
+    PGB_RETURN_IF_ERROR(TakeSnapshot(project, main, /*fast=*/false, "base", false, op, &base));
+    PGB_RETURN_IF_ERROR(op.Step("commit"));
+    return catalog_->Transaction([&]() -> Status {
+      PGB_RETURN_IF_ERROR(catalog_->InsertSnapshot(base).status());
+      PGB_RETURN_IF_ERROR(catalog_->SetBranchState(main.id, kStateRunning));
+      return op.MarkCommitted({});
+    });
   });
   PGB_RETURN_IF_ERROR(s);
-  undo.Push("remove the catalog rows", [this, project, main] {
-    PGB_RETURN_IF_ERROR(catalog_->DeleteBranch(main.id));
-    return catalog_->DeleteProject(project.id);
-  });
-  undo.Push("remove the log", [this, main] { return RemoveFile(LogPath(main)); });
-
-  auto lock = LockProject(project);
-  if (!lock.ok()) return undo.Rollback(lock.status());
-
-  std::optional<FileOwner> owner;
-  if (os_user) owner = FileOwner{os_user->uid, os_user->gid};
-  s = Timed("Volume", [&] { return pool->CreateVolume(main.volume, owner); });
-  if (s.ok()) {
-    undo.Push("destroy the volume", [pool, main] { return pool->DestroyVolume(main.volume); });
-    s = Timed("initdb",
-              [&] { return InitProjectDataDir(project, pool->VolumePath(main.volume), os_user); });
-  }
-  if (s.ok()) {
-    s = WriteInstanceConfig(pool->VolumePath(main.volume), ConfigFor(project, main), owner);
-  }
-  if (s.ok()) s = StartInstance(project, main, /*set_password=*/true, &undo);
-  // Point-in-time recovery starts from a snapshot: this one lets main be recovered to any
-  // time since it was made.
-  SnapshotRow base;
-  if (s.ok()) s = TakeSnapshot(project, main, /*fast=*/false, "base", false, undo, &base);
-  if (s.ok()) {
-    s = catalog_->Transaction([&]() -> Status {
-      PGB_RETURN_IF_ERROR(catalog_->InsertSnapshot(base).status());
-      return catalog_->SetBranchState(main.id, kStateRunning);
-    });
-  }
-  if (!s.ok()) return undo.Rollback(s);
-  undo.Commit();
   main.state = kStateRunning;
   return Describe(project, main, /*with_sizes=*/false);
 }
@@ -514,59 +577,79 @@ Result<ProjectInfo> Engine::GetProject(const std::string& name) {
 
 Status Engine::DeleteProject(const std::string& name, bool force) {
   PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(name));
-  PGB_ASSIGN_OR_RETURN(auto lock, LockProject(project));
-  PGB_ASSIGN_OR_RETURN(auto branches, catalog_->ListBranches(project.id));
-  std::vector<BranchRow> others;
-  for (const auto& b : branches) {
-    if (b.parent_id) others.push_back(b);
-  }
-  if (!others.empty() && !force) {
-    return Status::FailedPrecondition(
-        fmt::format("project {} has branches {}; delete them first or use --force", name,
-                    JoinNames(project, others)));
-  }
-  // Deepest first, so no branch is destroyed before the ones cloned from it.
-  std::vector<BranchRow> order;
-  for (const auto& b : branches) {
-    if (b.parent_id) continue;
-    PGB_ASSIGN_OR_RETURN(auto below, Descendants(b));
-    order.insert(order.end(), below.begin(), below.end());
-    order.push_back(b);
-  }
-  for (const auto& b : order) PGB_RETURN_IF_ERROR(DestroyBranch(project, b));
-  PGB_RETURN_IF_ERROR(catalog_->DeleteProject(project.id));
-  PGB_RETURN_IF_ERROR(RemoveTree(JoinPath(env_.home, fmt::format("wal/{}", project.name))));
-  if (IsContainerRuntime(project.runtime)) PGB_RETURN_IF_ERROR(RemoveTree(SocketDir(project)));
-  return RemoveFile(JoinPath(env_.home, fmt::format("locks/project-{}.lock", project.id)));
+  PGB_ASSIGN_OR_RETURN(LockHandle home, HomeShared("project delete " + name));
+  return RunOperation("project.delete", name, project.id, std::nullopt, [&](Operation& op) {
+    PGB_ASSIGN_OR_RETURN(LockHandle project_lock, LockProjectOf(project, &op));
+    PGB_ASSIGN_OR_RETURN(auto branches, catalog_->ListBranches(project.id));
+    std::vector<BranchRow> others;
+    for (const auto& b : branches) {
+      if (b.parent_id) others.push_back(b);
+    }
+    if (!others.empty() && !force) {
+      return Status::FailedPrecondition(
+          fmt::format("project {} has branches {}; delete them first or use --force", name,
+                      JoinNames(project, others)));
+    }
+    // Deepest first, so no branch is destroyed before the ones cloned from it.
+    std::vector<BranchRow> order;
+    for (const auto& b : branches) {
+      if (b.parent_id) continue;
+      PGB_ASSIGN_OR_RETURN(auto below, Descendants(b));
+      order.insert(order.end(), below.begin(), below.end());
+      order.push_back(b);
+    }
+    Action remove;
+    remove.kind = "remove-project";
+    remove.project_id = project.id;
+    remove.text = fmt::format("remove project {}", name);
+    return MarkForDeletion(project, order, {}, op, {remove});
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
 // Branches
 
-Status Engine::ReserveBranch(const ProjectRow& project, BranchRow* row, std::optional<int> port,
-                             UndoStack& undo) {
-  PGB_ASSIGN_OR_RETURN(PortRange range, LoadPortRange());
-  PGB_RETURN_IF_ERROR(catalog_->Transaction([&]() -> Status {
-    PGB_ASSIGN_OR_RETURN(auto existing, catalog_->FindBranch(project.id, row->name));
-    if (existing) {
-      return Status::AlreadyExists(fmt::format("branch {} already exists", Ref(project, *row)));
+Status Engine::BranchExists(const ProjectRow& project, const BranchRow& existing) {
+  std::string ref = Ref(project, existing);
+  if (existing.state != kStateCreating) {
+    return Status::AlreadyExists(fmt::format("branch {} already exists", ref));
+  }
+  PGB_ASSIGN_OR_RETURN(auto open, catalog_->ListOpenOperations());
+  for (const auto& op : open) {
+    if (op.branch_id != existing.id) continue;
+    if (OwnerAlive(op.owner)) {
+      return Status::AlreadyExists(fmt::format(
+          "branch {} is being created right now (pid {}, operation {})", ref, op.pid, op.id));
     }
+  }
+  return Status::AlreadyExists(fmt::format(
+      "branch {} already exists, left half-made by an interrupted create; 'pgbranch doctor "
+      "--fix' undoes it, then create it again",
+      ref));
+}
+
+Status Engine::ReserveBranch(const ProjectRow& project, BranchRow* row, std::optional<int> port,
+                             Operation& op) {
+  PGB_ASSIGN_OR_RETURN(PortRange range, LoadPortRange());
+  return catalog_->Transaction([&]() -> Status {
+    PGB_ASSIGN_OR_RETURN(auto existing, catalog_->FindBranch(project.id, row->name));
+    if (existing) return BranchExists(project, *existing);
     PGB_ASSIGN_OR_RETURN(std::set<int> used, catalog_->UsedPorts());
     PGB_ASSIGN_OR_RETURN(row->port,
                          PickPort(range, used, project.listen_address, *env_.ports, port));
     PGB_ASSIGN_OR_RETURN(row->id, catalog_->InsertBranch(*row));
-    return Status::OK();
-  }));
-  BranchRow reserved = *row;
-  undo.Push("remove the catalog row", [this, reserved] {
-    PGB_RETURN_IF_ERROR(RemoveFile(LogPath(reserved)));
-    return catalog_->DeleteBranch(reserved.id);
+    PGB_RETURN_IF_ERROR(op.SetIds(project.id, row->id));
+    Action remove;
+    remove.kind = "remove-branch-row";
+    remove.project_id = project.id;
+    remove.branch_id = row->id;
+    remove.text = fmt::format("remove the row of {}", Ref(project, *row));
+    return op.PushUndo(std::move(remove));
   });
-  return Status::OK();
 }
 
 Status Engine::TakeSnapshot(const ProjectRow& project, const BranchRow& branch, bool fast,
-                            const std::string& label, bool implicit, UndoStack& undo,
+                            const std::string& label, bool implicit, Operation& op,
                             SnapshotRow* snapshot) {
   PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
   PGB_ASSIGN_OR_RETURN(InstanceStatus status, InspectBranch(project, branch));
@@ -583,6 +666,12 @@ Status Engine::TakeSnapshot(const ProjectRow& project, const BranchRow& branch, 
   if (status.running) {
     PGB_ASSIGN_OR_RETURN(conn, Connection::Open(AdminParams(project, branch)));
   }
+  Action destroy;
+  destroy.kind = "destroy-snapshot";
+  destroy.volume = snap.volume;
+  destroy.snapshot = snap.name;
+  destroy.text = fmt::format("destroy the snapshot {} of {}", snap.name, Ref(project, branch));
+  PGB_RETURN_IF_ERROR(op.PushUndo(std::move(destroy)));
   if (!status.running || pool->Capabilities().atomic_snapshots) {
     // A CHECKPOINT first keeps a clone's crash recovery short: it replays only the WAL written
     // since. Without it (--fast) the atomic snapshot is just as consistent, only slower to start.
@@ -620,8 +709,6 @@ Status Engine::TakeSnapshot(const ProjectRow& project, const BranchRow& branch, 
     PGB_RETURN_IF_ERROR(Timed(
         "Snapshot", [&] { return pool->CreateSnapshot(branch.volume, snap.name, &bracket); }));
   }
-  undo.Push("destroy the snapshot",
-            [pool, snap] { return pool->DestroySnapshot(snap.volume, snap.name); });
   PGB_RETURN_IF_ERROR(RecordWalPosition(project, branch, conn.get(), &snap));
   PGB_RETURN_IF_ERROR(Failpoint("branch-after-snapshot"));
   *snapshot = snap;
@@ -629,24 +716,32 @@ Status Engine::TakeSnapshot(const ProjectRow& project, const BranchRow& branch, 
 }
 
 Status Engine::CloneFromSnapshot(const ProjectRow& project, const SnapshotRow& snapshot,
-                                 BranchRow* row, UndoStack& undo,
-                                 const RecoverySettings* recovery) {
+                                 BranchRow* row, Operation& op, const RecoverySettings* recovery) {
   PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
+  PGB_RETURN_IF_ERROR(op.Step("clone"));
+  Action destroy;
+  destroy.kind = "destroy-volume";
+  destroy.volume = row->volume;
+  destroy.text = fmt::format("destroy the new volume {} of {}", row->volume, Ref(project, *row));
+  PGB_RETURN_IF_ERROR(op.PushUndo(std::move(destroy)));
   PGB_RETURN_IF_ERROR(Timed(
       "Clone", [&] { return pool->CloneSnapshot(snapshot.volume, snapshot.name, row->volume); }));
-  BranchRow cloned = *row;
-  undo.Push("destroy the volume", [pool, cloned] { return pool->DestroyVolume(cloned.volume); });
   PGB_RETURN_IF_ERROR(Failpoint("branch-after-clone"));
 
+  PGB_RETURN_IF_ERROR(op.Step("configure"));
   PGB_ASSIGN_OR_RETURN(std::optional<OsUser> os_user, ServerUserFor(project));
   std::optional<FileOwner> owner;
   if (os_user) owner = FileOwner{os_user->uid, os_user->gid};
-  std::string archive = ArchiveDir(project, *row);
-  undo.Push("remove the WAL archive", [this, archive] { return RemoveTree(archive); });
+  Action archive;
+  archive.kind = "remove-dir";
+  archive.path = ArchiveDir(project, *row);
+  archive.text = fmt::format("remove the WAL archive of the new volume of {}", Ref(project, *row));
+  PGB_RETURN_IF_ERROR(op.PushUndo(std::move(archive)));
   std::string data_dir = pool->VolumePath(row->volume);
   if (!recovery) {
     PGB_RETURN_IF_ERROR(PrepareClonedDataDir(data_dir, ConfigFor(project, *row), owner));
-    PGB_RETURN_IF_ERROR(StartInstance(project, *row, /*set_password=*/true, &undo));
+    PGB_RETURN_IF_ERROR(op.Step("start"));
+    PGB_RETURN_IF_ERROR(StartInstance(project, *row, /*set_password=*/true, &op));
     CrashPoint("crash-after-start");
     return Status::OK();
   }
@@ -657,23 +752,32 @@ Status Engine::CloneFromSnapshot(const ProjectRow& project, const SnapshotRow& s
   PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, *row));
   PGB_RETURN_IF_ERROR(PrepareStart(project, *row, spec).status());
   Runtime& runtime = RuntimeFor(project);
+  PGB_RETURN_IF_ERROR(op.Step("recover"));
+  Action stop;
+  stop.kind = "stop-server";
+  stop.project_id = project.id;
+  stop.branch_id = row->id;
+  stop.volume = row->volume;
+  stop.text = spec.container_name;
+  PGB_RETURN_IF_ERROR(op.PushUndo(std::move(stop)));
   PGB_RETURN_IF_ERROR(Timed("Recover", [&]() -> Status {
     PGB_RETURN_IF_ERROR(runtime.Start(spec));
-    undo.Push("stop the new server", [&runtime, spec] {
-      return runtime.Stop(spec, StopMode::kImmediate, kStopTimeout);
-    });
     return WaitForPromotion(project, *row, spec);
   }));
   // Promoted: the recovery settings are spent (PostgreSQL removed recovery.signal); the next
   // start is an ordinary one.
   PGB_RETURN_IF_ERROR(WriteInstanceConfig(data_dir, ConfigFor(project, *row), owner));
+  PGB_RETURN_IF_ERROR(op.Step("password"));
   return Timed("Password", [&]() -> Status {
     PGB_ASSIGN_OR_RETURN(auto conn, Connection::Open(AdminParams(project, *row)));
     return SetRolePassword(*conn, project.superuser, row->password);
   });
 }
 
-Status Engine::CommitClone(BranchRow* row, SnapshotRow* snapshot, const EventRow& event) {
+Status Engine::CommitClone(BranchRow* row, SnapshotRow* snapshot, const EventRow& event,
+                           Operation& op, std::vector<Action> finish,
+                           const std::function<Status()>& also) {
+  PGB_RETURN_IF_ERROR(op.Step("commit"));
   return catalog_->Transaction([&]() -> Status {
     if (snapshot->id == 0) {
       PGB_ASSIGN_OR_RETURN(snapshot->id, catalog_->InsertSnapshot(*snapshot));
@@ -683,7 +787,9 @@ Status Engine::CommitClone(BranchRow* row, SnapshotRow* snapshot, const EventRow
     PGB_RETURN_IF_ERROR(catalog_->UpdateBranch(*row));
     EventRow e = event;
     e.detail = fmt::format("{} (snapshot {})", event.detail, snapshot->id);
-    return catalog_->InsertEvent(e);
+    PGB_RETURN_IF_ERROR(catalog_->InsertEvent(e));
+    if (also) PGB_RETURN_IF_ERROR(also());
+    return op.MarkCommitted(std::move(finish));
   });
 }
 
@@ -716,72 +822,102 @@ Result<BranchInfo> Engine::CreateBranch(const BranchRef& ref, const BranchCreate
     }
   }
   PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(ref.project));
-  PGB_ASSIGN_OR_RETURN(auto lock, LockProject(project));
-  spdlog::debug("{}: project locked", ref.ToString());
-
-  // From an existing snapshot, the parent is the branch the snapshot is of.
-  std::optional<SnapshotRow> from;
-  if (options.snapshot) {
-    auto snap = catalog_->GetSnapshot(*options.snapshot);
-    if (!snap.ok()) {
-      return Status::NotFound(fmt::format("snapshot {} does not exist", *options.snapshot));
-    }
-    PGB_ASSIGN_OR_RETURN(BranchRow of, catalog_->GetBranch(snap->branch_id));
-    if (of.project_id != project.id) {
-      return Status::InvalidArgument(
-          fmt::format("snapshot {} is of a branch of another project", *options.snapshot));
-    }
-    if (options.parent && parent_ref.branch != of.name) {
-      return Status::InvalidArgument(
-          fmt::format("snapshot {} is of {}/{}, not of {}; leave out --parent", *options.snapshot,
-                      project.name, of.name, parent_ref.ToString()));
-    }
-    parent_ref.branch = of.name;
-    from = *snap;
-  }
-  auto parent = LoadBranch(project, parent_ref.branch);
-  if (!parent.ok()) {
-    return Status::NotFound(fmt::format("parent {} does not exist", parent_ref.ToString()));
-  }
-  if (parent->state != kStateRunning && parent->state != kStateStopped) {
-    return Status::FailedPrecondition(
-        fmt::format("parent {} is {}", parent_ref.ToString(), parent->state));
-  }
-  PGB_ASSIGN_OR_RETURN(auto existing, catalog_->FindBranch(project.id, ref.branch));
-  if (existing) {
-    return Status::AlreadyExists(fmt::format("branch {} already exists", ref.ToString()));
-  }
   PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(true));
-  PGB_RETURN_IF_ERROR(CheckPoolSpace(*pool));
+  PGB_ASSIGN_OR_RETURN(LockHandle home, HomeShared("branch create " + ref.ToString()));
 
   BranchRow row;
   row.project_id = project.id;
   row.name = ref.branch;
-  row.parent_id = parent->id;
   row.state = kStateCreating;
   row.password = RandomPassword(kPasswordLength);
   row.volume = NewVolumeName();
   row.created_at = FormatTimestamp(env_.clock->Now());
-  if (target) return CreatePitrBranch(project, *parent, std::move(row), *target, options.port);
-
-  UndoStack undo;
-  PGB_RETURN_IF_ERROR(ReserveBranch(project, &row, options.port, undo));
-  spdlog::debug("{}: reserved port {}", ref.ToString(), row.port);
-  SnapshotRow snapshot;
-  Status s;
-  if (from) {
-    snapshot = *from;
-  } else {
-    s = TakeSnapshot(project, *parent, options.fast, fmt::format("for {}", ref.ToString()),
-                     /*implicit=*/true, undo, &snapshot);
-  }
-  if (s.ok()) s = CloneFromSnapshot(project, snapshot, &row, undo);
-  if (s.ok()) {
-    s = CommitClone(&row, &snapshot,
-                    Event(row, "created", fmt::format("created from {}", parent_ref.ToString())));
-  }
-  if (!s.ok()) return undo.Rollback(s);
-  undo.Commit();
+  std::string created_from;
+  Status s = RunOperation(
+      "branch.create", ref.ToString(), project.id, std::nullopt, [&](Operation& op) -> Status {
+        SnapshotRow snapshot;
+        RecoverySettings recovery;
+        LockHandle own_lock;
+        {
+          // The moment lineage changes: the parent is checked, its snapshot taken (or the one
+          // named picked) and the new branch recorded with both, under the project lock and the
+          // parent's lock. Everything after needs only the new branch's own lock.
+          PGB_ASSIGN_OR_RETURN(LockHandle project_lock, LockProjectOf(project, &op));
+          spdlog::debug("{}: project locked", ref.ToString());
+          std::optional<SnapshotRow> from;
+          if (options.snapshot) {
+            auto snap = catalog_->GetSnapshot(*options.snapshot);
+            if (!snap.ok()) {
+              return Status::NotFound(fmt::format("snapshot {} does not exist", *options.snapshot));
+            }
+            PGB_ASSIGN_OR_RETURN(BranchRow of, catalog_->GetBranch(snap->branch_id));
+            if (of.project_id != project.id) {
+              return Status::InvalidArgument(
+                  fmt::format("snapshot {} is of a branch of another project", *options.snapshot));
+            }
+            if (options.parent && parent_ref.branch != of.name) {
+              return Status::InvalidArgument(
+                  fmt::format("snapshot {} is of {}/{}, not of {}; leave out --parent",
+                              *options.snapshot, project.name, of.name, parent_ref.ToString()));
+            }
+            parent_ref.branch = of.name;
+            from = *snap;
+          }
+          auto parent = LoadBranch(project, parent_ref.branch);
+          if (!parent.ok()) {
+            return Status::NotFound(fmt::format("parent {} does not exist", parent_ref.ToString()));
+          }
+          PGB_ASSIGN_OR_RETURN(LockHandle parent_lock,
+                               locks_->Branch(parent->id, parent_ref.ToString(), op.HolderText()));
+          PGB_ASSIGN_OR_RETURN(*parent, catalog_->GetBranch(parent->id));
+          if (parent->state != kStateRunning && parent->state != kStateStopped) {
+            return Status::FailedPrecondition(
+                fmt::format("parent {} is {}", parent_ref.ToString(), parent->state));
+          }
+          PGB_ASSIGN_OR_RETURN(auto existing, catalog_->FindBranch(project.id, ref.branch));
+          if (existing) return BranchExists(project, *existing);
+          PGB_RETURN_IF_ERROR(CheckPoolSpace(*pool));
+          row.parent_id = parent->id;
+          if (target) {
+            PGB_RETURN_IF_ERROR(op.Step("plan"));
+            PGB_ASSIGN_OR_RETURN(snapshot, PlanPitr(project, *parent, *target, &recovery));
+            row.recovery_target = target->text;
+            row.snapshot_id = snapshot.id;
+            created_from =
+                fmt::format("created from {} at {}", parent_ref.ToString(), target->text);
+          } else if (from) {
+            snapshot = *from;
+            row.snapshot_id = snapshot.id;
+          } else {
+            PGB_RETURN_IF_ERROR(op.Step("snapshot"));
+            PGB_RETURN_IF_ERROR(TakeSnapshot(project, *parent, options.fast,
+                                             fmt::format("for {}", ref.ToString()),
+                                             /*implicit=*/true, op, &snapshot));
+          }
+          if (created_from.empty()) {
+            created_from = fmt::format("created from {}", parent_ref.ToString());
+          }
+          PGB_RETURN_IF_ERROR(op.Step("reserve"));
+          PGB_RETURN_IF_ERROR(ReserveBranch(project, &row, options.port, op));
+          spdlog::debug("{}: reserved port {}", ref.ToString(), row.port);
+          PGB_ASSIGN_OR_RETURN(own_lock, locks_->Branch(row.id, ref.ToString(), op.HolderText()));
+        }
+        if (!target) {
+          PGB_RETURN_IF_ERROR(CloneFromSnapshot(project, snapshot, &row, op));
+          return CommitClone(&row, &snapshot, Event(row, "created", created_from), op);
+        }
+        // Point-in-time: clone the base, recover to the target, promote; then its own history goes
+        // on in its own archive, on a new timeline: a snapshot now is where its own point-in-time
+        // recoveries start.
+        PGB_RETURN_IF_ERROR(CloneFromSnapshot(project, snapshot, &row, op, &recovery));
+        PGB_RETURN_IF_ERROR(op.Step("base"));
+        SnapshotRow own_base;
+        PGB_RETURN_IF_ERROR(
+            TakeSnapshot(project, row, /*fast=*/false, "base", /*implicit=*/false, op, &own_base));
+        return CommitClone(&row, &snapshot, Event(row, "created", created_from), op, {},
+                           [&] { return catalog_->InsertSnapshot(own_base).status(); });
+      });
+  PGB_RETURN_IF_ERROR(s);
   return Describe(project, row, /*with_sizes=*/false);
 }
 
@@ -796,157 +932,139 @@ Result<std::vector<BranchRow>> Engine::Descendants(const BranchRow& branch) {
   return out;
 }
 
-Status Engine::DestroySnapshotAndRow(const SnapshotRow& snapshot) {
-  PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
-  PGB_RETURN_IF_ERROR(pool->DestroySnapshot(snapshot.volume, snapshot.name));
-  return catalog_->DeleteSnapshot(snapshot.id);
-}
-
-Status Engine::SweepImplicitSnapshots(const ProjectRow& project) {
-  PGB_ASSIGN_OR_RETURN(auto branches, catalog_->ListBranches(project.id));
-  for (const auto& branch : branches) {
-    PGB_ASSIGN_OR_RETURN(auto snapshots, catalog_->ListSnapshots(branch.id));
-    for (const auto& snap : snapshots) {
-      if (!snap.implicit) continue;
-      PGB_ASSIGN_OR_RETURN(auto users, catalog_->BranchesFromSnapshot(snap.id));
-      if (!users.empty()) continue;
-      Status s = DestroySnapshotAndRow(snap);
-      // Storage may still hold on to it (ZFS: a retired volume cloned from it); a later sweep
-      // takes it once that is gone.
-      if (s.Is(StatusCode::kFailedPrecondition)) continue;
-      PGB_RETURN_IF_ERROR(s);
-    }
-  }
-  return Status::OK();
-}
-
-Status Engine::DestroyBranch(const ProjectRow& project, const BranchRow& branch) {
-  // Marked first, so a crash part-way leaves a row that says what was happening.
-  BranchRow row = branch;
-  row.state = kStateDeleting;
-  PGB_RETURN_IF_ERROR(catalog_->SetBranchState(row.id, kStateDeleting));
-  PGB_RETURN_IF_ERROR(StopInstance(project, row, StopMode::kImmediate));
-  {
-    PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, row));
-    PGB_RETURN_IF_ERROR(RuntimeFor(project).Remove(spec));
-  }
-  PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
-  PGB_RETURN_IF_ERROR(Timed("Destroy", [&] { return pool->DestroyVolume(row.volume); }));
-  // The row points at its origin snapshot, which may be one of its own (after a reset to it):
-  // let go of it first, then the branch's own snapshots can go (the branches made from them
-  // were destroyed before this one), then the row. Its origin, if implicit and now unused,
-  // goes with the caller's SweepImplicitSnapshots.
-  row.snapshot_id.reset();
-  PGB_RETURN_IF_ERROR(catalog_->UpdateBranch(row));
-  PGB_ASSIGN_OR_RETURN(auto snapshots, catalog_->ListSnapshots(row.id));
-  for (const auto& snap : snapshots) PGB_RETURN_IF_ERROR(DestroySnapshotAndRow(snap));
-  PGB_RETURN_IF_ERROR(catalog_->DeleteBranch(row.id));
-  PGB_RETURN_IF_ERROR(
-      RemoveTree(JoinPath(env_.home, fmt::format("wal/{}/{}", project.name, row.id))));
-  return RemoveFile(LogPath(row));
-}
-
 Status Engine::DeleteBranch(const BranchRef& ref, bool recursive) {
-  // Deleting does not need a settled branch: a half-deleted one can be deleted again.
-  PGB_ASSIGN_OR_RETURN(LockedBranch b, LockBranch(ref, /*require_settled=*/false));
-  const ProjectRow& project = b.project;
-  const BranchRow& row = b.row;
-  if (!row.parent_id) {
-    PGB_ASSIGN_OR_RETURN(auto below, Descendants(row));
-    if (!below.empty()) {
-      return Status::FailedPrecondition(fmt::format(
-          "{} is the project's root and other branches exist ({}); delete them first, or the "
-          "whole project with 'pgbranch project delete {} --force'",
-          ref.ToString(), JoinNames(project, below), project.name));
-    }
-    return Status::FailedPrecondition(fmt::format(
-        "{} is the project's root; delete the project instead: pgbranch project delete {}",
-        ref.ToString(), project.name));
-  }
-  PGB_ASSIGN_OR_RETURN(auto below, Descendants(row));
-  if (!below.empty() && !recursive) {
-    return Status::FailedPrecondition(
-        fmt::format("{} has child branches ({}); delete them first or use --recursive",
-                    ref.ToString(), JoinNames(project, below)));
-  }
-  for (const auto& b : below) PGB_RETURN_IF_ERROR(DestroyBranch(project, b));
-  PGB_RETURN_IF_ERROR(DestroyBranch(project, row));
-  return SweepImplicitSnapshots(project);
+  PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(ref.project));
+  PGB_ASSIGN_OR_RETURN(LockHandle home, HomeShared("branch delete " + ref.ToString()));
+  return RunOperation(
+      "branch.delete", ref.ToString(), project.id, std::nullopt, [&](Operation& op) -> Status {
+        PGB_ASSIGN_OR_RETURN(LockHandle project_lock, LockProjectOf(project, &op));
+        // Deleting does not need a settled branch: a half-deleted one can be deleted again.
+        PGB_ASSIGN_OR_RETURN(BranchRow row, LoadBranch(project, ref.branch));
+        PGB_RETURN_IF_ERROR(op.SetIds(project.id, row.id));
+        PGB_ASSIGN_OR_RETURN(auto below, Descendants(row));
+        if (!row.parent_id) {
+          if (!below.empty()) {
+            return Status::FailedPrecondition(fmt::format(
+                "{} is the project's root and other branches exist ({}); delete them first, or the "
+                "whole project with 'pgbranch project delete {} --force'",
+                ref.ToString(), JoinNames(project, below), project.name));
+          }
+          return Status::FailedPrecondition(fmt::format(
+              "{} is the project's root; delete the project instead: pgbranch project delete {}",
+              ref.ToString(), project.name));
+        }
+        if (!below.empty() && !recursive) {
+          return Status::FailedPrecondition(
+              fmt::format("{} has child branches ({}); delete them first or use --recursive",
+                          ref.ToString(), JoinNames(project, below)));
+        }
+        below.push_back(row);
+        return MarkForDeletion(project, below, {}, op, {});
+      });
 }
 
 Result<BranchInfo> Engine::ResetBranch(const BranchRef& ref, const ResetOptions& options) {
-  PGB_ASSIGN_OR_RETURN(LockedBranch b, LockBranch(ref, /*require_settled=*/true));
-  const ProjectRow& project = b.project;
-  const BranchRow& row = b.row;
-  if (!row.parent_id) {
-    return Status::FailedPrecondition(fmt::format("{} has no parent to reset to", ref.ToString()));
-  }
-  PGB_ASSIGN_OR_RETURN(BranchRow parent, catalog_->GetBranch(*row.parent_id));
-  std::optional<SnapshotRow> to;
-  if (options.snapshot) {
-    auto snap = catalog_->GetSnapshot(*options.snapshot);
-    if (!snap.ok()) {
-      return Status::NotFound(fmt::format("snapshot {} does not exist", *options.snapshot));
-    }
-    if (snap->branch_id != row.id && snap->branch_id != parent.id) {
-      return Status::InvalidArgument(fmt::format("snapshot {} is not of {} or of its parent {}",
-                                                 *options.snapshot, ref.ToString(),
-                                                 Ref(project, parent)));
-    }
-    to = *snap;
-  }
+  PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(ref.project));
   PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(true));
-  PGB_RETURN_IF_ERROR(CheckPoolSpace(*pool));
-  PGB_ASSIGN_OR_RETURN(InstanceStatus before, InspectBranch(project, row));
-
-  UndoStack undo;
-  // The old data is about to be discarded: no shutdown checkpoint needed.
-  PGB_RETURN_IF_ERROR(StopInstance(project, row, StopMode::kImmediate));
-  if (before.running) {
-    undo.Push("restart the old data", [this, project, row] {
-      return StartInstance(project, row, /*set_password=*/false, nullptr);
-    });
-  }
-  // The same port and password on a new volume: the URI does not change.
-  BranchRow fresh = row;
-  fresh.volume = NewVolumeName();
-  SnapshotRow snapshot;
-  Status s;
-  std::string what;
-  if (to) {
-    snapshot = *to;
-    PGB_ASSIGN_OR_RETURN(BranchRow of, catalog_->GetBranch(to->branch_id));
-    what = fmt::format("reset to {}", Ref(project, of));
-  } else {
-    s = TakeSnapshot(project, parent, options.fast, fmt::format("for {}", ref.ToString()),
-                     /*implicit=*/true, undo, &snapshot);
-    what = fmt::format("reset to {}", Ref(project, parent));
-  }
-  if (s.ok()) s = CloneFromSnapshot(project, snapshot, &fresh, undo);
-  if (s.ok()) s = CommitClone(&fresh, &snapshot, Event(fresh, "reset", what));
-  if (!s.ok()) return undo.Rollback(s);
-  undo.Commit();
-
-  // The catalog now points at the new volume; the old one and its origin snapshot are
-  // orphans whatever happens next, so failing to remove them is only worth a note (doctor
-  // finds what is left).
-  Status cleanup = Timed("Destroy", [&] { return pool->DestroyVolume(row.volume); });
-  // The old data's WAL history ends here; the new volume archives into its own directory.
-  if (cleanup.ok()) cleanup = RemoveTree(ArchiveDir(project, row));
-  if (cleanup.ok()) cleanup = SweepImplicitSnapshots(project);
-  if (!cleanup.ok()) Note(fmt::format("left the old data behind: {}", cleanup.message()));
+  PGB_ASSIGN_OR_RETURN(LockHandle home, HomeShared("branch reset " + ref.ToString()));
+  BranchRow fresh;
+  std::string parent_name;
+  Status s = RunOperation(
+      "branch.reset", ref.ToString(), project.id, std::nullopt, [&](Operation& op) -> Status {
+        SnapshotRow snapshot;
+        std::string what;
+        std::vector<LockHandle> held;
+        BranchRow row;
+        {
+          PGB_ASSIGN_OR_RETURN(LockHandle project_lock, LockProjectOf(project, &op));
+          PGB_ASSIGN_OR_RETURN(row, LoadBranch(project, ref.branch));
+          PGB_RETURN_IF_ERROR(op.SetIds(project.id, row.id));
+          if (!row.parent_id) {
+            return Status::FailedPrecondition(
+                fmt::format("{} has no parent to reset to", ref.ToString()));
+          }
+          PGB_ASSIGN_OR_RETURN(BranchRow parent, catalog_->GetBranch(*row.parent_id));
+          parent_name = Ref(project, parent);
+          std::optional<SnapshotRow> to;
+          if (options.snapshot) {
+            auto snap = catalog_->GetSnapshot(*options.snapshot);
+            if (!snap.ok()) {
+              return Status::NotFound(fmt::format("snapshot {} does not exist", *options.snapshot));
+            }
+            if (snap->branch_id != row.id && snap->branch_id != parent.id) {
+              return Status::InvalidArgument(
+                  fmt::format("snapshot {} is of neither {} nor its parent {}", *options.snapshot,
+                              ref.ToString(), parent_name));
+            }
+            to = *snap;
+          }
+          // The parent's lock while its snapshot is taken (or, to reset to one of its snapshots,
+          // until the clone is made); the branch's own lock for the whole reset.
+          bool needs_parent = !to || to->branch_id == parent.id;
+          std::vector<int64_t> ids = {row.id};
+          if (needs_parent) ids.push_back(parent.id);
+          PGB_ASSIGN_OR_RETURN(held, LockBranches(project, ids, &op));
+          PGB_ASSIGN_OR_RETURN(row, catalog_->GetBranch(row.id));
+          PGB_ASSIGN_OR_RETURN(parent, catalog_->GetBranch(parent.id));
+          if (row.state != kStateRunning && row.state != kStateStopped) {
+            return Status::FailedPrecondition(fmt::format("{} is {}", ref.ToString(), row.state));
+          }
+          if (needs_parent && parent.state != kStateRunning && parent.state != kStateStopped) {
+            return Status::FailedPrecondition(
+                fmt::format("parent {} is {}", parent_name, parent.state));
+          }
+          PGB_RETURN_IF_ERROR(CheckNoPitrInFlight(project, row, "reset it"));
+          PGB_RETURN_IF_ERROR(CheckPoolSpace(*pool));
+          if (to) {
+            snapshot = *to;
+            PGB_ASSIGN_OR_RETURN(BranchRow of, catalog_->GetBranch(to->branch_id));
+            what = fmt::format("reset to {}", Ref(project, of));
+          } else {
+            PGB_RETURN_IF_ERROR(op.Step("snapshot"));
+            PGB_RETURN_IF_ERROR(TakeSnapshot(project, parent, options.fast,
+                                             fmt::format("for {}", ref.ToString()),
+                                             /*implicit=*/true, op, &snapshot));
+            what = fmt::format("reset to {}", parent_name);
+            // Snapshot taken: the parent may go on (the branch's own lock is the higher id).
+            if (held.size() == 2) held.erase(held.begin());
+          }
+        }
+        PGB_ASSIGN_OR_RETURN(InstanceStatus before, InspectBranch(project, row));
+        // The old data is about to be discarded: no shutdown checkpoint needed. It comes back if
+        // anything fails before the commit.
+        PGB_RETURN_IF_ERROR(op.Step("stop"));
+        Action restart;
+        restart.kind = "restart-branch";
+        restart.project_id = project.id;
+        restart.branch_id = row.id;
+        restart.state = before.running ? kStateRunning : kStateStopped;
+        restart.text = fmt::format("start the old data of {} again", ref.ToString());
+        PGB_RETURN_IF_ERROR(op.PushUndo(std::move(restart)));
+        PGB_RETURN_IF_ERROR(StopInstance(project, row, StopMode::kImmediate));
+        // The same port and password on a new volume: the URI does not change.
+        fresh = row;
+        fresh.volume = NewVolumeName();
+        PGB_RETURN_IF_ERROR(CloneFromSnapshot(project, snapshot, &fresh, op));
+        // After the commit the old volume and its WAL history are unreferenced: they go as the
+        // finish (here, or by doctor after a crash).
+        Action old_volume;
+        old_volume.kind = "destroy-volume";
+        old_volume.volume = row.volume;
+        old_volume.text =
+            fmt::format("destroy the old volume {} of {}", row.volume, ref.ToString());
+        Action old_archive;
+        old_archive.kind = "remove-dir";
+        old_archive.path = ArchiveDir(project, row);
+        old_archive.text = fmt::format("remove the old WAL archive of {}", ref.ToString());
+        Action sweep;
+        sweep.kind = "sweep-snapshots";
+        sweep.project_id = project.id;
+        sweep.text = fmt::format("sweep the unused implicit snapshots of {}", project.name);
+        return CommitClone(&fresh, &snapshot, Event(fresh, "reset", what), op,
+                           {old_volume, old_archive, sweep});
+      });
+  PGB_RETURN_IF_ERROR(s);
   return Describe(project, fresh, /*with_sizes=*/false);
-}
-
-Result<Engine::LockedBranch> Engine::LockBranch(const BranchRef& ref, bool require_settled) {
-  LockedBranch b;
-  PGB_ASSIGN_OR_RETURN(b.project, LoadProject(ref.project));
-  PGB_ASSIGN_OR_RETURN(b.lock, LockProject(b.project));
-  PGB_ASSIGN_OR_RETURN(b.row, LoadBranch(b.project, ref.branch));
-  if (require_settled && b.row.state != kStateRunning && b.row.state != kStateStopped) {
-    return Status::FailedPrecondition(fmt::format("{} is {}", ref.ToString(), b.row.state));
-  }
-  return b;
 }
 
 Result<std::string> Engine::BranchLogs(const BranchRef& ref, int tail_lines) {
@@ -959,8 +1077,8 @@ Result<std::string> Engine::BranchLogs(const BranchRef& ref, int tail_lines) {
 Result<ImageInfo> Engine::BuildImage(ImageBuildOptions options) {
   for (const auto& engine : options.engines) {
     if (!IsContainerRuntime(engine)) {
-      return Status::InvalidArgument(
-          fmt::format("unknown container engine {}; choose docker or podman", QuoteForDisplay(engine)));
+      return Status::InvalidArgument(fmt::format(
+          "unknown container engine {}; choose docker or podman", QuoteForDisplay(engine)));
     }
   }
   if (options.work_dir.empty()) options.work_dir = JoinPath(env_.home, "tmp");
@@ -968,35 +1086,68 @@ Result<ImageInfo> Engine::BuildImage(ImageBuildOptions options) {
 }
 
 Result<BranchInfo> Engine::StartBranch(const BranchRef& ref) {
-  PGB_ASSIGN_OR_RETURN(LockedBranch b, LockBranch(ref, /*require_settled=*/true));
-  const ProjectRow& project = b.project;
-  BranchRow& row = b.row;
-  PGB_ASSIGN_OR_RETURN(InstanceStatus st, InspectBranch(project, row));
-  if (st.running) {
-    Note(fmt::format("{} is already running", ref.ToString()));
-  } else {
-    PGB_RETURN_IF_ERROR(StartInstance(project, row, /*set_password=*/false, nullptr));
-  }
-  PGB_RETURN_IF_ERROR(catalog_->SetBranchState(row.id, kStateRunning));
-  row.state = kStateRunning;
-  return Describe(project, row, false);
+  PGB_ASSIGN_OR_RETURN(LockHandle home, HomeShared("branch start " + ref.ToString()));
+  std::optional<BranchInfo> info;
+  PGB_RETURN_IF_ERROR(RunOperation(
+      "branch.start", ref.ToString(), std::nullopt, std::nullopt, [&](Operation& op) -> Status {
+        PGB_ASSIGN_OR_RETURN(LockedBranch b, LockBranch(ref, /*require_settled=*/true, &op));
+        const ProjectRow& project = b.project;
+        BranchRow& row = b.row;
+        PGB_RETURN_IF_ERROR(op.SetIds(project.id, row.id));
+        PGB_ASSIGN_OR_RETURN(InstanceStatus st, InspectBranch(project, row));
+        if (st.running) {
+          Note(fmt::format("{} is already running", ref.ToString()));
+        } else {
+          if (row.state == kStateRunning) {
+            // Recorded running, yet down: it died (a full disk, a kill, a reboot). Say why, from
+            // its own log, and bring it back.
+            PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, row));
+            auto log = RuntimeFor(project).Logs(spec, 200);
+            std::string why = log.ok() ? LogHighlights(*log) : "";
+            Note(fmt::format("{} had stopped without being asked{}; starting it again",
+                             ref.ToString(),
+                             why.empty() ? "" : " (its log: " + QuoteForDisplay(why) + ")"));
+          }
+          PGB_RETURN_IF_ERROR(op.Step("start"));
+          PGB_RETURN_IF_ERROR(StartInstance(project, row, /*set_password=*/false, nullptr));
+        }
+        PGB_RETURN_IF_ERROR(catalog_->SetBranchState(row.id, kStateRunning));
+        row.state = kStateRunning;
+        PGB_ASSIGN_OR_RETURN(info, Describe(project, row, false));
+        return Status::OK();
+      }));
+  return std::move(*info);
 }
 
 Result<BranchInfo> Engine::StopBranch(const BranchRef& ref) {
-  PGB_ASSIGN_OR_RETURN(LockedBranch b, LockBranch(ref, /*require_settled=*/true));
-  const ProjectRow& project = b.project;
-  BranchRow& row = b.row;
-  PGB_ASSIGN_OR_RETURN(InstanceStatus st, InspectBranch(project, row));
-  if (st.running && st.ready) {
-    // Archive the WAL up to now, so a stopped branch can still be recovered to any time
-    // before it stopped.
-    Status archived = Timed("Archive", [&] { return ArchiveCurrentWal(project, row).status(); });
-    if (!archived.ok()) Note(fmt::format("WAL not archived before the stop: {}", archived.message()));
-  }
-  PGB_RETURN_IF_ERROR(StopInstance(project, row, StopMode::kFast));
-  PGB_RETURN_IF_ERROR(catalog_->SetBranchState(row.id, kStateStopped));
-  row.state = kStateStopped;
-  return Describe(project, row, false);
+  PGB_ASSIGN_OR_RETURN(LockHandle home, HomeShared("branch stop " + ref.ToString()));
+  std::optional<BranchInfo> info;
+  PGB_RETURN_IF_ERROR(RunOperation(
+      "branch.stop", ref.ToString(), std::nullopt, std::nullopt, [&](Operation& op) -> Status {
+        PGB_ASSIGN_OR_RETURN(LockedBranch b, LockBranch(ref, /*require_settled=*/true, &op));
+        const ProjectRow& project = b.project;
+        BranchRow& row = b.row;
+        PGB_RETURN_IF_ERROR(op.SetIds(project.id, row.id));
+        PGB_ASSIGN_OR_RETURN(InstanceStatus st, InspectBranch(project, row));
+        if (st.running && st.ready) {
+          // Archive the WAL up to now, so a stopped branch can still be recovered to any time
+          // before it stopped.
+          PGB_RETURN_IF_ERROR(op.Step("archive"));
+          Status archived =
+              Timed("Archive", [&] { return ArchiveCurrentWal(project, row).status(); });
+          if (archived.Is(StatusCode::kCancelled)) return archived;
+          if (!archived.ok()) {
+            Note(fmt::format("WAL not archived before the stop: {}", archived.message()));
+          }
+        }
+        PGB_RETURN_IF_ERROR(op.Step("stop"));
+        PGB_RETURN_IF_ERROR(StopInstance(project, row, StopMode::kFast));
+        PGB_RETURN_IF_ERROR(catalog_->SetBranchState(row.id, kStateStopped));
+        row.state = kStateStopped;
+        PGB_ASSIGN_OR_RETURN(info, Describe(project, row, false));
+        return Status::OK();
+      }));
+  return std::move(*info);
 }
 
 Result<BranchInfo> Engine::RestartBranch(const BranchRef& ref) {

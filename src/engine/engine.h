@@ -12,8 +12,14 @@
 //   parent's postmaster.pid -> start postgres and poll until it answers -> set the branch's own
 //   random password -> mark running.
 //
+// Every mutating call is an operation (engine/operation.h): a durable record with its steps and
+// a journal of what undoes it, so a failure, an interrupt (the cancel token in EngineEnv) or a
+// crash at any point is undone here or by `doctor`. Locks follow engine/locks.h.
+//
 // Messages in returned Status are causes ("parent demo/x does not exist"); the caller prefixes
-// "<operation> <object>: ". An Engine is not thread-safe; use one per thread or process.
+// "<operation> <object>: ". Thread-safety: an Engine may be used from many threads at once (the
+// daemon), and many processes may open the same home at once (CLIs); the catalog gives each
+// thread its own connection and the locks order the work.
 
 #ifndef PGBRANCH_ENGINE_ENGINE_H_
 #define PGBRANCH_ENGINE_ENGINE_H_
@@ -22,18 +28,23 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/cancel.h"
 #include "common/file_lock.h"
 #include "common/status.h"
 #include "common/subprocess.h"
 #include "common/time.h"
 #include "common/undo.h"
 #include "engine/audit.h"
+#include "engine/locks.h"
 #include "engine/names.h"
+#include "engine/operation.h"
 #include "engine/ports.h"
 #include "pg/client.h"
 #include "pg/cluster.h"
@@ -45,13 +56,16 @@
 
 namespace pgb {
 
-// Receives progress of long operations, for the CLI's "▸ Checkpoint 0.03s" lines.
+// Receives progress of long operations, for the CLI's "▸ Checkpoint 0.03s" lines. Called from
+// the thread doing the work; an implementation shared by threads synchronizes itself.
 class Progress {
  public:
   virtual ~Progress() = default;
+  // A step begins.
+  virtual void StepStarted(std::string_view name) {}
   // A step finished successfully after `took`.
   virtual void Step(std::string_view name, std::chrono::nanoseconds took) = 0;
-  // Something the user should know ("created pool ...").
+  // Something the user should know ("created pool ...", "waiting for demo/dev: ...").
   virtual void Note(std::string_view message) = 0;
 };
 
@@ -63,6 +77,12 @@ struct EngineEnv {
   const Clock* clock = nullptr;
   PortProbe* ports = nullptr;
   Progress* progress = nullptr;  // may be null
+  // Set (e.g. by a SIGINT handler) to interrupt what the engine is doing: the operation in
+  // progress undoes its steps and fails with Cancelled. May be null.
+  const CancelToken* cancel = nullptr;
+  // Open a home whose catalog is missing or empty although its pool holds data, with a new
+  // empty catalog: only for `catalog restore` and `doctor --adopt`, which rebuild it.
+  bool allow_lost_catalog = false;
 };
 
 // The default $PGBRANCH_HOME: $PGBRANCH_HOME if set, /var/lib/pgbranch for root, else
@@ -113,7 +133,7 @@ struct WalInfo {
   std::string branch;  // "demo/main"
   std::string archive_dir;
   size_t segments = 0;
-  uint64_t bytes = 0;  // every file in the archive
+  uint64_t bytes = 0;                                                // every file in the archive
   std::string oldest_segment, oldest_at, newest_segment, newest_at;  // names, ISO 8601 mtimes
   bool running = false;
   std::optional<WalWindow> window;  // unset: no snapshot to recover from
@@ -122,8 +142,8 @@ struct WalInfo {
 struct WalCleanupReport {
   std::vector<std::string> removed;  // segment names (or, with dry_run, that would be)
   uint64_t removed_bytes = 0;
-  size_t kept_for_window = 0;        // old enough, but needed from the oldest base on
-  std::string keep_from_segment;     // the first segment the window needs; empty: no window
+  size_t kept_for_window = 0;     // old enough, but needed from the oldest base on
+  std::string keep_from_segment;  // the first segment the window needs; empty: no window
   int64_t oldest_base_snapshot = 0;
 };
 
@@ -161,6 +181,43 @@ struct DoctorFinding {
   std::string check;   // "tools", "pool", "orphan volume", ...
   std::string status;  // "ok", "warn", "fail", "fixed"
   std::string detail;
+};
+
+struct DoctorOptions {
+  // Repair what is safe: finish or undo interrupted operations, quarantine data no row refers
+  // to, restart branches recorded running whose server is down, remove stale files.
+  bool fix = false;
+  // Rebuild catalog rows for volumes (live or quarantined) that hold a pgbranch data directory
+  // but no row refers to (after a lost catalog): project, branch, parent where it can be read,
+  // port, a new password.
+  bool adopt = false;
+  // Destroy quarantined volumes and snapshots older than `grace`.
+  bool purge = false;
+  std::chrono::hours grace{24 * 7};
+};
+
+// One operation as recorded (engine/operation.h), for `pgbranch operations` and the API.
+struct OperationInfo {
+  int64_t id = 0;
+  std::string kind;    // "branch.create"
+  std::string target;  // "demo/dev"
+  std::string state;   // running, committed, done, failed, undone
+  bool owner_alive = false;
+  int64_t pid = 0;
+  std::string command;
+  std::string step;  // the current or last step
+  std::vector<OperationStep> steps;
+  std::string error;
+  std::string started_at, updated_at, ended_at;
+  size_t journal_left = 0;  // actions still to run (a failed undo, an unfinished commit)
+};
+
+// A copy of the catalog under $PGBRANCH_HOME/backups.
+struct CatalogBackup {
+  std::string path;
+  std::string at;  // ISO 8601 UTC, from the file's time
+  uint64_t bytes = 0;
+  int schema_version = 0;
 };
 
 struct BranchInfo {
@@ -280,14 +337,32 @@ class Engine {
   // The newest `limit` audit rows, oldest first.
   Result<std::vector<AuditRow>> Audit(int limit);
 
-  // Checks tools, permissions, the pool, and orphans in every direction; with `fix`, repairs
-  // what is safe (orphan volumes and snapshots, interrupted creates and deletes, servers
-  // without rows) and reports "fixed".
-  Result<std::vector<DoctorFinding>> Doctor(bool fix);
+  // Checks tools, permissions, the pool, the operations record and orphans in every direction;
+  // repairs, adopts and purges as `options` say (DoctorOptions), reporting "fixed". Never
+  // touches an operation whose owner is alive, nor what such an operation made; never
+  // destroys a data directory no row refers to: it is quarantined.
+  Result<std::vector<DoctorFinding>> Doctor(const DoctorOptions& options);
+  Result<std::vector<DoctorFinding>> Doctor(bool fix) {
+    DoctorOptions options;
+    options.fix = fix;
+    return Doctor(options);
+  }
+
+  // The newest `limit` operations, newest first (`all`), or only those not ended.
+  Result<std::vector<OperationInfo>> Operations(bool all, int limit);
+
+  // Writes a copy of the catalog to $PGBRANCH_HOME/backups (SQLite's online backup API) and
+  // keeps the newest kCatalogBackups copies. Returns the new copy.
+  Result<CatalogBackup> BackupCatalog(const std::string& reason);
+  Result<std::vector<CatalogBackup>> ListCatalogBackups();
+  // Replaces the catalog with the backup at `path` (the current one, if readable, is backed up
+  // first). Takes the home lock exclusively: no other command runs meanwhile. Rows the backup
+  // lacks (branches made after it) are found by `doctor` and brought back by `doctor --adopt`.
+  Status RestoreCatalog(const std::string& path);
 
   // Names the command whose operations the audit trail records next.
-  void SetCommand(std::string command) { audit_.SetCommand(std::move(command)); }
-  // Writes the collected audit rows to the catalog (also done when the Engine is destroyed).
+  void SetCommand(std::string command);
+  // Writes audit rows kept in memory (rows the catalog refused when they were recorded).
   Status FlushAudit();
   Result<BranchInfo> StartBranch(const BranchRef& ref);
   // The last `tail_lines` lines of the branch's server log (native: its log file; containers:
@@ -306,6 +381,9 @@ class Engine {
   explicit Engine(const EngineEnv& env);
 
   Result<PoolConfig> LoadPoolConfig();
+  // Writes $PGBRANCH_HOME/pool.json: the pool's settings outside the catalog, so a lost catalog
+  // is noticed (and the pool found again by `doctor --adopt`).
+  Status WritePoolMarker(const PoolConfig& config);
   Result<Pool*> RequirePool(bool create_default);
   Result<std::optional<OsUser>> ServerUser();
   // The account `project`'s servers run as: ServerUser() for native, the image's postgres
@@ -329,16 +407,37 @@ class Engine {
   Result<PortRange> LoadPortRange();
   Result<ProjectRow> LoadProject(const std::string& name);
   Result<BranchRow> LoadBranch(const ProjectRow& project, const std::string& name);
-  Result<std::unique_ptr<FileLock>> LockProject(const ProjectRow& project);
-  // A branch loaded under its project's lock (held as long as the result lives).
+
+  // Operations (engine_ops.cc). Runs `body` as operation `kind` on `target`: records it, binds
+  // the cancel token and the audit scope, and afterwards runs its journal: the undo (newest
+  // first, uncancellable) if `body` failed before the commit, the finish actions after it.
+  // Ends the record. Returns `body`'s status, with what cleanup could not do appended.
+  Status RunOperation(const std::string& kind, const std::string& target,
+                      std::optional<int64_t> project_id, std::optional<int64_t> branch_id,
+                      const std::function<Status(Operation&)>& body);
+  // Runs one journal action (operation.h Action). REQUIRES: whatever branch the action names
+  // is not being worked on by anyone else (its lock held, or its operation dead).
+  Status RunAction(const Action& action);
+  // The home lock, shared, for an operation or a read that needs the pool and catalog stable.
+  Result<LockHandle> HomeShared(const std::string& holder);
+  // What lock waiters read about the calling thread's work.
+  std::string Holder(const Operation* op, const std::string& what) const;
+
+  // A branch loaded under its own lock (held as long as the result lives); the project lock is
+  // taken only while loading and released before returning.
   struct LockedBranch {
     ProjectRow project;
-    std::unique_ptr<FileLock> lock;
+    LockHandle lock;
     BranchRow row;
   };
   // NotFound for an unknown project or branch; with `require_settled`, FailedPrecondition
   // unless the branch is running or stopped (not creating, deleting or failed).
-  Result<LockedBranch> LockBranch(const BranchRef& ref, bool require_settled);
+  Result<LockedBranch> LockBranch(const BranchRef& ref, bool require_settled, const Operation* op);
+  // Branch locks of `ids`, in ascending id order (locks.h). REQUIRES: no branch lock held.
+  Result<std::vector<LockHandle>> LockBranches(const ProjectRow& project, std::vector<int64_t> ids,
+                                               const Operation* op);
+  Result<LockHandle> LockProjectOf(const ProjectRow& project, const Operation* op);
+
   Result<InstanceSpec> Spec(const ProjectRow& project, const BranchRow& branch);
   ConnParams AdminParams(const ProjectRow& project, const BranchRow& branch) const;
   // The runtime's view of the branch's server.
@@ -350,45 +449,69 @@ class Engine {
   InstanceConfig ConfigFor(const ProjectRow& project, const BranchRow& branch) const;
   std::string LogPath(const BranchRow& branch) const;
   Status CheckPoolSpace(Pool& pool);
+  // Reserves `row` (state creating, a free port; its parent and, if set, its origin snapshot)
+  // in the catalog, in the same transaction as the undo that removes it (op).
   Status ReserveBranch(const ProjectRow& project, BranchRow* row, std::optional<int> port,
-                       UndoStack& undo);
-  // Snapshots `parent` (after a CHECKPOINT unless `fast`), clones it into row->volume, writes
-  // the branch's configuration and starts it with row->password set. Every step pushes its
-  // undo. Fills `snapshot` (not yet in the catalog: CommitClone records it).
+                       Operation& op);
+  // "branch demo/x already exists" with what to do when an interrupted create left it.
+  Status BranchExists(const ProjectRow& project, const BranchRow& existing);
   // Takes a snapshot of `branch` consistent for PostgreSQL: on atomic pools after a CHECKPOINT
   // if it runs (not with `fast`); on other pools bracketed by pg_backup_start/pg_backup_stop if
-  // it runs. Fills `snapshot` (not yet in the catalog) and pushes its undo.
+  // it runs. Fills `snapshot` (not yet in the catalog); its undo is in `op`'s journal first.
   Status TakeSnapshot(const ProjectRow& project, const BranchRow& branch, bool fast,
-                      const std::string& label, bool implicit, UndoStack& undo,
+                      const std::string& label, bool implicit, Operation& op,
                       SnapshotRow* snapshot);
   // Clones `snapshot` into row->volume, writes the branch's configuration, starts it with
-  // row->password set. Every step pushes its undo.
+  // row->password set. Each step's undo goes into `op`'s journal before the step.
   // With `recovery`, the clone starts in archive recovery and is promoted at the target
   // before its password is set.
   Status CloneFromSnapshot(const ProjectRow& project, const SnapshotRow& snapshot, BranchRow* row,
-                           UndoStack& undo, const RecoverySettings* recovery = nullptr);
-  // In one transaction: records `snapshot` if new (id 0), points `row` at it, marks it running
-  // and notes `event` in its history.
-  Status CommitClone(BranchRow* row, SnapshotRow* snapshot, const EventRow& event);
+                           Operation& op, const RecoverySettings* recovery = nullptr);
+  // In one transaction: records `snapshot` if new (id 0), points `row` at it, marks it running,
+  // notes `event` in its history, runs `also` and commits `op` with `finish` to run afterwards.
+  Status CommitClone(BranchRow* row, SnapshotRow* snapshot, const EventRow& event, Operation& op,
+                     std::vector<Action> finish = {},
+                     const std::function<Status()>& also = nullptr);
   Result<SnapshotInfo> DescribeSnapshot(const SnapshotRow& snapshot, bool with_sizes);
-  Status DestroySnapshotAndRow(const SnapshotRow& snapshot);
   Result<PoolConfig> ChooseDefaultPool(std::string* why);
   EventRow Event(const BranchRow& branch, std::string kind, std::string detail) const;
   // Starts the branch's server and waits until it accepts a connection; with `set_password`
-  // (a fresh clone or initdb) sets the branch's password on that connection. With `undo` (a
-  // new instance), pushes its stop.
+  // (a fresh clone or initdb) sets the branch's password on that connection. With `op` (a new
+  // instance), its stop is in the journal before it starts.
   Status StartInstance(const ProjectRow& project, const BranchRow& branch, bool set_password,
-                       UndoStack* undo);
+                       Operation* op);
   Status StopInstance(const ProjectRow& project, const BranchRow& branch, StopMode mode);
-  Status DestroyBranch(const ProjectRow& project, const BranchRow& branch);
+  // Stops anything running on `volume` (natively: a postgres whose working directory it is)
+  // and destroys it.
+  Status DestroyVolumeSafely(const std::string& volume);
+  // Destroys branch `id` for good: server, container, volume, its snapshots, row, WAL archive,
+  // log, lock file. Idempotent (a missing row is done). REQUIRES: the branch is marked
+  // deleting and nobody else works on it.
+  Status DestroyBranch(int64_t branch_id);
   // Destroys the implicit snapshots of `project` that no branch uses any more (explicit ones
-  // stay until a user deletes them). One storage still holds on to (ZFS: a retired volume
-  // cloned from it) is left for a later sweep. REQUIRES: the project lock.
-  Status SweepImplicitSnapshots(const ProjectRow& project);
+  // stay until a user deletes them). Each row goes first, only if still unused (a concurrent
+  // clone that recorded a use wins); one storage still holds on to (ZFS: a retired volume
+  // cloned from it) is left for a later sweep.
+  Status SweepImplicitSnapshots(int64_t project_id);
+  // Destroys the pool snapshot `name` and its row, unless a branch row uses it.
+  Status DestroySnapshotIfUnused(const std::string& volume, const std::string& name);
+  // Deletes `snap`'s row only if no branch uses it (atomically), then the pool snapshot; if
+  // storage still holds on to it, the row comes back with its id. `dropped` says if it went.
+  Status DropSnapshot(const SnapshotRow& snap, bool* dropped);
   Result<std::vector<BranchRow>> Descendants(const BranchRow& branch);
   Result<BranchInfo> Describe(const ProjectRow& project, const BranchRow& branch, bool with_sizes);
   Status Timed(std::string_view step, const std::function<Status()>& body);
   void Note(std::string_view message);
+  // The commit of a delete: locks `rows` (branches in destroy order, deepest first) and
+  // `also_lock`, marks the rows deleting and commits `op` with the destroy of each, `also`,
+  // then a sweep of implicit snapshots. The destroying happens after, as the finish.
+  // REQUIRES: the project lock.
+  Status MarkForDeletion(const ProjectRow& project, const std::vector<BranchRow>& rows,
+                         std::vector<int64_t> also_lock, Operation& op, std::vector<Action> also);
+  // FailedPrecondition if a point-in-time branch of `parent` is being made (it reads the
+  // parent's current WAL archive and snapshots until it commits).
+  Status CheckNoPitrInFlight(const ProjectRow& project, const BranchRow& parent,
+                             const std::string& what);
 
   // WAL archive and point-in-time recovery (engine_wal.cc).
   struct PitrBase {
@@ -412,18 +535,46 @@ class Engine {
   Result<WalInfo> DescribeWal(const ProjectRow& project, const BranchRow& branch, bool running);
   Status WaitForPromotion(const ProjectRow& project, const BranchRow& branch,
                           const InstanceSpec& spec);
-  // The rest of CreateBranch for a point-in-time target: `row` is the new branch, not yet
-  // reserved. REQUIRES: the project lock.
-  Result<BranchInfo> CreatePitrBranch(const ProjectRow& project, const BranchRow& parent,
-                                      BranchRow row, const RecoveryTarget& target,
-                                      std::optional<int> port);
+  // The checks of a point-in-time branch of `parent` at `target`: picks the base snapshot and
+  // fills `recovery`. Changes nothing. REQUIRES: the parent's branch lock.
+  Result<SnapshotRow> PlanPitr(const ProjectRow& project, const BranchRow& parent,
+                               const RecoveryTarget& target, RecoverySettings* recovery);
+
+  // Catalog loss, backups and adoption (engine_catalog.cc).
+  // Whether $PGBRANCH_HOME shows signs of a pool with data (pool.json, an image, volumes).
+  static bool HomeHasPool(const std::string& home, std::string* evidence);
+  // Takes a backup when the newest is older than a day (called at open).
+  void BackupCatalogIfDue();
+  // doctor --adopt: rows for data directories no row refers to.
+  Status AdoptVolumes(Pool& pool, bool fix, std::vector<DoctorFinding>* out);
+  // doctor (engine_doctor.cc): interrupted operations (owner dead) finished or undone.
+  Status RepairOperations(bool fix, std::vector<DoctorFinding>* out,
+                          std::set<std::string>* in_flight_names);
+  // Names (volumes, snapshots, archive paths) in the journals of operations not yet ended.
+  Status CollectInFlight(std::set<std::string>* names);
+  // Branches that operations not yet ended work on.
+  Status CollectBusyBranches(std::set<int64_t>* ids);
+  // Moves a volume or snapshot aside (pool Quarantine); one gone meanwhile is fine.
+  Status QuarantineObject(Pool& pool, const std::string& name, bool snapshot);
+  Status CheckArchives(const std::vector<BranchRow>& branches,
+                       const std::vector<ProjectRow>& projects,
+                       const std::set<std::string>& in_flight, bool fix,
+                       std::vector<DoctorFinding>* out);
+  Status CheckSocketLocks(const std::vector<BranchRow>& branches,
+                          const std::map<int64_t, ProjectRow>& project_of, bool fix,
+                          std::vector<DoctorFinding>* out);
 
   EngineEnv env_;
   AuditLog audit_;
   std::unique_ptr<ProcessRunner> runner_;  // audited, forwarding to env_.runner
   std::unique_ptr<Catalog> catalog_;
-  std::map<std::string, std::unique_ptr<Runtime>> runtimes_;  // by kind, audited
-  std::unique_ptr<Pool> pool_;
+  std::unique_ptr<Locks> locks_;
+  std::mutex command_mu_;
+  std::string command_;  // GUARDED_BY(command_mu_): what the CLI runs, for records
+  // Made on first use, from any thread.
+  std::mutex init_mu_;
+  std::map<std::string, std::unique_ptr<Runtime>> runtimes_;  // GUARDED_BY(init_mu_); by kind
+  std::unique_ptr<Pool> pool_;                                // GUARDED_BY(init_mu_)
 };
 
 }  // namespace pgb

@@ -5,15 +5,18 @@
 #include <fmt/format.h>
 #include <sys/stat.h>
 
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
 
 #include "common/fs.h"
 #include "common/os_user.h"
+#include "common/proc.h"
 #include "engine/engine.h"
 #include "engine/engine_internal.h"
 #include "runtime/container.h"
+#include "storage/tree_copy.h"
 
 namespace pgb {
 using namespace internal;  // NOLINT: the engine's own private helpers
@@ -41,9 +44,15 @@ bool KernelHas(const std::string& fs) {
 
 std::string ModeText(mode_t m) { return fmt::format("{:04o}", m & 07777); }
 
+// Doctor skips what stays busy this long (an operation in progress holds it) rather than
+// waiting for it.
+constexpr auto kDoctorLockWait = std::chrono::seconds(5);
+
 }  // namespace
 
-Result<std::vector<DoctorFinding>> Engine::Doctor(bool fix) {
+Result<std::vector<DoctorFinding>> Engine::Doctor(const DoctorOptions& options) {
+  CancelScope cancel(env_.cancel);
+  const bool fix = options.fix;
   std::vector<DoctorFinding> out;
   auto add = [&](std::string check, std::string status, std::string detail) {
     out.push_back({std::move(check), std::move(status), std::move(detail)});
@@ -135,8 +144,8 @@ Result<std::vector<DoctorFinding>> Engine::Doctor(bool fix) {
       bool owned = false;
       if (it != branch_by_id.end()) {
         const ProjectRow& p = projects_by_id[it->second->project_id];
-        owned = p.runtime == engine &&
-                inst.name == ContainerName(env_.home, p.name, it->second->name);
+        owned =
+            p.runtime == engine && inst.name == ContainerName(env_.home, p.name, it->second->name);
       }
       if (owned) continue;
       if (!fix) {
@@ -201,71 +210,170 @@ Result<std::vector<DoctorFinding>> Engine::Doctor(bool fix) {
                     FormatBytes(usage->size_bytes)));
   }
 
-  // Reconcile: what the catalog says against what storage and runtime hold.
-  PGB_ASSIGN_OR_RETURN(auto branches, catalog_->ListBranches());
-  PGB_ASSIGN_OR_RETURN(auto snapshot_rows, catalog_->ListSnapshots());
+  // Doctor works beside running commands: the home lock (shared) keeps init and a catalog
+  // restore out; the operations record and the project and branch locks say what is in flight.
+  PGB_ASSIGN_OR_RETURN(LockHandle home, HomeShared(fmt::format("doctor by pid {}", ::getpid())));
+  size_t problems = out.size();
+
+  // 1. Operations whose process died: undone (before their commit) or finished (after), with
+  //    the journal they wrote as they went. Operations still running are left alone, and so is
+  //    everything they name.
+  std::set<std::string> in_flight;
+  PGB_RETURN_IF_ERROR(RepairOperations(fix, &out, &in_flight));
+
+  // 2. Quarantine: what an earlier doctor moved aside, and what may now be purged.
+  auto quarantined = pool->ListQuarantined();
+  if (quarantined.ok()) {
+    TimePoint now = env_.clock->Now();
+    for (const auto& q : *quarantined) {
+      auto age = std::chrono::duration_cast<std::chrono::seconds>(now - q.since);
+      bool due = now - q.since >= options.grace;
+      if (options.purge && due) {
+        Status s = pool->Purge(q.name);
+        out.push_back(
+            {"quarantine", s.ok() ? "fixed" : "fail",
+             s.ok() ? fmt::format("purged {} {} (quarantined {} ago)",
+                                  q.is_snapshot ? "snapshot" : "volume", q.name, FormatAge(age))
+                    : fmt::format("{}: {}", q.name, s.message())});
+        continue;
+      }
+      out.push_back(
+          {"quarantine", "warn",
+           fmt::format("{} {} was moved aside {} ago, at {}: {}",
+                       q.is_snapshot ? "snapshot" : "volume", q.name, FormatAge(age), q.path,
+                       due ? "'pgbranch doctor --purge' destroys it"
+                           : "'pgbranch doctor --adopt' brings a volume back as a branch; "
+                             "'--purge' destroys it once a week old")});
+    }
+  }
+
+  // 3. Lost rows: data directories the catalog does not know (after a catalog restore or loss).
+  if (options.adopt) PGB_RETURN_IF_ERROR(AdoptVolumes(*pool, /*fix=*/true, &out));
+
+  // 4. Reconcile what the catalog says with what storage and runtime hold. The pool is listed
+  //    before the catalog is read: whatever an operation makes is in its journal (or a row)
+  //    before it exists, so nothing listed can be missed by the reads that follow.
   PGB_ASSIGN_OR_RETURN(auto volume_list, pool->ListVolumes());
   PGB_ASSIGN_OR_RETURN(auto snapshot_list, pool->ListSnapshots());
+  PGB_RETURN_IF_ERROR(CollectInFlight(&in_flight));
+  PGB_ASSIGN_OR_RETURN(auto branches, catalog_->ListBranches());
+  PGB_ASSIGN_OR_RETURN(auto snapshot_rows, catalog_->ListSnapshots());
+  PGB_ASSIGN_OR_RETURN(projects, catalog_->ListProjects());
   std::set<std::string> volumes(volume_list.begin(), volume_list.end());
   std::set<std::string> snapshots(snapshot_list.begin(), snapshot_list.end());
   std::set<std::string> known_volumes, known_snapshots;
   for (const auto& b : branches) known_volumes.insert(b.volume);
-  for (const auto& s : snapshot_rows) known_snapshots.insert(s.name);
+  for (const auto& sr : snapshot_rows) known_snapshots.insert(sr.name);
   std::map<int64_t, ProjectRow> project_of;
   for (const auto& p : projects) project_of[p.id] = p;
-  size_t problems = out.size();
+  std::set<int64_t> busy_branches;
+  PGB_RETURN_IF_ERROR(CollectBusyBranches(&busy_branches));
 
-  // Operations a crash interrupted: finish a delete, undo a create.
+  // Rows a crash left half-way that no operation record covers (an older pgbranch, or a
+  // record lost with the catalog): a delete is finished, a create's data is quarantined.
   for (const auto& b : branches) {
-    const ProjectRow& p = project_of[b.project_id];
     if (b.state != kStateCreating && b.state != kStateDeleting) continue;
-    std::string what =
-        b.state == kStateCreating ? "an interrupted create" : "an interrupted delete";
+    if (busy_branches.count(b.id)) continue;
+    const ProjectRow& p = project_of[b.project_id];
+    std::string what = b.state == kStateCreating ? "create" : "delete";
     if (!fix) {
-      add("interrupted", "fail", fmt::format("{} was left by {}", Ref(p, b), what));
+      add("interrupted", "fail",
+          fmt::format("{} was left by an interrupted {} with no record of it", Ref(p, b), what));
       continue;
     }
-    PGB_ASSIGN_OR_RETURN(auto lock, LockProject(p));
-    Status s = DestroyBranch(p, b);
+    auto lock = locks_->Branch(b.id, Ref(p, b), fmt::format("doctor by pid {}", ::getpid()),
+                               kDoctorLockWait);
+    if (!lock.ok()) {
+      add("interrupted", "warn", fmt::format("{}: {}", Ref(p, b), lock.status().message()));
+      continue;
+    }
+    Status s;
+    if (b.state == kStateDeleting) {
+      s = DestroyBranch(b.id);
+    } else {
+      s = StopInstance(p, b, StopMode::kImmediate);
+      if (s.ok() && volumes.count(b.volume)) s = QuarantineObject(*pool, b.volume, false);
+      if (s.ok()) {
+        Action remove;
+        remove.kind = "remove-branch-row";
+        remove.branch_id = b.id;
+        s = RunAction(remove);
+      }
+    }
+    volumes.erase(b.volume);
     add("interrupted", s.ok() ? "fixed" : "fail",
-        s.ok() ? fmt::format("removed {} left by {}", Ref(p, b), what)
+        s.ok() ? fmt::format("{}: finished the interrupted {}{}", Ref(p, b), what,
+                             what == "create" ? " (its data, if any, is quarantined)" : "")
                : fmt::format("{}: {}", Ref(p, b), s.message()));
-    if (s.ok()) volumes.erase(b.volume);  // gone now: neither known nor an orphan
   }
 
-  // Rows without data.
+  // Rows without data, and rows recorded running whose server is down.
   for (const auto& b : branches) {
+    if (b.state != kStateRunning && b.state != kStateStopped) continue;
+    if (busy_branches.count(b.id)) continue;
     const ProjectRow& p = project_of[b.project_id];
-    if (b.state == kStateCreating || b.state == kStateDeleting || volumes.count(b.volume)) continue;
-    if (b.state == kStateFailed) continue;
-    if (fix) {
-      Status s = catalog_->SetBranchState(b.id, kStateFailed);
-      add("missing volume", s.ok() ? "fixed" : "fail",
-          fmt::format("{}: its volume {} is gone; marked failed, delete it with 'pgbranch branch "
-                      "delete {}'",
-                      Ref(p, b), b.volume, Ref(p, b)));
-    } else {
-      add("missing volume", "fail",
-          fmt::format("{}: its volume {} is not in the pool", Ref(p, b), b.volume));
+    if (!volumes.count(b.volume)) {
+      if (fix) {
+        Status s = catalog_->SetBranchState(b.id, kStateFailed);
+        add("missing volume", s.ok() ? "fixed" : "fail",
+            fmt::format("{}: its volume {} is gone; marked failed, delete it with 'pgbranch "
+                        "branch delete {}'",
+                        Ref(p, b), b.volume, Ref(p, b)));
+      } else {
+        add("missing volume", "fail",
+            fmt::format("{}: its volume {} is not in the pool", Ref(p, b), b.volume));
+      }
+      continue;
     }
+    if (b.state != kStateRunning) continue;
+    auto st = InspectBranch(p, b);
+    if (!st.ok() || st->running) continue;
+    PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(p, b));
+    auto log = RuntimeFor(p).Logs(spec, 200);
+    std::string why = log.ok() ? LogHighlights(*log) : "";
+    std::string said = why.empty() ? "" : fmt::format(" (its log: {})", QuoteForDisplay(why));
+    if (!fix) {
+      add("server down", "fail",
+          fmt::format("{} is recorded running but its server is down{}; 'pgbranch branch start "
+                      "{}' or 'pgbranch doctor --fix' starts it",
+                      Ref(p, b), said, Ref(p, b)));
+      continue;
+    }
+    auto lock = locks_->Branch(b.id, Ref(p, b), fmt::format("doctor by pid {}", ::getpid()),
+                               kDoctorLockWait);
+    if (!lock.ok()) {
+      add("server down", "warn", fmt::format("{}: {}", Ref(p, b), lock.status().message()));
+      continue;
+    }
+    auto again = catalog_->GetBranch(b.id);
+    auto st2 = again.ok() ? InspectBranch(p, *again) : again.status();
+    if (!again.ok() || again->state != kStateRunning || (st2.ok() && st2->running)) continue;
+    Status s = StartInstance(p, *again, /*set_password=*/false, nullptr);
+    add("server down", s.ok() ? "fixed" : "fail",
+        s.ok() ? fmt::format("started {}: it was recorded running but its server was down{}",
+                             Ref(p, b), said)
+               : fmt::format("{}: {}", Ref(p, b), s.message()));
   }
-  for (const auto& s : snapshot_rows) {
-    if (snapshots.count(s.name)) continue;
-    PGB_ASSIGN_OR_RETURN(auto users, catalog_->BranchesFromSnapshot(s.id));
+
+  for (const auto& sr : snapshot_rows) {
+    if (snapshots.count(sr.name) || in_flight.count(sr.name)) continue;
+    PGB_ASSIGN_OR_RETURN(auto users, catalog_->BranchesFromSnapshot(sr.id));
     if (fix && users.empty()) {
-      Status d = catalog_->DeleteSnapshot(s.id);
-      add("missing snapshot", d.ok() ? "fixed" : "fail",
-          fmt::format("snapshot {} ({}) was gone from the pool; removed its row", s.id, s.name));
+      PGB_ASSIGN_OR_RETURN(bool deleted, catalog_->DeleteSnapshotIfUnused(sr.id));
+      add("missing snapshot", deleted ? "fixed" : "warn",
+          fmt::format("snapshot {} ({}) was gone from the pool; {}", sr.id, sr.name,
+                      deleted ? "removed its row" : "a branch now uses it, so its row stays"));
     } else {
       add("missing snapshot", users.empty() ? "fail" : "warn",
-          fmt::format("snapshot {} ({}) is not in the pool{}", s.id, s.name,
+          fmt::format("snapshot {} ({}) is not in the pool{}", sr.id, sr.name,
                       users.empty() ? "" : "; branches were made from it, so its row stays"));
     }
   }
 
-  // Data without rows, and servers running on it.
+  // Data without rows: never destroyed on a guess. A volume or snapshot no row and no running
+  // operation refers to is moved aside (quarantined), after stopping a server on it.
   for (const auto& v : volumes) {
-    if (known_volumes.count(v)) continue;
+    if (known_volumes.count(v) || in_flight.count(v)) continue;
     InstanceSpec spec;
     spec.name = v;
     spec.data_dir = pool->VolumePath(v);
@@ -276,26 +384,64 @@ Result<std::vector<DoctorFinding>> Engine::Doctor(bool fix) {
     if (!fix) {
       add("orphan volume", "fail",
           fmt::format(
-              "{} ({}) belongs to no branch{}", v, spec.data_dir,
+              "{} ({}) belongs to no branch{}; 'pgbranch doctor --fix' quarantines it", v,
+              spec.data_dir,
               running ? fmt::format(", and a postgres (pid {}) runs on it", st_or->pid) : ""));
       continue;
     }
     Status s = running ? native.Stop(spec, StopMode::kImmediate, kStopTimeout) : Status::OK();
-    if (s.ok()) s = pool->DestroyVolume(v);
+    if (s.ok()) s = QuarantineObject(*pool, v, false);
     add("orphan volume", s.ok() ? "fixed" : "fail",
-        s.ok() ? fmt::format("destroyed {}{}", v, running ? " after stopping its postgres" : "")
+        s.ok() ? fmt::format("quarantined {}{}: nothing refers to it; 'pgbranch doctor --adopt' "
+                             "brings it back as a branch",
+                             v, running ? " after stopping its postgres" : "")
                : fmt::format("{}: {}", v, s.message()));
   }
   for (const auto& name : snapshots) {
-    if (known_snapshots.count(name)) continue;
+    if (known_snapshots.count(name) || in_flight.count(name)) continue;
     if (!fix) {
-      add("orphan snapshot", "fail", fmt::format("{} belongs to no snapshot row", name));
+      add("orphan snapshot", "fail",
+          fmt::format("{} belongs to no snapshot row; 'pgbranch doctor --fix' quarantines it",
+                      name));
       continue;
     }
-    Status s = pool->DestroySnapshot("", name);
+    Status s = QuarantineObject(*pool, name, true);
     add("orphan snapshot", s.ok() ? "fixed" : "fail",
-        s.ok() ? fmt::format("destroyed {}", name) : fmt::format("{}: {}", name, s.message()));
+        s.ok() ? fmt::format("quarantined snapshot {}: nothing refers to it", name)
+               : fmt::format("{}: {}", name, s.message()));
   }
+
+  // WAL archives of volumes, branches and projects that are gone (not data directories: a
+  // reset or delete removes them itself, and a crash may leave them).
+  PGB_RETURN_IF_ERROR(CheckArchives(branches, projects, in_flight, fix, &out));
+
+  // Implicit snapshots nothing uses any more (a delete killed before its sweep).
+  for (const auto& p : projects) {
+    PGB_ASSIGN_OR_RETURN(auto rows, catalog_->ListBranches(p.id));
+    size_t unused = 0;
+    for (const auto& b : rows) {
+      PGB_ASSIGN_OR_RETURN(auto snaps, catalog_->ListSnapshots(b.id));
+      for (const auto& sr : snaps) {
+        if (!sr.implicit || in_flight.count(sr.name)) continue;
+        PGB_ASSIGN_OR_RETURN(auto users, catalog_->BranchesFromSnapshot(sr.id));
+        if (users.empty()) ++unused;
+      }
+    }
+    if (unused == 0) continue;
+    if (!fix) {
+      add("unused snapshot", "fail",
+          fmt::format("{}: {} implicit snapshots no branch uses any more", p.name, unused));
+      continue;
+    }
+    auto lock = LockProjectOf(p, nullptr);
+    Status s = lock.ok() ? SweepImplicitSnapshots(p.id) : lock.status();
+    add("unused snapshot", s.ok() ? "fixed" : "fail",
+        s.ok() ? fmt::format("{}: destroyed {} implicit snapshots no branch used", p.name, unused)
+               : fmt::format("{}: {}", p.name, s.message()));
+  }
+
+  // Socket lock files of servers that are gone (a reboot: the pid in them may now be anyone's).
+  PGB_RETURN_IF_ERROR(CheckSocketLocks(branches, project_of, fix, &out));
 
   // Ports: a stopped branch whose port a stranger holds could not start.
   for (const auto& b : branches) {
@@ -317,6 +463,210 @@ Result<std::vector<DoctorFinding>> Engine::Doctor(bool fix) {
                     branches.size(), snapshot_rows.size()));
   }
   return out;
+}
+
+Status Engine::QuarantineObject(Pool& pool, const std::string& name, bool snapshot) {
+  Status s = pool.Quarantine(name, env_.clock->Now());
+  if (s.Is(StatusCode::kNotFound)) return Status::OK();  // gone meanwhile: nothing to keep
+  return s;
+}
+
+Status Engine::CollectInFlight(std::set<std::string>* names) {
+  // Operations still open: running, or interrupted and not repaired (their own finding says
+  // so, and their journal will deal with what they made).
+  PGB_ASSIGN_OR_RETURN(auto open, catalog_->ListOpenOperations());
+  for (const auto& op : open) {
+    auto journal = ActionsFromJson(op.journal);
+    if (!journal.ok()) continue;
+    for (const auto& a : *journal) {
+      if (!a.volume.empty()) names->insert(a.volume);
+      if (!a.snapshot.empty()) names->insert(a.snapshot);
+      if (!a.path.empty()) names->insert(a.path);
+    }
+  }
+  return Status::OK();
+}
+
+Status Engine::CollectBusyBranches(std::set<int64_t>* ids) {
+  PGB_ASSIGN_OR_RETURN(auto open, catalog_->ListOpenOperations());
+  for (const auto& op : open) {
+    if (op.branch_id) ids->insert(*op.branch_id);
+    auto journal = ActionsFromJson(op.journal);
+    if (!journal.ok()) continue;
+    for (const auto& a : *journal) {
+      if (a.branch_id) ids->insert(a.branch_id);
+    }
+  }
+  return Status::OK();
+}
+
+Status Engine::RepairOperations(bool fix, std::vector<DoctorFinding>* out,
+                                std::set<std::string>* in_flight_names) {
+  PGB_ASSIGN_OR_RETURN(auto open, catalog_->ListOpenOperations());
+  for (const auto& row : open) {
+    std::string verb = row.kind.substr(row.kind.find('.') + 1);
+    std::string what = fmt::format("{} (operation {}, pid {}{})", verb, row.id, row.pid,
+                                   row.step.empty() ? "" : ", at step " + row.step);
+    if (OwnerAlive(row.owner)) {
+      out->push_back({"operation", "ok", fmt::format("{} of {} is in progress", what, row.target)});
+      continue;
+    }
+    bool committed = row.state == kOpCommitted;
+    if (!fix) {
+      out->push_back({"interrupted", "fail",
+                      fmt::format("{} was left by an interrupted {}; 'pgbranch doctor --fix' "
+                                  "will {} it",
+                                  row.target, what, committed ? "finish" : "undo")});
+      continue;
+    }
+    // The same locks an operation takes: the project's, then its branches' (ascending).
+    std::optional<ProjectRow> project;
+    if (row.project_id) {
+      auto p = catalog_->GetProject(*row.project_id);
+      if (p.ok()) project = *p;
+    }
+    std::vector<int64_t> ids;
+    if (row.branch_id) ids.push_back(*row.branch_id);
+    auto journal = ActionsFromJson(row.journal);
+    if (journal.ok()) {
+      for (const auto& a : *journal) {
+        if (a.branch_id) ids.push_back(a.branch_id);
+      }
+    }
+    std::string holder =
+        fmt::format("doctor by pid {} (repairing operation {})", ::getpid(), row.id);
+    LockHandle project_lock;
+    if (project) {
+      auto lock = locks_->Project(project->id, project->name, holder, kDoctorLockWait);
+      if (!lock.ok()) {
+        out->push_back(
+            {"interrupted", "warn", fmt::format("{}: {}", what, lock.status().message())});
+        continue;
+      }
+      project_lock = std::move(*lock);
+    }
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    std::vector<LockHandle> held;
+    Status locked;
+    for (int64_t id : ids) {
+      auto lock = locks_->Branch(id, fmt::format("branch {}", id), holder, kDoctorLockWait);
+      if (!lock.ok()) {
+        locked = lock.status();
+        break;
+      }
+      held.push_back(std::move(*lock));
+    }
+    if (!locked.ok()) {
+      out->push_back({"interrupted", "warn", fmt::format("{}: {}", what, locked.message())});
+      continue;
+    }
+    // Another doctor may have taken it over, or finished it, while we waited.
+    auto op = Operation::Adopt(*catalog_, *env_.clock, row.id);
+    if (!op.ok()) continue;
+    AuditScope audit(fmt::format("doctor --fix (operation {})", row.id), row.id);
+    UncancellableScope uncancellable;
+    Status s = (*op)->RunJournal([this](const Action& a) { return RunAction(a); });
+    Status ended = (*op)->End(s, /*by_doctor=*/true);
+    (void)ended;
+    out->push_back(
+        {"interrupted", s.ok() ? "fixed" : "fail",
+         s.ok() ? fmt::format("{}: {} the interrupted {}", row.target,
+                              committed ? "finished" : "undid", what)
+                : fmt::format("{}: the interrupted {}: {}", row.target, what, s.message())});
+  }
+  return Status::OK();
+}
+
+Status Engine::CheckArchives(const std::vector<BranchRow>& branches,
+                             const std::vector<ProjectRow>& projects,
+                             const std::set<std::string>& in_flight, bool fix,
+                             std::vector<DoctorFinding>* out) {
+  std::string wal = JoinPath(env_.home, "wal");
+  std::map<std::string, const ProjectRow*> by_name;
+  for (const auto& p : projects) by_name[p.name] = &p;
+  std::set<std::string> live;  // wal/<project>/<id>/<volume> of every branch
+  std::set<std::string> live_branch_dirs;
+  for (const auto& b : branches) {
+    for (const auto& p : projects) {
+      if (p.id != b.project_id) continue;
+      live.insert(ArchiveDir(p, b));
+      live_branch_dirs.insert(JoinPath(env_.home, fmt::format("wal/{}/{}", p.name, b.id)));
+    }
+  }
+  std::vector<std::string> stale;
+  std::error_code ec;
+  for (const auto& project_dir : std::filesystem::directory_iterator(wal, ec)) {
+    std::string pname = project_dir.path().filename().string();
+    if (!by_name.count(pname)) {
+      stale.push_back(project_dir.path().string());
+      continue;
+    }
+    for (const auto& branch_dir : std::filesystem::directory_iterator(project_dir.path(), ec)) {
+      std::string bdir = branch_dir.path().string();
+      if (!live_branch_dirs.count(bdir)) {
+        stale.push_back(bdir);
+        continue;
+      }
+      for (const auto& volume_dir : std::filesystem::directory_iterator(branch_dir.path(), ec)) {
+        std::string vdir = volume_dir.path().string();
+        if (!live.count(vdir)) stale.push_back(vdir);
+      }
+    }
+  }
+  for (const auto& dir : stale) {
+    if (in_flight.count(dir)) continue;
+    // An archive being made right now belongs to an operation's volume: skip those too.
+    std::string base = std::filesystem::path(dir).filename().string();
+    if (in_flight.count(base)) continue;
+    if (!fix) {
+      out->push_back({"stale archive", "fail",
+                      fmt::format("{} is the WAL archive of something that is gone", dir)});
+      continue;
+    }
+    Status s = RemoveTree(dir);
+    out->push_back({"stale archive", s.ok() ? "fixed" : "fail",
+                    s.ok() ? fmt::format("removed {}: the WAL archive of something gone", dir)
+                           : fmt::format("{}: {}", dir, s.message())});
+  }
+  return Status::OK();
+}
+
+Status Engine::CheckSocketLocks(const std::vector<BranchRow>& branches,
+                                const std::map<int64_t, ProjectRow>& project_of, bool fix,
+                                std::vector<DoctorFinding>* out) {
+  std::vector<std::string> dirs = {JoinPath(env_.home, "run")};
+  std::error_code ec;
+  for (const auto& d : std::filesystem::directory_iterator(JoinPath(env_.home, "sockets"), ec)) {
+    dirs.push_back(d.path().string());
+  }
+  for (const auto& dir : dirs) {
+    for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+      std::string name = entry.path().filename().string();
+      if (name.rfind(".s.PGSQL.", 0) != 0 || name.size() < 14 ||
+          name.compare(name.size() - 5, 5, ".lock") != 0) {
+        continue;
+      }
+      Result<std::string> text = ReadFile(entry.path().string());
+      if (!text.ok()) continue;
+      pid_t pid = static_cast<pid_t>(std::atol(text->c_str()));
+      std::optional<ProcInfo> info = ReadProc(pid);
+      if (pid > 0 && info && !info->Dead() && info->comm == "postgres") continue;
+      if (!fix) {
+        out->push_back({"socket lock", "fail",
+                        fmt::format("{} names pid {}, which is no postgres now; a server on that "
+                                    "port would refuse to start",
+                                    entry.path().string(), pid)});
+        continue;
+      }
+      Status s = RemoveFile(entry.path().string());
+      out->push_back({"socket lock", s.ok() ? "fixed" : "fail",
+                      s.ok() ? fmt::format("removed {} (pid {} is no postgres now)",
+                                           entry.path().string(), pid)
+                             : fmt::format("{}: {}", entry.path().string(), s.message())});
+    }
+  }
+  return Status::OK();
 }
 
 }  // namespace pgb

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <map>
@@ -110,6 +111,11 @@ Result<PoolConfig> Engine::ChooseDefaultPool(std::string* why) {
 }
 
 Result<StatusInfo> Engine::Init(const InitOptions& options) {
+  CancelScope cancel(env_.cancel);
+  // The pool is the home's own business: no other command runs while it is chosen.
+  PGB_ASSIGN_OR_RETURN(
+      LockHandle home_lock,
+      locks_->Home(LockMode::kExclusive, fmt::format("init by pid {}", ::getpid())));
   // Everything is checked before anything is written: a refused init changes nothing.
   std::map<std::string, std::string> settings;
   if (options.port_range) {
@@ -229,10 +235,12 @@ Result<StatusInfo> Engine::Init(const InitOptions& options) {
       return Status::OK();
     }));
   }
-  pool_.reset();
   PGB_ASSIGN_OR_RETURN(std::unique_ptr<Pool> pool, OpenPool(config, *runner_));
-  pool_ = NewAuditedPool(std::move(pool), audit_);
-  Note(fmt::format("pool: {} ({})", pool_->Describe(), why));
+  {
+    std::lock_guard<std::mutex> lock(init_mu_);
+    pool_ = NewAuditedPool(std::move(pool), audit_);
+    Note(fmt::format("pool: {} ({})", pool_->Describe(), why));
+  }
   settings[kPoolKind] = config.kind;
   settings[kPoolRoot] = config.root;
   settings[kPoolDataset] = config.dataset;
@@ -240,6 +248,7 @@ Result<StatusInfo> Engine::Init(const InitOptions& options) {
   settings[kPoolImageSize] = std::to_string(config.image_size);
   settings[kPoolFs] = config.fs;
   settings[kPoolWhy] = why;
+  PGB_RETURN_IF_ERROR(WritePoolMarker(config));
   PGB_RETURN_IF_ERROR(save_settings());
   return GetStatus();
 }

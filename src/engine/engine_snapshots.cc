@@ -62,19 +62,23 @@ Result<SnapshotInfo> Engine::DescribeSnapshot(const SnapshotRow& snap, bool with
 Result<SnapshotInfo> Engine::CreateSnapshot(const BranchRef& ref, const std::string& label,
                                             bool fast) {
   PGB_RETURN_IF_ERROR(ValidateLabel(label));
-  PGB_ASSIGN_OR_RETURN(LockedBranch b, LockBranch(ref, /*require_settled=*/true));
   PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(true));
-  PGB_RETURN_IF_ERROR(CheckPoolSpace(*pool));
-  UndoStack undo;
+  PGB_ASSIGN_OR_RETURN(LockHandle home, HomeShared("snapshot create " + ref.ToString()));
   SnapshotRow snap;
-  Status s = TakeSnapshot(b.project, b.row, fast, label, /*implicit=*/false, undo, &snap);
-  if (s.ok()) {
-    auto id = catalog_->InsertSnapshot(snap);
-    s = id.status();
-    if (id.ok()) snap.id = *id;
-  }
-  if (!s.ok()) return undo.Rollback(s);
-  undo.Commit();
+  PGB_RETURN_IF_ERROR(RunOperation(
+      "snapshot.create", ref.ToString(), std::nullopt, std::nullopt, [&](Operation& op) -> Status {
+        PGB_ASSIGN_OR_RETURN(LockedBranch b, LockBranch(ref, /*require_settled=*/true, &op));
+        PGB_RETURN_IF_ERROR(op.SetIds(b.project.id, b.row.id));
+        PGB_RETURN_IF_ERROR(CheckPoolSpace(*pool));
+        PGB_RETURN_IF_ERROR(op.Step("snapshot"));
+        PGB_RETURN_IF_ERROR(
+            TakeSnapshot(b.project, b.row, fast, label, /*implicit=*/false, op, &snap));
+        PGB_RETURN_IF_ERROR(op.Step("commit"));
+        return catalog_->Transaction([&]() -> Status {
+          PGB_ASSIGN_OR_RETURN(snap.id, catalog_->InsertSnapshot(snap));
+          return op.MarkCommitted({});
+        });
+      }));
   return DescribeSnapshot(snap, /*with_sizes=*/true);
 }
 
@@ -108,22 +112,34 @@ Status Engine::DeleteSnapshot(int64_t id, bool recursive) {
   PGB_ASSIGN_OR_RETURN(SnapshotRow snap, catalog_->GetSnapshot(id));
   PGB_ASSIGN_OR_RETURN(BranchRow of, catalog_->GetBranch(snap.branch_id));
   PGB_ASSIGN_OR_RETURN(ProjectRow project, catalog_->GetProject(of.project_id));
-  PGB_ASSIGN_OR_RETURN(auto lock, LockProject(project));
-  PGB_ASSIGN_OR_RETURN(auto users, catalog_->BranchesFromSnapshot(id));
-  if (!users.empty() && !recursive) {
-    return Status::FailedPrecondition(
-        fmt::format("snapshot {} has branches made from it ({}); delete them first or use "
-                    "--recursive",
-                    id, JoinNames(project, users)));
-  }
-  for (const auto& user : users) {
-    PGB_ASSIGN_OR_RETURN(auto below, Descendants(user));
-    for (const auto& b : below) PGB_RETURN_IF_ERROR(DestroyBranch(project, b));
-    PGB_RETURN_IF_ERROR(DestroyBranch(project, user));
-  }
-  // Destroying the last branch made from an implicit snapshot takes the snapshot with it.
-  if (catalog_->GetSnapshot(id).ok()) PGB_RETURN_IF_ERROR(DestroySnapshotAndRow(snap));
-  return SweepImplicitSnapshots(project);
+  PGB_ASSIGN_OR_RETURN(LockHandle home, HomeShared(fmt::format("snapshot delete {}", id)));
+  return RunOperation(
+      "snapshot.delete", fmt::format("snapshot {}", id), project.id, of.id,
+      [&](Operation& op) -> Status {
+        PGB_ASSIGN_OR_RETURN(LockHandle project_lock, LockProjectOf(project, &op));
+        auto again = catalog_->GetSnapshot(id);
+        if (!again.ok()) return Status::NotFound(fmt::format("snapshot {} does not exist", id));
+        PGB_ASSIGN_OR_RETURN(auto users, catalog_->BranchesFromSnapshot(id));
+        if (!users.empty() && !recursive) {
+          return Status::FailedPrecondition(
+              fmt::format("snapshot {} has branches made from it ({}); delete them first or use "
+                          "--recursive",
+                          id, JoinNames(project, users)));
+        }
+        std::vector<BranchRow> order;
+        for (const auto& user : users) {
+          PGB_ASSIGN_OR_RETURN(auto below, Descendants(user));
+          order.insert(order.end(), below.begin(), below.end());
+          order.push_back(user);
+        }
+        Action destroy;
+        destroy.kind = "destroy-snapshot";
+        destroy.volume = snap.volume;
+        destroy.snapshot = snap.name;
+        destroy.text = fmt::format("destroy snapshot {}", id);
+        // Its branch's lock too: a reset to this snapshot clones it under that lock.
+        return MarkForDeletion(project, order, {snap.branch_id}, op, {destroy});
+      });
 }
 
 Result<CleanupReport> Engine::CleanupSnapshots(const std::optional<BranchRef>& ref, int days,
@@ -143,105 +159,136 @@ Result<CleanupReport> Engine::CleanupSnapshots(const std::optional<BranchRef>& r
   } else {
     PGB_ASSIGN_OR_RETURN(projects, catalog_->ListProjects());
   }
+  PGB_ASSIGN_OR_RETURN(LockHandle home, HomeShared("snapshot cleanup"));
   CleanupReport report;
   for (const auto& project : projects) {
-    PGB_ASSIGN_OR_RETURN(auto lock, LockProject(project));
-    PGB_ASSIGN_OR_RETURN(auto branches, catalog_->ListBranches(project.id));
-    for (const auto& branch : branches) {
-      if (only_branch && branch.id != *only_branch) continue;
-      PGB_ASSIGN_OR_RETURN(auto snapshots, catalog_->ListSnapshots(branch.id));
-      for (const auto& snap : snapshots) {
-        PGB_ASSIGN_OR_RETURN(TimePoint created, ParseTimestamp(snap.created_at));
-        if (created >= cutoff) continue;
-        PGB_ASSIGN_OR_RETURN(SnapshotInfo info, DescribeSnapshot(snap, /*with_sizes=*/true));
-        if (!info.dependents.empty()) {
-          report.kept.emplace_back(
-              info,
-              fmt::format("{} {} made from it", info.dependents.size() == 1 ? "branch" : "branches",
-                          fmt::join(info.dependents, ", ")));
-          continue;
-        }
-        if (!dry_run) PGB_RETURN_IF_ERROR(DestroySnapshotAndRow(snap));
-        report.removed.push_back(std::move(info));
-      }
-    }
-    if (!dry_run) PGB_RETURN_IF_ERROR(SweepImplicitSnapshots(project));
+    PGB_RETURN_IF_ERROR(RunOperation(
+        "snapshot.cleanup", project.name, project.id, only_branch, [&](Operation& op) -> Status {
+          PGB_ASSIGN_OR_RETURN(LockHandle project_lock, LockProjectOf(project, &op));
+          PGB_ASSIGN_OR_RETURN(auto branches, catalog_->ListBranches(project.id));
+          std::vector<Action> finish;
+          for (const auto& branch : branches) {
+            if (only_branch && branch.id != *only_branch) continue;
+            PGB_ASSIGN_OR_RETURN(auto snapshots, catalog_->ListSnapshots(branch.id));
+            for (const auto& snap : snapshots) {
+              PGB_ASSIGN_OR_RETURN(TimePoint created, ParseTimestamp(snap.created_at));
+              if (created >= cutoff) continue;
+              PGB_ASSIGN_OR_RETURN(SnapshotInfo info, DescribeSnapshot(snap, /*with_sizes=*/true));
+              if (!info.dependents.empty()) {
+                report.kept.emplace_back(
+                    info, fmt::format("{} {} made from it",
+                                      info.dependents.size() == 1 ? "branch" : "branches",
+                                      fmt::join(info.dependents, ", ")));
+                continue;
+              }
+              Action destroy;
+              destroy.kind = "destroy-snapshot";
+              destroy.volume = snap.volume;
+              destroy.snapshot = snap.name;
+              destroy.text = fmt::format("destroy snapshot {}", snap.id);
+              finish.push_back(std::move(destroy));
+              report.removed.push_back(std::move(info));
+            }
+          }
+          if (dry_run) return Status::OK();
+          Action sweep;
+          sweep.kind = "sweep-snapshots";
+          sweep.project_id = project.id;
+          sweep.text = fmt::format("sweep the unused implicit snapshots of {}", project.name);
+          finish.push_back(std::move(sweep));
+          PGB_RETURN_IF_ERROR(op.Step("commit"));
+          PGB_RETURN_IF_ERROR(catalog_->Transaction([&] { return op.MarkCommitted(finish); }));
+          // Under the project lock, so no create picks one of them meanwhile.
+          return op.RunJournal([this](const Action& a) { return RunAction(a); });
+        }));
   }
   return report;
 }
 
 Result<BranchInfo> Engine::RenameBranch(const BranchRef& ref, const std::string& new_name) {
   PGB_RETURN_IF_ERROR(ValidateName("branch", new_name));
-  PGB_ASSIGN_OR_RETURN(LockedBranch b, LockBranch(ref, /*require_settled=*/true));
-  if (!b.row.parent_id) {
-    return Status::FailedPrecondition(
-        fmt::format("{} is the project's root and keeps the name {}", ref.ToString(), b.row.name));
-  }
-  PGB_ASSIGN_OR_RETURN(auto existing, catalog_->FindBranch(b.project.id, new_name));
-  if (existing) {
-    return Status::AlreadyExists(
-        fmt::format("branch {}/{} already exists", b.project.name, new_name));
-  }
-  std::string old_name = b.row.name;
-  PGB_ASSIGN_OR_RETURN(InstanceSpec old_spec, Spec(b.project, b.row));
-  b.row.name = new_name;
-  PGB_RETURN_IF_ERROR(catalog_->Transaction([&]() -> Status {
-    PGB_RETURN_IF_ERROR(catalog_->UpdateBranch(b.row));
-    return catalog_->InsertEvent(
-        Event(b.row, "renamed", fmt::format("renamed from {}/{}", b.project.name, old_name)));
-  }));
-  // cluster_name (in `ps` and the server log) follows at the next start.
-  PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(b.project, b.row));
-  PGB_RETURN_IF_ERROR(RuntimeFor(b.project).Rename(old_spec, spec));
-  std::optional<FileOwner> owner;
-  if (spec.os_user) owner = FileOwner{spec.os_user->uid, spec.os_user->gid};
-  PGB_RETURN_IF_ERROR(WriteInstanceConfig(spec.data_dir, ConfigFor(b.project, b.row), owner));
-  return Describe(b.project, b.row, /*with_sizes=*/false);
+  PGB_ASSIGN_OR_RETURN(LockHandle home, HomeShared("branch rename " + ref.ToString()));
+  std::optional<BranchInfo> info;
+  PGB_RETURN_IF_ERROR(RunOperation(
+      "branch.rename", ref.ToString(), std::nullopt, std::nullopt, [&](Operation& op) -> Status {
+        PGB_ASSIGN_OR_RETURN(LockedBranch b, LockBranch(ref, /*require_settled=*/true, &op));
+        PGB_RETURN_IF_ERROR(op.SetIds(b.project.id, b.row.id));
+        if (!b.row.parent_id) {
+          return Status::FailedPrecondition(fmt::format(
+              "{} is the project's root and keeps the name {}", ref.ToString(), b.row.name));
+        }
+        PGB_ASSIGN_OR_RETURN(auto existing, catalog_->FindBranch(b.project.id, new_name));
+        if (existing) {
+          return Status::AlreadyExists(
+              fmt::format("branch {}/{} already exists", b.project.name, new_name));
+        }
+        std::string old_name = b.row.name;
+        PGB_ASSIGN_OR_RETURN(InstanceSpec old_spec, Spec(b.project, b.row));
+        b.row.name = new_name;
+        // cluster_name (in `ps` and the server log) follows at the next start; a container is
+        // renamed and pgbranch.conf rewritten right after the commit, under the branch's lock.
+        Action rename;
+        rename.kind = "rename-instance";
+        rename.project_id = b.project.id;
+        rename.branch_id = b.row.id;
+        rename.text = old_spec.container_name;
+        PGB_RETURN_IF_ERROR(op.Step("commit"));
+        PGB_RETURN_IF_ERROR(catalog_->Transaction([&]() -> Status {
+          PGB_RETURN_IF_ERROR(catalog_->UpdateBranch(b.row));
+          PGB_RETURN_IF_ERROR(catalog_->InsertEvent(Event(
+              b.row, "renamed", fmt::format("renamed from {}/{}", b.project.name, old_name))));
+          return op.MarkCommitted({rename});
+        }));
+        PGB_RETURN_IF_ERROR(op.Step("finish"));
+        PGB_RETURN_IF_ERROR(op.RunJournal([this](const Action& a) { return RunAction(a); }));
+        PGB_ASSIGN_OR_RETURN(info, Describe(b.project, b.row, /*with_sizes=*/false));
+        return Status::OK();
+      }));
+  return std::move(*info);
 }
 
 Result<ProjectInfo> Engine::RenameProject(const std::string& name, const std::string& new_name) {
   PGB_RETURN_IF_ERROR(ValidateName("project", new_name));
   PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(name));
-  PGB_ASSIGN_OR_RETURN(auto lock, LockProject(project));
-  PGB_ASSIGN_OR_RETURN(auto existing, catalog_->FindProject(new_name));
-  if (existing) return Status::AlreadyExists(fmt::format("project {} already exists", new_name));
-  PGB_ASSIGN_OR_RETURN(auto branches, catalog_->ListBranches(project.id));
-  // The WAL archives move with the name; running servers reload their archive directory
-  // (basic_archive.archive_directory takes effect on reload). Until they do, an archive
-  // attempt fails and the archiver retries it.
-  std::string old_wal = JoinPath(env_.home, fmt::format("wal/{}", name));
-  std::string new_wal = JoinPath(env_.home, fmt::format("wal/{}", new_name));
-  if (PathExists(old_wal) && ::rename(old_wal.c_str(), new_wal.c_str()) != 0) {
-    return Status::IOError(fmt::format("rename {} to {}: {}", old_wal, new_wal, strerror(errno)));
-  }
-  Status renamed = catalog_->Transaction([&]() -> Status {
-    PGB_RETURN_IF_ERROR(catalog_->UpdateProjectName(project.id, new_name));
-    for (const auto& b : branches) {
-      PGB_RETURN_IF_ERROR(catalog_->InsertEvent(
-          Event(b, "renamed", fmt::format("renamed from {}/{}", name, b.name))));
-    }
-    return Status::OK();
-  });
-  if (!renamed.ok()) {
-    if (PathExists(new_wal)) (void)::rename(new_wal.c_str(), old_wal.c_str());
-    return renamed;
-  }
-  ProjectRow old_project = project;
-  project.name = new_name;
-  for (const auto& b : branches) {
-    PGB_ASSIGN_OR_RETURN(InstanceSpec old_spec, Spec(old_project, b));
-    PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, b));
-    PGB_RETURN_IF_ERROR(RuntimeFor(project).Rename(old_spec, spec));
-    std::optional<FileOwner> owner;
-    if (spec.os_user) owner = FileOwner{spec.os_user->uid, spec.os_user->gid};
-    PGB_RETURN_IF_ERROR(WriteInstanceConfig(spec.data_dir, ConfigFor(project, b), owner));
-    PGB_ASSIGN_OR_RETURN(InstanceStatus st, RuntimeFor(project).Inspect(spec));
-    if (st.running && st.ready) {
-      auto conn = Connection::Open(AdminParams(project, b));
-      Status reloaded = conn.ok() ? (*conn)->Exec("SELECT pg_reload_conf()") : conn.status();
-      if (!reloaded.ok()) Note(fmt::format("{} not reloaded: {}", Ref(project, b), reloaded.message()));
-    }
-  }
+  PGB_ASSIGN_OR_RETURN(LockHandle home, HomeShared("project rename " + name));
+  PGB_RETURN_IF_ERROR(
+      RunOperation("project.rename", name, project.id, std::nullopt, [&](Operation& op) -> Status {
+        PGB_ASSIGN_OR_RETURN(LockHandle project_lock, LockProjectOf(project, &op));
+        PGB_ASSIGN_OR_RETURN(auto existing, catalog_->FindProject(new_name));
+        if (existing)
+          return Status::AlreadyExists(fmt::format("project {} already exists", new_name));
+        PGB_ASSIGN_OR_RETURN(auto branches, catalog_->ListBranches(project.id));
+        // The WAL archives move with the name, then each instance follows: a container is renamed,
+        // pgbranch.conf rewritten and a running server reloaded (basic_archive.archive_directory
+        // takes effect on reload; until then an archive attempt fails and the archiver retries).
+        std::vector<Action> finish;
+        Action move;
+        move.kind = "move-dir";
+        move.from = JoinPath(env_.home, fmt::format("wal/{}", name));
+        move.path = JoinPath(env_.home, fmt::format("wal/{}", new_name));
+        move.text = fmt::format("move the WAL archives of {} to {}", name, new_name);
+        finish.push_back(move);
+        for (const auto& b : branches) {
+          PGB_ASSIGN_OR_RETURN(InstanceSpec old_spec, Spec(project, b));
+          Action rename;
+          rename.kind = "rename-instance";
+          rename.project_id = project.id;
+          rename.branch_id = b.id;
+          rename.text = old_spec.container_name;
+          finish.push_back(std::move(rename));
+        }
+        PGB_RETURN_IF_ERROR(op.Step("commit"));
+        PGB_RETURN_IF_ERROR(catalog_->Transaction([&]() -> Status {
+          PGB_RETURN_IF_ERROR(catalog_->UpdateProjectName(project.id, new_name));
+          for (const auto& b : branches) {
+            PGB_RETURN_IF_ERROR(catalog_->InsertEvent(
+                Event(b, "renamed", fmt::format("renamed from {}/{}", name, b.name))));
+          }
+          return op.MarkCommitted(std::move(finish));
+        }));
+        PGB_RETURN_IF_ERROR(op.Step("finish"));
+        return op.RunJournal([this](const Action& a) { return RunAction(a); });
+      }));
   return GetProject(new_name);
 }
 

@@ -69,9 +69,10 @@ Status Engine::EnsureArchiveDir(const ProjectRow& project, const BranchRow& bran
   // else: the others stay pgbranch's, mode 0711.
   mode_t traverse = owner ? 0711 : 0700;
   PGB_RETURN_IF_ERROR(EnsureDir(JoinPath(env_.home, "wal"), traverse));
-  PGB_RETURN_IF_ERROR(EnsureDir(JoinPath(env_.home, fmt::format("wal/{}", project.name)), traverse));
-  PGB_RETURN_IF_ERROR(EnsureDir(
-      JoinPath(env_.home, fmt::format("wal/{}/{}", project.name, branch.id)), traverse));
+  PGB_RETURN_IF_ERROR(
+      EnsureDir(JoinPath(env_.home, fmt::format("wal/{}", project.name)), traverse));
+  PGB_RETURN_IF_ERROR(
+      EnsureDir(JoinPath(env_.home, fmt::format("wal/{}/{}", project.name, branch.id)), traverse));
   return EnsureDir(ArchiveDir(project, branch), 0700, owner);
 }
 
@@ -90,9 +91,9 @@ Status Engine::RecordWalPosition(const ProjectRow& project, const BranchRow& bra
   // changes between major versions. Tools run with LANG=C.UTF-8, so the labels are English.
   PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, branch));
   spec.mounts.clear();  // the data directory is all it reads
-  PGB_ASSIGN_OR_RETURN(CommandResult r, RuntimeFor(project).RunTool(spec, "pg_controldata",
-                                                                    {spec.data_dir},
-                                                                    std::chrono::seconds(30)));
+  PGB_ASSIGN_OR_RETURN(CommandResult r,
+                       RuntimeFor(project).RunTool(spec, "pg_controldata", {spec.data_dir},
+                                                   std::chrono::seconds(30)));
   if (r.exit_code != 0) {
     spdlog::debug("pg_controldata: {}", r.err);
     return Status::OK();  // unknown: not a base for point-in-time recovery
@@ -121,6 +122,7 @@ Result<std::string> Engine::ArchiveCurrentWal(const ProjectRow& project, const B
   std::string path = JoinPath(ArchiveDir(project, branch), needed);
   auto deadline = std::chrono::steady_clock::now() + kArchiveWait;
   while (!PathExists(path)) {
+    PGB_RETURN_IF_ERROR(CheckCancelled());
     // A segment inherited from the parent that the parent had archived already (".done" in
     // the clone) is never archived here: pg_stat_archiver says what this server has done.
     PGB_ASSIGN_OR_RETURN(
@@ -229,7 +231,10 @@ Result<std::vector<WalInfo>> Engine::WalInfos(const std::optional<BranchRef>& re
 
 Result<WalCleanupReport> Engine::CleanupWal(const BranchRef& ref, int days, bool dry_run) {
   if (days < 0) return Status::InvalidArgument(fmt::format("--days {} is negative", days));
-  PGB_ASSIGN_OR_RETURN(LockedBranch b, LockBranch(ref, /*require_settled=*/true));
+  CancelScope cancel(env_.cancel);
+  PGB_ASSIGN_OR_RETURN(LockHandle home, HomeShared("wal cleanup " + ref.ToString()));
+  PGB_ASSIGN_OR_RETURN(LockedBranch b, LockBranch(ref, /*require_settled=*/true, nullptr));
+  PGB_RETURN_IF_ERROR(CheckNoPitrInFlight(b.project, b.row, "clean its archive up"));
   WalCleanupReport report;
   std::string dir = ArchiveDir(b.project, b.row);
   PGB_ASSIGN_OR_RETURN(ArchiveListing listing, ListWalArchive(dir, kDefaultWalSegmentSize));
@@ -265,6 +270,7 @@ Status Engine::WaitForPromotion(const ProjectRow& project, const BranchRow& bran
   auto deadline = std::chrono::steady_clock::now() + kRecoveryTimeout;
   std::unique_ptr<Connection> conn;
   for (;;) {
+    PGB_RETURN_IF_ERROR(CheckCancelled());
     Status s = alive();
     if (!s.ok() && !s.Is(StatusCode::kUnavailable)) {
       return Status::FailedPrecondition(
@@ -289,9 +295,8 @@ Status Engine::WaitForPromotion(const ProjectRow& project, const BranchRow& bran
   }
 }
 
-Result<BranchInfo> Engine::CreatePitrBranch(const ProjectRow& project, const BranchRow& parent,
-                                            BranchRow row, const RecoveryTarget& target,
-                                            std::optional<int> port) {
+Result<SnapshotRow> Engine::PlanPitr(const ProjectRow& project, const BranchRow& parent,
+                                     const RecoveryTarget& target, RecoverySettings* recovery) {
   TimePoint now = env_.clock->Now();
   if (target.kind == RecoveryTarget::Kind::kTime && target.time > now) {
     return Status::InvalidArgument(fmt::format("target {} is in the future (now is {})",
@@ -337,9 +342,9 @@ Result<BranchInfo> Engine::CreatePitrBranch(const ProjectRow& project, const Bra
   if (target.kind == RecoveryTarget::Kind::kLsn) {
     uint64_t end = newest ? (*newest + 1) * kDefaultWalSegmentSize : 0;
     if (target.lsn > base->lsn && (!newest || target.lsn > end)) {
-      return Status::InvalidArgument(fmt::format(
-          "target LSN {} is beyond the archived WAL of {}, which ends at {}", target.text,
-          parent_name, newest ? FormatLsn(end) : base->snapshot.wal_lsn));
+      return Status::InvalidArgument(
+          fmt::format("target LSN {} is beyond the archived WAL of {}, which ends at {}",
+                      target.text, parent_name, newest ? FormatLsn(end) : base->snapshot.wal_lsn));
     }
   } else if (!parent_status.running) {
     TimePoint until = listing.segments.empty() ? base->time : listing.segments.back().second.mtime;
@@ -367,34 +372,13 @@ Result<BranchInfo> Engine::CreatePitrBranch(const ProjectRow& project, const Bra
     }
   }
 
-  // 4. Clone the base, recover to the target, promote.
-  row.recovery_target = target.text;
-  UndoStack undo;
-  PGB_RETURN_IF_ERROR(ReserveBranch(project, &row, port, undo));
-  RecoverySettings recovery;
-  recovery.restore_dir = archive;
+  recovery->restore_dir = archive;
   if (target.kind == RecoveryTarget::Kind::kTime) {
-    recovery.target_time = FormatRecoveryTargetTime(target.time);
+    recovery->target_time = FormatRecoveryTargetTime(target.time);
   } else {
-    recovery.target_lsn = FormatLsn(target.lsn);
+    recovery->target_lsn = FormatLsn(target.lsn);
   }
-  SnapshotRow origin = base->snapshot;
-  Status s = CloneFromSnapshot(project, origin, &row, undo, &recovery);
-  SnapshotRow own_base;
-  if (s.ok()) {
-    // Its history from here on is in its own archive, on a new timeline: a snapshot now is
-    // where its own point-in-time recoveries start.
-    s = TakeSnapshot(project, row, /*fast=*/false, "base", /*implicit=*/false, undo, &own_base);
-  }
-  if (s.ok()) {
-    s = CommitClone(&row, &origin,
-                    Event(row, "created",
-                          fmt::format("created from {} at {}", parent_name, target.text)));
-  }
-  if (s.ok()) s = catalog_->InsertSnapshot(own_base).status();
-  if (!s.ok()) return undo.Rollback(s);
-  undo.Commit();
-  return Describe(project, row, /*with_sizes=*/false);
+  return base->snapshot;
 }
 
 }  // namespace pgb

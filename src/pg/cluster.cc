@@ -13,6 +13,9 @@
 namespace pgb {
 namespace {
 
+// The comment line of pgbranch.conf that carries InstanceConfig::metadata.
+constexpr const char* kMetadataPrefix = "# pgbranch-branch: ";
+
 std::string Trim(std::string_view s) {
   size_t b = 0, e = s.size();
   while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
@@ -129,7 +132,8 @@ Result<PgBinaries> ParsePostgresVersion(const std::string& bin_dir, const std::s
   constexpr std::string_view kMarker = "(PostgreSQL) ";
   size_t pos = output.find(kMarker);
   if (pos == std::string::npos) {
-    return Status::Internal(fmt::format("unexpected `postgres --version` output: {}", Trim(output)));
+    return Status::Internal(
+        fmt::format("unexpected `postgres --version` output: {}", Trim(output)));
   }
   pos += kMarker.size();
   size_t end = output.find_first_of(" \n", pos);
@@ -269,14 +273,19 @@ Status WriteInstanceConfig(const std::string& data_dir, const InstanceConfig& co
   PGB_ASSIGN_OR_RETURN(std::string listen, QuoteConfValue(config.listen_addresses));
   PGB_ASSIGN_OR_RETURN(std::string sockets, QuoteConfValue(config.socket_dir));
   PGB_ASSIGN_OR_RETURN(std::string name, QuoteConfValue(config.cluster_name));
+  if (config.metadata.find_first_of("\r\n") != std::string::npos) {
+    return Status::InvalidArgument("pgbranch.conf metadata has a line break");
+  }
   std::string text = fmt::format(
       "# Written by pgbranch for this branch and rewritten on every clone: do not edit.\n"
       "# Put your own settings in postgresql.conf or use ALTER SYSTEM.\n"
+      "{}"
       "port = {}\n"
       "listen_addresses = {}\n"
       "unix_socket_directories = {}\n"
       "cluster_name = {}\n"
       "password_encryption = 'scram-sha-256'\n",
+      config.metadata.empty() ? "" : fmt::format("{}{}\n", kMetadataPrefix, config.metadata),
       config.port, listen, sockets, name);
   if (!config.archive_dir.empty()) {
     PGB_RETURN_IF_ERROR(CheckCommandPath(config.archive_dir));
@@ -291,12 +300,11 @@ Status WriteInstanceConfig(const std::string& data_dir, const InstanceConfig& co
       // PostgreSQL runs archive_command through /bin/sh with %p (the segment's path relative
       // to the data directory) and %f (its file name) substituted (docs 26.3.1).
       std::string target = fmt::format("\"{}/%f\"", config.archive_dir);
-      PGB_ASSIGN_OR_RETURN(
-          std::string command,
-          QuoteConfValue(fmt::format(
-              "if test -f {0}; then cmp -s \"%p\" {0}; else cp \"%p\" {0}.tmp && "
-              "sync {0}.tmp && mv {0}.tmp {0}; fi",
-              target)));
+      PGB_ASSIGN_OR_RETURN(std::string command,
+                           QuoteConfValue(fmt::format(
+                               "if test -f {0}; then cmp -s \"%p\" {0}; else cp \"%p\" {0}.tmp && "
+                               "sync {0}.tmp && mv {0}.tmp {0}; fi",
+                               target)));
       text += fmt::format("archive_command = {}\n", command);
     }
   }
@@ -319,6 +327,28 @@ Status WriteInstanceConfig(const std::string& data_dir, const InstanceConfig& co
         "recovery_target_action = 'promote'\n";
   }
   return WriteFileAtomic(JoinPath(data_dir, "pgbranch.conf"), text, 0600, owner);
+}
+
+Result<InstanceConfigFile> ReadInstanceConfig(const std::string& data_dir) {
+  PGB_ASSIGN_OR_RETURN(std::string text, ReadFile(JoinPath(data_dir, "pgbranch.conf")));
+  InstanceConfigFile out;
+  for (const std::string& line : SplitLines(text)) {
+    if (line.rfind(kMetadataPrefix, 0) == 0) {
+      out.metadata = line.substr(std::string_view(kMetadataPrefix).size());
+    } else if (line.rfind("port = ", 0) == 0) {
+      out.port = std::atoi(line.c_str() + 7);
+    } else if (line.rfind("cluster_name = '", 0) == 0 && line.size() > 17 && line.back() == '\'') {
+      // QuoteConfValue doubles a quote inside the value.
+      std::string value = line.substr(16, line.size() - 17);
+      std::string unquoted;
+      for (size_t i = 0; i < value.size(); ++i) {
+        unquoted += value[i];
+        if (value[i] == '\'' && i + 1 < value.size() && value[i + 1] == '\'') ++i;
+      }
+      out.cluster_name = unquoted;
+    }
+  }
+  return out;
 }
 
 Status WriteRecoverySignal(const std::string& data_dir, std::optional<FileOwner> owner) {

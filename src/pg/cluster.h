@@ -84,7 +84,20 @@ struct InstanceConfig {
   int pg_major = 0;  // chooses between the two
   // With a value, the server starts in archive recovery (see WriteRecoverySignal).
   std::optional<RecoverySettings> recovery;
+  // One line for pgbranch itself (JSON: which project and branch this data directory is,
+  // its parent, runtime ...), kept as a comment so a lost catalog can be rebuilt from the
+  // volumes (`doctor --adopt`). PostgreSQL ignores it.
+  std::string metadata;
 };
+
+// What ReadInstanceConfig finds in a data directory's pgbranch.conf.
+struct InstanceConfigFile {
+  int port = 0;
+  std::string cluster_name;  // "demo/dev"
+  std::string metadata;      // the metadata line's JSON, empty if none (an older pgbranch)
+};
+// Reads `data_dir`/pgbranch.conf. NotFound if there is none.
+Result<InstanceConfigFile> ReadInstanceConfig(const std::string& data_dir);
 
 // Writes pgbranch.conf (atomic, mode 0600, owned by `owner`). InvalidArgument for values that
 // cannot be written safely (a line break, a port out of range, a path with a quote or '%').

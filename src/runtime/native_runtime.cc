@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "common/fs.h"
+#include "common/proc.h"
 #include "pg/cluster.h"
 #include "runtime/runtime.h"
 
@@ -42,54 +43,6 @@ constexpr auto kPollInterval = std::chrono::milliseconds(2);
 // kQuitWait; then SIGKILL gets kKillWait before Stop gives up.
 constexpr auto kQuitWait = std::chrono::seconds(5);
 constexpr auto kKillWait = std::chrono::seconds(2);
-
-// One process as /proc/<pid>/stat shows it.
-struct ProcInfo {
-  char state = '?';                    // R, S, D, Z (zombie), X (dead), ...
-  std::string comm;                    // executable name, at most 15 characters
-  unsigned long long start_ticks = 0;  // start time in clock ticks after boot
-  bool Dead() const { return state == 'Z' || state == 'X'; }
-};
-
-// nullopt if there is no such process.
-std::optional<ProcInfo> ReadProc(pid_t pid) {
-  Result<std::string> stat = ReadFile(fmt::format("/proc/{}/stat", pid));
-  if (!stat.ok()) return std::nullopt;
-  // "pid (comm) S ppid ...": comm may hold spaces and parentheses, so split at the last ')'.
-  const std::string& s = *stat;
-  size_t open = s.find('('), close = s.rfind(')');
-  if (open == std::string::npos || close == std::string::npos || close < open) return std::nullopt;
-  ProcInfo info;
-  info.comm = s.substr(open + 1, close - open - 1);
-  // Fields after comm, counted from 3 (state) as in proc(5); starttime is field 22.
-  std::vector<std::string_view> fields;
-  std::string_view rest = std::string_view(s).substr(close + 1);
-  size_t pos = 0;
-  while (pos < rest.size()) {
-    while (pos < rest.size() && rest[pos] == ' ') ++pos;
-    size_t end = rest.find(' ', pos);
-    if (end == std::string_view::npos) end = rest.size();
-    if (end > pos) fields.push_back(rest.substr(pos, end - pos));
-    pos = end;
-  }
-  if (fields.size() < 20 || fields[0].empty()) return std::nullopt;
-  info.state = fields[0][0];
-  std::from_chars(fields[19].data(), fields[19].data() + fields[19].size(), info.start_ticks);
-  return info;
-}
-
-// When a process started, from its start ticks and the boot time in /proc/stat.
-std::optional<TimePoint> StartTime(unsigned long long start_ticks) {
-  Result<std::string> stat = ReadFile("/proc/stat");
-  if (!stat.ok()) return std::nullopt;
-  size_t pos = stat->find("\nbtime ");
-  if (pos == std::string::npos) return std::nullopt;
-  long long btime = std::atoll(stat->c_str() + pos + 7);
-  long ticks_per_second = sysconf(_SC_CLK_TCK);
-  if (btime <= 0 || ticks_per_second <= 0) return std::nullopt;
-  auto ms = std::chrono::milliseconds(btime * 1000 + start_ticks * 1000 / ticks_per_second);
-  return TimePoint(std::chrono::duration_cast<TimePoint::duration>(ms));
-}
 
 // Whether `a` and `b` name the same file (device and inode; "/proc/N/cwd" follows the link).
 bool SameFile(const std::string& a, const std::string& b) {
@@ -172,8 +125,10 @@ Status KillInstanceProcesses(const std::string& data_dir) {
 }
 
 // A postmaster that died without cleaning up also leaves "<socket dir>/.s.PGSQL.<port>.lock"
-// naming its pid; the next postmaster refuses that port while the pid looks alive, and a
-// zombie looks alive to kill(). Removes the lock file if it names the dead postmaster `stale`.
+// naming its pid; the next postmaster refuses that port while that pid looks alive to kill():
+// a zombie does, and so does any process that got the pid after a reboot. Removes the lock file
+// if it names `stale` (a postmaster.pid already found not to be this data directory's live
+// postmaster, whatever its pid is now) or a process that is gone.
 Status RemoveStaleSocketLock(const PostmasterPid& stale) {
   if (stale.socket_dir.empty() || stale.port <= 0) return Status::OK();
   std::string lock = JoinPath(stale.socket_dir, fmt::format(".s.PGSQL.{}.lock", stale.port));
@@ -181,8 +136,8 @@ Status RemoveStaleSocketLock(const PostmasterPid& stale) {
   if (!text.ok()) return Status::OK();  // none: nothing to do
   int pid = 0;
   std::from_chars(text->data(), text->data() + text->size(), pid);
-  if (pid != stale.pid || !ProcessDead(pid)) return Status::OK();
-  spdlog::info("removing stale socket lock {} (pid {} exited)", lock, pid);
+  if (pid != stale.pid && !ProcessDead(pid)) return Status::OK();
+  spdlog::info("removing stale socket lock {} (pid {} is not its postmaster)", lock, pid);
   return RemoveFile(lock);
 }
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <ctime>
 #include <utility>
 
 namespace pgb {
@@ -91,6 +92,31 @@ ALTER TABLE branches ADD COLUMN recovery_target TEXT NOT NULL DEFAULT '';
 ALTER TABLE projects ADD COLUMN image TEXT NOT NULL DEFAULT '';
 ALTER TABLE projects ADD COLUMN server_uid INTEGER NOT NULL DEFAULT -1;
 ALTER TABLE projects ADD COLUMN server_gid INTEGER NOT NULL DEFAULT -1;
+)sql",
+    // 5: the operations record: each mutating request with its owner, steps and the journal of
+    // what undoes (or, once committed, finishes) it.
+    R"sql(
+CREATE TABLE operations (
+  id         INTEGER PRIMARY KEY AUTOINCREMENT,
+  kind       TEXT NOT NULL,
+  target     TEXT NOT NULL,
+  project_id INTEGER,
+  branch_id  INTEGER,
+  owner      TEXT NOT NULL,
+  pid        INTEGER NOT NULL,
+  command    TEXT NOT NULL,
+  state      TEXT NOT NULL,
+  step       TEXT NOT NULL,
+  steps      TEXT NOT NULL,
+  journal    TEXT NOT NULL,
+  error      TEXT NOT NULL,
+  started_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  ended_at   TEXT NOT NULL
+);
+CREATE INDEX operations_open ON operations(ended_at);
+ALTER TABLE audit ADD COLUMN operation_id INTEGER;
+ALTER TABLE audit ADD COLUMN step TEXT NOT NULL DEFAULT '';
 )sql",
 };
 
@@ -183,6 +209,19 @@ Status ExecScript(sqlite3* db, const char* sql, std::string_view what) {
     return Status::IOError(std::move(message));
   }
   return Status::OK();
+}
+
+// Runs `body` with synchronous=NORMAL when the connection is not inside a transaction: in WAL
+// mode the write then survives a crash of this process but may be lost with the machine (the
+// next synchronous commit makes it durable too; sqlite.org/pragma.html#pragma_synchronous).
+// For the operations record and the audit trail, written at every step: a synchronous commit
+// costs an fsync (~5 ms here) each. Inside a transaction the caller's commit decides.
+Status Relaxed(sqlite3* db, const std::function<Status()>& body) {
+  if (sqlite3_get_autocommit(db) == 0) return body();
+  PGB_RETURN_IF_ERROR(ExecScript(db, "PRAGMA synchronous=NORMAL", "relax"));
+  Status s = body();
+  Status back = ExecScript(db, "PRAGMA synchronous=FULL", "restore synchronous");
+  return s.ok() ? back : s;
 }
 
 constexpr const char* kProjectColumns =
@@ -279,76 +318,254 @@ Status ExpectChanged(sqlite3* db, std::string_view what, int64_t id) {
 
 int Catalog::SchemaVersion() { return kSchemaVersion; }
 
-Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path) {
-  // Create the file ourselves so its mode is 0600 whatever the umask (SQLite would use 0644).
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return PosixError(fmt::format("open catalog {}", path), errno);
-  ::fchmod(fd, 0600);
-  ::close(fd);
+namespace {
 
+// Opens a connection to `path` with pgbranch's settings: WAL journal (readers never block the
+// writer), foreign keys on, synchronous=FULL (a committed branch or password survives a power
+// loss), a 30 s busy timeout and extended result codes.
+Result<sqlite3*> Connect(const std::string& path, int flags) {
   sqlite3* db = nullptr;
-  int rc =
-      sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr);
+  int rc = sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     Status s = Status::IOError(
         fmt::format("open catalog {}: {}", path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
     sqlite3_close(db);
     return s;
   }
-  std::unique_ptr<Catalog> catalog(new Catalog(db));
   sqlite3_busy_timeout(db, 30000);
   sqlite3_extended_result_codes(db, 1);
-  PGB_RETURN_IF_ERROR(ExecScript(
-      db, "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL;", "setup"));
+  Status s = ExecScript(db, "PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL;", "setup");
+  if (!s.ok()) {
+    sqlite3_close(db);
+    return s;
+  }
+  return db;
+}
+
+Result<int> UserVersion(sqlite3* db) {
+  Stmt s(db, "PRAGMA user_version");
+  PGB_ASSIGN_OR_RETURN(bool has_row, s.Step());
+  return has_row ? static_cast<int>(s.Int(0)) : 0;
+}
+
+// Writes the SQLite database `from` into a new file `dest`: a temp file next to it filled with
+// the online backup API, fsynced, then renamed into place (mode 0600).
+Status CopyDatabase(sqlite3* from, const std::string& dest) {
+  std::string tmp = dest + ".tmp";
+  ::unlink(tmp.c_str());
+  int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return PosixError(fmt::format("create {}", tmp), errno);
+  ::close(fd);
+  sqlite3* to = nullptr;
+  if (sqlite3_open_v2(tmp.c_str(), &to, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) !=
+      SQLITE_OK) {
+    Status s = Status::IOError(fmt::format("open {}: {}", tmp, sqlite3_errmsg(to)));
+    sqlite3_close(to);
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  sqlite3_busy_timeout(to, 30000);
+  Status result;
+  sqlite3_backup* backup = sqlite3_backup_init(to, "main", from, "main");
+  if (backup == nullptr) {
+    result = Status::IOError(fmt::format("back up the catalog: {}", sqlite3_errmsg(to)));
+  } else {
+    int rc = sqlite3_backup_step(backup, -1);
+    sqlite3_backup_finish(backup);
+    if (rc != SQLITE_DONE) {
+      result = Status::IOError(fmt::format("back up the catalog: {}", sqlite3_errstr(rc)));
+    }
+  }
+  sqlite3_close(to);
+  if (result.ok()) {
+    fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || ::fsync(fd) != 0) result = PosixError(fmt::format("fsync {}", tmp), errno);
+    if (fd >= 0) ::close(fd);
+  }
+  if (result.ok() && ::rename(tmp.c_str(), dest.c_str()) != 0) {
+    result = PosixError(fmt::format("rename {} to {}", tmp, dest), errno);
+  }
+  if (!result.ok()) ::unlink(tmp.c_str());
+  return result;
+}
+
+// "20261201T014426Z": UTC, for file names that sort by time.
+std::string FileTimestamp() {
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
+  return buf;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path, const Options& options) {
+  struct stat st {};
+  bool exists = ::stat(path.c_str(), &st) == 0;
+  if (!exists && errno != ENOENT) return PosixError(fmt::format("stat catalog {}", path), errno);
+  if ((!exists || st.st_size == 0) && !options.create_if_missing) {
+    return Status::NotFound(
+        fmt::format("the catalog {} is {}", path, exists ? "empty (0 bytes)" : "missing"));
+  }
+  if (!exists) {
+    // Create the file ourselves so its mode is 0600 whatever the umask (SQLite would use 0644).
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 && errno != EEXIST) return PosixError(fmt::format("create catalog {}", path), errno);
+    if (fd >= 0) ::close(fd);
+  }
+  ::chmod(path.c_str(), 0600);
+  std::unique_ptr<Catalog> catalog(new Catalog(path, options));
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, catalog->Db());
+  // journal_mode is persistent in the file: set once, by whoever opens it first. On a file that
+  // is not a database this is where SQLite says so.
+  Status wal = ExecScript(db, "PRAGMA journal_mode=WAL", "setup");
+  if (!wal.ok()) {
+    return Status::IOError(fmt::format(
+        "the catalog {} is not a readable SQLite database ({}); it was left as it is: restore a "
+        "backup with 'pgbranch catalog restore' or rebuild it with 'pgbranch doctor --adopt'",
+        path, wal.message()));
+  }
   PGB_RETURN_IF_ERROR(catalog->Migrate());
   // The WAL and shared-memory files SQLite creates next to the database hold the same data.
   for (const char* suffix : {"-wal", "-shm"}) ::chmod((path + suffix).c_str(), 0600);
   return catalog;
 }
 
-Catalog::~Catalog() { sqlite3_close(db_); }
+Catalog::~Catalog() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [thread, db] : connections_) sqlite3_close(db);
+}
+
+Result<sqlite3*> Catalog::OpenConnection() { return Connect(path_, SQLITE_OPEN_READWRITE); }
+
+Result<sqlite3*> Catalog::Db() {
+  std::thread::id me = std::this_thread::get_id();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = connections_.find(me);
+    if (it != connections_.end()) return it->second;
+  }
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, OpenConnection());
+  std::lock_guard<std::mutex> lock(mu_);
+  connections_[me] = db;
+  return db;
+}
 
 Status Catalog::Migrate() {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  // Read without a lock: the common case (nothing to do) never blocks a writer.
+  PGB_ASSIGN_OR_RETURN(int version, UserVersion(db));
+  if (version == kSchemaVersion) return Status::OK();
+  if (version > kSchemaVersion) {
+    return Status::FailedPrecondition(
+        fmt::format("the catalog has schema version {} but this pgbranch knows up to {}; "
+                    "upgrade pgbranch",
+                    version, kSchemaVersion));
+  }
+  if (version > 0 && !options_.backup_dir.empty()) {
+    if (::mkdir(options_.backup_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+      return PosixError(fmt::format("create {}", options_.backup_dir), errno);
+    }
+    PGB_RETURN_IF_ERROR(BackupTo(fmt::format("{}/state-{}-before-v{}.db", options_.backup_dir,
+                                             FileTimestamp(), kSchemaVersion)));
+  }
   return Transaction([&]() -> Status {
-    Stmt s(db_, "PRAGMA user_version");
-    PGB_ASSIGN_OR_RETURN(bool has_row, s.Step());
-    int version = has_row ? static_cast<int>(s.Int(0)) : 0;
-    if (version > kSchemaVersion) {
-      return Status::FailedPrecondition(
-          fmt::format("the catalog has schema version {} but this pgbranch knows up to {}; "
-                      "upgrade pgbranch",
-                      version, kSchemaVersion));
+    // Another process may have migrated while we waited for the write lock.
+    PGB_ASSIGN_OR_RETURN(int current, UserVersion(db));
+    for (int v = current; v < kSchemaVersion; ++v) {
+      PGB_RETURN_IF_ERROR(ExecScript(db, kMigrations[v], fmt::format("migration {}", v + 1)));
     }
-    for (int v = version; v < kSchemaVersion; ++v) {
-      PGB_RETURN_IF_ERROR(ExecScript(db_, kMigrations[v], fmt::format("migration {}", v + 1)));
-    }
-    if (version != kSchemaVersion) {
+    if (current != kSchemaVersion) {
       PGB_RETURN_IF_ERROR(ExecScript(
-          db_, fmt::format("PRAGMA user_version = {}", kSchemaVersion).c_str(), "set version"));
+          db, fmt::format("PRAGMA user_version = {}", kSchemaVersion).c_str(), "set version"));
     }
     return Status::OK();
   });
 }
 
 Status Catalog::Transaction(const std::function<Status()>& body) {
-  PGB_RETURN_IF_ERROR(ExecScript(db_, "BEGIN IMMEDIATE", "begin"));
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  PGB_RETURN_IF_ERROR(ExecScript(db, "BEGIN IMMEDIATE", "begin"));
   Status s = body();
-  if (s.ok()) s = ExecScript(db_, "COMMIT", "commit");
+  if (s.ok()) s = ExecScript(db, "COMMIT", "commit");
   if (!s.ok()) {
-    Status ignored = ExecScript(db_, "ROLLBACK", "rollback");
+    Status ignored = ExecScript(db, "ROLLBACK", "rollback");
     (void)ignored;
   }
   return s;
 }
 
+Status Catalog::ReadTransaction(const std::function<Status()>& body) {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  PGB_RETURN_IF_ERROR(ExecScript(db, "BEGIN DEFERRED", "begin"));
+  Status s = body();
+  Status end = ExecScript(db, s.ok() ? "COMMIT" : "ROLLBACK", "end read");
+  return s.ok() ? end : s;
+}
+
+bool Catalog::InTransaction() {
+  auto db = Db();
+  return db.ok() && sqlite3_get_autocommit(*db) == 0;
+}
+
+Status Catalog::BackupTo(const std::string& dest) {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  return CopyDatabase(db, dest);
+}
+
+Result<int> Catalog::FileSchemaVersion(const std::string& path) {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Connect(path, SQLITE_OPEN_READONLY));
+  Stmt check(db, "PRAGMA quick_check");
+  auto row = check.Step();
+  Result<int> version = UserVersion(db);
+  std::string verdict = row.ok() && *row ? check.Text(0) : "";
+  sqlite3_close(db);
+  if (!row.ok() || !version.ok()) {
+    return Status::IOError(fmt::format("{} is not a readable SQLite database", path));
+  }
+  if (verdict != "ok") {
+    return Status::IOError(fmt::format("{} is damaged: {}", path, verdict));
+  }
+  return version;
+}
+
+Status Catalog::RestoreFrom(const std::string& src) {
+  auto version = FileSchemaVersion(src);
+  if (!version.ok()) return Status::InvalidArgument(version.status().message());
+  if (*version < 1 || *version > kSchemaVersion) {
+    return Status::InvalidArgument(fmt::format(
+        "{} has schema version {}; this pgbranch reads 1 to {}", src, *version, kSchemaVersion));
+  }
+  PGB_ASSIGN_OR_RETURN(sqlite3 * from, Connect(src, SQLITE_OPEN_READONLY));
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Status result;
+  sqlite3_backup* backup = sqlite3_backup_init(db, "main", from, "main");
+  if (backup == nullptr) {
+    result = Status::IOError(fmt::format("restore the catalog: {}", sqlite3_errmsg(db)));
+  } else {
+    int rc = sqlite3_backup_step(backup, -1);
+    sqlite3_backup_finish(backup);
+    if (rc != SQLITE_DONE) {
+      result = Status::IOError(fmt::format("restore the catalog: {}", sqlite3_errstr(rc)));
+    }
+  }
+  sqlite3_close(from);
+  PGB_RETURN_IF_ERROR(result);
+  return Migrate();
+}
+
 Result<std::optional<std::string>> Catalog::GetSetting(const std::string& key) {
-  Stmt s(db_, "SELECT value FROM settings WHERE key = ?");
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, "SELECT value FROM settings WHERE key = ?");
   s.Bind(key);
   return MaybeOne<std::string>(s, [](const Stmt& st) { return st.Text(0); });
 }
 
 Status Catalog::SetSetting(const std::string& key, const std::string& value) {
-  Stmt s(db_,
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db,
          "INSERT INTO settings (key, value) VALUES (?, ?) "
          "ON CONFLICT (key) DO UPDATE SET value = excluded.value");
   s.Bind(key).Bind(value);
@@ -356,7 +573,8 @@ Status Catalog::SetSetting(const std::string& key, const std::string& value) {
 }
 
 Result<int64_t> Catalog::InsertProject(const ProjectRow& r) {
-  Stmt s(db_,
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db,
          "INSERT INTO projects (name, runtime, pg_bin, pg_version, pg_major, superuser, "
          "listen_address, created_at, image, server_uid, server_gid) "
          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
@@ -364,45 +582,51 @@ Result<int64_t> Catalog::InsertProject(const ProjectRow& r) {
   s.Bind(r.superuser).Bind(r.listen_address).Bind(r.created_at);
   s.Bind(r.image).Bind(r.server_uid).Bind(r.server_gid);
   PGB_RETURN_IF_ERROR(s.Run());
-  return sqlite3_last_insert_rowid(db_);
+  return sqlite3_last_insert_rowid(db);
 }
 
 Result<std::optional<ProjectRow>> Catalog::FindProject(const std::string& name) {
-  Stmt s(db_, fmt::format("SELECT {} FROM projects WHERE name = ?", kProjectColumns).c_str());
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, fmt::format("SELECT {} FROM projects WHERE name = ?", kProjectColumns).c_str());
   s.Bind(name);
   return MaybeOne<ProjectRow>(s, ReadProject);
 }
 
 Result<ProjectRow> Catalog::GetProject(int64_t id) {
-  Stmt s(db_, fmt::format("SELECT {} FROM projects WHERE id = ?", kProjectColumns).c_str());
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, fmt::format("SELECT {} FROM projects WHERE id = ?", kProjectColumns).c_str());
   s.Bind(id);
   return Required(MaybeOne<ProjectRow>(s, ReadProject), "project", id);
 }
 
 Result<std::vector<ProjectRow>> Catalog::ListProjects() {
-  Stmt s(db_, fmt::format("SELECT {} FROM projects ORDER BY name", kProjectColumns).c_str());
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, fmt::format("SELECT {} FROM projects ORDER BY name", kProjectColumns).c_str());
   return Collect<ProjectRow>(s, ReadProject);
 }
 
 Status Catalog::DeleteProject(int64_t id) {
-  Stmt s(db_, "DELETE FROM projects WHERE id = ?");
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, "DELETE FROM projects WHERE id = ?");
   s.Bind(id);
   PGB_RETURN_IF_ERROR(s.Run());
-  return ExpectChanged(db_, "project", id);
+  return ExpectChanged(db, "project", id);
 }
 
 Result<int64_t> Catalog::InsertBranch(const BranchRow& r) {
-  Stmt s(db_,
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db,
          "INSERT INTO branches (project_id, name, parent_id, snapshot_id, state, port, "
          "password, volume, created_at, recovery_target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   s.Bind(r.project_id).Bind(r.name).Bind(r.parent_id).Bind(r.snapshot_id).Bind(r.state);
   s.Bind(r.port).Bind(r.password).Bind(r.volume).Bind(r.created_at).Bind(r.recovery_target);
   PGB_RETURN_IF_ERROR(s.Run());
-  return sqlite3_last_insert_rowid(db_);
+  return sqlite3_last_insert_rowid(db);
 }
 
 Result<std::optional<BranchRow>> Catalog::FindBranch(int64_t project_id, const std::string& name) {
-  Stmt s(db_,
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db,
          fmt::format("SELECT {} FROM branches WHERE project_id = ? AND name = ?", kBranchColumns)
              .c_str());
   s.Bind(project_id).Bind(name);
@@ -410,29 +634,33 @@ Result<std::optional<BranchRow>> Catalog::FindBranch(int64_t project_id, const s
 }
 
 Result<BranchRow> Catalog::GetBranch(int64_t id) {
-  Stmt s(db_, fmt::format("SELECT {} FROM branches WHERE id = ?", kBranchColumns).c_str());
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, fmt::format("SELECT {} FROM branches WHERE id = ?", kBranchColumns).c_str());
   s.Bind(id);
   return Required(MaybeOne<BranchRow>(s, ReadBranch), "branch", id);
 }
 
 Result<std::vector<BranchRow>> Catalog::ListBranches(std::optional<int64_t> project_id) {
-  Stmt s(db_, fmt::format("SELECT {} FROM branches WHERE ? IS NULL OR project_id = ? "
-                          "ORDER BY (SELECT name FROM projects WHERE id = project_id), id",
-                          kBranchColumns)
-                  .c_str());
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, fmt::format("SELECT {} FROM branches WHERE ? IS NULL OR project_id = ? "
+                         "ORDER BY (SELECT name FROM projects WHERE id = project_id), id",
+                         kBranchColumns)
+                 .c_str());
   s.Bind(project_id).Bind(project_id);
   return Collect<BranchRow>(s, ReadBranch);
 }
 
 Result<std::vector<BranchRow>> Catalog::ChildBranches(int64_t parent_id) {
-  Stmt s(db_, fmt::format("SELECT {} FROM branches WHERE parent_id = ? ORDER BY id", kBranchColumns)
-                  .c_str());
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, fmt::format("SELECT {} FROM branches WHERE parent_id = ? ORDER BY id", kBranchColumns)
+                 .c_str());
   s.Bind(parent_id);
   return Collect<BranchRow>(s, ReadBranch);
 }
 
 Status Catalog::UpdateBranch(const BranchRow& r) {
-  Stmt s(db_,
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db,
          "UPDATE branches SET project_id = ?, name = ?, parent_id = ?, snapshot_id = ?, "
          "state = ?, port = ?, password = ?, volume = ?, created_at = ?, recovery_target = ? "
          "WHERE id = ?");
@@ -440,56 +668,70 @@ Status Catalog::UpdateBranch(const BranchRow& r) {
   s.Bind(r.port).Bind(r.password).Bind(r.volume).Bind(r.created_at).Bind(r.recovery_target);
   s.Bind(r.id);
   PGB_RETURN_IF_ERROR(s.Run());
-  return ExpectChanged(db_, "branch", r.id);
+  return ExpectChanged(db, "branch", r.id);
 }
 
 Status Catalog::SetBranchState(int64_t id, const std::string& state) {
-  Stmt s(db_, "UPDATE branches SET state = ? WHERE id = ?");
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, "UPDATE branches SET state = ? WHERE id = ?");
   s.Bind(state).Bind(id);
   PGB_RETURN_IF_ERROR(s.Run());
-  return ExpectChanged(db_, "branch", id);
+  return ExpectChanged(db, "branch", id);
 }
 
 Status Catalog::DeleteBranch(int64_t id) {
-  Stmt s(db_, "DELETE FROM branches WHERE id = ?");
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, "DELETE FROM branches WHERE id = ?");
   s.Bind(id);
   PGB_RETURN_IF_ERROR(s.Run());
-  return ExpectChanged(db_, "branch", id);
+  return ExpectChanged(db, "branch", id);
 }
 
 Result<std::set<int>> Catalog::UsedPorts() {
-  Stmt s(db_, "SELECT port FROM branches");
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, "SELECT port FROM branches");
   PGB_ASSIGN_OR_RETURN(auto ports,
                        Collect<int>(s, [](const Stmt& st) { return static_cast<int>(st.Int(0)); }));
   return std::set<int>(ports.begin(), ports.end());
 }
 
 Result<int64_t> Catalog::InsertSnapshot(const SnapshotRow& r) {
-  Stmt s(db_,
-         "INSERT INTO snapshots (branch_id, volume, name, label, implicit, created_at, wal_lsn, "
-         "wal_time_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
-  s.Bind(r.branch_id).Bind(r.volume).Bind(r.name).Bind(r.label).Bind(r.implicit);
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db,
+         "INSERT INTO snapshots (id, branch_id, volume, name, label, implicit, created_at, "
+         "wal_lsn, wal_time_us) VALUES (NULLIF(?, 0), ?, ?, ?, ?, ?, ?, ?, ?)");
+  s.Bind(r.id).Bind(r.branch_id).Bind(r.volume).Bind(r.name).Bind(r.label).Bind(r.implicit);
   s.Bind(r.created_at).Bind(r.wal_lsn).Bind(r.wal_time_us);
   PGB_RETURN_IF_ERROR(s.Run());
-  return sqlite3_last_insert_rowid(db_);
+  return sqlite3_last_insert_rowid(db);
 }
 
 Result<SnapshotRow> Catalog::GetSnapshot(int64_t id) {
-  Stmt s(db_, fmt::format("SELECT {} FROM snapshots WHERE id = ?", kSnapshotColumns).c_str());
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, fmt::format("SELECT {} FROM snapshots WHERE id = ?", kSnapshotColumns).c_str());
   s.Bind(id);
   return Required(MaybeOne<SnapshotRow>(s, ReadSnapshot), "snapshot", id);
 }
 
+Result<std::optional<SnapshotRow>> Catalog::FindSnapshotByName(const std::string& name) {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, fmt::format("SELECT {} FROM snapshots WHERE name = ?", kSnapshotColumns).c_str());
+  s.Bind(name);
+  return MaybeOne<SnapshotRow>(s, ReadSnapshot);
+}
+
 Result<std::vector<SnapshotRow>> Catalog::ListSnapshots(std::optional<int64_t> branch_id) {
-  Stmt s(db_, fmt::format("SELECT {} FROM snapshots WHERE ? IS NULL OR branch_id = ? ORDER BY id",
-                          kSnapshotColumns)
-                  .c_str());
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, fmt::format("SELECT {} FROM snapshots WHERE ? IS NULL OR branch_id = ? ORDER BY id",
+                         kSnapshotColumns)
+                 .c_str());
   s.Bind(branch_id).Bind(branch_id);
   return Collect<SnapshotRow>(s, ReadSnapshot);
 }
 
 Result<std::vector<BranchRow>> Catalog::BranchesFromSnapshot(int64_t id) {
-  Stmt s(db_,
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db,
          fmt::format("SELECT {} FROM branches WHERE snapshot_id = ? ORDER BY id", kBranchColumns)
              .c_str());
   s.Bind(id);
@@ -497,20 +739,25 @@ Result<std::vector<BranchRow>> Catalog::BranchesFromSnapshot(int64_t id) {
 }
 
 Status Catalog::InsertAudit(const std::vector<AuditRow>& rows) {
-  for (const auto& r : rows) {
-    Stmt s(db_,
-           "INSERT INTO audit (at, command, operation, object, detail, duration_ms, ok, error) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
-    s.Bind(r.at).Bind(r.command).Bind(r.operation).Bind(r.object).Bind(r.detail);
-    s.Bind(r.duration_ms).Bind(r.ok).Bind(r.error);
-    PGB_RETURN_IF_ERROR(s.Run());
-  }
-  return Status::OK();
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  return Relaxed(db, [&]() -> Status {
+    for (const auto& r : rows) {
+      Stmt s(db,
+             "INSERT INTO audit (at, command, operation, object, detail, duration_ms, ok, error, "
+             "operation_id, step) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+      s.Bind(r.at).Bind(r.command).Bind(r.operation).Bind(r.object).Bind(r.detail);
+      s.Bind(r.duration_ms).Bind(r.ok).Bind(r.error).Bind(r.operation_id).Bind(r.step);
+      PGB_RETURN_IF_ERROR(s.Run());
+    }
+    return Status::OK();
+  });
 }
 
 Result<std::vector<AuditRow>> Catalog::ListAudit(int limit) {
-  Stmt s(db_,
-         "SELECT id, at, command, operation, object, detail, duration_ms, ok, error FROM "
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db,
+         "SELECT id, at, command, operation, object, detail, duration_ms, ok, error, "
+         "operation_id, step FROM "
          "(SELECT * FROM audit ORDER BY id DESC LIMIT ?) ORDER BY id");
   s.Bind(static_cast<int64_t>(limit));
   return Collect<AuditRow>(s, [](const Stmt& st) {
@@ -524,18 +771,22 @@ Result<std::vector<AuditRow>> Catalog::ListAudit(int limit) {
     r.duration_ms = st.Real(6);
     r.ok = st.Int(7) != 0;
     r.error = st.Text(8);
+    r.operation_id = st.OptInt(9);
+    r.step = st.Text(10);
     return r;
   });
 }
 
 Status Catalog::InsertEvent(const EventRow& r) {
-  Stmt s(db_, "INSERT INTO events (branch_id, at, kind, detail) VALUES (?, ?, ?, ?)");
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, "INSERT INTO events (branch_id, at, kind, detail) VALUES (?, ?, ?, ?)");
   s.Bind(r.branch_id).Bind(r.at).Bind(r.kind).Bind(r.detail);
   return s.Run();
 }
 
 Result<std::vector<EventRow>> Catalog::ListEvents(int64_t branch_id) {
-  Stmt s(db_, "SELECT id, branch_id, at, kind, detail FROM events WHERE branch_id = ? ORDER BY id");
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, "SELECT id, branch_id, at, kind, detail FROM events WHERE branch_id = ? ORDER BY id");
   s.Bind(branch_id);
   return Collect<EventRow>(s, [](const Stmt& st) {
     EventRow r;
@@ -549,27 +800,121 @@ Result<std::vector<EventRow>> Catalog::ListEvents(int64_t branch_id) {
 }
 
 Status Catalog::UpdateProjectName(int64_t id, const std::string& name) {
-  Stmt s(db_, "UPDATE projects SET name = ? WHERE id = ?");
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, "UPDATE projects SET name = ? WHERE id = ?");
   s.Bind(name).Bind(id);
   PGB_RETURN_IF_ERROR(s.Run());
-  return ExpectChanged(db_, "project", id);
+  return ExpectChanged(db, "project", id);
 }
 
 Status Catalog::UpdateSnapshot(const SnapshotRow& r) {
-  Stmt s(db_,
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db,
          "UPDATE snapshots SET branch_id = ?, volume = ?, name = ?, label = ?, implicit = ?, "
          "created_at = ?, wal_lsn = ?, wal_time_us = ? WHERE id = ?");
   s.Bind(r.branch_id).Bind(r.volume).Bind(r.name).Bind(r.label).Bind(r.implicit);
   s.Bind(r.created_at).Bind(r.wal_lsn).Bind(r.wal_time_us).Bind(r.id);
   PGB_RETURN_IF_ERROR(s.Run());
-  return ExpectChanged(db_, "snapshot", r.id);
+  return ExpectChanged(db, "snapshot", r.id);
 }
 
 Status Catalog::DeleteSnapshot(int64_t id) {
-  Stmt s(db_, "DELETE FROM snapshots WHERE id = ?");
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, "DELETE FROM snapshots WHERE id = ?");
   s.Bind(id);
   PGB_RETURN_IF_ERROR(s.Run());
-  return ExpectChanged(db_, "snapshot", id);
+  return ExpectChanged(db, "snapshot", id);
+}
+
+namespace {
+
+constexpr const char* kOperationColumns =
+    "id, kind, target, project_id, branch_id, owner, pid, command, state, step, steps, journal, "
+    "error, started_at, updated_at, ended_at";
+
+OperationRow ReadOperation(const Stmt& s) {
+  OperationRow r;
+  r.id = s.Int(0);
+  r.kind = s.Text(1);
+  r.target = s.Text(2);
+  r.project_id = s.OptInt(3);
+  r.branch_id = s.OptInt(4);
+  r.owner = s.Text(5);
+  r.pid = s.Int(6);
+  r.command = s.Text(7);
+  r.state = s.Text(8);
+  r.step = s.Text(9);
+  r.steps = s.Text(10);
+  r.journal = s.Text(11);
+  r.error = s.Text(12);
+  r.started_at = s.Text(13);
+  r.updated_at = s.Text(14);
+  r.ended_at = s.Text(15);
+  return r;
+}
+
+}  // namespace
+
+Result<int64_t> Catalog::InsertOperation(const OperationRow& r) {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db,
+         "INSERT INTO operations (kind, target, project_id, branch_id, owner, pid, command, state, "
+         "step, steps, journal, error, started_at, updated_at, ended_at) "
+         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  s.Bind(r.kind).Bind(r.target).Bind(r.project_id).Bind(r.branch_id).Bind(r.owner).Bind(r.pid);
+  s.Bind(r.command).Bind(r.state).Bind(r.step).Bind(r.steps).Bind(r.journal).Bind(r.error);
+  s.Bind(r.started_at).Bind(r.updated_at).Bind(r.ended_at);
+  PGB_RETURN_IF_ERROR(Relaxed(db, [&] { return s.Run(); }));
+  return sqlite3_last_insert_rowid(db);
+}
+
+Status Catalog::UpdateOperation(const OperationRow& r) {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db,
+         "UPDATE operations SET kind = ?, target = ?, project_id = ?, branch_id = ?, owner = ?, "
+         "pid = ?, command = ?, state = ?, step = ?, steps = ?, journal = ?, error = ?, "
+         "started_at = ?, updated_at = ?, ended_at = ? WHERE id = ?");
+  s.Bind(r.kind).Bind(r.target).Bind(r.project_id).Bind(r.branch_id).Bind(r.owner).Bind(r.pid);
+  s.Bind(r.command).Bind(r.state).Bind(r.step).Bind(r.steps).Bind(r.journal).Bind(r.error);
+  s.Bind(r.started_at).Bind(r.updated_at).Bind(r.ended_at).Bind(r.id);
+  return Relaxed(db, [&]() -> Status {
+    PGB_RETURN_IF_ERROR(s.Run());
+    return ExpectChanged(db, "operation", r.id);
+  });
+}
+
+Result<OperationRow> Catalog::GetOperation(int64_t id) {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, fmt::format("SELECT {} FROM operations WHERE id = ?", kOperationColumns).c_str());
+  s.Bind(id);
+  return Required(MaybeOne<OperationRow>(s, ReadOperation), "operation", id);
+}
+
+Result<std::vector<OperationRow>> Catalog::ListOpenOperations() {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db,
+         fmt::format("SELECT {} FROM operations WHERE ended_at = '' ORDER BY id", kOperationColumns)
+             .c_str());
+  return Collect<OperationRow>(s, ReadOperation);
+}
+
+Result<std::vector<OperationRow>> Catalog::ListOperations(int limit) {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(
+      db,
+      fmt::format("SELECT {} FROM operations ORDER BY id DESC LIMIT ?", kOperationColumns).c_str());
+  s.Bind(static_cast<int64_t>(limit));
+  return Collect<OperationRow>(s, ReadOperation);
+}
+
+Result<bool> Catalog::DeleteSnapshotIfUnused(int64_t id) {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db,
+         "DELETE FROM snapshots WHERE id = ? AND NOT EXISTS "
+         "(SELECT 1 FROM branches WHERE snapshot_id = ?)");
+  s.Bind(id).Bind(id);
+  PGB_RETURN_IF_ERROR(s.Run());
+  return sqlite3_changes(db) > 0;
 }
 
 }  // namespace pgb

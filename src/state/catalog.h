@@ -1,23 +1,34 @@
 // The catalog: pgbranch's state in one SQLite database ($PGBRANCH_HOME/state.db, mode 0600).
 //
-// It records settings (which pool, which port range), projects, branches and snapshots.
-// Storage and runtime hold the artifacts; the catalog holds the names that tie them together.
-// Operations follow "make the artifact, then commit the row" and reconcile orphans at start.
+// It records settings (which pool, which port range), projects, branches, snapshots, the
+// operations in flight and done, branch history and the audit trail. Storage and runtime hold
+// the artifacts; the catalog holds the names that tie them together. Operations follow "make
+// the artifact, then commit the row" and reconcile orphans at start.
 //
-// Concurrency: every write runs in a `BEGIN IMMEDIATE` transaction (one writer at a time across
-// processes, waiting up to the busy timeout), and multi-step operations on a project hold its
-// FileLock on top. Schema changes are numbered migrations recorded in PRAGMA user_version; a
-// database newer than this binary is refused. A Catalog object is not thread-safe.
+// Concurrency: a Catalog may be used from many threads at once. Each thread gets its own SQLite
+// connection (made on its first call), so a transaction, `last_insert_rowid` and any error
+// belong to the thread that made them, and SQLite's own locking (WAL mode) is all that orders
+// them: reads outside a transaction run in autocommit and never take the write lock; every
+// write transaction is `BEGIN IMMEDIATE` (one writer at a time across threads and processes,
+// waiting up to the busy timeout). Multi-step operations on a project or branch hold the
+// engine's locks (engine/locks.h) on top. Schema changes are numbered migrations recorded in
+// PRAGMA user_version, run once per open (the version is read without a lock; only a catalog
+// that needs migrating takes the write lock, after a backup copy of the old file). A database
+// newer than this binary is refused. A missing or empty file is created only when the caller
+// allows it (Options::create_if_missing): pgbranch never silently replaces a lost catalog.
 
 #ifndef PGBRANCH_STATE_CATALOG_H_
 #define PGBRANCH_STATE_CATALOG_H_
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/status.h"
@@ -91,7 +102,9 @@ struct AuditRow {
   std::string detail;     // the call's arguments, or the argv of a command
   double duration_ms = 0;
   bool ok = true;
-  std::string error;      // the failure's message, empty when ok
+  std::string error;                    // the failure's message, empty when ok
+  std::optional<int64_t> operation_id;  // the operation it served (engine/operation.h), if any
+  std::string step;                     // and that operation's step
 };
 
 // A step in a branch's history, for `pgbranch log`: created, reset, renamed.
@@ -103,11 +116,53 @@ struct EventRow {
   std::string detail;  // for people: "from demo/main (snapshot 12)"
 };
 
+// One mutating request as it runs (engine/operation.h): the CLI, doctor and (later) the API
+// all read the same rows. `steps` and `journal` are JSON text the engine writes and reads.
+struct OperationRow {
+  int64_t id = 0;
+  std::string kind;    // "branch.create", "branch.reset", "project.delete", ...
+  std::string target;  // what it acts on, for people: "demo/dev", "snapshot 12"
+  std::optional<int64_t> project_id;
+  std::optional<int64_t> branch_id;
+  // Who runs it: "<boot id>/<pid>/<process start ticks>" (engine/operation.h OwnerAlive), so a
+  // pid reused after a reboot or a wrap-around is not mistaken for the owner.
+  std::string owner;
+  int64_t pid = 0;
+  std::string command;     // the pgbranch command line it serves ("branch create demo/dev")
+  std::string state;       // running, committed, done, failed, undone
+  std::string step;        // the step in progress, or the last one
+  std::string steps;       // JSON: [{"name", "started_at", "ended_at"}]
+  std::string journal;     // JSON: the actions still to run to undo it (or, committed, to finish)
+  std::string error;       // why it failed, or what doctor did
+  std::string started_at;  // ISO 8601 UTC
+  std::string updated_at;
+  std::string ended_at;  // empty while running or committed
+};
+
+inline constexpr const char* kOpRunning = "running";      // steps in progress; undo on failure
+inline constexpr const char* kOpCommitted = "committed";  // point of no return passed; finishing
+inline constexpr const char* kOpDone = "done";
+inline constexpr const char* kOpFailed = "failed";  // undone, or (error says) left for doctor
+inline constexpr const char* kOpUndone = "undone";  // interrupted and undone by doctor
+
 class Catalog {
  public:
-  // Opens (creating if missing, mode 0600) and migrates the database at `path`.
-  // FailedPrecondition if it was written by a newer pgbranch.
-  static Result<std::unique_ptr<Catalog>> Open(const std::string& path);
+  struct Options {
+    // A missing or empty file becomes a new, empty catalog; otherwise NotFound.
+    bool create_if_missing = true;
+    // Before a migration changes an existing catalog, a copy of it is written here as
+    // "state-<UTC time>-before-v<N>.db" (created 0700 if missing). Empty: no copy.
+    std::string backup_dir;
+  };
+
+  // Opens and migrates the database at `path` (created mode 0600 when allowed).
+  // NotFound if it is missing or empty and `create_if_missing` is off; FailedPrecondition if
+  // it was written by a newer pgbranch; IOError naming the file if it is not a readable SQLite
+  // database (never replaced).
+  static Result<std::unique_ptr<Catalog>> Open(const std::string& path, const Options& options);
+  static Result<std::unique_ptr<Catalog>> Open(const std::string& path) {
+    return Open(path, Options{});
+  }
   ~Catalog();
   Catalog(const Catalog&) = delete;
   Catalog& operator=(const Catalog&) = delete;
@@ -115,9 +170,27 @@ class Catalog {
   // The schema version this binary writes.
   static int SchemaVersion();
 
-  // Runs `body` inside BEGIN IMMEDIATE ... COMMIT; rolls back if `body` returns non-OK or the
-  // commit fails, and returns that status. Not reentrant.
+  // Runs `body` inside BEGIN IMMEDIATE ... COMMIT on the calling thread's connection; rolls
+  // back if `body` returns non-OK or the commit fails, and returns that status. Not reentrant.
   Status Transaction(const std::function<Status()>& body);
+  // Runs `body` inside BEGIN DEFERRED ... COMMIT: every read in it sees one snapshot of the
+  // database, and no write lock is taken.
+  Status ReadTransaction(const std::function<Status()>& body);
+  // Whether the calling thread is inside Transaction or ReadTransaction.
+  bool InTransaction();
+
+  // Copies the whole database into a new file `dest` (mode 0600; temp file, fsync, rename)
+  // with SQLite's online backup API (sqlite.org/backup.html): a consistent copy even while
+  // other connections write.
+  Status BackupTo(const std::string& dest);
+  // Replaces the database's contents with those of the backup `src`, which must be a SQLite
+  // database that passes `PRAGMA integrity_check` and whose schema this binary knows
+  // (InvalidArgument otherwise; nothing is changed then), and migrates the result.
+  // REQUIRES: no other connection uses the database (the engine holds the home lock
+  // exclusively).
+  Status RestoreFrom(const std::string& src);
+  // The schema version of the database file at `path`, read-only; IOError if it is not one.
+  static Result<int> FileSchemaVersion(const std::string& path);
 
   // Settings: small key/value strings ("pool.kind", "ports.range").
   Result<std::optional<std::string>> GetSetting(const std::string& key);
@@ -144,8 +217,9 @@ class Catalog {
   // Ports held by any branch, whatever its state.
   Result<std::set<int>> UsedPorts();
 
-  // Snapshots.
+  // Snapshots. Insert uses row.id when it is not 0 (a row put back), else a new id.
   Result<int64_t> InsertSnapshot(const SnapshotRow& row);
+  Result<std::optional<SnapshotRow>> FindSnapshotByName(const std::string& name);
   Result<SnapshotRow> GetSnapshot(int64_t id);  // NotFound if missing
   Result<std::vector<SnapshotRow>> ListSnapshots(std::optional<int64_t> branch_id = std::nullopt);
   // Branches cloned from snapshot `id`.
@@ -163,10 +237,31 @@ class Catalog {
   Status InsertEvent(const EventRow& row);
   Result<std::vector<EventRow>> ListEvents(int64_t branch_id);
 
+  // Operations. Insert returns the new id; Update writes every column but id.
+  Result<int64_t> InsertOperation(const OperationRow& row);
+  Status UpdateOperation(const OperationRow& row);
+  Result<OperationRow> GetOperation(int64_t id);  // NotFound if missing
+  // Operations still running or committed (not yet ended), oldest first.
+  Result<std::vector<OperationRow>> ListOpenOperations();
+  // The newest `limit` operations, newest first.
+  Result<std::vector<OperationRow>> ListOperations(int limit);
+
+  // Deletes the snapshot row `id` only if no branch row refers to it (in one statement, so a
+  // concurrent clone that records a reference first wins). Returns whether it was deleted.
+  Result<bool> DeleteSnapshotIfUnused(int64_t id);
+
  private:
-  explicit Catalog(sqlite3* db) : db_(db) {}
+  Catalog(std::string path, Options options)
+      : path_(std::move(path)), options_(std::move(options)) {}
+  // The calling thread's connection, opened on first use.
+  Result<sqlite3*> Db();
+  Result<sqlite3*> OpenConnection();
   Status Migrate();
-  sqlite3* db_;
+
+  const std::string path_;
+  const Options options_;
+  std::mutex mu_;
+  std::map<std::thread::id, sqlite3*> connections_;  // GUARDED_BY(mu_)
 };
 
 }  // namespace pgb

@@ -34,6 +34,7 @@
 #include "common/fs.h"
 #include "common/status.h"
 #include "common/subprocess.h"
+#include "common/time.h"
 
 namespace pgb {
 
@@ -78,6 +79,14 @@ struct PoolUsage {
   uint64_t size_bytes = 0;  // capacity of the filesystem
   uint64_t used_bytes = 0;
   uint64_t free_bytes = 0;  // available to new data
+};
+
+// An object `Quarantine` moved aside instead of destroying it.
+struct QuarantinedObject {
+  std::string name;  // its volume or snapshot name ("v…" or "s…", storage/volume_name.h)
+  bool is_snapshot = false;
+  std::string path;  // where its files (a PostgreSQL data directory) can be read now
+  TimePoint since;   // when it was quarantined (common/time.h)
 };
 
 struct SpaceUsage {
@@ -134,6 +143,21 @@ class Pool {
                                            const std::string& snapshot) = 0;
   // Capacity of the whole pool.
   virtual Result<PoolUsage> Usage() = 0;
+
+  // Quarantine: what doctor moves aside instead of destroying (being built per backend;
+  // these defaults say NotSupported).
+  virtual Status Quarantine(const std::string& name, TimePoint now) {
+    return Status::NotSupported("this pool cannot quarantine yet");
+  }
+  virtual Result<std::vector<QuarantinedObject>> ListQuarantined() {
+    return std::vector<QuarantinedObject>{};
+  }
+  virtual Status Release(const std::string& name) {
+    return Status::NotSupported("this pool cannot quarantine yet");
+  }
+  virtual Status Purge(const std::string& name) {
+    return Status::NotSupported("this pool cannot quarantine yet");
+  }
 };
 
 // Makes a pool usable for the first time (`pgbranch init`, or the embedded default):
