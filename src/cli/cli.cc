@@ -10,9 +10,11 @@
 #include <algorithm>
 #include <chrono>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 
+#include "cli/inputs.h"
 #include "cli/output.h"
 #include "common/bytes.h"
 #include "common/cancel.h"
@@ -35,17 +37,14 @@ constexpr int kExitUsage = 2;
 
 std::string OrDash(const std::string& s) { return s.empty() ? "-" : s; }
 
-// `s` as it is when it is plainly printable, else quoted with its escapes visible.
-std::string Shown(const std::string& s) {
-  bool printable = std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
-  return printable ? s : QuoteForDisplay(s);
-}
-
 std::string Age(const std::string& iso, const pgb::Clock& clock) {
   auto t = ParseTimestamp(iso);
   if (!t.ok()) return iso;
-  return FormatAge(std::chrono::duration_cast<std::chrono::seconds>(clock.Now() - *t)) + " ago";
+  return FormatAge(SecondsBetween(*t, clock.Now())) + " ago";
 }
+
+// Snapshot ids are positive (SQLite rowids).
+constexpr int64_t kMaxId = std::numeric_limits<int64_t>::max();
 
 std::string Bytes(const std::optional<uint64_t>& b) { return b ? FormatBytes(*b) : "-"; }
 
@@ -91,6 +90,8 @@ class Cli {
 
   int Run(int argc, char** argv) {
     Define();
+    RequirePrintableValues(app_);
+    app_.failure_message(UsageErrorMessage);
     try {
       app_.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -166,7 +167,9 @@ class Cli {
   void SnapshotVerb(CLI::App* snapshot, const std::string& verb, const std::string& help,
                     std::function<Status(Engine&)> body, CLI::App** out) {
     auto* cmd = snapshot->add_subcommand(verb, help);
-    cmd->add_option("id", snapshot_arg_, "Snapshot id (see 'pgbranch snapshot list')")->required();
+    cmd->add_option("id", snapshot_arg_, "Snapshot id (see 'pgbranch snapshot list')")
+        ->required()
+        ->transform(DecimalIn(1, kMaxId));
     cmd->callback([this, verb, body] {
       action_ = [this, verb, body] {
         return With("snapshot " + verb, std::to_string(snapshot_arg_), body);
@@ -261,7 +264,9 @@ class Cli {
     auto* scope = cleanup->add_option("branch", ref_text_, "Only this PROJECT/BRANCH");
     auto* all = cleanup->add_flag("--all", all_, "Every branch of every project");
     scope->excludes(all);
-    cleanup->add_option("--days", days_, "Older than this many days")->required();
+    cleanup->add_option("--days", days_, "Older than this many days")
+        ->required()
+        ->transform(DecimalIn(0, kMaxDays, "days (100 years)"));
     cleanup->add_flag("--dry-run", dry_run_, "Only say what would go");
     AddJson(cleanup);
     cleanup->callback([this] {
@@ -286,10 +291,11 @@ class Cli {
           for (const auto& snap : r.removed) {
             out_->Print(fmt::format("{} snapshot {} of {} ({}, {})",
                                     dry_run_ ? "would delete" : "deleted", snap.id, snap.branch,
-                                    snap.created_at, Bytes(snap.size_bytes)));
+                                    Shown(snap.created_at), Bytes(snap.size_bytes)));
           }
           for (const auto& [snap, why] : r.kept) {
-            out_->Print(fmt::format("kept snapshot {} of {}: {}", snap.id, snap.branch, why));
+            out_->Print(
+                fmt::format("kept snapshot {} of {}: {}", snap.id, snap.branch, Shown(why)));
           }
           if (r.removed.empty() && r.kept.empty()) {
             out_->Print(fmt::format("no snapshot is older than {} days", days_));
@@ -317,7 +323,7 @@ class Cli {
             out_->Json(ref ? arr[0] : arr);
             return Status::OK();
           }
-          std::vector<std::vector<std::string>> rows;
+          std::vector<std::vector<Cell>> rows;
           for (const auto& w : infos) {
             rows.push_back({w.branch, std::to_string(w.segments), FormatBytes(w.bytes),
                             w.oldest_segment.empty() ? "-" : w.oldest_segment + " " + w.oldest_at,
@@ -333,7 +339,9 @@ class Cli {
     auto* cleanup = wal->add_subcommand(
         "cleanup", "Delete old archived WAL that no point of the recoverable window needs");
     cleanup->add_option("branch", ref_text_, "PROJECT/BRANCH")->required();
-    cleanup->add_option("--days", days_, "Older than this many days")->required();
+    cleanup->add_option("--days", days_, "Older than this many days")
+        ->required()
+        ->transform(DecimalIn(0, kMaxDays, "days (100 years)"));
     cleanup->add_flag("--dry-run", dry_run_, "Only say what would go");
     AddJson(cleanup);
     cleanup->callback([this] {
@@ -392,7 +400,7 @@ class Cli {
           }
           for (const auto& l : log) {
             out_->Print(fmt::format("{} {}  {}", out_->Paint("*", Tone::kWarn),
-                                    out_->Paint(l.at, Tone::kDim), l.text));
+                                    out_->Paint(Shown(l.at), Tone::kDim), Shown(l.text)));
           }
           return Status::OK();
         });
@@ -402,7 +410,7 @@ class Cli {
 
   void DefineAudit() {
     auto* cmd = app_.add_subcommand("audit", "Every storage and runtime operation, newest last");
-    cmd->add_option("--limit", limit_, "How many (default 50)")->check(CLI::Range(1, 100000));
+    cmd->add_option("--limit", limit_, "How many (default 50)")->transform(DecimalIn(1, 100000));
     AddJson(cmd);
     cmd->callback([this] {
       action_ = [this] {
@@ -427,13 +435,12 @@ class Cli {
             out_->Json(arr);
             return Status::OK();
           }
-          std::vector<std::vector<std::string>> table;
+          std::vector<std::vector<Cell>> table;
           for (const auto& r : rows) {
-            table.push_back({r.at, r.command, r.operation, r.object,
-                             fmt::format("{:.1f}ms", r.duration_ms),
-                             r.ok ? out_->Paint("ok", Tone::kGood)
-                                  : out_->Paint("failed: " + r.error, Tone::kBad),
-                             r.detail});
+            table.push_back(
+                {r.at, r.command, r.operation, r.object, fmt::format("{:.1f}ms", r.duration_ms),
+                 r.ok ? Cell("ok", Tone::kGood) : Cell("failed: " + r.error, Tone::kBad),
+                 r.detail});
           }
           out_->Table({"AT", "COMMAND", "OPERATION", "OBJECT", "TOOK", "RESULT", "DETAIL"}, table);
           return Status::OK();
@@ -452,7 +459,7 @@ class Cli {
                   "catalog): project, branch, parent, port, a new password");
     auto* purge = cmd->add_flag("--purge", purge_, "Destroy quarantined data older than --grace");
     cmd->add_option("--grace", grace_days_, "Days quarantined data is kept (default 7)")
-        ->check(CLI::Range(0, 3650))
+        ->transform(DecimalIn(0, 3650))
         ->needs(purge);
     AddJson(cmd);
     cmd->callback([this] {
@@ -480,8 +487,8 @@ class Cli {
                         : f.status == "fixed" ? Tone::kGood
                         : f.status == "warn"  ? Tone::kWarn
                                               : Tone::kBad;
-            out_->Print(
-                fmt::format("{:<6} {:<17} {}", out_->Paint(f.status, tone), f.check, f.detail));
+            out_->Print(fmt::format("{:<6} {:<17} {}", out_->Paint(f.status, tone), f.check,
+                                    Shown(f.detail)));
           }
           return Status::OK();
         });
@@ -496,7 +503,7 @@ class Cli {
     cmd->alias("ops");
     cmd->add_flag("--all", all_, "Also the ones that ended");
     cmd->add_option("--limit", limit_, "With --all, how many (default 50)")
-        ->check(CLI::Range(1, 100000));
+        ->transform(DecimalIn(1, 100000));
     AddJson(cmd);
     cmd->callback([this] {
       action_ = [this] {
@@ -512,14 +519,13 @@ class Cli {
             out_->Print(all_ ? "No operations recorded yet." : "No operation is in progress.");
             return Status::OK();
           }
-          std::vector<std::vector<std::string>> rows;
+          std::vector<std::vector<Cell>> rows;
           for (const auto& o : ops) {
             std::string state = o.state;
             if (o.ended_at.empty() && !o.owner_alive)
               state += " (interrupted: pgbranch doctor --fix)";
-            rows.push_back({std::to_string(o.id), o.kind, Shown(o.target),
-                            out_->Paint(state, OperationTone(o)), OrDash(o.step),
-                            std::to_string(o.pid), o.started_at, OrDash(o.error)});
+            rows.push_back({std::to_string(o.id), o.kind, o.target, Cell(state, OperationTone(o)),
+                            OrDash(o.step), std::to_string(o.pid), o.started_at, OrDash(o.error)});
           }
           out_->Table({"ID", "KIND", "TARGET", "STATE", "STEP", "PID", "STARTED", "ERROR"}, rows);
           return Status::OK();
@@ -569,7 +575,7 @@ class Cli {
             out_->Json(arr);
             return Status::OK();
           }
-          std::vector<std::vector<std::string>> rows;
+          std::vector<std::vector<Cell>> rows;
           for (const auto& b : backups) {
             rows.push_back({b.path, b.at, FormatBytes(b.bytes),
                             b.schema_version ? std::to_string(b.schema_version) : "unreadable"});
@@ -618,8 +624,10 @@ class Cli {
                                     "command picks the best pool the machine offers)");
     auto* image = cmd->add_option("--image", init_.image_text,
                                   "Image file to create, format and loop-mount (needs root)");
-    cmd->add_option("--size", init_.size, "Size of the image file, e.g. 20G")
-        ->transform(CLI::AsSizeValue(false))
+    cmd->add_option("--size", init_.size,
+                    "Size of the image file, e.g. 20G: at least 1 GiB, at most the free space "
+                    "next to it")
+        ->transform(ImageSize())
         ->needs(image);
     cmd->add_option("--fs", init_.fs, "Filesystem of the image: btrfs or xfs (reflink)")
         ->check(CLI::IsMember({"btrfs", "xfs"}))
@@ -657,7 +665,7 @@ class Cli {
         set(init_.copy_text, &o.copy_dir);
         set(init_.port_range, &o.port_range);
         set(init_.os_user, &o.os_user);
-        if (init_.size) o.size_bytes = init_.size;
+        o.size_bytes = init_.size;
         return With("init", "", [&](Engine& e) -> Status {
           PGB_ASSIGN_OR_RETURN(StatusInfo s, e.Init(o));
           if (json_) {
@@ -689,9 +697,10 @@ class Cli {
     create
         ->add_option("--pg-version", pg_version_,
                      "PostgreSQL major version: runs pgbranch/postgres:N (docker/podman)")
-        ->check(CLI::Range(9, 99));
+        ->transform(DecimalIn(9, 99));
     create->add_option("--pg-bin", pg_bin_, "Directory of the PostgreSQL server binaries (native)");
-    create->add_option("--port", port_, "Port of the main branch")->check(CLI::Range(1024, 65535));
+    create->add_option("--port", port_, "Port of the main branch")
+        ->transform(DecimalIn(1024, 65535));
     create->add_option("--listen", listen_, "Address the servers listen on (default 127.0.0.1)");
     AddJson(create);
     create->callback([this] {
@@ -727,7 +736,7 @@ class Cli {
             out_->Json(arr);
             return Status::OK();
           }
-          std::vector<std::vector<std::string>> rows;
+          std::vector<std::vector<Cell>> rows;
           for (const auto& p : projects) {
             rows.push_back({p.name, "PostgreSQL " + p.pg_version, p.runtime,
                             std::to_string(p.branch_count), Age(p.created_at, SystemClock())});
@@ -831,12 +840,14 @@ class Cli {
                                 return Status::OK();
                               });
     create->add_option("--parent", parent_, "PROJECT/BRANCH to clone (default PROJECT/main)");
-    create->add_option("--snapshot", snapshot_id_,
-                       "Clone this snapshot (see 'pgbranch snapshot list') instead of taking one");
+    create
+        ->add_option("--snapshot", snapshot_id_,
+                     "Clone this snapshot (see 'pgbranch snapshot list') instead of taking one")
+        ->transform(DecimalIn(1, kMaxId));
     create->add_flag("--fast", fast_,
                      "Skip the CHECKPOINT on a running parent (the clone "
                      "then replays more WAL when it starts)");
-    create->add_option("--port", port_, "Port for the branch")->check(CLI::Range(1024, 65535));
+    create->add_option("--port", port_, "Port for the branch")->transform(DecimalIn(1024, 65535));
     create->add_option("--pitr", pitr_,
                        "The parent as it was at this time or LSN: '2026-11-21T14:30:00Z' "
                        "(offsets accepted), '2 hours ago', '0/3000060'");
@@ -872,15 +883,16 @@ class Cli {
                            });
     AddJson(get);
 
-    auto* logs = BranchVerb(
-        branch, "logs", "The branch's server log (native or container)",
-        [this](Engine& e, const BranchRef& ref) -> Status {
-          PGB_ASSIGN_OR_RETURN(std::string text, e.BranchLogs(ref, tail_));
-          out_->Print(text.empty() || text.back() != '\n' ? text : text.substr(0, text.size() - 1));
-          return Status::OK();
-        });
+    auto* logs = BranchVerb(branch, "logs", "The branch's server log (native or container)",
+                            [this](Engine& e, const BranchRef& ref) -> Status {
+                              PGB_ASSIGN_OR_RETURN(std::string text, e.BranchLogs(ref, tail_));
+                              if (!text.empty() && text.back() == '\n') text.pop_back();
+                              // A server log holds what clients sent (statements, names).
+                              out_->Print(EscapeForTerminal(text, "\n\t"));
+                              return Status::OK();
+                            });
     logs->add_option("--tail", tail_, "How many of the last lines (default 50)")
-        ->check(CLI::Range(1, 1000000));
+        ->transform(DecimalIn(1, 1000000));
 
     auto* del = BranchVerb(branch, "delete", "Delete a branch and its data",
                            [this](Engine& e, const BranchRef& ref) -> Status {
@@ -909,8 +921,10 @@ class Cli {
                      return Status::OK();
                    });
     reset->add_flag("--fast", fast_, "Skip the CHECKPOINT on a running parent");
-    reset->add_option("--snapshot", snapshot_id_,
-                      "Reset to this snapshot (of the branch or of its parent) instead");
+    reset
+        ->add_option("--snapshot", snapshot_id_,
+                     "Reset to this snapshot (of the branch or of its parent) instead")
+        ->transform(DecimalIn(1, kMaxId));
     AddJson(reset);
 
     using Verb = Result<BranchInfo> (Engine::*)(const BranchRef&);
@@ -960,6 +974,7 @@ class Cli {
         "ships PostgreSQL N, then docker/podman import");
     build->add_option("--pg-version", pg_version_, "13 (bullseye), 15 (bookworm) or 17 (trixie)")
         ->required()
+        ->transform(DecimalIn(13, 17))
         ->check(CLI::IsMember({13, 15, 17}));
     build
         ->add_option("--runtime", engines_,
@@ -1014,7 +1029,7 @@ class Cli {
   }
 
   void PrintStatusHeader(const StatusInfo& s) {
-    std::vector<std::vector<std::string>> rows;
+    std::vector<std::vector<Cell>> rows;
     if (s.pool.configured) {
       rows.push_back({"Pool", s.pool.description});
       if (!s.pool.why.empty()) rows.push_back({"Chosen", s.pool.why});
@@ -1050,7 +1065,7 @@ class Cli {
     rows.push_back(
         {"Projects", projects.empty() ? "none" : fmt::format("{}", fmt::join(projects, ", "))});
     for (const auto& r : rows) {
-      out_->Print(fmt::format("{:<10}{}", out_->Paint(r[0], Tone::kBold), r[1]));
+      out_->Print(fmt::format("{:<10}{}", out_->Paint(r[0].text, Tone::kBold), Shown(r[1].text)));
     }
   }
 
@@ -1061,13 +1076,13 @@ class Cli {
       out_->Json(arr);
       return;
     }
-    std::vector<std::vector<std::string>> rows;
+    std::vector<std::vector<Cell>> rows;
     for (const auto& b : branches) {
       std::string parent = b.parent.empty() ? "-" : b.parent.substr(b.parent.find('/') + 1);
       // A container that ended by itself says how ("exited (code 137)").
       std::string state =
           b.state == "exited" || b.state == "restarting" ? b.runtime_detail : b.state;
-      rows.push_back({b.project + "/" + b.name, parent, out_->Paint(state, StateTone(b.state)),
+      rows.push_back({b.project + "/" + b.name, parent, Cell(state, StateTone(b.state)),
                       std::to_string(b.port), Bytes(b.size_bytes), Bytes(b.exclusive_bytes),
                       b.uptime_seconds ? FormatAge(std::chrono::seconds(*b.uptime_seconds)) : "-",
                       WindowText(b.window), b.masked_uri});
@@ -1092,8 +1107,8 @@ class Cli {
         [&](const BranchInfo& b, const std::string& prefix, bool last, bool root) {
           std::string ref = b.project + "/" + b.name;
           out_->Print(fmt::format("{}{}{}  {}  {}", prefix, root ? "" : (last ? "└── " : "├── "),
-                                  root ? ref : b.name, out_->Paint(b.state, StateTone(b.state)),
-                                  b.port));
+                                  root ? ref : b.name,
+                                  out_->Paint(Shown(b.state), StateTone(b.state)), b.port));
           const auto& kids = children[ref];
           for (size_t i = 0; i < kids.size(); ++i) {
             draw(*kids[i], root ? "" : prefix + (last ? "    " : "│   "), i + 1 == kids.size(),
@@ -1110,7 +1125,7 @@ class Cli {
       out_->Json(arr);
       return;
     }
-    std::vector<std::vector<std::string>> rows;
+    std::vector<std::vector<Cell>> rows;
     for (const auto& s : snaps) {
       rows.push_back(
           {std::to_string(s.id), s.branch, OrDash(s.label), s.implicit ? "implicit" : "explicit",
@@ -1126,8 +1141,7 @@ class Cli {
         {"FIELD", "VALUE"},
         {{"branch", b.project + "/" + b.name},
          {"parent", OrDash(b.parent)},
-         {"state",
-          out_->Paint(b.runtime_detail.empty() ? b.state : b.runtime_detail, StateTone(b.state))},
+         {"state", Cell(b.runtime_detail.empty() ? b.state : b.runtime_detail, StateTone(b.state))},
          {"port", std::to_string(b.port)},
          {"uri", b.masked_uri},
          {"size", Bytes(b.size_bytes)},
@@ -1149,7 +1163,7 @@ class Cli {
       return;
     }
     out_->Print(fmt::format("{}/{}  {}  port {}  {}", b.project, b.name,
-                            out_->Paint(b.state, StateTone(b.state)), b.port, b.masked_uri));
+                            out_->Paint(b.state, StateTone(b.state)), b.port, Shown(b.masked_uri)));
     out_->Print(out_->Paint(fmt::format("full URI: pgbranch branch url {}/{}", b.project, b.name),
                             Tone::kDim));
   }
@@ -1165,7 +1179,7 @@ class Cli {
   bool json_ = false;
   struct {
     std::string image_text;
-    uint64_t size = 0;
+    std::optional<uint64_t> size;
     std::string fs;
     std::string btrfs_text;
     std::string zfs_text;

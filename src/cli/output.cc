@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "common/bytes.h"
 #include "common/time.h"
 
 namespace pgb {
@@ -46,17 +47,11 @@ std::string Painted(std::string_view text, Tone tone, bool enabled) {
   return fmt::format("\x1b[{}m{}\x1b[0m", code, text);
 }
 
-// Display width of a cell: escape sequences take no room, UTF-8 continuation bytes neither.
+// Display width of escaped text (no escape sequences left): UTF-8 continuation bytes take no
+// room.
 size_t VisibleWidth(std::string_view s) {
-  size_t width = 0;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\x1b') {
-      while (i < s.size() && s[i] != 'm') ++i;
-      continue;
-    }
-    if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80) ++width;
-  }
-  return width;
+  return std::count_if(s.begin(), s.end(),
+                       [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; });
 }
 
 template <typename T>
@@ -83,17 +78,18 @@ void Output::StepStarted(std::string_view name) {
 
 void Output::Step(std::string_view name, std::chrono::nanoseconds took) {
   if (quiet_) return;
-  fmt::print(stderr, "{} {:<12} {}\n", PaintErr("▸", Tone::kDim), name, FormatSeconds(took));
+  fmt::print(stderr, "{} {:<12} {}\n", PaintErr("▸", Tone::kDim), Shown(name), FormatSeconds(took));
 }
 
 void Output::Note(std::string_view message) {
   if (quiet_) return;
-  fmt::print(stderr, "{} {}\n", PaintErr("•", Tone::kDim), message);
+  fmt::print(stderr, "{} {}\n", PaintErr("•", Tone::kDim), Shown(message));
 }
 
 void Output::Done(std::string_view message, std::chrono::nanoseconds took) {
   if (quiet_) return;
-  fmt::print(stderr, "{} {} in {}\n", PaintErr("✔", Tone::kGood), message, FormatSeconds(took));
+  fmt::print(stderr, "{} {} in {}\n", PaintErr("✔", Tone::kGood), Shown(message),
+             FormatSeconds(took));
 }
 
 void Output::Error(std::string_view operation, std::string_view object, const Status& status) {
@@ -104,34 +100,45 @@ void Output::Error(std::string_view operation, std::string_view object, const St
       std::all_of(object.begin(), object.end(), [](char c) { return c > 0x20 && c < 0x7f; });
   std::string shown = printable ? std::string(object) : QuoteForDisplay(object);
   fmt::print(stderr, "{}{}{}: {}\n", PaintErr(operation, Tone::kBad), shown.empty() ? "" : " ",
-             shown, message);
+             shown, Shown(message));
 }
 
 void Output::Print(std::string_view text) { fmt::print("{}\n", text); }
 
 void Output::Table(const std::vector<std::string>& header,
-                   const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> widths(header.size(), 0);
-  for (size_t c = 0; c < header.size(); ++c) widths[c] = VisibleWidth(header[c]);
+                   const std::vector<std::vector<Cell>>& rows) {
+  std::vector<std::vector<Cell>> shown;
+  shown.reserve(rows.size() + 1);
+  shown.emplace_back(header.begin(), header.end());
+  for (Cell& cell : shown.front()) cell.tone = Tone::kBold;
   for (const auto& row : rows) {
+    shown.emplace_back();
+    for (const Cell& cell : row) shown.back().emplace_back(Shown(cell.text), cell.tone);
+  }
+  std::vector<size_t> widths(header.size(), 0);
+  for (const auto& row : shown) {
     for (size_t c = 0; c < row.size() && c < widths.size(); ++c) {
-      widths[c] = std::max(widths[c], VisibleWidth(row[c]));
+      widths[c] = std::max(widths[c], VisibleWidth(row[c].text));
     }
   }
-  auto line = [&](const std::vector<std::string>& cells, bool is_header) {
+  for (const auto& row : shown) {
     std::string out;
-    for (size_t c = 0; c < cells.size(); ++c) {
-      std::string cell = is_header ? Paint(cells[c], Tone::kBold) : cells[c];
-      out += cell;
-      if (c + 1 < cells.size()) out += std::string(widths[c] - VisibleWidth(cells[c]) + 2, ' ');
+    for (size_t c = 0; c < row.size(); ++c) {
+      out += Paint(row[c].text, row[c].tone);
+      if (c + 1 < row.size() && c + 1 < widths.size()) {
+        out += std::string(widths[c] - VisibleWidth(row[c].text) + 2, ' ');
+      }
     }
     fmt::print("{}\n", out);
-  };
-  line(header, true);
-  for (const auto& row : rows) line(row, false);
+  }
 }
 
-void Output::Json(const nlohmann::json& value) { fmt::print("{}\n", value.dump(2)); }
+void Output::Json(const nlohmann::json& value) {
+  fmt::print("{}\n",
+             value.dump(2, ' ', /*ensure_ascii=*/false, nlohmann::json::error_handler_t::replace));
+}
+
+std::string Shown(std::string_view text) { return EscapeForTerminal(text); }
 
 Tone StateTone(const std::string& state) {
   if (state == kStateRunning) return Tone::kGood;

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "engine/engine.h"
@@ -18,6 +19,14 @@
 namespace pgb {
 
 enum class Tone { kPlain, kGood, kWarn, kBad, kDim, kBold };
+
+// One cell of a table: text, escaped for the terminal when printed, and its colour.
+struct Cell {
+  Cell(std::string t, Tone tn = Tone::kPlain) : text(std::move(t)), tone(tn) {}  // NOLINT
+  Cell(const char* t) : text(t) {}                                               // NOLINT
+  std::string text;
+  Tone tone = Tone::kPlain;
+};
 
 class Output : public Progress {
  public:
@@ -32,15 +41,21 @@ class Output : public Progress {
   void Done(std::string_view message, std::chrono::nanoseconds took);
   // "<operation> <object>: <cause>" on stderr, on one line.
   void Error(std::string_view operation, std::string_view object, const Status& status);
+  // Step, Note, Done and Error escape their text for the terminal (common/bytes.h
+  // EscapeForTerminal): messages quote names, paths and the stderr of commands.
 
   // `text` in `tone` if stdout is coloured.
   std::string Paint(std::string_view text, Tone tone) const;
   std::string PaintErr(std::string_view text, Tone tone) const;
+  // One line as it is: the caller escapes (Shown) what came from a user, a server or the
+  // catalog, and paints the rest.
   void Print(std::string_view text);
 
-  // A table with a header row; columns padded to their widest cell, two spaces apart.
-  void Table(const std::vector<std::string>& header,
-             const std::vector<std::vector<std::string>>& rows);
+  // A table with a header row; columns padded to their widest cell, two spaces apart. Every
+  // cell is escaped for the terminal, then painted in its tone.
+  void Table(const std::vector<std::string>& header, const std::vector<std::vector<Cell>>& rows);
+  // Pretty-printed JSON. Never throws: bytes that are not UTF-8 (a label stored before labels
+  // were checked) become U+FFFD rather than aborting the command.
   void Json(const nlohmann::json& value);
 
   bool quiet() const { return quiet_; }
@@ -60,6 +75,9 @@ nlohmann::json ToJson(const StatusInfo& s);
 nlohmann::json ToJson(const SnapshotInfo& s);
 nlohmann::json ToJson(const OperationInfo& o);
 nlohmann::json ToJson(const CatalogBackup& b);
+
+// `text` from a user, a server or the catalog, escaped for a terminal (common/bytes.h).
+std::string Shown(std::string_view text);
 
 // Tone of a branch state: running good, stopped warn, failed bad.
 Tone StateTone(const std::string& state);

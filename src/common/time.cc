@@ -32,9 +32,40 @@ Result<TimePoint> ParseTimestamp(const std::string& text) {
     std::istringstream in(text);
     date::sys_time<milliseconds> tp;
     in >> date::parse(fmt, tp);
-    if (!in.fail() && in.peek() == std::char_traits<char>::eof()) return TimePoint(tp);
+    if (in.fail() || in.peek() != std::char_traits<char>::eof()) continue;
+    // sys_time<milliseconds> spans +-292 million years; TimePoint only +-292 years.
+    const auto lo = std::chrono::ceil<milliseconds>(TimePoint::duration::min());
+    const auto hi = std::chrono::floor<milliseconds>(TimePoint::duration::max());
+    if (tp.time_since_epoch() < lo || tp.time_since_epoch() > hi) {
+      return Status::InvalidArgument(fmt::format("timestamp out of range: {}", text));
+    }
+    return TimePoint(tp);
   }
   return Status::InvalidArgument(fmt::format("not an ISO 8601 timestamp: {}", text));
+}
+
+Result<TimePoint> DaysBefore(TimePoint now, int days) {
+  static_assert(date::days(kMaxDays) < std::chrono::floor<date::days>(TimePoint::duration::max()),
+                "kMaxDays must convert to TimePoint's duration without overflow");
+  if (days < 0 || days > kMaxDays) {
+    return Status::InvalidArgument(
+        fmt::format("{} days is out of range: give a whole number of days from 0 to {} (100 years)",
+                    days, kMaxDays));
+  }
+  const date::days span(days);
+  // TimePoint::min() + span cannot overflow (span is positive and far below the maximum), and
+  // once `now` is at least that, neither can now - span.
+  if (now < TimePoint::min() + span) {
+    return Status::InvalidArgument(
+        fmt::format("{} days before {} is out of range", days, FormatTimestamp(now)));
+  }
+  return now - span;
+}
+
+std::chrono::seconds SecondsBetween(TimePoint from, TimePoint to) {
+  using std::chrono::seconds;
+  return std::chrono::floor<seconds>(to).time_since_epoch() -
+         std::chrono::floor<seconds>(from).time_since_epoch();
 }
 
 std::string FormatAge(std::chrono::seconds age) {

@@ -822,7 +822,7 @@ Result<BranchInfo> Engine::CreateBranch(const BranchRef& ref, const BranchCreate
     }
   }
   PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(ref.project));
-  PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(true));
+  PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
   PGB_ASSIGN_OR_RETURN(LockHandle home, HomeShared("branch create " + ref.ToString()));
 
   BranchRow row;
@@ -965,7 +965,7 @@ Status Engine::DeleteBranch(const BranchRef& ref, bool recursive) {
 
 Result<BranchInfo> Engine::ResetBranch(const BranchRef& ref, const ResetOptions& options) {
   PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(ref.project));
-  PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(true));
+  PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
   PGB_ASSIGN_OR_RETURN(LockHandle home, HomeShared("branch reset " + ref.ToString()));
   BranchRow fresh;
   std::string parent_name;

@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +11,7 @@
 #include "common/os_user.h"
 #include "engine/engine.h"
 #include "engine/engine_internal.h"
+#include "storage/image.h"
 #include "storage/mounts.h"
 
 namespace pgb {
@@ -22,12 +22,9 @@ namespace {
 // Sparse, but a sparse image larger than the free space fails with I/O errors when the host
 // fills up: the default is capped at 80% of what is free next to it, and at 64 GiB.
 Result<uint64_t> DefaultImageSize(const std::string& image) {
-  struct statvfs vfs {};
-  std::string dir = Dirname(image);
-  if (::statvfs(dir.c_str(), &vfs) != 0) return PosixError(fmt::format("statvfs {}", dir), errno);
-  uint64_t avail = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  PGB_ASSIGN_OR_RETURN(uint64_t avail, FreeSpaceFor(image));
   uint64_t size = std::min(kDefaultImageMax, avail / 10 * 8) / kGiB * kGiB;
-  if (size < kGiB) {
+  if (size < kMinImagePoolSize) {
     return Status::ResourceExhausted(
         fmt::format("only {} free next to {}; an image pool needs at least 1.25 GiB free",
                     FormatBytes(avail), image));
@@ -145,6 +142,11 @@ Result<StatusInfo> Engine::Init(const InitOptions& options) {
   if ((options.size_bytes || options.fs) && !options.image) {
     return Status::InvalidArgument("--size and --fs go with --image");
   }
+  if (options.size_bytes && *options.size_bytes < kMinImagePoolSize) {
+    return Status::InvalidArgument(fmt::format("--size {}: an image pool needs at least {}",
+                                               FormatBytes(*options.size_bytes),
+                                               FormatBytes(kMinImagePoolSize)));
+  }
   const std::string& home = env_.home;
   PoolConfig config;
   std::string why;
@@ -229,11 +231,18 @@ Result<StatusInfo> Engine::Init(const InitOptions& options) {
     if (config.root == JoinPath(home, "pool")) PGB_RETURN_IF_ERROR(EnsureDir(config.root, 0711));
   }
 
+  UndoStack undo;  // a failed init leaves no image behind, so the corrected retry works
   if (config.kind != "image" || !PathExists(config.image)) {
     PGB_RETURN_IF_ERROR(Timed("Pool", [&]() -> Status {
       PGB_ASSIGN_OR_RETURN(config, CreatePool(config, *runner_));
       return Status::OK();
     }));
+    if (config.kind == "image") {
+      undo.Push("remove the new image", [this, config] {
+        pool_.reset();
+        return RemoveImagePool(config);
+      });
+    }
   }
   PGB_ASSIGN_OR_RETURN(std::unique_ptr<Pool> pool, OpenPool(config, *runner_));
   {
@@ -249,7 +258,9 @@ Result<StatusInfo> Engine::Init(const InitOptions& options) {
   settings[kPoolFs] = config.fs;
   settings[kPoolWhy] = why;
   PGB_RETURN_IF_ERROR(WritePoolMarker(config));
-  PGB_RETURN_IF_ERROR(save_settings());
+  Status saved = save_settings();
+  if (!saved.ok()) return undo.Rollback(saved);
+  undo.Commit();
   return GetStatus();
 }
 

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "common/bytes.h"
 #include "common/fs.h"
 #include "engine/engine.h"
 #include "engine/engine_internal.h"
@@ -23,11 +24,15 @@ Status ValidateLabel(const std::string& label) {
     return Status::InvalidArgument(
         fmt::format("the label has {} bytes; at most {}", label.size(), kMaxLabelLength));
   }
-  for (unsigned char c : label) {
-    if (c < 0x20 || c == 0x7f) {
-      return Status::InvalidArgument(
-          fmt::format("the label {} has a control character", QuoteForDisplay(label)));
-    }
+  // Labels are printed in tables and JSON: invalid UTF-8 would make JSON output throw, and
+  // control or bidi characters would steer the terminal.
+  if (!IsValidUtf8(label)) {
+    return Status::InvalidArgument(
+        fmt::format("the label {} is not valid UTF-8", QuoteForDisplay(label)));
+  }
+  if (!IsPrintableText(label)) {
+    return Status::InvalidArgument(
+        fmt::format("the label {} has a control character", QuoteForDisplay(label)));
   }
   return Status::OK();
 }
@@ -62,7 +67,8 @@ Result<SnapshotInfo> Engine::DescribeSnapshot(const SnapshotRow& snap, bool with
 Result<SnapshotInfo> Engine::CreateSnapshot(const BranchRef& ref, const std::string& label,
                                             bool fast) {
   PGB_RETURN_IF_ERROR(ValidateLabel(label));
-  PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(true));
+  PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(ref.project));
+  PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
   PGB_ASSIGN_OR_RETURN(LockHandle home, HomeShared("snapshot create " + ref.ToString()));
   SnapshotRow snap;
   PGB_RETURN_IF_ERROR(RunOperation(
@@ -144,11 +150,7 @@ Status Engine::DeleteSnapshot(int64_t id, bool recursive) {
 
 Result<CleanupReport> Engine::CleanupSnapshots(const std::optional<BranchRef>& ref, int days,
                                                bool dry_run) {
-  if (days < 0) {
-    return Status::InvalidArgument(
-        fmt::format("--days {}: give a number of days, 0 or more", days));
-  }
-  TimePoint cutoff = env_.clock->Now() - std::chrono::hours(24) * days;
+  PGB_ASSIGN_OR_RETURN(TimePoint cutoff, DaysBefore(env_.clock->Now(), days));
   std::vector<ProjectRow> projects;
   std::optional<int64_t> only_branch;
   if (ref) {

@@ -230,7 +230,7 @@ Result<std::vector<WalInfo>> Engine::WalInfos(const std::optional<BranchRef>& re
 }
 
 Result<WalCleanupReport> Engine::CleanupWal(const BranchRef& ref, int days, bool dry_run) {
-  if (days < 0) return Status::InvalidArgument(fmt::format("--days {} is negative", days));
+  PGB_ASSIGN_OR_RETURN(TimePoint cutoff, DaysBefore(env_.clock->Now(), days));
   CancelScope cancel(env_.cancel);
   PGB_ASSIGN_OR_RETURN(LockHandle home, HomeShared("wal cleanup " + ref.ToString()));
   PGB_ASSIGN_OR_RETURN(LockedBranch b, LockBranch(ref, /*require_settled=*/true, nullptr));
@@ -248,7 +248,6 @@ Result<WalCleanupReport> Engine::CleanupWal(const BranchRef& ref, int days, bool
     report.keep_from_segment = WalFileName(tli, *keep_from, kDefaultWalSegmentSize);
     report.oldest_base_snapshot = bases.front().snapshot.id;
   }
-  TimePoint cutoff = env_.clock->Now() - std::chrono::hours(24) * days;
   for (const auto& [id, file] : listing.segments) {
     if (file.mtime >= cutoff) continue;
     if (keep_from && id.segno >= *keep_from) {

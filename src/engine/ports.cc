@@ -25,7 +25,12 @@ class BindPortProbe : public PortProbe {
     }
     int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return false;
-    bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    // As PostgreSQL's own listening socket does (StreamServerPort): a connection of a stopped
+    // server lingering in TIME_WAIT does not keep a new server off the port, so it must not
+    // make the probe call the port taken either. A listener still refuses the bind.
+    int one = 1;
+    bool ok = ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
+              ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
     ::close(fd);
     return ok;
   }

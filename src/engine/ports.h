@@ -25,8 +25,9 @@ std::string FormatPortRange(const PortRange& range);
 class PortProbe {
  public:
   virtual ~PortProbe() = default;
-  // True if a socket can bind `address`:`port` now (SO_REUSEADDR off: a port in TIME_WAIT or
-  // held by any listener counts as taken).
+  // True if a server could listen on `address`:`port` now. The real probe binds with
+  // SO_REUSEADDR, as PostgreSQL does: a port held by a listener (or by a socket bound without
+  // SO_REUSEADDR) counts as taken, one with only TIME_WAIT connections left as free.
   virtual bool IsFree(const std::string& address, int port) = 0;
 };
 

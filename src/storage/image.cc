@@ -7,6 +7,7 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -210,9 +211,18 @@ Status CreateSparseFile(const std::string& path, uint64_t size) {
     status = PosixError(fmt::format("chmod {}", path), err);
   } else if (::ftruncate(fd, static_cast<off_t>(size)) != 0) {
     int err = errno;
-    status = PosixError(fmt::format("resize {} to {} bytes", path, size), err);
+    status = PosixError(fmt::format("resize {} to {}", path, FormatBytes(size)), err);
   }
   ::close(fd);
+  // The file is ours (O_EXCL): a failed create leaves none, or a retry would find a 0-byte
+  // "image" and try to mount it.
+  if (!status.ok()) {
+    Status removed = RemoveFile(path);
+    if (!removed.ok()) {
+      return Status(status.code(), fmt::format("{}; removing it failed too: {}", status.message(),
+                                               removed.message()));
+    }
+  }
   return status;
 }
 
@@ -269,6 +279,14 @@ Status CreateImagePool(const PoolConfig& raw_config, ProcessRunner& runner) {
   if (PathExists(config.image)) {
     return Status::AlreadyExists(fmt::format(
         "image file {} exists already; open it as a pool, or remove it first", config.image));
+  }
+  PGB_ASSIGN_OR_RETURN(uint64_t free, FreeSpaceFor(config.image));
+  if (config.image_size > free) {
+    return Status::ResourceExhausted(fmt::format(
+        "an image of {} does not fit in the {} free where {} would go (a sparse image larger "
+        "than the free space fails with I/O errors once the disk fills up); choose a smaller "
+        "size",
+        FormatBytes(config.image_size), FormatBytes(free), config.image));
   }
   PGB_RETURN_IF_ERROR(CheckMountPoint(config.root));
 
@@ -329,6 +347,24 @@ Status CloseImagePool(const PoolConfig& raw_config) {
   PGB_ASSIGN_OR_RETURN(bool mounted, ImageMountedAtRoot(config));
   if (!mounted) return Status::OK();
   return Unmount(config.root);
+}
+
+Status RemoveImagePool(const PoolConfig& raw_config) {
+  PGB_ASSIGN_OR_RETURN(PoolConfig config, NormalizeConfig(raw_config));
+  PGB_RETURN_IF_ERROR(CloseImagePool(config));
+  PGB_RETURN_IF_ERROR(RemoveFile(config.image));
+  return RemoveEmptyDir(config.root);
+}
+
+Result<uint64_t> FreeSpaceFor(const std::string& path) {
+  PGB_ASSIGN_OR_RETURN(std::string dir, AbsolutePath(path));
+  while (dir != "/" && !IsDirectory(dir)) dir = Dirname(dir);
+  struct statvfs vfs {};
+  if (::statvfs(dir.c_str(), &vfs) != 0) {
+    int err = errno;
+    return PosixError(fmt::format("statvfs {}", dir), err);
+  }
+  return static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
 }
 
 }  // namespace pgb

@@ -14,18 +14,40 @@
 #include <string>
 #include <vector>
 
+#include "common/bytes.h"
 #include "common/status.h"
 #include "common/subprocess.h"
 #include "storage/pool.h"
 
 namespace pgb {
 
+// The smallest image `pgbranch init --size` accepts, and the smallest automatic image pool:
+// 1 GiB. Below that the WAL of one busy branch alone fills the pool (max_wal_size is 1 GB by
+// default, and the engine counts a pool with less than 64 MiB free as full); 1 GiB is also the
+// smallest image the end-to-end tests make. The unit tests make 300 MiB images through
+// CreateImagePool directly, which only insists on what mkfs needs.
+inline constexpr uint64_t kMinImagePoolSize = kGiB;
+
 // CreatePool, OpenPool and ClosePool (storage/pool.h) for config.kind == "image".
-// InvalidArgument if config.image or config.root is empty, image_size is 0 (for XFS: below
-// 300 MiB, the least mkfs.xfs accepts), or config.fs is neither "btrfs" nor "xfs".
+// CreateImagePool checks everything before it creates anything, and a failure at any step
+// after that (the image cannot be sized, mkfs or the mount fails) removes what it made: the
+// image file, the mount point and the directories created for them. InvalidArgument if
+// config.image or config.root is empty, image_size is 0 (for XFS: below 300 MiB, the least
+// mkfs.xfs accepts), or config.fs is neither "btrfs" nor "xfs"; ResourceExhausted if
+// image_size is more than the space free where the image would go (a sparse image larger than
+// its filesystem's free space fails with I/O errors once that fills up).
 Status CreateImagePool(const PoolConfig& config, ProcessRunner& runner);
 Result<std::unique_ptr<Pool>> OpenImagePool(const PoolConfig& config, ProcessRunner& runner);
 Status CloseImagePool(const PoolConfig& config);
+
+// Undoes a CreateImagePool whose pool was never used: unmounts config.root if the image is
+// mounted there, removes the image file and the mount point if it is empty. For a caller whose
+// own next step failed. Unavailable if the pool is busy.
+Status RemoveImagePool(const PoolConfig& config);
+
+// The bytes an unprivileged user may still write on the filesystem that holds `path`, or would
+// hold it (the nearest existing directory above a missing `path`), from statvfs(2).
+Result<uint64_t> FreeSpaceFor(const std::string& path);
 
 // True when a filesystem is mounted exactly at `dir` (not merely somewhere above it), as
 // /proc/self/mountinfo says. A missing `dir` is not mounted. IOError if mountinfo cannot be read.

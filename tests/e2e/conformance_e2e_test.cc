@@ -578,10 +578,10 @@ TEST_P(ConformanceTest, SnapshotBadInput) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
   r = home().Run({"snapshot", "create", "p-snapbad/main", "--label", "two\nlines"});
-  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("control character"), std::string::npos) << r.err;
   EXPECT_EQ(
-      home().Run({"snapshot", "create", "p-snapbad/main", "--label", "\x1b[31mred"}).exit_code, 1);
+      home().Run({"snapshot", "create", "p-snapbad/main", "--label", "\x1b[31mred"}).exit_code, 2);
   EXPECT_EQ(home()
                 .Run({"snapshot", "create", "p-snapbad/main", "--label", std::string(201, 'x')})
                 .exit_code,
@@ -592,8 +592,8 @@ TEST_P(ConformanceTest, SnapshotBadInput) {
   EXPECT_EQ(home().Run({"snapshot", "delete", "999999"}).exit_code, 1);
   EXPECT_EQ(home().Run({"snapshot", "get", "abc"}).exit_code, 2);
   r = home().Run({"snapshot", "cleanup", "--all", "--days", "-1"});
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("--days -1"), std::string::npos) << r.err;
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--days: -1 is out of range"), std::string::npos) << r.err;
   EXPECT_EQ(home().Run({"snapshot", "cleanup", "--all", "--days", "soon"}).exit_code, 2);
   EXPECT_EQ(home().Run({"snapshot", "cleanup", "--days", "1"}).exit_code, 1);
   EXPECT_EQ(home().Run({"branch", "create", "p-snapbad/x", "--snapshot", "999999"}).exit_code, 1);
