@@ -78,6 +78,22 @@ class AuditedPool : public Pool {
   }
   Result<PoolUsage> Usage() override { return target_->Usage(); }
 
+  Status Quarantine(const std::string& name, TimePoint now) override {
+    return log_.Record("pool.Quarantine", name,
+                       fmt::format("{} since {}", target_->Kind(), FormatTimestamp(now)),
+                       [&] { return target_->Quarantine(name, now); });
+  }
+  Result<std::vector<QuarantinedObject>> ListQuarantined() override {
+    return target_->ListQuarantined();
+  }
+  Status Release(const std::string& name) override {
+    return log_.Record("pool.Release", name, target_->Kind(),
+                       [&] { return target_->Release(name); });
+  }
+  Status Purge(const std::string& name) override {
+    return log_.Record("pool.Purge", name, target_->Kind(), [&] { return target_->Purge(name); });
+  }
+
  private:
   std::string Where(const std::string& volume) const {
     return fmt::format("{} {}", target_->Kind(), target_->VolumePath(volume));
