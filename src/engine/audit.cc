@@ -131,8 +131,10 @@ class AuditedPool : public Pool {
     return target_->SnapshotSpace(volume, snapshot);
   }
   Result<PoolUsage> Usage() override { return target_->Usage(); }
+
   Status Quarantine(const std::string& name, TimePoint now) override {
-    return log_.Record("pool.Quarantine", name, target_->Kind(),
+    return log_.Record("pool.Quarantine", name,
+                       fmt::format("{} since {}", target_->Kind(), FormatTimestamp(now)),
                        [&] { return target_->Quarantine(name, now); });
   }
   Result<std::vector<QuarantinedObject>> ListQuarantined() override {

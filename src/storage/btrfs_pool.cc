@@ -128,6 +128,28 @@ class BtrfsPool : public DirectoryPool {
     return DeleteSubvolume(SnapshotPath(volume, snapshot));
   }
 
+ protected:
+  // ---- Quarantine (DirectoryPool moves; this seals and destroys) ----
+
+  // A snapshot is a read-only subvolume: renaming it into another directory is EROFS (Linux 6.18:
+  // vfs_rename asks for write permission on a moved directory, btrfs_permission refuses it on a
+  // read-only root), so its read-only flag is cleared for the rename and set again afterwards.
+  Status SetSealed(const std::string& path, bool sealed) override {
+    bool read_only = false;
+    enum btrfs_util_error error = btrfs_util_get_subvolume_read_only(path.c_str(), &read_only);
+    int err = errno;
+    if (error == BTRFS_UTIL_OK && read_only == sealed) return Status::OK();
+    if (error == BTRFS_UTIL_OK) {
+      error = btrfs_util_set_subvolume_read_only(path.c_str(), sealed);
+      err = errno;
+    }
+    if (error == BTRFS_UTIL_OK) return Status::OK();
+    return BtrfsError(fmt::format("make subvolume {} {}", path, sealed ? "read-only" : "writable"),
+                      error, err);
+  }
+
+  Status RemoveObject(const std::string& path) override { return DeleteSubvolume(path); }
+
  private:
   // Snapshots subvolume `source` (called `source_name` in messages) to `target` with
   // libbtrfsutil `flags`. NotFound if the source is missing, AlreadyExists if the target exists.

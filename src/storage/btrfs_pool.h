@@ -3,6 +3,8 @@
 // Layout under the pool root:
 //   <root>/volumes/<volume>      a subvolume per volume (mode 0700, owned by PostgreSQL's user)
 //   <root>/snapshots/<snapshot>  a read-only snapshot subvolume per snapshot
+//   <root>/quarantine/<name>@<since>  a quarantined volume or snapshot (pool.h Quarantine),
+//                                renamed there whole; a snapshot stays read-only
 // Snapshot names are unique in the whole pool; the `volume` argument of the snapshot calls is
 // accepted for symmetry with backends where a snapshot belongs to its dataset (ZFS). A clone is
 // a writable snapshot of a snapshot. All of it goes through libbtrfsutil (ioctls); no `btrfs`

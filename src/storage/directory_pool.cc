@@ -1,21 +1,27 @@
 #include "storage/directory_pool.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <stdio.h>
 #include <sys/statvfs.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <tuple>
 
 #include "common/fs.h"
 #include "common/undo.h"
 #include "storage/extents.h"
+#include "storage/tree_copy.h"
 #include "storage/volume_name.h"
 
 namespace pgb {
 namespace {
 
 constexpr mode_t kPoolDirMode = 0711;
+// Quarantined data is nobody's but root's: no server of the pool's OS user reaches it.
+constexpr mode_t kQuarantineDirMode = 0700;
 
 // The entries of `dir` that `valid` accepts, sorted.
 Result<std::vector<std::string>> ListNames(const std::string& dir,
@@ -45,6 +51,7 @@ DirectoryPool::DirectoryPool(std::string root, std::string kind, std::string des
     : root_(std::move(root)),
       volumes_dir_(JoinPath(root_, "volumes")),
       snapshots_dir_(JoinPath(root_, "snapshots")),
+      quarantine_dir_(JoinPath(root_, kQuarantineDir)),
       kind_(std::move(kind)),
       description_(std::move(description)) {}
 
@@ -87,6 +94,91 @@ Result<PoolUsage> DirectoryPool::Usage() {
   usage.used_bytes = static_cast<uint64_t>(st.f_blocks - st.f_bfree) * st.f_frsize;
   usage.free_bytes = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
   return usage;
+}
+
+// ---- Quarantine ----------------------------------------------------------------------------
+
+Status DirectoryPool::Quarantine(const std::string& name, TimePoint now) {
+  PGB_RETURN_IF_ERROR(CheckVolumeOrSnapshotName(name));
+  const bool is_snapshot = IsSnapshotName(name);
+  PGB_ASSIGN_OR_RETURN(std::optional<QuarantinedObject> held, FindQuarantined(name));
+  const std::string live = LivePath(name);
+  if (!PathExists(live)) {
+    if (!held) return Status::NotFound(fmt::format("no volume or snapshot {} in the pool", name));
+    // Quarantined already. A crash between the rename and sealing left it unsealed: seal it.
+    return is_snapshot ? SetSealed(held->path, true) : Status::OK();
+  }
+  if (held) {
+    return Status::AlreadyExists(fmt::format(
+        "{} is live, and quarantined too since {} at {}; release or purge that one first", name,
+        FormatTimestamp(held->since), held->path));
+  }
+  PGB_RETURN_IF_ERROR(EnsureDir(quarantine_dir_, kQuarantineDirMode));
+  return Move(live, JoinPath(quarantine_dir_, QuarantineEntryName(name, now)), is_snapshot);
+}
+
+Result<std::vector<QuarantinedObject>> DirectoryPool::ListQuarantined() {
+  std::vector<QuarantinedObject> objects;
+  if (!IsDirectory(quarantine_dir_)) return objects;  // nothing was ever quarantined
+  auto is_entry = [](std::string_view entry) {
+    return ParseQuarantineEntryName(entry).has_value();
+  };
+  PGB_ASSIGN_OR_RETURN(std::vector<std::string> entries, ListNames(quarantine_dir_, is_entry));
+  for (const std::string& entry : entries) {
+    std::optional<QuarantineEntry> parsed = ParseQuarantineEntryName(entry);
+    objects.push_back({parsed->name, IsSnapshotName(parsed->name), JoinPath(quarantine_dir_, entry),
+                       parsed->since});
+  }
+  std::sort(objects.begin(), objects.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.since, a.name) < std::tie(b.since, b.name);
+  });
+  return objects;
+}
+
+Status DirectoryPool::Release(const std::string& name) {
+  PGB_RETURN_IF_ERROR(CheckVolumeOrSnapshotName(name));
+  PGB_ASSIGN_OR_RETURN(std::optional<QuarantinedObject> held, FindQuarantined(name));
+  if (!held) return Status::NotFound(fmt::format("{} is not quarantined", name));
+  const std::string live = LivePath(name);
+  if (PathExists(live)) {
+    return Status::AlreadyExists(fmt::format("a live {} {} exists; its quarantined namesake stays",
+                                             held->is_snapshot ? "snapshot" : "volume", name));
+  }
+  return Move(held->path, live, held->is_snapshot);
+}
+
+Status DirectoryPool::Purge(const std::string& name) {
+  PGB_RETURN_IF_ERROR(CheckVolumeOrSnapshotName(name));
+  PGB_ASSIGN_OR_RETURN(std::optional<QuarantinedObject> held, FindQuarantined(name));
+  if (!held) return Status::NotFound(fmt::format("{} is not quarantined", name));
+  return RemoveObject(held->path);
+}
+
+std::string DirectoryPool::LivePath(const std::string& name) const {
+  return IsSnapshotName(name) ? SnapshotPath("", name) : VolumePath(name);
+}
+
+Result<std::optional<QuarantinedObject>> DirectoryPool::FindQuarantined(const std::string& name) {
+  PGB_ASSIGN_OR_RETURN(std::vector<QuarantinedObject> objects, ListQuarantined());
+  for (QuarantinedObject& object : objects) {
+    if (object.name == name) return std::optional(std::move(object));
+  }
+  return std::optional<QuarantinedObject>();
+}
+
+Status DirectoryPool::Move(const std::string& from, const std::string& to, bool is_snapshot) {
+  if (is_snapshot) PGB_RETURN_IF_ERROR(SetSealed(from, false));
+  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) != 0) {
+    int err = errno;
+    Status status = PosixError(fmt::format("move {} to {}", from, to), err);
+    if (!is_snapshot) return status;
+    Status sealed = SetSealed(from, true);
+    if (sealed.ok()) return status;
+    return Status(status.code(), fmt::format("{}; sealing it again failed: {}", status.message(),
+                                             sealed.message()));
+  }
+  if (is_snapshot) PGB_RETURN_IF_ERROR(SetSealed(to, true));
+  return SyncFs(to);
 }
 
 Status MakePoolDirectories(const std::string& root) {

@@ -81,17 +81,20 @@ struct PoolUsage {
   uint64_t free_bytes = 0;  // available to new data
 };
 
+struct SpaceUsage {
+  uint64_t logical_bytes = 0;    // sum of file sizes (du --apparent-size)
+  uint64_t exclusive_bytes = 0;  // allocated bytes no other volume or snapshot shares
+};
+
 // An object `Quarantine` moved aside instead of destroying it.
 struct QuarantinedObject {
   std::string name;  // its volume or snapshot name ("v…" or "s…", storage/volume_name.h)
   bool is_snapshot = false;
-  std::string path;  // where its files (a PostgreSQL data directory) can be read now
-  TimePoint since;   // when it was quarantined (common/time.h)
-};
-
-struct SpaceUsage {
-  uint64_t logical_bytes = 0;    // sum of file sizes (du --apparent-size)
-  uint64_t exclusive_bytes = 0;  // allocated bytes no other volume or snapshot shares
+  // Where its files (a PostgreSQL data directory) can be read now: <root>/quarantine/<name>@<since>
+  // (QuarantineEntryName). Empty on ZFS while it is not mounted: what an interrupted Quarantine or
+  // Purge leaves (calling it again finishes it).
+  std::string path;
+  TimePoint since;  // when it was quarantined (the `now` given), to the millisecond
 };
 
 class Pool {
@@ -125,9 +128,10 @@ class Pool {
   // Removes a volume and everything in it. A missing volume is OK. Snapshots of it stay valid
   // (the engine destroys them itself): on ZFS, where snapshots live inside their volume, a
   // volume that still has snapshots is retired (unmounted, hidden from ListVolumes) and goes
-  // with its last snapshot.
+  // with its last snapshot. A quarantined volume counts as missing (see Quarantine).
   virtual Status DestroyVolume(const std::string& volume) = 0;
-  // Removes a snapshot. A missing snapshot is OK. FailedPrecondition if clones pin it (ZFS).
+  // Removes a snapshot. A missing snapshot is OK, and so is a quarantined one (left alone).
+  // FailedPrecondition if clones pin it (ZFS).
   // In every snapshot call `volume` is a hint: snapshot names are unique in a pool, so a backend
   // finds the snapshot by name when it is not under `volume`, and
   // `volume` may be empty when unknown (doctor's orphans).
@@ -144,20 +148,47 @@ class Pool {
   // Capacity of the whole pool.
   virtual Result<PoolUsage> Usage() = 0;
 
-  // Quarantine: what doctor moves aside instead of destroying (being built per backend;
-  // these defaults say NotSupported).
-  virtual Status Quarantine(const std::string& name, TimePoint now) {
-    return Status::NotSupported("this pool cannot quarantine yet");
-  }
-  virtual Result<std::vector<QuarantinedObject>> ListQuarantined() {
-    return std::vector<QuarantinedObject>{};
-  }
-  virtual Status Release(const std::string& name) {
-    return Status::NotSupported("this pool cannot quarantine yet");
-  }
-  virtual Status Purge(const std::string& name) {
-    return Status::NotSupported("this pool cannot quarantine yet");
-  }
+  // ---- Quarantine: what doctor moves aside instead of destroying (issue 10) ----------------
+  //
+  // A quarantined object keeps its name and its files, but the calls above no longer see it:
+  // ListVolumes and ListSnapshots leave it out, and DestroyVolume and DestroySnapshot treat it as
+  // missing (OK, nothing touched), so a stale catalog row can never destroy it. Its time goes
+  // with it into the pool (the entry name or a ZFS user property), so ListQuarantined needs no
+  // catalog: the catalog may be what was lost. Where it goes:
+  //   btrfs, reflink, copy (and image):  renamed to <root>/quarantine/<name>@<since> (the
+  //       directory 0700, made on first use); snapshots stay sealed there.
+  //   zfs:  marked with the user property pgbranch:quarantined=<since> on the volume or
+  //       snapshot itself; a volume's mountpoint moves to <root>/quarantine/<name>@<since>; a
+  //       snapshot is mounted there as a read-only clone <dataset>/<name> (zfs-fuse has no .zfs
+  //       directory), which pins it until Release or Purge.
+  // A volume's snapshots are objects of their own: quarantining a volume leaves them live (on
+  // ZFS they stay inside it), and quarantining a snapshot leaves its clones alone.
+  // Each step keeps the object either live or quarantined, so a crash never loses it; calling
+  // Quarantine, Release or Purge again finishes what an interrupted call left undone.
+  // `since` is kept to the millisecond.
+
+  // Moves volume or snapshot `name` aside: afterwards it is absent from ListVolumes/
+  // ListSnapshots (so it can never be mistaken for a branch's data or an orphan again), its files
+  // stay intact and readable at QuarantinedObject::path, and ListQuarantined lists it with `now`.
+  // OK, keeping its first time, if it is quarantined already (finishing an interrupted call).
+  // NotFound if the pool has no volume or snapshot of that name; InvalidArgument for a malformed
+  // name; AlreadyExists if a live and a quarantined object both have that name. A running server
+  // on a volume is the caller's business (the engine stops it first): on ZFS a volume in use is
+  // Unavailable and stays live. Durable when it returns.
+  virtual Status Quarantine(const std::string& name, TimePoint now) = 0;
+  // Everything quarantined, oldest first (then by name).
+  virtual Result<std::vector<QuarantinedObject>> ListQuarantined() = 0;
+  // Puts a quarantined object back under its own name (for `doctor --adopt`), where VolumePath
+  // and SnapshotPath say, sealed again if it is a snapshot. NotFound if it is not quarantined;
+  // AlreadyExists if a live object has that name; InvalidArgument for a malformed name;
+  // Unavailable if its files are in use (ZFS). Durable when it returns.
+  virtual Status Release(const std::string& name) = 0;
+  // Destroys a quarantined object for good (`doctor --purge`). NotFound if it is not quarantined;
+  // InvalidArgument for a malformed name; FailedPrecondition if storage still needs it: a ZFS
+  // snapshot that volumes are cloned from. A ZFS volume whose snapshots remain is retired as by
+  // DestroyVolume (unmounted, hidden, destroyed with its last snapshot): live snapshots are never
+  // taken along. Unavailable if its files are in use (ZFS).
+  virtual Status Purge(const std::string& name) = 0;
 };
 
 // Makes a pool usable for the first time (`pgbranch init`, or the embedded default):

@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -27,6 +28,7 @@
 
 #include "common/fs.h"
 #include "common/subprocess.h"
+#include "common/time.h"
 #include "storage/image.h"
 #include "storage/pool.h"
 #include "storage/volume_name.h"
@@ -192,6 +194,186 @@ inline void ExpectBadNamesRefused(Pool& pool, const std::string& volume,
     EXPECT_EQ(pool.DestroySnapshot(volume, bad).code(), StatusCode::kInvalidArgument);
     EXPECT_EQ(pool.SnapshotSpace(volume, bad).status().code(), StatusCode::kInvalidArgument);
   }
+}
+
+// ---- Quarantine: what every backend does alike -------------------------------------------
+
+// A time as pools keep it (to the millisecond).
+inline TimePoint At(const std::string& text) { return ParseTimestamp(text).value(); }
+
+// Sorted copy of `names`.
+inline std::vector<std::string> Sorted(std::vector<std::string> names) {
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// Given a volume V holding PG_VERSION "17 later" and its snapshot S taken at "17", and a volume
+// W: quarantining S (t1) and V (t2) takes them out of ListVolumes/ListSnapshots and lists them,
+// oldest first, with their times and their files intact at their paths; quarantining again keeps
+// the first time; Destroy* leave them alone; Release brings them back under their names with
+// their content; Purge removes them for good. Missing names are NotFound, malformed ones
+// InvalidArgument, everywhere.
+inline void ExpectQuarantineLifecycle(Pool& pool) {
+  const std::string v = NewVolumeName(), s = NewSnapshotName(), w = NewVolumeName();
+  const std::string c = NewVolumeName();
+  ASSERT_TRUE(pool.CreateVolume(v, std::nullopt).ok());
+  ASSERT_TRUE(WriteFileAtomic(pool.VolumePath(v) + "/PG_VERSION", "17\n", 0600).ok());
+  ASSERT_TRUE(pool.CreateSnapshot(v, s).ok());
+  ASSERT_TRUE(WriteFileAtomic(pool.VolumePath(v) + "/PG_VERSION", "17 later\n", 0600).ok());
+  ASSERT_TRUE(pool.CreateVolume(w, std::nullopt).ok());
+  const TimePoint t1 = At("2026-03-01T10:00:00.250Z"), t2 = At("2026-03-02T11:30:00.500Z");
+
+  Status quarantined = pool.Quarantine(v, t2);
+  ASSERT_TRUE(quarantined.ok()) << quarantined.ToString();
+  quarantined = pool.Quarantine(s, t1);
+  ASSERT_TRUE(quarantined.ok()) << quarantined.ToString();
+  EXPECT_EQ(*pool.ListVolumes(), std::vector<std::string>{w});
+  EXPECT_TRUE(pool.ListSnapshots()->empty());
+  EXPECT_FALSE(PathExists(pool.VolumePath(v)));
+  Result<std::vector<QuarantinedObject>> held = pool.ListQuarantined();
+  ASSERT_TRUE(held.ok()) << held.status().ToString();
+  ASSERT_EQ(held->size(), 2u);
+  EXPECT_EQ((*held)[0].name, s);
+  EXPECT_TRUE((*held)[0].is_snapshot);
+  EXPECT_EQ((*held)[0].since, t1);
+  EXPECT_EQ((*held)[1].name, v);
+  EXPECT_FALSE((*held)[1].is_snapshot);
+  EXPECT_EQ((*held)[1].since, t2);
+  for (const QuarantinedObject& object : *held) {
+    EXPECT_TRUE(
+        object.path.ends_with("/quarantine/" + QuarantineEntryName(object.name, object.since)))
+        << object.path;
+  }
+  const std::string s_path = (*held)[0].path, v_path = (*held)[1].path;
+  EXPECT_EQ(Slurp(s_path + "/PG_VERSION"), "17\n");
+  EXPECT_EQ(Slurp(v_path + "/PG_VERSION"), "17 later\n");
+
+  // Again: OK, the first time stays.
+  EXPECT_TRUE(pool.Quarantine(v, At("2026-04-01T00:00:00Z")).ok());
+  EXPECT_EQ(pool.ListQuarantined()->at(1).since, t2);
+
+  // Missing and malformed names.
+  EXPECT_EQ(pool.Quarantine(NewVolumeName(), t1).code(), StatusCode::kNotFound);
+  EXPECT_EQ(pool.Quarantine(NewSnapshotName(), t1).code(), StatusCode::kNotFound);
+  EXPECT_EQ(pool.Release(w).code(), StatusCode::kNotFound) << "live, not quarantined";
+  EXPECT_EQ(pool.Purge(w).code(), StatusCode::kNotFound) << "live, not quarantined";
+  EXPECT_EQ(pool.Release(NewSnapshotName()).code(), StatusCode::kNotFound);
+  EXPECT_EQ(pool.Purge(NewVolumeName()).code(), StatusCode::kNotFound);
+  for (const std::string& bad :
+       std::vector<std::string>{"", "..", "../volumes/" + w, "v123", "x0123456789abcdef",
+                                "V0123456789ABCDEF", v + "/..", v + "@" + s, "-r"}) {
+    SCOPED_TRACE("name \"" + bad + "\"");
+    EXPECT_EQ(pool.Quarantine(bad, t1).code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(pool.Release(bad).code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(pool.Purge(bad).code(), StatusCode::kInvalidArgument);
+  }
+
+  // To the destroys a quarantined object is missing: OK, and nothing is touched.
+  EXPECT_TRUE(pool.DestroyVolume(v).ok());
+  EXPECT_TRUE(pool.DestroySnapshot(v, s).ok());
+  EXPECT_TRUE(pool.DestroySnapshot("", s).ok());
+  EXPECT_EQ(pool.ListQuarantined()->size(), 2u);
+  EXPECT_EQ(Slurp(s_path + "/PG_VERSION"), "17\n");
+  EXPECT_EQ(Slurp(v_path + "/PG_VERSION"), "17 later\n");
+
+  // Release: back under their names, with their content.
+  Status released = pool.Release(v);
+  ASSERT_TRUE(released.ok()) << released.ToString();
+  released = pool.Release(s);
+  ASSERT_TRUE(released.ok()) << released.ToString();
+  EXPECT_TRUE(pool.ListQuarantined()->empty());
+  EXPECT_EQ(*pool.ListVolumes(), Sorted({v, w}));
+  EXPECT_EQ(*pool.ListSnapshots(), std::vector<std::string>{s});
+  EXPECT_EQ(Slurp(pool.VolumePath(v) + "/PG_VERSION"), "17 later\n");
+  Status cloned = pool.CloneSnapshot(v, s, c);
+  ASSERT_TRUE(cloned.ok()) << cloned.ToString();
+  EXPECT_EQ(Slurp(pool.VolumePath(c) + "/PG_VERSION"), "17\n");
+  EXPECT_FALSE(PathExists(v_path));
+  EXPECT_FALSE(PathExists(s_path));
+  EXPECT_EQ(pool.Release(v).code(), StatusCode::kNotFound);
+  ASSERT_TRUE(pool.DestroyVolume(c).ok());
+
+  // Purge: gone for good.
+  ASSERT_TRUE(pool.Quarantine(s, t1).ok());
+  ASSERT_TRUE(pool.Quarantine(v, t2).ok());
+  held = pool.ListQuarantined();
+  ASSERT_TRUE(held.ok() && held->size() == 2u);
+  Status purged = pool.Purge(s);
+  ASSERT_TRUE(purged.ok()) << purged.ToString();
+  purged = pool.Purge(v);
+  ASSERT_TRUE(purged.ok()) << purged.ToString();
+  EXPECT_TRUE(pool.ListQuarantined()->empty());
+  EXPECT_EQ(*pool.ListVolumes(), std::vector<std::string>{w});
+  EXPECT_TRUE(pool.ListSnapshots()->empty());
+  for (const QuarantinedObject& object : *held)
+    EXPECT_FALSE(PathExists(object.path)) << object.path;
+  EXPECT_EQ(pool.Purge(v).code(), StatusCode::kNotFound);
+  EXPECT_EQ(pool.Release(s).code(), StatusCode::kNotFound);
+}
+
+// Directory pools (Btrfs, reflink, copy), where a quarantined object and a live one could share a
+// name (only by hand: names are random): given volume V quarantined and a new live V, Release and
+// Quarantine of V are AlreadyExists and change nothing; once the live V is gone, Release works.
+inline void ExpectLiveNamesakeRefused(Pool& pool) {
+  const std::string v = NewVolumeName();
+  ASSERT_TRUE(pool.CreateVolume(v, std::nullopt).ok());
+  ASSERT_TRUE(WriteFileAtomic(pool.VolumePath(v) + "/f", "old", 0600).ok());
+  ASSERT_TRUE(pool.Quarantine(v, At("2026-03-01T00:00:00Z")).ok());
+  ASSERT_TRUE(pool.CreateVolume(v, std::nullopt).ok());
+  ASSERT_TRUE(WriteFileAtomic(pool.VolumePath(v) + "/f", "new", 0600).ok());
+
+  EXPECT_EQ(pool.Release(v).code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(pool.Quarantine(v, At("2026-03-02T00:00:00Z")).code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(Slurp(pool.VolumePath(v) + "/f"), "new");
+  ASSERT_EQ(pool.ListQuarantined()->size(), 1u);
+  EXPECT_EQ(Slurp(pool.ListQuarantined()->at(0).path + "/f"), "old");
+
+  ASSERT_TRUE(pool.DestroyVolume(v).ok());
+  ASSERT_TRUE(pool.Release(v).ok());
+  EXPECT_EQ(Slurp(pool.VolumePath(v) + "/f"), "old");
+  EXPECT_TRUE(pool.ListQuarantined()->empty());
+}
+
+// Directory pools: what a crash in the middle of quarantining snapshot S leaves, played by hand
+// with `set_sealed` (the backend's seal: Btrfs read-only flag, tree immutable flag), and how
+// Quarantine finishes it. Unsealed in snapshots/ (crash before the rename): still live and
+// listed; Quarantine moves and seals it. Moved but unsealed (crash before sealing again): listed
+// as quarantined, not live; Quarantine again seals it and keeps its time.
+inline void ExpectInterruptedSnapshotQuarantineFinished(
+    Pool& pool, const std::string& root,
+    const std::function<void(const std::string&, bool)>& set_sealed,
+    const std::function<bool(const std::string&)>& is_sealed) {
+  const std::string v = NewVolumeName(), s1 = NewSnapshotName(), s2 = NewSnapshotName();
+  ASSERT_TRUE(pool.CreateVolume(v, std::nullopt).ok());
+  ASSERT_TRUE(WriteFileAtomic(pool.VolumePath(v) + "/f", "x", 0600).ok());
+  ASSERT_TRUE(pool.CreateSnapshot(v, s1).ok());
+  ASSERT_TRUE(pool.CreateSnapshot(v, s2).ok());
+  ASSERT_TRUE(is_sealed(pool.SnapshotPath(v, s1)));
+
+  // Crash after unsealing, before the rename.
+  set_sealed(pool.SnapshotPath(v, s1), false);
+  EXPECT_EQ(*pool.ListSnapshots(), Sorted({s1, s2}));
+  ASSERT_TRUE(pool.Quarantine(s1, At("2026-03-01T00:00:00Z")).ok());
+  ASSERT_EQ(pool.ListQuarantined()->size(), 1u);
+  EXPECT_TRUE(is_sealed(pool.ListQuarantined()->at(0).path));
+
+  // Crash after the rename, before sealing again.
+  const TimePoint since = At("2026-03-02T00:00:00.001Z");
+  const std::string moved = root + "/quarantine/" + QuarantineEntryName(s2, since);
+  set_sealed(pool.SnapshotPath(v, s2), false);
+  ASSERT_EQ(::rename(pool.SnapshotPath(v, s2).c_str(), moved.c_str()), 0) << std::strerror(errno);
+  EXPECT_TRUE(pool.ListSnapshots()->empty());
+  ASSERT_EQ(pool.ListQuarantined()->size(), 2u);
+  EXPECT_FALSE(is_sealed(moved));
+  ASSERT_TRUE(pool.Quarantine(s2, At("2026-03-03T00:00:00Z")).ok());
+  EXPECT_TRUE(is_sealed(moved));
+  EXPECT_EQ(pool.ListQuarantined()->at(1).since, since);
+  EXPECT_EQ(Slurp(moved + "/f"), "x");
+
+  ASSERT_TRUE(pool.Release(s2).ok());
+  EXPECT_TRUE(is_sealed(pool.SnapshotPath(v, s2)));
+  ASSERT_TRUE(pool.Purge(s1).ok());
+  EXPECT_EQ(*pool.ListSnapshots(), std::vector<std::string>{s2});
 }
 
 }  // namespace storage_test

@@ -146,6 +146,24 @@ Status ForEachEntry(int dir_fd, const std::string& path, Fn&& fn) {
   return status;
 }
 
+// Clears the inode flags `mask` (by default FS_IMMUTABLE_FL and FS_APPEND_FL, what blocks
+// removal) of the open `fd` where set. OK on a filesystem without inode flags.
+Status ClearFlags(int fd, const std::string& path, int mask = FS_IMMUTABLE_FL | FS_APPEND_FL) {
+  int flags = 0;
+  if (::ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0) {
+    int err = errno;
+    if (FlagsUnsupported(err)) return Status::OK();
+    return PosixError(fmt::format("get inode flags of {}", path), err);
+  }
+  if ((flags & mask) == 0) return Status::OK();
+  flags &= ~mask;
+  if (::ioctl(fd, FS_IOC_SETFLAGS, &flags) != 0) {
+    int err = errno;
+    return PosixError(fmt::format("clear the immutable flag of {}", path), err);
+  }
+  return Status::OK();
+}
+
 // Removes trees, clearing the inode flags that forbid it. Never follows links, never leaves
 // the mount it started on.
 class TreeRemover {
@@ -200,23 +218,6 @@ class TreeRemover {
       }
     }
     return PosixError(fmt::format("remove {}", path), err);
-  }
-
-  // Clears FS_IMMUTABLE_FL and FS_APPEND_FL of the open `fd` if set.
-  static Status ClearFlags(int fd, const std::string& path) {
-    int flags = 0;
-    if (::ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0) {
-      int err = errno;
-      if (FlagsUnsupported(err)) return Status::OK();
-      return PosixError(fmt::format("get inode flags of {}", path), err);
-    }
-    if ((flags & (FS_IMMUTABLE_FL | FS_APPEND_FL)) == 0) return Status::OK();
-    flags &= ~(FS_IMMUTABLE_FL | FS_APPEND_FL);
-    if (::ioctl(fd, FS_IOC_SETFLAGS, &flags) != 0) {
-      int err = errno;
-      return PosixError(fmt::format("clear the immutable flag of {}", path), err);
-    }
-    return Status::OK();
   }
 
   const uint64_t mount_;
@@ -649,6 +650,16 @@ Result<SealMethod> SealTree(const std::string& dir) {
   PGB_RETURN_IF_ERROR(ForEachInode(root.get(), dir, drop_write));
   PGB_RETURN_IF_ERROR(drop_write(root.get(), dir));
   return SealMethod::kWriteBits;
+}
+
+Status SetImmutableFlag(const std::string& dir, bool immutable) {
+  Fd fd;
+  struct statx st {};
+  PGB_RETURN_IF_ERROR(OpenDirectory(dir, fd, st));
+  if (!immutable) return ClearFlags(fd.get(), dir, FS_IMMUTABLE_FL);
+  int err = SetImmutable(fd.get());
+  if (err == 0 || FlagsUnsupported(err)) return Status::OK();
+  return PosixError(fmt::format("set the immutable flag on {}", dir), err);
 }
 
 Result<bool> IsImmutable(const std::string& path) {

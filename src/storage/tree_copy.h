@@ -84,6 +84,13 @@ enum class SealMethod {
 // first error (the tree is then partly sealed: RemoveTree still removes it).
 Result<SealMethod> SealTree(const std::string& dir);
 
+// Sets or clears FS_IMMUTABLE_FL on the directory `dir` alone, not on what is inside: what
+// renaming a sealed tree needs (rename(2) of an immutable directory is EPERM; the flags inside
+// do not matter). OK, with nothing done, where the flag is as wanted already or the filesystem
+// has no inode flags (a tree sealed by write bits, which do not stop root, moves as it is).
+// NotFound if `dir` does not exist.
+Status SetImmutableFlag(const std::string& dir, bool immutable);
+
 // True if `dir` carries FS_IMMUTABLE_FL. NotFound if it does not exist.
 Result<bool> IsImmutable(const std::string& dir);
 

@@ -194,6 +194,17 @@ class TreePool : public DirectoryPool {
     return RemoveTree(SnapshotPath(volume, snapshot));
   }
 
+ protected:
+  // ---- Quarantine (DirectoryPool moves; this seals and destroys) ----
+
+  // Only the snapshot's root directory: its immutable flag stops rename(2) (EPERM), the flags
+  // inside do not. A snapshot sealed by write bits moves as it is.
+  Status SetSealed(const std::string& path, bool sealed) override {
+    return SetImmutableFlag(path, sealed);
+  }
+
+  Status RemoveObject(const std::string& path) override { return RemoveTree(path); }
+
  private:
   // The second half of a bracketed snapshot (see SnapshotBracket): between(), the second pass
   // over recopy_dirs, then the returned files, owned like the volume's root.

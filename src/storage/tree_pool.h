@@ -5,6 +5,8 @@
 //   <root>/snapshots/<snapshot>  a sealed copy per snapshot: every directory and file carries
 //                                FS_IMMUTABLE_FL, so even root cannot change or remove it
 //                                until DestroySnapshot clears the flag
+//   <root>/quarantine/<name>@<since>  a quarantined volume or snapshot (pool.h Quarantine),
+//                                renamed there whole; a snapshot stays sealed
 // Snapshots and clones are file-by-file copies of a tree (storage/tree_copy.h): with FICLONE
 // ("reflink": XFS with reflink=1, Btrfs) they share every block with their source and take
 // milliseconds; with byte copies ("copy": any filesystem) they take as long as copying the data.

@@ -405,6 +405,67 @@ TEST_P(TreePoolTest, InvalidNamesAreRejectedWithoutTouchingDisk) {
   EXPECT_EQ(DirEntries(tree_config_.root + "/snapshots"), snapshots_before);
 }
 
+// ---- Quarantine --------------------------------------------------------------------------
+
+// Given the shared lifecycle (pool_testutil.h) on each backend: everything behaves.
+TEST_P(TreePoolTest, QuarantineLifecycle) { storage_test::ExpectQuarantineLifecycle(*pool_); }
+
+// Given a data directory owned by PostgreSQL's account and a snapshot of it, Quarantine renames
+// both into <root>/quarantine (0700) as they are: the volume with its owner and modes, the
+// snapshot immutable throughout (root directory included) and the symbolic link of pg_tblspc
+// still a link; Release puts them back, the snapshot still immutable.
+TEST_P(TreePoolTest, QuarantineKeepsOwnersLinksAndSeal) {
+  std::string volume = NewDataVolume(), snapshot = NewSnapshotName();
+  ASSERT_TRUE(pool_->CreateSnapshot(volume, snapshot).ok());
+  ASSERT_TRUE(pool_->Quarantine(snapshot, storage_test::At("2026-05-01T00:00:00Z")).ok());
+  ASSERT_TRUE(pool_->Quarantine(volume, storage_test::At("2026-05-01T00:00:01Z")).ok());
+  EXPECT_EQ(LstatOf(tree_config_.root + "/quarantine").st_mode & 07777, 0700u);
+  Result<std::vector<QuarantinedObject>> held = pool_->ListQuarantined();
+  ASSERT_TRUE(held.ok());
+  ASSERT_EQ(held->size(), 2u);
+  const std::string snap = (*held)[0].path, vol = (*held)[1].path;
+  EXPECT_EQ(snap, tree_config_.root + "/quarantine/" + snapshot + "@2026-05-01T00:00:00.000Z");
+  for (const char* p : {"", "/base", "/base/1/1259"}) {
+    EXPECT_TRUE(*IsImmutable(snap + p)) << p;
+    EXPECT_FALSE(*IsImmutable(vol + p)) << p;
+    EXPECT_EQ(LstatOf(vol + p).st_uid, kPostgres.uid) << p;
+  }
+  EXPECT_EQ(LstatOf(vol).st_mode & 07777, 0700u);
+  EXPECT_TRUE(S_ISLNK(LstatOf(snap + "/pg_tblspc/16385").st_mode));
+  EXPECT_EQ(Slurp(snap + "/base/1/1259"), std::string(20000, 'r'));
+  errno = 0;
+  EXPECT_NE(::unlink((snap + "/PG_VERSION").c_str()), 0);
+  EXPECT_EQ(errno, EPERM);
+
+  ASSERT_TRUE(pool_->Release(snapshot).ok());
+  ASSERT_TRUE(pool_->Release(volume).ok());
+  EXPECT_TRUE(*IsImmutable(Snap(snapshot)));
+  EXPECT_TRUE(*IsImmutable(Snap(snapshot) + "/base"));
+  EXPECT_EQ(LstatOf(Vol(volume)).st_uid, kPostgres.uid);
+  EXPECT_EQ(Slurp(Vol(volume) + "/PG_VERSION"), "17\n");
+  EXPECT_TRUE(DirEntries(tree_config_.root + "/quarantine").empty());
+}
+
+// Given a quarantined volume and a new live one of the same name, Release and Quarantine refuse.
+TEST_P(TreePoolTest, QuarantineRefusesLiveNamesake) {
+  storage_test::ExpectLiveNamesakeRefused(*pool_);
+}
+
+// Given the states a crash mid-Quarantine leaves (snapshot root unsealed in place, or moved and
+// still unsealed), nothing is lost and Quarantine finishes the job.
+TEST_P(TreePoolTest, InterruptedSnapshotQuarantineIsFinished) {
+  storage_test::ExpectInterruptedSnapshotQuarantineFinished(
+      *pool_, tree_config_.root,
+      [](const std::string& path, bool sealed) {
+        Status status = SetImmutableFlag(path, sealed);
+        ASSERT_TRUE(status.ok()) << status.ToString();
+      },
+      [](const std::string& path) {
+        Result<bool> immutable = IsImmutable(path);
+        return immutable.ok() && *immutable;
+      });
+}
+
 // Given a directory on ext4, a reflink pool is refused (FailedPrecondition naming FICLONE) and
 // nothing is left there; a copy pool works; a missing directory or an empty root is refused;
 // opening a directory that was never made a pool is FailedPrecondition.
@@ -469,6 +530,24 @@ class TreePoolImageTest : public ImagePoolTest {
     EXPECT_TRUE(pool.ok()) << pool.status().ToString();
     return pool.ok() ? std::move(pool).value() : nullptr;
   }
+
+  // Makes `volume` (a data directory owned by kPostgres) and its `snapshot` with the fail point
+  // storage.tree.no_immutable_flag on: the snapshot is sealed by permissions only, as on a
+  // filesystem without the immutable flag. False, making nothing, in a build without fail points.
+  bool SnapshotSealedByPermissions(Pool& pool, const std::string& volume,
+                                   const std::string& snapshot) {
+    ::setenv("PGBRANCH_FAILPOINTS", "storage.tree.no_immutable_flag", 1);
+    if (!FailpointEnabled("storage.tree.no_immutable_flag")) {
+      ::unsetenv("PGBRANCH_FAILPOINTS");
+      return false;
+    }
+    EXPECT_TRUE(pool.CreateVolume(volume, kPostgres).ok());
+    FillDataDirectory(pool.VolumePath(volume));
+    Status snapped = pool.CreateSnapshot(volume, snapshot);
+    ::unsetenv("PGBRANCH_FAILPOINTS");
+    EXPECT_TRUE(snapped.ok()) << snapped.ToString();
+    return true;
+  }
 };
 
 // Given a copy pool on an XFS image of 300 MiB (~229 MB usable) and a volume of 80 MiB: one
@@ -507,16 +586,9 @@ TEST_F(TreePoolImageTest, CloneOfSnapshotSealedByPermissionsIsWritable) {
   std::unique_ptr<Pool> pool = NewPoolOnXfs("reflink");
   ASSERT_NE(pool, nullptr);
   std::string volume = NewVolumeName(), snapshot = NewSnapshotName(), clone = NewVolumeName();
-  ASSERT_TRUE(pool->CreateVolume(volume, kPostgres).ok());
-  FillDataDirectory(pool->VolumePath(volume));
-  ::setenv("PGBRANCH_FAILPOINTS", "storage.tree.no_immutable_flag", 1);
-  if (!FailpointEnabled("storage.tree.no_immutable_flag")) {
-    ::unsetenv("PGBRANCH_FAILPOINTS");
+  if (!SnapshotSealedByPermissions(*pool, volume, snapshot)) {
     GTEST_SKIP() << "built without fail points";
   }
-  Status snapped = pool->CreateSnapshot(volume, snapshot);
-  ::unsetenv("PGBRANCH_FAILPOINTS");
-  ASSERT_TRUE(snapped.ok()) << snapped.ToString();
   std::string snap = pool->SnapshotPath(volume, snapshot);
   EXPECT_FALSE(*IsImmutable(snap));
   EXPECT_EQ(LstatOf(snap).st_mode & 07777, 0500u);
@@ -528,6 +600,29 @@ TEST_F(TreePoolImageTest, CloneOfSnapshotSealedByPermissionsIsWritable) {
   EXPECT_EQ(LstatOf(pool->VolumePath(clone) + "/PG_VERSION").st_mode & 07777, 0600u);
   EXPECT_TRUE(pool->DestroySnapshot(volume, snapshot).ok());
   EXPECT_FALSE(PathExists(snap));
+}
+
+// Given a snapshot sealed by permissions only (fail point: a filesystem without the immutable
+// flag), Quarantine and Release move it all the same (write bits do not stop root's rename),
+// and a clone of it afterwards is still writable.
+TEST_F(TreePoolImageTest, SnapshotSealedByPermissionsQuarantinesAndReleases) {
+  std::unique_ptr<Pool> pool = NewPoolOnXfs("reflink");
+  ASSERT_NE(pool, nullptr);
+  std::string volume = NewVolumeName(), snapshot = NewSnapshotName(), clone = NewVolumeName();
+  if (!SnapshotSealedByPermissions(*pool, volume, snapshot)) {
+    GTEST_SKIP() << "built without fail points";
+  }
+  Status quarantined = pool->Quarantine(snapshot, storage_test::At("2026-05-01T00:00:00Z"));
+  ASSERT_TRUE(quarantined.ok()) << quarantined.ToString();
+  std::string held = pool->ListQuarantined()->at(0).path;
+  EXPECT_EQ(LstatOf(held).st_mode & 07777, 0500u);
+  EXPECT_EQ(Slurp(held + "/PG_VERSION"), "17\n");
+
+  Status released = pool->Release(snapshot);
+  ASSERT_TRUE(released.ok()) << released.ToString();
+  ASSERT_TRUE(pool->CloneSnapshot(volume, snapshot, clone).ok());
+  EXPECT_EQ(LstatOf(pool->VolumePath(clone) + "/PG_VERSION").st_mode & 07777, 0600u);
+  EXPECT_TRUE(pool->DestroySnapshot(volume, snapshot).ok());
 }
 
 // ---------------------------------------------------------------------------------------------

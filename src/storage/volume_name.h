@@ -7,10 +7,12 @@
 #ifndef PGBRANCH_STORAGE_VOLUME_NAME_H_
 #define PGBRANCH_STORAGE_VOLUME_NAME_H_
 
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "common/status.h"
+#include "common/time.h"
 
 namespace pgb {
 
@@ -28,6 +30,26 @@ bool IsSnapshotName(std::string_view name);
 // OK for such names; InvalidArgument saying what was expected otherwise.
 Status CheckVolumeName(std::string_view name);
 Status CheckSnapshotName(std::string_view name);
+// OK for a volume or a snapshot name; InvalidArgument otherwise.
+Status CheckVolumeOrSnapshotName(std::string_view name);
+
+// ---- Quarantine (Pool::Quarantine) ----------------------------------------------------------
+
+// The directory below a pool's root that holds quarantined objects.
+inline constexpr const char* kQuarantineDir = "quarantine";
+
+// Where quarantined object `name` goes below kQuarantineDir: "<name>@<since>" with the time as
+// common/time.h FormatTimestamp writes it, "v3f9a0c1d2e4b5a69@2026-11-21T14:30:00.123Z", so the
+// pool itself says when (the catalog may be what was lost) and people can read it.
+std::string QuarantineEntryName(std::string_view name, TimePoint since);
+
+struct QuarantineEntry {
+  std::string name;  // a volume or snapshot name
+  TimePoint since;
+};
+
+// Parses what QuarantineEntryName writes; nullopt for anything else (never ours to touch).
+std::optional<QuarantineEntry> ParseQuarantineEntryName(std::string_view entry);
 
 }  // namespace pgb
 

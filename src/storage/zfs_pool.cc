@@ -10,10 +10,12 @@
 #include <set>
 #include <string_view>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
 #include "common/fs.h"
+#include "common/time.h"
 #include "common/undo.h"
 #include "storage/volume_name.h"
 
@@ -33,6 +35,13 @@ constexpr std::chrono::milliseconds kBusyRetryBudget{3'000};
 // A user property marking a volume that was destroyed while snapshots of it remained: it is
 // unmounted and hidden, and goes with its last snapshot (DestroyVolume, DestroySnapshot).
 constexpr const char* kRetiredProperty = "pgbranch:retired";
+// A user property marking a quarantined volume or snapshot (pool.h Quarantine); its value is when
+// (common/time.h FormatTimestamp). Only a value set on the object itself counts: ZFS hands a
+// dataset's user properties down to its snapshots ("inherited from"), so a quarantined volume's
+// snapshots show its value too. Hence `zfs get -s local`, never a column of `zfs list`.
+constexpr const char* kQuarantinedProperty = "pgbranch:quarantined";
+// <root>/quarantine, where quarantined objects are mounted: only root passes.
+constexpr mode_t kQuarantineDirMode = 0700;
 
 bool Contains(std::string_view text, std::string_view needle) {
   return text.find(needle) != std::string_view::npos;
@@ -321,6 +330,11 @@ class ZfsPool : public Pool {
   Status DestroyVolume(const std::string& volume) override {
     PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
     const std::string dataset = VolumeDataset(volume);
+    // A quarantined volume counts as missing (pool.h): never destroyed on a stale row's word.
+    Result<ObjectState> state = StateOf(dataset);
+    if (state.status().Is(StatusCode::kNotFound)) return Status::OK();
+    PGB_RETURN_IF_ERROR(state.status());
+    if (state->quarantined) return Status::OK();
     Status status = Zfs(runner_, {"destroy", dataset}, OnBusy::kRetry).status();
     if (status.ok() || status.Is(StatusCode::kNotFound)) return Status::OK();
     // "filesystem has children": its snapshots (volumes have no child datasets).
@@ -331,15 +345,7 @@ class ZfsPool : public Pool {
       (void)Zfs(runner_, {"mount", dataset});
       return status;
     }
-    PGB_RETURN_IF_ERROR(Zfs(runner_, {"set", "canmount=off", dataset}).status());
-    Status unmounted = Zfs(runner_, {"umount", dataset}, OnBusy::kRetry).status();
-    if (!unmounted.ok() && !Contains(unmounted.message(), "not currently mounted")) {
-      (void)Zfs(runner_, {"set", "canmount=on", dataset});
-      return unmounted;
-    }
-    PGB_RETURN_IF_ERROR(
-        Zfs(runner_, {"set", fmt::format("{}=yes", kRetiredProperty), dataset}).status());
-    return RemoveEmptyDir(VolumePath(volume));  // the mountpoint directory, now empty
+    return Retire(dataset, VolumePath(volume));
   }
 
   Status DestroySnapshot(const std::string& volume_hint, const std::string& snapshot) override {
@@ -347,21 +353,20 @@ class ZfsPool : public Pool {
     PGB_ASSIGN_OR_RETURN(std::optional<std::string> volume, HolderOf(volume_hint, snapshot));
     if (!volume) return Status::OK();  // missing is OK
     std::string name = SnapshotDataset(*volume, snapshot);
-    Status status = Zfs(runner_, {"destroy", name}, OnBusy::kRetry).status();
-    if (status.Is(StatusCode::kNotFound)) {
+    Result<ObjectState> state = StateOf(name);
+    if (state.status().Is(StatusCode::kNotFound)) {
       PGB_ASSIGN_OR_RETURN(auto where, FindSnapshotByName(snapshot));
       if (!where || SnapshotDataset(*where, snapshot) == name) return Status::OK();
       name = SnapshotDataset(*where, snapshot);
-      status = Zfs(runner_, {"destroy", name}, OnBusy::kRetry).status();
+      state = StateOf(name);
+      if (state.status().Is(StatusCode::kNotFound)) return Status::OK();
     }
+    PGB_RETURN_IF_ERROR(state.status());
+    // A quarantined snapshot counts as missing (pool.h): never destroyed on a stale row's word.
+    if (state->quarantined) return Status::OK();
+    Status status = Zfs(runner_, {"destroy", name}, OnBusy::kRetry).status();
     if (status.ok() || status.Is(StatusCode::kNotFound)) {
-      // The last snapshot of a retired volume takes the volume with it.
-      std::string holder = name.substr(0, name.find('@'));
-      PGB_ASSIGN_OR_RETURN(bool retired, IsRetired(holder));
-      if (!retired) return Status::OK();
-      Result<std::vector<std::string>> left = SnapshotsOf(holder);
-      if (!left.ok() || !left->empty()) return left.status();
-      return DestroyIfExists(runner_, holder);
+      return CollectIfRetired(name.substr(0, name.find('@')));
     }
     Result<std::vector<std::string>> clones = ClonesOf(name);
     if (clones.ok() && !clones->empty()) {
@@ -371,23 +376,36 @@ class ZfsPool : public Pool {
     return status;
   }
 
+  // Neither retired nor quarantined volumes.
   Result<std::vector<std::string>> ListVolumes() override {
     PGB_ASSIGN_OR_RETURN(auto filesystems, ListFilesystems());
+    PGB_ASSIGN_OR_RETURN(std::vector<Marker> markers, Markers());
+    std::set<std::string> quarantined;
+    for (const Marker& marker : markers) {
+      if (marker.snapshot.empty()) quarantined.insert(marker.volume);
+    }
     std::vector<std::string> volumes;
     for (const auto& fs : filesystems) {
-      if (!fs.retired) volumes.push_back(fs.volume);
+      if (!fs.retired && !quarantined.contains(fs.volume)) volumes.push_back(fs.volume);
     }
     std::sort(volumes.begin(), volumes.end());
     return volumes;
   }
 
+  // All but the quarantined ones (also the snapshots of retired or quarantined volumes).
   Result<std::vector<std::string>> ListSnapshots() override {
     PGB_ASSIGN_OR_RETURN(std::string out, Zfs(runner_, {"list", "-H", "-o", "name", "-t",
                                                         "snapshot", "-r", dataset_}));
+    PGB_ASSIGN_OR_RETURN(std::vector<Marker> markers, Markers());
+    std::set<std::string> quarantined;
+    for (const Marker& marker : markers) {
+      if (!marker.snapshot.empty())
+        quarantined.insert(SnapshotDataset(marker.volume, marker.snapshot));
+    }
     std::vector<std::string> snapshots;
     for (const std::string& line : SplitLines(out)) {
       size_t at = line.find('@');
-      if (at == std::string::npos) continue;
+      if (at == std::string::npos || quarantined.contains(line)) continue;
       std::string snapshot = line.substr(at + 1);
       if (IsSnapshotName(snapshot)) snapshots.push_back(std::move(snapshot));
     }
@@ -438,6 +456,49 @@ class ZfsPool : public Pool {
     PGB_ASSIGN_OR_RETURN(usage.free_bytes, Need(sizes, "available", dataset_));
     usage.size_bytes = usage.used_bytes + usage.free_bytes;
     return usage;
+  }
+
+  // ---- Quarantine (pool.h; the layout in zfs_pool.h) ----------------------------------------
+
+  Status Quarantine(const std::string& name, TimePoint now) override {
+    PGB_RETURN_IF_ERROR(CheckVolumeOrSnapshotName(name));
+    return IsSnapshotName(name) ? QuarantineSnapshot(name, now) : QuarantineVolume(name, now);
+  }
+
+  // Two commands: the markers, and where the filesystems are mounted.
+  Result<std::vector<QuarantinedObject>> ListQuarantined() override {
+    std::vector<QuarantinedObject> objects;
+    PGB_ASSIGN_OR_RETURN(std::vector<Marker> markers, Markers());
+    if (markers.empty()) return objects;
+    PGB_ASSIGN_OR_RETURN(std::string out,
+                         Zfs(runner_, {"list", "-H", "-o", "name,mountpoint,mounted", "-t",
+                                       "filesystem", "-r", dataset_}));
+    std::map<std::string, std::string> mounted_at;  // dataset -> mountpoint, if mounted
+    for (const std::string& line : SplitLines(out)) {
+      std::vector<std::string> f = SplitTabs(line);
+      if (f.size() == 3 && f[2] == "yes") mounted_at[f[0]] = f[1];
+    }
+    for (const Marker& marker : markers) {
+      const bool is_snapshot = !marker.snapshot.empty();
+      auto it = mounted_at.find(is_snapshot ? ReaderDataset(marker.snapshot)
+                                            : VolumeDataset(marker.volume));
+      objects.push_back({is_snapshot ? marker.snapshot : marker.volume, is_snapshot,
+                         it == mounted_at.end() ? "" : it->second, marker.since});
+    }
+    std::sort(objects.begin(), objects.end(), [](const auto& a, const auto& b) {
+      return std::tie(a.since, a.name) < std::tie(b.since, b.name);
+    });
+    return objects;
+  }
+
+  Status Release(const std::string& name) override {
+    PGB_RETURN_IF_ERROR(CheckVolumeOrSnapshotName(name));
+    return IsSnapshotName(name) ? ReleaseSnapshot(name) : ReleaseVolume(name);
+  }
+
+  Status Purge(const std::string& name) override {
+    PGB_RETURN_IF_ERROR(CheckVolumeOrSnapshotName(name));
+    return IsSnapshotName(name) ? PurgeSnapshot(name) : PurgeVolume(name);
   }
 
  private:
@@ -511,6 +572,31 @@ class ZfsPool : public Pool {
     return names;
   }
 
+  // Retires volume `dataset` (see DestroyVolume): canmount=off, unmounted, marked; then removes
+  // the directory `mountpoint` it was mounted at. If it cannot be unmounted (busy), it is left
+  // mountable and mounted.
+  Status Retire(const std::string& dataset, const std::string& mountpoint) {
+    PGB_RETURN_IF_ERROR(Zfs(runner_, {"set", "canmount=off", dataset}).status());
+    Status unmounted = Zfs(runner_, {"umount", dataset}, OnBusy::kRetry).status();
+    if (!unmounted.ok() && !Contains(unmounted.message(), "not currently mounted")) {
+      (void)Zfs(runner_, {"set", "canmount=on", dataset});
+      return unmounted;
+    }
+    PGB_RETURN_IF_ERROR(
+        Zfs(runner_, {"set", fmt::format("{}=yes", kRetiredProperty), dataset}).status());
+    return RemoveEmptyDir(mountpoint);  // now empty
+  }
+
+  // After a snapshot of volume `dataset` went: the last snapshot of a retired volume takes the
+  // volume with it.
+  Status CollectIfRetired(const std::string& dataset) {
+    PGB_ASSIGN_OR_RETURN(bool retired, IsRetired(dataset));
+    if (!retired) return Status::OK();
+    Result<std::vector<std::string>> left = SnapshotsOf(dataset);
+    if (!left.ok() || !left->empty()) return left.status();
+    return DestroyIfExists(runner_, dataset);
+  }
+
   Result<bool> IsRetired(const std::string& dataset) const {
     Result<std::string> value =
         Zfs(runner_, {"get", "-H", "-o", "value", kRetiredProperty, dataset});
@@ -533,17 +619,26 @@ class ZfsPool : public Pool {
   // The volume that holds snapshot `snapshot`, searched by name in the whole pool; nullopt if
   // no volume has it.
   Result<std::optional<std::string>> FindSnapshotByName(const std::string& snapshot) const {
+    PGB_ASSIGN_OR_RETURN(std::vector<std::string> holders, HoldersOf(snapshot));
+    if (holders.empty()) return std::optional<std::string>();
+    return std::optional(std::move(holders.front()));
+  }
+
+  // The volumes that hold a snapshot named `snapshot` (one at most, but for a quarantined
+  // snapshot and a live namesake), in zfs list order.
+  Result<std::vector<std::string>> HoldersOf(const std::string& snapshot) const {
     PGB_ASSIGN_OR_RETURN(std::string out, Zfs(runner_, {"list", "-H", "-o", "name", "-t",
                                                         "snapshot", "-r", dataset_}));
+    std::vector<std::string> holders;
     for (const std::string& line : SplitLines(out)) {
       size_t at = line.find('@');
       if (at == std::string::npos || line.compare(at + 1, std::string::npos, snapshot) != 0) {
         continue;
       }
       std::optional<std::string> volume = VolumeOf(std::string_view(line).substr(0, at));
-      if (volume) return volume;
+      if (volume) holders.push_back(std::move(*volume));
     }
-    return std::optional<std::string>();
+    return holders;
   }
 
   // The volume that holds snapshot `snapshot`: `volume` if it does, else the one a lookup by
@@ -563,6 +658,274 @@ class ZfsPool : public Pool {
     if (exact.ok()) return std::optional(volume);
     if (!exact.status().Is(StatusCode::kNotFound)) return exact.status();
     return FindSnapshotByName(snapshot);
+  }
+
+  // ---- Quarantine helpers ----
+
+  // A quarantine marker: volume `volume`, or its snapshot `snapshot`, quarantined since `since`.
+  struct Marker {
+    std::string volume;
+    std::string snapshot;  // "" for the volume itself
+    TimePoint since;
+  };
+
+  // Every marker in the pool, in one command. A value that is not a timestamp marks nothing.
+  Result<std::vector<Marker>> Markers() const {
+    PGB_ASSIGN_OR_RETURN(std::string out,
+                         Zfs(runner_, {"get", "-H", "-o", "name,value", "-s", "local", "-r",
+                                       kQuarantinedProperty, dataset_}));
+    std::vector<Marker> markers;
+    for (const std::string& line : SplitLines(out)) {
+      std::vector<std::string> f = SplitTabs(line);
+      if (f.size() != 2) continue;
+      Result<TimePoint> since = ParseTimestamp(f[1]);
+      size_t at = f[0].find('@');
+      std::optional<std::string> volume = VolumeOf(std::string_view(f[0]).substr(0, at));
+      std::string snapshot = at == std::string::npos ? "" : f[0].substr(at + 1);
+      if (!since.ok() || !volume || !(snapshot.empty() || IsSnapshotName(snapshot))) continue;
+      markers.push_back({std::move(*volume), std::move(snapshot), *since});
+    }
+    return markers;
+  }
+
+  // What the quarantine calls need to know of a volume or snapshot, in one command.
+  struct ObjectState {
+    std::optional<TimePoint> quarantined;  // its marker, set on it (not inherited)
+    bool retired = false;                  // volumes
+    bool can_mount = true;                 // volumes: canmount is not "off"
+    std::string mountpoint;                // volumes
+    bool mounted = false;                  // volumes
+  };
+
+  // The state of dataset or snapshot `name`; NotFound if it does not exist.
+  Result<ObjectState> StateOf(const std::string& name) const {
+    PGB_ASSIGN_OR_RETURN(std::string out,
+                         Zfs(runner_, {"get", "-H", "-o", "property,value,source",
+                                       fmt::format("{},{},canmount,mountpoint,mounted",
+                                                   kQuarantinedProperty, kRetiredProperty),
+                                       name}));
+    ObjectState state;
+    for (const std::string& line : SplitLines(out)) {
+      std::vector<std::string> f = SplitTabs(line);
+      if (f.size() != 3) continue;
+      if (f[0] == kQuarantinedProperty && f[2] == "local") {
+        Result<TimePoint> since = ParseTimestamp(f[1]);
+        if (since.ok()) state.quarantined = *since;
+      } else if (f[0] == kRetiredProperty) {
+        state.retired = f[1] == "yes";
+      } else if (f[0] == "canmount") {
+        state.can_mount = f[1] != "off";
+      } else if (f[0] == "mountpoint") {
+        state.mountpoint = f[1];
+      } else if (f[0] == "mounted") {
+        state.mounted = f[1] == "yes";
+      }
+    }
+    return state;
+  }
+
+  // Where a snapshot named `snapshot` is: the volume holding it live, and the marker of a
+  // quarantined one (names are unique, so normally one of the two at most).
+  struct SnapshotPlaces {
+    std::optional<std::string> live;
+    std::optional<Marker> held;
+  };
+  Result<SnapshotPlaces> PlacesOf(const std::string& snapshot) const {
+    SnapshotPlaces places;
+    PGB_ASSIGN_OR_RETURN(std::vector<Marker> markers, Markers());
+    for (Marker& marker : markers) {
+      if (marker.snapshot == snapshot) places.held = std::move(marker);
+    }
+    PGB_ASSIGN_OR_RETURN(std::vector<std::string> holders, HoldersOf(snapshot));
+    for (std::string& volume : holders) {
+      if (!places.held || places.held->volume != volume) places.live = std::move(volume);
+    }
+    return places;
+  }
+
+  // Sets the quarantine mark of volume or snapshot `name` (a dataset name), or takes it off.
+  Status Mark(const std::string& name, TimePoint since) {
+    return Zfs(runner_,
+               {"set", fmt::format("{}={}", kQuarantinedProperty, FormatTimestamp(since)), name})
+        .status();
+  }
+  Status Unmark(const std::string& name) {
+    return Zfs(runner_, {"inherit", kQuarantinedProperty, name}).status();
+  }
+
+  // Where quarantined `name` is mounted: <root>/quarantine/<name>@<since>.
+  std::string QuarantinePath(const std::string& name, TimePoint since) const {
+    return JoinPath(JoinPath(root_, kQuarantineDir), QuarantineEntryName(name, since));
+  }
+  // The read-only clone a quarantined snapshot is read through: <dataset>/<snapshot>, a name no
+  // volume can have (ListVolumes and ClonesOf never see it).
+  std::string ReaderDataset(const std::string& snapshot) const { return dataset_ + "/" + snapshot; }
+  // Removes `dir` if it is an empty directory below <root>/quarantine: a mountpoint ZFS leaves
+  // behind (zfs-fuse removes some, not all). Anything else is left alone.
+  void RemoveQuarantineMountpoint(const std::string& dir) const {
+    if (dir.starts_with(JoinPath(root_, kQuarantineDir) + "/")) (void)RemoveEmptyDir(dir);
+  }
+
+  static Status HalfPurged(const std::string& volume) {
+    return Status::FailedPrecondition(fmt::format(
+        "volume {} is being purged (an interrupted Purge unmounted it); purge it again", volume));
+  }
+
+  // A volume's files in use when ZFS must unmount it: Unavailable, saying what to do.
+  static Status InUse(Status status, const std::string& name) {
+    if (status.ok()) return status;
+    if (!status.Is(StatusCode::kUnavailable) && !Contains(status.message(), "cannot unmount")) {
+      return status;
+    }
+    return Status::Unavailable(fmt::format(
+        "{} is in use (stop the server or process using it first): {}", name, status.message()));
+  }
+
+  // Marks the volume and moves its mountpoint into the quarantine. If the move fails (the volume
+  // is busy), the mark is taken back: the volume stays live.
+  Status QuarantineVolume(const std::string& volume, TimePoint now) {
+    const std::string dataset = VolumeDataset(volume);
+    Result<ObjectState> state = StateOf(dataset);
+    if (state.status().Is(StatusCode::kNotFound)) {
+      return Status::NotFound(fmt::format("no volume or snapshot {} in the pool", volume));
+    }
+    PGB_RETURN_IF_ERROR(state.status());
+    if (state->retired || !state->can_mount) {
+      if (state->quarantined) return HalfPurged(volume);
+      return Status::NotFound(fmt::format(
+          "volume {} was destroyed (it stays, hidden, while snapshots of it remain)", volume));
+    }
+    const bool marked_now = !state->quarantined;
+    const TimePoint since = state->quarantined.value_or(now);
+    if (marked_now) PGB_RETURN_IF_ERROR(Mark(dataset, since));
+    const std::string target = QuarantinePath(volume, since);
+    Status status = EnsureDir(Dirname(target), kQuarantineDirMode);
+    if (status.ok() && state->mountpoint != target) {
+      status = Zfs(runner_, {"set", "mountpoint=" + target, dataset}, OnBusy::kRetry).status();
+    }
+    if (!status.ok()) {
+      // ZFS keeps the old mountpoint when it cannot unmount: only the mark is to take back.
+      if (marked_now) (void)Unmark(dataset);
+      return InUse(status, fmt::format("volume {}", volume));
+    }
+    // Not mounted before (ZFS lost it): mounting it is what makes `path` readable; if it fails,
+    // ListQuarantined says so with an empty path.
+    if (!state->mounted) (void)Zfs(runner_, {"mount", dataset});
+    (void)RemoveEmptyDir(VolumePath(volume));  // its old mountpoint, where ZFS left it
+    return Status::OK();
+  }
+
+  // Marks the snapshot, then mounts a read-only clone of it in the quarantine. If the clone
+  // fails, the mark is taken back: the snapshot stays live.
+  Status QuarantineSnapshot(const std::string& snapshot, TimePoint now) {
+    PGB_ASSIGN_OR_RETURN(SnapshotPlaces places, PlacesOf(snapshot));
+    if (places.live && places.held) {
+      return Status::AlreadyExists(fmt::format(
+          "{} is live in volume {}, and quarantined too in volume {}; release or purge that one "
+          "first",
+          snapshot, *places.live, places.held->volume));
+    }
+    if (!places.live && !places.held) {
+      return Status::NotFound(fmt::format("no volume or snapshot {} in the pool", snapshot));
+    }
+    const std::string name =
+        SnapshotDataset(places.held ? places.held->volume : *places.live, snapshot);
+    const TimePoint since = places.held ? places.held->since : now;
+    if (!places.held) PGB_RETURN_IF_ERROR(Mark(name, since));
+    const std::string target = QuarantinePath(snapshot, since);
+    Status status = EnsureDir(Dirname(target), kQuarantineDirMode);
+    if (status.ok()) {
+      status = Zfs(runner_, {"clone", "-o", "readonly=on", "-o", "mountpoint=" + target, name,
+                             ReaderDataset(snapshot)})
+                   .status();
+      // Made by the interrupted call this one finishes.
+      if (status.Is(StatusCode::kAlreadyExists)) status = Status::OK();
+      // "filesystem successfully created, but not mounted": leave nothing behind.
+      if (!status.ok() && Contains(status.message(), "successfully created")) {
+        (void)DestroyIfExists(runner_, ReaderDataset(snapshot));
+      }
+    }
+    if (!status.ok() && !places.held) (void)Unmark(name);  // it stays live
+    return status;
+  }
+
+  // Mountpoint back (inherited again), then the mark off: until then it stays quarantined.
+  Status ReleaseVolume(const std::string& volume) {
+    const std::string dataset = VolumeDataset(volume);
+    Result<ObjectState> state = StateOf(dataset);
+    if (state.status().Is(StatusCode::kNotFound) || (state.ok() && !state->quarantined)) {
+      return Status::NotFound(fmt::format("volume {} is not quarantined", volume));
+    }
+    PGB_RETURN_IF_ERROR(state.status());
+    if (state->retired || !state->can_mount) return HalfPurged(volume);
+    PGB_RETURN_IF_ERROR(
+        InUse(Zfs(runner_, {"inherit", "mountpoint", dataset}, OnBusy::kRetry).status(),
+              fmt::format("volume {}", volume)));
+    PGB_RETURN_IF_ERROR(Unmark(dataset));
+    RemoveQuarantineMountpoint(state->mountpoint);
+    return Status::OK();
+  }
+
+  // The reading clone goes first (it pins the snapshot), then the mark.
+  Status ReleaseSnapshot(const std::string& snapshot) {
+    PGB_ASSIGN_OR_RETURN(SnapshotPlaces places, PlacesOf(snapshot));
+    if (!places.held) {
+      return Status::NotFound(fmt::format("snapshot {} is not quarantined", snapshot));
+    }
+    if (places.live) {
+      return Status::AlreadyExists(
+          fmt::format("a live snapshot {} exists (in volume {}); its quarantined namesake stays",
+                      snapshot, *places.live));
+    }
+    PGB_RETURN_IF_ERROR(InUse(DestroyIfExists(runner_, ReaderDataset(snapshot)),
+                              fmt::format("snapshot {}", snapshot)));
+    PGB_RETURN_IF_ERROR(Unmark(SnapshotDataset(places.held->volume, snapshot)));
+    RemoveQuarantineMountpoint(QuarantinePath(snapshot, places.held->since));
+    return Status::OK();
+  }
+
+  // As DestroyVolume: destroyed, or retired while snapshots of it remain (live ones are never
+  // taken along); then the mark goes.
+  Status PurgeVolume(const std::string& volume) {
+    const std::string dataset = VolumeDataset(volume);
+    Result<ObjectState> state = StateOf(dataset);
+    if (state.status().Is(StatusCode::kNotFound) || (state.ok() && !state->quarantined)) {
+      return Status::NotFound(fmt::format("volume {} is not quarantined", volume));
+    }
+    PGB_RETURN_IF_ERROR(state.status());
+    Status status = Zfs(runner_, {"destroy", dataset}, OnBusy::kRetry).status();
+    if (status.ok() || status.Is(StatusCode::kNotFound)) {
+      RemoveQuarantineMountpoint(state->mountpoint);
+      return Status::OK();
+    }
+    if (!Contains(status.message(), "has children")) {
+      (void)Zfs(runner_, {"mount", dataset});  // as DestroyVolume: zfs-fuse leaves it unmounted
+      return InUse(status, fmt::format("volume {}", volume));
+    }
+    PGB_RETURN_IF_ERROR(
+        InUse(Retire(dataset, state->mountpoint), fmt::format("volume {}", volume)));
+    return Unmark(dataset);
+  }
+
+  // FailedPrecondition while volumes are cloned from it; else its reading clone, then the
+  // snapshot, then (the last snapshot of a retired volume) the volume.
+  Status PurgeSnapshot(const std::string& snapshot) {
+    PGB_ASSIGN_OR_RETURN(SnapshotPlaces places, PlacesOf(snapshot));
+    if (!places.held) {
+      return Status::NotFound(fmt::format("snapshot {} is not quarantined", snapshot));
+    }
+    const std::string name = SnapshotDataset(places.held->volume, snapshot);
+    PGB_ASSIGN_OR_RETURN(std::vector<std::string> clones, ClonesOf(name));
+    if (!clones.empty()) {
+      return Status::FailedPrecondition(
+          fmt::format("snapshot {} has clones ({}); destroy or purge them first", snapshot,
+                      fmt::join(clones, ", ")));
+    }
+    PGB_RETURN_IF_ERROR(InUse(DestroyIfExists(runner_, ReaderDataset(snapshot)),
+                              fmt::format("snapshot {}", snapshot)));
+    PGB_RETURN_IF_ERROR(DestroyIfExists(runner_, name));
+    RemoveQuarantineMountpoint(QuarantinePath(snapshot, places.held->since));
+    return CollectIfRetired(VolumeDataset(places.held->volume));
   }
 
   Result<SpaceUsage> Space(const std::map<std::string, uint64_t>& sizes, const std::string& name,

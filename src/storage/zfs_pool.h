@@ -9,6 +9,26 @@
 //   tank/pgbranch/<volume>@<snap>  a ZFS snapshot per snapshot (atomic, read-only)
 //   tank/pgbranch/<clone>          a `zfs clone` of a snapshot, which it depends on
 //
+// Quarantine (pool.h): a quarantined volume or snapshot carries the user property
+// pgbranch:quarantined=<since> (FormatTimestamp) set on itself; ListVolumes and ListSnapshots
+// leave it out and DestroyVolume and DestroySnapshot leave it alone (one `zfs get` each first).
+//   tank/pgbranch/<volume>         quarantined: mountpoint=<root>/quarantine/<volume>@<since>
+//                                  (still mounted, so its files stay readable there)
+//   tank/pgbranch/<snapshot>       a read-only clone of a quarantined snapshot, mounted at
+//                                  <root>/quarantine/<snapshot>@<since>: zfs-fuse has no .zfs
+//                                  directory, so a clone is the only way to read a snapshot.
+//                                  It pins the snapshot until Release or Purge destroys it.
+// Quarantine marks first and moves second; Release moves back first and unmarks last. So a
+// crash leaves the object live, or marked and so quarantined (ListQuarantined's `path` is where
+// it is mounted now, "" if nowhere), never lost; calling the same again finishes. Only the mark
+// set on the object itself counts: a volume's user properties are inherited by its snapshots,
+// which stay live when it is quarantined. Retired volumes (DestroyVolume) are not live: Quarantine
+// is NotFound for them. Purging a volume whose snapshots remain retires it (the mark goes last);
+// a volume whose Purge was interrupted after canmount=off is refused by Quarantine and Release
+// (FailedPrecondition: purge it again). The other calls do not check the mark: unlike on the
+// directory pools, where the object is gone from its path, CreateSnapshot, CloneSnapshot,
+// SnapshotPath and the space calls still reach a quarantined object by its name.
+//
 // Everything goes through the zfs and zpool commands of the host (OpenZFS 2.x, or Debian's
 // zfs-fuse 0.7), run by the injected ProcessRunner from argv vectors with a timeout; a failed
 // command's Status carries its argv and stderr. Differences between the two are found by trying

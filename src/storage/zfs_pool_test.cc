@@ -51,6 +51,10 @@ class RecordingRunner : public ProcessRunner {
   ProcessRunner& target_;
 };
 
+// What ZfsPool asks of a volume or snapshot before it quarantines, releases, purges or destroys it.
+constexpr const char* kStateProperties =
+    "pgbranch:quarantined,pgbranch:retired,canmount,mountpoint,mounted";
+
 CommandResult Exited(int code, std::string out = "", std::string err = "") {
   CommandResult r;
   r.exit_code = code;
@@ -603,6 +607,199 @@ TEST_F(ZfsPoolTest, InvalidNamesAreRejectedBeforeAnyCommand) {
   }
 }
 
+// ---- Quarantine on a real ZFS ---------------------------------------------------------------
+
+// Given the shared lifecycle (pool_testutil.h) on zfs-fuse: everything behaves, and a malformed
+// name runs no command at all.
+TEST_F(ZfsPoolTest, QuarantineLifecycle) {
+  storage_test::ExpectQuarantineLifecycle(*pool_);
+  runner_->commands_ran_.clear();
+  for (const std::string bad : {"-R", "../x", "v0123456789abcdef@s0123456789abcdef", ""}) {
+    EXPECT_EQ(pool_->Quarantine(bad, storage_test::At("2026-01-01T00:00:00Z")).code(),
+              StatusCode::kInvalidArgument);
+    EXPECT_EQ(pool_->Release(bad).code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(pool_->Purge(bad).code(), StatusCode::kInvalidArgument);
+  }
+  EXPECT_TRUE(runner_->commands_ran_.empty()) << ::testing::PrintToString(runner_->commands_ran_);
+}
+
+// Given volume V (0700, owned by an unprivileged account) with snapshots S1 and S2: quarantining
+// V marks it (the property set on V itself) and moves its mountpoint to
+// <root>/quarantine/V@<since>, where its files stay readable with their owner; its snapshots,
+// which inherit V's user properties, stay live and listed. Quarantining S1 marks S1 and mounts a
+// read-only clone <dataset>/S1 at <root>/quarantine/S1@<since>. Release takes all of it back:
+// V mounted at <root>/V again with mountpoint inherited, no mark left, no reading clone.
+TEST_F(ZfsPoolTest, QuarantineMarksAndMountsAside) {
+  std::string v = NewVolumeName(), s1 = NewSnapshotName(), s2 = NewSnapshotName();
+  ASSERT_TRUE(pool_->CreateVolume(v, FileOwner{65534, 65534}).ok());
+  ASSERT_TRUE(WriteFileAtomic(pool_->VolumePath(v) + "/f", "one", 0600).ok());
+  ASSERT_TRUE(pool_->CreateSnapshot(v, s1).ok());
+  ASSERT_TRUE(pool_->CreateSnapshot(v, s2).ok());
+  const std::string dataset = config_.dataset + "/" + v;
+
+  ASSERT_TRUE(pool_->Quarantine(v, storage_test::At("2026-05-01T00:00:00Z")).ok());
+  const std::string v_path = config_.root + "/quarantine/" + v + "@2026-05-01T00:00:00.000Z";
+  EXPECT_EQ(Zfs({"get", "-H", "-o", "value,source", "pgbranch:quarantined", dataset}),
+            "2026-05-01T00:00:00.000Z\tlocal");
+  EXPECT_EQ(Get("mountpoint", dataset), v_path);
+  EXPECT_EQ(Get("mounted", dataset), "yes");
+  EXPECT_EQ(ModeOf(config_.root + "/quarantine"), 0700u);
+  EXPECT_EQ(ModeOf(v_path), 0700u);
+  EXPECT_EQ(Slurp(v_path + "/f"), "one");
+  EXPECT_FALSE(PathExists(pool_->VolumePath(v)));
+  EXPECT_TRUE(pool_->ListVolumes()->empty());
+  EXPECT_EQ(*pool_->ListSnapshots(), storage_test::Sorted({s1, s2}))
+      << "inherited marks do not count";
+
+  Status quarantined = pool_->Quarantine(s1, storage_test::At("2026-05-02T00:00:00Z"));
+  ASSERT_TRUE(quarantined.ok()) << quarantined.ToString();
+  const std::string s1_path = config_.root + "/quarantine/" + s1 + "@2026-05-02T00:00:00.000Z";
+  const std::string reader = config_.dataset + "/" + s1;
+  EXPECT_EQ(Get("origin", reader), dataset + "@" + s1);
+  EXPECT_EQ(Get("mountpoint", reader), s1_path);
+  EXPECT_EQ(Slurp(s1_path + "/f"), "one");
+  // readonly=on: zfs-fuse reports it as "off" (source "temporary"), yet refuses the write.
+  EXPECT_FALSE(WriteFileAtomic(s1_path + "/f", "two", 0600).ok());
+  EXPECT_EQ(*pool_->ListSnapshots(), std::vector<std::string>{s2});
+  EXPECT_TRUE(pool_->ListVolumes()->empty()) << "the reading clone is no volume";
+  Result<std::vector<QuarantinedObject>> held = pool_->ListQuarantined();
+  ASSERT_TRUE(held.ok()) << held.status().ToString();
+  ASSERT_EQ(held->size(), 2u);
+  EXPECT_EQ((*held)[0].path, v_path);
+  EXPECT_EQ((*held)[1].path, s1_path);
+
+  ASSERT_TRUE(pool_->Release(s1).ok());
+  Status released = pool_->Release(v);
+  ASSERT_TRUE(released.ok()) << released.ToString();
+  EXPECT_FALSE(DatasetExists(reader));
+  EXPECT_EQ(Zfs({"get", "-H", "-o", "source", "mountpoint", dataset}),
+            "inherited from " + config_.dataset);
+  EXPECT_EQ(Zfs({"get", "-H", "-o", "value", "-s", "local", "-r", "pgbranch:quarantined",
+                 config_.dataset}),
+            "");
+  EXPECT_EQ(Get("mounted", dataset), "yes");
+  EXPECT_EQ(ModeOf(pool_->VolumePath(v)), 0700u);
+  EXPECT_EQ(Slurp(pool_->VolumePath(v) + "/f"), "one");
+  EXPECT_EQ(*pool_->ListSnapshots(), storage_test::Sorted({s1, s2}));
+  EXPECT_TRUE(storage_test::DirEntries(config_.root + "/quarantine").empty());
+}
+
+// Given volume A, its snapshot S and a clone B of S (which pins S): A can be quarantined (B and
+// S stay live and usable). Purging A cannot destroy it while S remains, nor take S along: A is
+// retired (kept, hidden, unmounted) and leaves the quarantine list. S can be quarantined too,
+// but Purge of S is FailedPrecondition naming B, and leaves S quarantined and readable; once B
+// is gone, Purge of S destroys S and the retired A with it.
+TEST_F(ZfsPoolTest, QuarantineWithClonesPinningSnapshots) {
+  std::string a = NewVolumeWithData(2 * kMiB);
+  std::string s = NewSnapshotName(), b = NewVolumeName(), c = NewVolumeName();
+  ASSERT_TRUE(pool_->CreateSnapshot(a, s).ok());
+  ASSERT_TRUE(pool_->CloneSnapshot(a, s, b).ok());
+
+  ASSERT_TRUE(pool_->Quarantine(a, storage_test::At("2026-05-01T00:00:00Z")).ok());
+  EXPECT_EQ(*pool_->ListVolumes(), std::vector<std::string>{b});
+  EXPECT_EQ(*pool_->ListSnapshots(), std::vector<std::string>{s});
+  EXPECT_EQ(Slurp(pool_->VolumePath(b) + "/data").size(), 2 * kMiB);
+  ASSERT_TRUE(pool_->CloneSnapshot("", s, c).ok());
+  ASSERT_TRUE(pool_->DestroyVolume(c).ok());
+
+  Status purged = pool_->Purge(a);
+  ASSERT_TRUE(purged.ok()) << purged.ToString();
+  EXPECT_TRUE(DatasetExists(config_.dataset + "/" + a)) << "retired: S still needs it";
+  EXPECT_EQ(Get("pgbranch:retired", config_.dataset + "/" + a), "yes");
+  EXPECT_EQ(Get("mounted", config_.dataset + "/" + a), "no");
+  EXPECT_TRUE(pool_->ListQuarantined()->empty());
+  EXPECT_EQ(*pool_->ListVolumes(), std::vector<std::string>{b});
+  EXPECT_EQ(*pool_->ListSnapshots(), std::vector<std::string>{s});
+  EXPECT_EQ(pool_->Release(a).code(), StatusCode::kNotFound);
+  EXPECT_EQ(pool_->Quarantine(a, storage_test::At("2026-05-01T00:00:00Z")).code(),
+            StatusCode::kNotFound)
+      << "a retired volume is not live";
+
+  ASSERT_TRUE(pool_->Quarantine(s, storage_test::At("2026-05-02T00:00:00Z")).ok());
+  Status pinned = pool_->Purge(s);
+  EXPECT_EQ(pinned.code(), StatusCode::kFailedPrecondition) << pinned.ToString();
+  EXPECT_NE(pinned.message().find(b), std::string::npos) << pinned.message();
+  ASSERT_EQ(pool_->ListQuarantined()->size(), 1u);
+  EXPECT_EQ(Slurp(pool_->ListQuarantined()->at(0).path + "/data").size(), 2 * kMiB);
+
+  ASSERT_TRUE(pool_->DestroyVolume(b).ok());
+  purged = pool_->Purge(s);
+  ASSERT_TRUE(purged.ok()) << purged.ToString();
+  EXPECT_FALSE(DatasetExists(config_.dataset + "/" + a)) << "went with its last snapshot";
+  EXPECT_FALSE(DatasetExists(config_.dataset + "/" + s)) << "the reading clone";
+  EXPECT_TRUE(pool_->ListQuarantined()->empty());
+  EXPECT_TRUE(pool_->ListVolumes()->empty());
+  EXPECT_TRUE(pool_->ListSnapshots()->empty());
+}
+
+// Given what a crash mid-Quarantine leaves, played by hand: volume V marked but still mounted
+// at <root>/V, snapshot S marked but with no reading clone. Both are quarantined already (out of
+// the lists, listed as quarantined: V readable where it is, S with no path), and Quarantine
+// again finishes each, keeping the time of the mark.
+TEST_F(ZfsPoolTest, InterruptedQuarantineIsFinished) {
+  std::string v = NewVolumeName(), s = NewSnapshotName();
+  ASSERT_TRUE(pool_->CreateVolume(v, std::nullopt).ok());
+  ASSERT_TRUE(WriteFileAtomic(pool_->VolumePath(v) + "/f", "one", 0600).ok());
+  ASSERT_TRUE(pool_->CreateSnapshot(v, s).ok());
+  Zfs({"set", "pgbranch:quarantined=2026-05-01T00:00:00.000Z", config_.dataset + "/" + v});
+  Zfs({"set", "pgbranch:quarantined=2026-05-02T00:00:00.000Z",
+       config_.dataset + "/" + v + "@" + s});
+
+  EXPECT_TRUE(pool_->ListVolumes()->empty());
+  EXPECT_TRUE(pool_->ListSnapshots()->empty());
+  Result<std::vector<QuarantinedObject>> held = pool_->ListQuarantined();
+  ASSERT_TRUE(held.ok()) << held.status().ToString();
+  ASSERT_EQ(held->size(), 2u);
+  EXPECT_EQ((*held)[0].path, pool_->VolumePath(v));
+  EXPECT_EQ((*held)[1].path, "");
+  EXPECT_TRUE(pool_->DestroyVolume(v).ok());
+  EXPECT_TRUE(pool_->DestroySnapshot(v, s).ok());
+
+  ASSERT_TRUE(pool_->Quarantine(v, storage_test::At("2026-06-01T00:00:00Z")).ok());
+  ASSERT_TRUE(pool_->Quarantine(s, storage_test::At("2026-06-01T00:00:00Z")).ok());
+  held = pool_->ListQuarantined();
+  ASSERT_EQ(held->size(), 2u);
+  EXPECT_EQ((*held)[0].since, storage_test::At("2026-05-01T00:00:00Z"));
+  EXPECT_EQ((*held)[0].path, config_.root + "/quarantine/" + v + "@2026-05-01T00:00:00.000Z");
+  EXPECT_EQ((*held)[1].path, config_.root + "/quarantine/" + s + "@2026-05-02T00:00:00.000Z");
+  EXPECT_EQ(Slurp((*held)[0].path + "/f"), "one");
+  EXPECT_EQ(Slurp((*held)[1].path + "/f"), "one");
+
+  // Half purged (Purge stopped after canmount=off): Release refuses, Purge finishes.
+  Zfs({"set", "canmount=off", config_.dataset + "/" + v});
+  EXPECT_EQ(pool_->Release(v).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(pool_->Quarantine(v, storage_test::At("2026-06-01T00:00:00Z")).code(),
+            StatusCode::kFailedPrecondition);
+  Status purged = pool_->Purge(v);
+  ASSERT_TRUE(purged.ok()) << purged.ToString();
+  EXPECT_TRUE(DatasetExists(config_.dataset + "/" + v)) << "retired: its snapshot remains";
+  ASSERT_TRUE(pool_->Purge(s).ok());
+  EXPECT_FALSE(DatasetExists(config_.dataset + "/" + v));
+}
+
+// Given a volume with a file held open (a server still running), Quarantine is Unavailable and
+// the volume stays live, unmarked and mounted where it was; once the file is closed it works.
+TEST_F(ZfsPoolTest, QuarantineOfVolumeInUseIsUnavailableAndKeepsItLive) {
+  std::string v = NewVolumeName();
+  ASSERT_TRUE(pool_->CreateVolume(v, std::nullopt).ok());
+  std::string file = pool_->VolumePath(v) + "/f";
+  ASSERT_TRUE(WriteFileAtomic(file, "kept", 0600).ok());
+  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+
+  Status busy = pool_->Quarantine(v, storage_test::At("2026-05-01T00:00:00Z"));
+  EXPECT_EQ(busy.code(), StatusCode::kUnavailable) << busy.ToString();
+  EXPECT_EQ(*pool_->ListVolumes(), std::vector<std::string>{v});
+  EXPECT_TRUE(pool_->ListQuarantined()->empty());
+  EXPECT_EQ(Get("mountpoint", config_.dataset + "/" + v), pool_->VolumePath(v));
+  EXPECT_EQ(Slurp(file), "kept");
+
+  ::close(fd);
+  Status quarantined = pool_->Quarantine(v, storage_test::At("2026-05-01T00:00:00Z"));
+  EXPECT_TRUE(quarantined.ok()) << quarantined.ToString();
+  EXPECT_TRUE(pool_->ListVolumes()->empty());
+}
+
 // ---- Tests with a fake runner: exact argv, error mapping, no ZFS needed --------------------
 
 // A pool on dataset tank/pgb at a temporary root, opened through a FakeProcessRunner whose
@@ -657,9 +854,10 @@ class ZfsPoolFakeTest : public ::testing::Test {
   std::unique_ptr<Pool> pool_;
 };
 
-// Given a healthy ZFS, CreateVolume, CreateSnapshot, CloneSnapshot and DestroyVolume each run
-// exactly one command, with exactly these argv; DestroySnapshot also asks whether its volume was
-// retired (a retired volume goes with its last snapshot).
+// Given a healthy ZFS, CreateVolume, CreateSnapshot and CloneSnapshot each run exactly one
+// command, with exactly these argv; DestroyVolume and DestroySnapshot first ask whether the
+// object is quarantined (then it is left alone), and DestroySnapshot afterwards whether its
+// volume was retired (a retired volume goes with its last snapshot).
 TEST_F(ZfsPoolFakeTest, CommandsHaveExactArgv) {
   std::string v = "v0123456789abcdef", s = "s0123456789abcdef", c = "vfedcba9876543210";
   ASSERT_TRUE(pool_->CreateVolume(v, std::nullopt).ok());
@@ -675,11 +873,55 @@ TEST_F(ZfsPoolFakeTest, CommandsHaveExactArgv) {
           {"zfs", "snapshot", "tank/pgb/v0123456789abcdef@s0123456789abcdef"},
           {"zfs", "clone", "tank/pgb/v0123456789abcdef@s0123456789abcdef",
            "tank/pgb/vfedcba9876543210"},
+          {"zfs", "get", "-H", "-o", "property,value,source", kStateProperties,
+           "tank/pgb/vfedcba9876543210@s0123456789abcdef"},
           {"zfs", "destroy", "tank/pgb/vfedcba9876543210@s0123456789abcdef"},
           {"zfs", "get", "-H", "-o", "value", "pgbranch:retired", "tank/pgb/vfedcba9876543210"},
+          {"zfs", "get", "-H", "-o", "property,value,source", kStateProperties,
+           "tank/pgb/vfedcba9876543210"},
           {"zfs", "destroy", "tank/pgb/vfedcba9876543210"},
       }));
   EXPECT_EQ(ModeOf(pool_->VolumePath(v)), 0700u);
+}
+
+// Given a live, mounted volume and a live snapshot, Quarantine marks each first and moves it
+// second (the order that keeps a crash from losing it), with exactly these argv; if the move
+// fails because the volume is in use, the mark is taken back and the call is Unavailable.
+TEST_F(ZfsPoolFakeTest, QuarantineMarksFirstWithExactArgv) {
+  const std::string v = "v0123456789abcdef", s = "s0123456789abcdef";
+  const std::string live_state =
+      "pgbranch:quarantined\t-\t-\npgbranch:retired\t-\t-\ncanmount\ton\tdefault\n"
+      "mountpoint\t" +
+      root_ + "/" + v + "\tinherited from tank/pgb\nmounted\tyes\t-\n";
+  const TimePoint now = storage_test::At("2026-05-01T00:00:00Z");
+  scripted_ = {Exited(0, live_state)};
+  ASSERT_TRUE(pool_->Quarantine(v, now).ok());
+  scripted_ = {Exited(0), Exited(0, "tank/pgb/" + v + "@" + s + "\n")};  // no marks; where s is
+  ASSERT_TRUE(pool_->Quarantine(s, now).ok());
+  EXPECT_EQ(
+      runner_.commands_ran_,
+      (std::vector<Argv>{
+          {"zfs", "get", "-H", "-o", "property,value,source", kStateProperties, "tank/pgb/" + v},
+          {"zfs", "set", "pgbranch:quarantined=2026-05-01T00:00:00.000Z", "tank/pgb/" + v},
+          {"zfs", "set", "mountpoint=" + root_ + "/quarantine/" + v + "@2026-05-01T00:00:00.000Z",
+           "tank/pgb/" + v},
+          {"zfs", "get", "-H", "-o", "name,value", "-s", "local", "-r", "pgbranch:quarantined",
+           "tank/pgb"},
+          {"zfs", "list", "-H", "-o", "name", "-t", "snapshot", "-r", "tank/pgb"},
+          {"zfs", "set", "pgbranch:quarantined=2026-05-01T00:00:00.000Z",
+           "tank/pgb/" + v + "@" + s},
+          {"zfs", "clone", "-o", "readonly=on", "-o",
+           "mountpoint=" + root_ + "/quarantine/" + s + "@2026-05-01T00:00:00.000Z",
+           "tank/pgb/" + v + "@" + s, "tank/pgb/" + s},
+      }));
+
+  runner_.commands_ran_.clear();
+  scripted_ = {Exited(0, live_state), Exited(0),
+               Exited(1, "", "cannot unmount '" + root_ + "/" + v + "': umount failed\n")};
+  Status busy = pool_->Quarantine(v, now);
+  EXPECT_EQ(busy.code(), StatusCode::kUnavailable) << busy.ToString();
+  EXPECT_EQ(runner_.commands_ran_.back(),
+            (Argv{"zfs", "inherit", "pgbranch:quarantined", "tank/pgb/" + v}));
 }
 
 // Given a ZFS that refuses lz4 (zfs-fuse's message), CreateVolume retries with lzjb, and later
@@ -706,11 +948,13 @@ TEST_F(ZfsPoolFakeTest, FallsBackToLzjbWhereLz4IsRefused) {
 TEST_F(ZfsPoolFakeTest, BusyIsRetriedBriefly) {
   const CommandResult busy =
       Exited(1, "", "cannot destroy 'tank/pgb/v0123456789abcdef': dataset is busy\n");
-  scripted_ = {busy, busy};
+  scripted_ = {Exited(0), busy, busy};  // `zfs get` of its state, then the destroys
   ASSERT_TRUE(pool_->DestroyVolume("v0123456789abcdef").ok());
-  EXPECT_EQ(runner_.commands_ran_.size(), 3u);
+  EXPECT_EQ(runner_.commands_ran_.size(), 4u);
 
-  runner_.respond_ = [&](const Argv&) -> Result<CommandResult> { return busy; };
+  runner_.respond_ = [&](const Argv& argv) -> Result<CommandResult> {
+    return argv[1] == "get" ? Exited(0) : busy;
+  };
   auto t0 = std::chrono::steady_clock::now();
   Status status = pool_->DestroyVolume("v0123456789abcdef");
   auto elapsed = std::chrono::steady_clock::now() - t0;

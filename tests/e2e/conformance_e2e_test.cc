@@ -753,6 +753,52 @@ TEST_P(ConformanceTest, DoctorReconcilesACrash) {
   EXPECT_NE(port.out.find("held by another program"), std::string::npos) << port.out;
 }
 
+// Given a stopped branch with a table, the pool library quarantines its volume: the volume
+// leaves the pool's list and its PostgreSQL data directory is intact where ListQuarantined says,
+// with its owner and mode 0700; Release puts it back, and the branch starts on it with its data.
+TEST_P(ConformanceTest, QuarantinedVolumeComesBackWithItsData) {
+  NewProject("p-quar");
+  nlohmann::json dev = NewBranch("p-quar/dev");
+  Sql(dev["uri"], "CREATE TABLE t (v int); INSERT INTO t VALUES (7)");
+  home().Ok({"branch", "stop", "p-quar/dev"});
+  const std::string data_dir = dev["data_dir"];
+  const std::string volume = std::filesystem::path(data_dir).filename();
+  struct stat before {};
+  ASSERT_EQ(stat(data_dir.c_str(), &before), 0);
+  auto read_version = [](const std::string& dir) {
+    std::ifstream in(dir + "/PG_VERSION");
+    std::string major;
+    in >> major;
+    return major;
+  };
+  const std::string major = read_version(data_dir);
+  ASSERT_FALSE(major.empty());
+
+  auto runner = NewRealProcessRunner();
+  auto pool = OpenPool(home().pool_config(), *runner);
+  ASSERT_TRUE(pool.ok()) << pool.status().ToString();
+  Status quarantined = (*pool)->Quarantine(volume, std::chrono::system_clock::now());
+  ASSERT_TRUE(quarantined.ok()) << quarantined.ToString();
+  EXPECT_FALSE(home().Volumes().contains(volume));
+  EXPECT_FALSE(Exists(data_dir + "/PG_VERSION"));
+  auto held = (*pool)->ListQuarantined();
+  ASSERT_TRUE(held.ok()) << held.status().ToString();
+  ASSERT_EQ(held->size(), 1u);
+  EXPECT_EQ((*held)[0].name, volume);
+  struct stat aside {};
+  ASSERT_EQ(stat((*held)[0].path.c_str(), &aside), 0) << (*held)[0].path;
+  EXPECT_EQ(aside.st_uid, before.st_uid);
+  EXPECT_EQ(aside.st_mode & 07777, 0700u);
+  EXPECT_EQ(read_version((*held)[0].path), major);
+
+  Status released = (*pool)->Release(volume);
+  ASSERT_TRUE(released.ok()) << released.ToString();
+  EXPECT_TRUE(home().Volumes().contains(volume));
+  EXPECT_TRUE((*pool)->ListQuarantined()->empty());
+  home().Ok({"branch", "start", "p-quar/dev"});
+  EXPECT_EQ(Column(dev["uri"], "SELECT v FROM t"), std::vector<std::string>{"7"});
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, ConformanceTest, ::testing::ValuesIn(AllBackends()),
                          [](const auto& info) { return info.param; });
 
