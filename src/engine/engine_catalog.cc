@@ -200,6 +200,21 @@ Status Engine::AdoptVolumes(Pool& pool, bool fix, std::vector<DoctorFinding>* ou
   auto add = [&](std::string status, std::string detail) {
     out->push_back({"adopt", std::move(status), std::move(detail)});
   };
+  // Volumes an earlier doctor quarantined come back first, if they hold a branch.
+  PGB_ASSIGN_OR_RETURN(auto quarantined, pool.ListQuarantined());
+  for (const auto& q : quarantined) {
+    if (q.is_snapshot || q.path.empty() || !ReadInstanceConfig(q.path).ok()) continue;
+    if (!fix) {
+      add("warn", fmt::format("quarantined volume {} holds a branch; 'pgbranch doctor --adopt' "
+                              "brings it back",
+                              q.name));
+      continue;
+    }
+    Status released = pool.Release(q.name);
+    if (!released.ok()) {
+      add("fail", fmt::format("quarantined volume {}: {}", q.name, released.message()));
+    }
+  }
   PGB_ASSIGN_OR_RETURN(auto volumes, pool.ListVolumes());
   PGB_ASSIGN_OR_RETURN(auto branches, catalog_->ListBranches());
   std::set<std::string> known;
@@ -368,6 +383,11 @@ Status Engine::AdoptVolumes(Pool& pool, bool fix, std::vector<DoctorFinding>* ou
           // the new password over its socket. A stopped one is started for that.
           PGB_ASSIGN_OR_RETURN(InstanceStatus st, RuntimeFor(project).Inspect(spec));
           PGB_RETURN_IF_ERROR(op.Step("start"));
+          if (st.running && row.port != f.conf.port) {
+            // Its old port went to another branch: it moves to its new one.
+            PGB_RETURN_IF_ERROR(RuntimeFor(project).Stop(spec, StopMode::kFast, kStopTimeout));
+            st.running = false;
+          }
           if (!st.running) {
             PGB_RETURN_IF_ERROR(WriteInstanceConfig(data_dir, ConfigFor(project, row), owner));
             PGB_RETURN_IF_ERROR(StartInstance(project, row, /*set_password=*/true, &op));
