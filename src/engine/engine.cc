@@ -94,18 +94,42 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineEnv& env) {
   Catalog::Options options;
   options.backup_dir = JoinPath(home, "backups");
   std::string evidence;
-  options.create_if_missing = env.allow_lost_catalog || !HomeHasPool(home, &evidence);
-  auto catalog = Catalog::Open(JoinPath(home, "state.db"), options);
-  if (!catalog.ok() && catalog.status().Is(StatusCode::kNotFound)) {
+  const bool has_pool = HomeHasPool(home, &evidence);
+  options.create_if_missing = env.allow_lost_catalog || !has_pool;
+  std::string db = JoinPath(home, "state.db");
+  struct stat st {};
+  const bool lost = has_pool && (::stat(db.c_str(), &st) != 0 || st.st_size == 0);
+  auto refuse = [&](const std::string& what) {
     return Status::FailedPrecondition(fmt::format(
         "{}, but this home holds a pool with data ({}); pgbranch will not start over with an "
         "empty catalog. Restore the newest backup with 'pgbranch catalog restore --latest' (see "
         "'pgbranch catalog list'), or rebuild the catalog from the pool with 'pgbranch doctor "
         "--adopt'",
-        catalog.status().message(), evidence));
+        what, evidence));
+  };
+  auto catalog = Catalog::Open(db, options);
+  if (!catalog.ok() && catalog.status().Is(StatusCode::kNotFound)) {
+    return refuse(catalog.status().message());
   }
   PGB_RETURN_IF_ERROR(catalog.status());
   engine->catalog_ = std::move(*catalog);
+  if (lost) {
+    // Made anew for a restore or an adoption: marked, so nothing else takes it for the truth
+    // until one of them has run.
+    PGB_RETURN_IF_ERROR(
+        engine->catalog_->SetSetting(kCatalogLost, FormatTimestamp(env.clock->Now())));
+    PGB_RETURN_IF_ERROR(engine->RestoreSettingsFromMarker());
+  }
+  PGB_ASSIGN_OR_RETURN(auto lost_since, engine->catalog_->GetSetting(kCatalogLost));
+  if (lost_since && !env.allow_lost_catalog) {
+    return refuse(
+        fmt::format("the catalog {} was lost at {} and is being rebuilt", db, *lost_since));
+  }
+  if (!lost_since && !PathExists(JoinPath(home, "pool.json"))) {
+    // A home from before pool.json: write it now that the catalog is known good.
+    PGB_ASSIGN_OR_RETURN(auto kind, engine->catalog_->GetSetting(kPoolKind));
+    if (kind) PGB_RETURN_IF_ERROR(engine->WriteHomeMarker());
+  }
   engine->audit_.SetSink(
       [e = engine.get()](const AuditRow& row) { return e->catalog_->InsertAudit({row}); });
   engine->runner_ = NewAuditedRunner(*env.runner, engine->audit_);

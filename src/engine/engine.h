@@ -381,9 +381,11 @@ class Engine {
   explicit Engine(const EngineEnv& env);
 
   Result<PoolConfig> LoadPoolConfig();
-  // Writes $PGBRANCH_HOME/pool.json: the pool's settings outside the catalog, so a lost catalog
-  // is noticed (and the pool found again by `doctor --adopt`).
-  Status WritePoolMarker(const PoolConfig& config);
+  // Writes $PGBRANCH_HOME/pool.json: the pool and settings outside the catalog, so a lost
+  // catalog is noticed and the pool found again (`catalog restore`, `doctor --adopt`).
+  Status WriteHomeMarker();
+  // Puts the settings pool.json holds into a new catalog that lacks them.
+  Status RestoreSettingsFromMarker();
   Result<Pool*> RequirePool(bool create_default);
   Result<std::optional<OsUser>> ServerUser();
   // The account `project`'s servers run as: ServerUser() for native, the image's postgres
@@ -545,8 +547,10 @@ class Engine {
   static bool HomeHasPool(const std::string& home, std::string* evidence);
   // Takes a backup when the newest is older than a day (called at open).
   void BackupCatalogIfDue();
-  // doctor --adopt: rows for data directories no row refers to.
+  // doctor --adopt: rows for data directories no row refers to (volumes, then snapshots,
+  // named after the branch their pgbranch.conf says they are of).
   Status AdoptVolumes(Pool& pool, bool fix, std::vector<DoctorFinding>* out);
+  Status AdoptSnapshots(Pool& pool, bool fix, std::vector<DoctorFinding>* out);
   // doctor (engine_doctor.cc): interrupted operations (owner dead) finished or undone.
   Status RepairOperations(bool fix, std::vector<DoctorFinding>* out,
                           std::set<std::string>* in_flight_names);

@@ -71,16 +71,31 @@ bool Engine::HomeHasPool(const std::string& home, std::string* evidence) {
   return !found.empty();
 }
 
-Status Engine::WritePoolMarker(const PoolConfig& config) {
-  nlohmann::json j = {{"kind", config.kind},
-                      {"root", config.root},
-                      {"dataset", config.dataset},
-                      {"image", config.image},
-                      {"image_size", config.image_size},
-                      {"fs", config.fs}};
+Status Engine::WriteHomeMarker() {
+  PGB_ASSIGN_OR_RETURN(auto settings, catalog_->ListSettings());
+  settings.erase(kCatalogLost);
+  nlohmann::json j = {{"what", "pgbranch home: the pool and settings, kept outside the catalog"},
+                      {"settings", settings}};
   return WriteFileAtomic(JoinPath(env_.home, "pool.json"),
                          j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n",
                          0600);
+}
+
+Status Engine::RestoreSettingsFromMarker() {
+  auto text = ReadFile(JoinPath(env_.home, "pool.json"));
+  if (!text.ok()) return Status::OK();  // an older home: the pool is chosen again by hand
+  nlohmann::json j = nlohmann::json::parse(*text, nullptr, false);
+  if (!j.is_object() || !j.contains("settings") || !j["settings"].is_object()) {
+    return Status::Internal(fmt::format("{}/pool.json is garbled", env_.home));
+  }
+  return catalog_->Transaction([&]() -> Status {
+    for (const auto& [key, value] : j["settings"].items()) {
+      if (!value.is_string()) continue;
+      PGB_ASSIGN_OR_RETURN(auto existing, catalog_->GetSetting(key));
+      if (!existing) PGB_RETURN_IF_ERROR(catalog_->SetSetting(key, value.get<std::string>()));
+    }
+    return Status::OK();
+  });
 }
 
 Result<CatalogBackup> Engine::BackupCatalog(const std::string& reason) {
@@ -157,6 +172,17 @@ Status Engine::RestoreCatalog(const std::string& path) {
     PGB_RETURN_IF_ERROR(BackupCatalog("before-restore").status());
   }
   PGB_RETURN_IF_ERROR(catalog_->RestoreFrom(source));
+  // Operations the backup caught in flight ended long ago, one way or another: their journals
+  // describe a past the pool has moved on from, so they are closed, not replayed. What they
+  // left is found by doctor (and brought back by --adopt).
+  PGB_ASSIGN_OR_RETURN(auto open, catalog_->ListOpenOperations());
+  for (auto row : open) {
+    row.state = kOpFailed;
+    row.error = fmt::format("closed by catalog restore from {}", source);
+    row.journal = "[]";
+    row.ended_at = FormatTimestamp(env_.clock->Now());
+    PGB_RETURN_IF_ERROR(catalog_->UpdateOperation(row));
+  }
   Note(fmt::format(
       "catalog restored from {}; 'pgbranch doctor' compares it with the pool, and 'pgbranch "
       "doctor --adopt' brings back branches made after that backup",
@@ -271,7 +297,7 @@ Status Engine::AdoptVolumes(Pool& pool, bool fix, std::vector<DoctorFinding>* ou
   });
   if (found.empty()) {
     add("ok", "every volume in the pool belongs to a branch");
-    return Status::OK();
+    return AdoptSnapshots(pool, fix, out);
   }
   if (!fix) {
     for (const auto& f : found) {
@@ -279,7 +305,7 @@ Status Engine::AdoptVolumes(Pool& pool, bool fix, std::vector<DoctorFinding>* ou
                               "--adopt --fix' brings it back",
                               f.volume, f.project, f.branch, f.conf.port));
     }
-    return Status::OK();
+    return AdoptSnapshots(pool, fix, out);
   }
   PGB_ASSIGN_OR_RETURN(PortRange range, LoadPortRange());
   for (const auto& f : found) {
@@ -411,6 +437,65 @@ Status Engine::AdoptVolumes(Pool& pool, bool fix, std::vector<DoctorFinding>* ou
         s.ok() ? fmt::format("adopted {} as {}/{} with a new password (pgbranch branch url)", v,
                              f.project, f.branch)
                : fmt::format("{} ({}/{}): {}", v, f.project, f.branch, s.message()));
+  }
+  return AdoptSnapshots(pool, fix, out);
+}
+
+Status Engine::AdoptSnapshots(Pool& pool, bool fix, std::vector<DoctorFinding>* out) {
+  PGB_ASSIGN_OR_RETURN(auto names, pool.ListSnapshots());
+  PGB_ASSIGN_OR_RETURN(auto rows, catalog_->ListSnapshots());
+  std::set<std::string> known;
+  for (const auto& r : rows) known.insert(r.name);
+  std::set<std::string> in_flight;
+  PGB_RETURN_IF_ERROR(CollectInFlight(&in_flight));
+  for (const auto& name : names) {
+    if (known.count(name) || in_flight.count(name)) continue;
+    // A snapshot is a copy of a data directory, pgbranch.conf included: it says whose it was.
+    auto conf = ReadInstanceConfig(pool.SnapshotPath("", name));
+    if (!conf.ok()) {
+      out->push_back({"adopt", "warn",
+                      fmt::format("snapshot {}: cannot read whose it is ({}); 'pgbranch doctor "
+                                  "--fix' quarantines it",
+                                  name, conf.status().message())});
+      continue;
+    }
+    nlohmann::json meta = nlohmann::json::parse(conf->metadata, nullptr, false);
+    std::string cluster = conf->cluster_name;
+    size_t slash = cluster.find('/');
+    std::string project_name =
+        meta.is_object() ? meta.value("project", "") : cluster.substr(0, slash);
+    std::string branch_name = meta.is_object()             ? meta.value("branch", "")
+                              : slash == std::string::npos ? ""
+                                                           : cluster.substr(slash + 1);
+    PGB_ASSIGN_OR_RETURN(auto project, catalog_->FindProject(project_name));
+    std::optional<BranchRow> branch;
+    if (project) {
+      PGB_ASSIGN_OR_RETURN(branch, catalog_->FindBranch(project->id, branch_name));
+    }
+    if (!branch) {
+      out->push_back({"adopt", "warn",
+                      fmt::format("snapshot {} is of {}/{}, which is not in the catalog", name,
+                                  project_name, branch_name)});
+      continue;
+    }
+    if (!fix) {
+      out->push_back({"adopt", "fail",
+                      fmt::format("snapshot {} of {}/{} has no row; 'pgbranch doctor --adopt' "
+                                  "brings it back",
+                                  name, project_name, branch_name)});
+      continue;
+    }
+    SnapshotRow snap;
+    snap.branch_id = branch->id;
+    snap.volume = branch->volume;  // a hint: names are unique in a pool
+    snap.name = name;
+    snap.label = "adopted";
+    snap.created_at = FormatTimestamp(env_.clock->Now());
+    auto id = catalog_->InsertSnapshot(snap);
+    out->push_back({"adopt", id.ok() ? "fixed" : "fail",
+                    id.ok() ? fmt::format("adopted snapshot {} of {}/{} as snapshot {}", name,
+                                          project_name, branch_name, *id)
+                            : fmt::format("snapshot {}: {}", name, id.status().message())});
   }
   return Status::OK();
 }

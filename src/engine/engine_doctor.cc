@@ -248,7 +248,11 @@ Result<std::vector<DoctorFinding>> Engine::Doctor(const DoctorOptions& options) 
   }
 
   // 3. Lost rows: data directories the catalog does not know (after a catalog restore or loss).
-  if (options.adopt) PGB_RETURN_IF_ERROR(AdoptVolumes(*pool, /*fix=*/true, &out));
+  if (options.adopt) {
+    PGB_RETURN_IF_ERROR(AdoptVolumes(*pool, /*fix=*/true, &out));
+    // The catalog is whole again, as far as the pool can tell.
+    PGB_RETURN_IF_ERROR(catalog_->DeleteSetting(kCatalogLost));
+  }
 
   // 4. Reconcile what the catalog says with what storage and runtime hold. The pool is listed
   //    before the catalog is read: whatever an operation makes is in its journal (or a row)
@@ -381,11 +385,16 @@ Result<std::vector<DoctorFinding>> Engine::Doctor(const DoctorOptions& options) 
     Runtime& native = RuntimeOfKind("native");
     auto st_or = native.Inspect(spec);
     bool running = st_or.ok() && st_or->running;
+    auto conf = ReadInstanceConfig(spec.data_dir);
+    std::string holds = conf.ok() && !conf->cluster_name.empty()
+                            ? fmt::format(" holds {} but", conf->cluster_name)
+                            : "";
     if (!fix) {
       add("orphan volume", "fail",
           fmt::format(
-              "{} ({}) belongs to no branch{}; 'pgbranch doctor --fix' quarantines it", v,
-              spec.data_dir,
+              "{} ({}){} belongs to no branch{}; 'pgbranch doctor --adopt' brings it "
+              "back, 'pgbranch doctor --fix' quarantines it",
+              v, spec.data_dir, holds,
               running ? fmt::format(", and a postgres (pid {}) runs on it", st_or->pid) : ""));
       continue;
     }
@@ -415,8 +424,15 @@ Result<std::vector<DoctorFinding>> Engine::Doctor(const DoctorOptions& options) 
   // reset or delete removes them itself, and a crash may leave them).
   PGB_RETURN_IF_ERROR(CheckArchives(branches, projects, in_flight, fix, &out));
 
-  // Implicit snapshots nothing uses any more (a delete killed before its sweep).
+  // Implicit snapshots nothing uses any more (a delete killed before its sweep). A project with
+  // an operation open sweeps its own at its end.
+  PGB_ASSIGN_OR_RETURN(auto open_ops, catalog_->ListOpenOperations());
+  std::set<int64_t> busy_projects;
+  for (const auto& op : open_ops) {
+    if (op.project_id) busy_projects.insert(*op.project_id);
+  }
   for (const auto& p : projects) {
+    if (busy_projects.count(p.id)) continue;
     PGB_ASSIGN_OR_RETURN(auto rows, catalog_->ListBranches(p.id));
     size_t unused = 0;
     for (const auto& b : rows) {

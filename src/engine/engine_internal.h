@@ -45,6 +45,9 @@ constexpr const char* kPoolDataset = "pool.dataset";
 // figures in README.md ("Which pool is the default").
 constexpr const char* kDefaultImageFs = "btrfs";
 constexpr const char* kPoolWhy = "pool.why";
+// Set in a catalog made anew where the old one was lost; cleared by `catalog restore` (which
+// replaces the whole catalog) and by `doctor --adopt`. While set, only those two may open it.
+constexpr const char* kCatalogLost = "catalog.lost";
 
 }  // namespace internal
 }  // namespace pgb

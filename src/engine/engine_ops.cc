@@ -270,7 +270,19 @@ Status Engine::RunAction(const Action& a) {
     PGB_RETURN_IF_ERROR(rt.Stop(spec, StopMode::kImmediate, kStopTimeout));
     return rt.Remove(spec);
   }
-  if (a.kind == "destroy-volume") return DestroyVolumeSafely(a.volume);
+  if (a.kind == "destroy-volume") {
+    // A last guard: never the data of a settled branch, whatever a journal says (a journal
+    // from a restored catalog, a bug).
+    PGB_ASSIGN_OR_RETURN(auto rows, catalog_->ListBranches());
+    for (const auto& b : rows) {
+      if (b.volume == a.volume && b.state != kStateCreating && b.state != kStateDeleting) {
+        return Status::Internal(
+            fmt::format("refusing to destroy volume {}: it is the data of branch {} ({})", a.volume,
+                        b.id, b.state));
+      }
+    }
+    return DestroyVolumeSafely(a.volume);
+  }
   if (a.kind == "destroy-snapshot") return DestroySnapshotIfUnused(a.volume, a.snapshot);
   if (a.kind == "remove-branch-row") {
     auto row = catalog_->GetBranch(a.branch_id);

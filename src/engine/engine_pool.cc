@@ -196,6 +196,7 @@ Result<StatusInfo> Engine::Init(const InitOptions& options) {
     // Nothing to change about the pool; make sure it is usable.
     PGB_RETURN_IF_ERROR(RequirePool(false).status());
     PGB_RETURN_IF_ERROR(save_settings());
+    PGB_RETURN_IF_ERROR(WriteHomeMarker());
     return GetStatus();
   }
   if (existing.ok()) {
@@ -257,8 +258,8 @@ Result<StatusInfo> Engine::Init(const InitOptions& options) {
   settings[kPoolImageSize] = std::to_string(config.image_size);
   settings[kPoolFs] = config.fs;
   settings[kPoolWhy] = why;
-  PGB_RETURN_IF_ERROR(WritePoolMarker(config));
   Status saved = save_settings();
+  if (saved.ok()) saved = WriteHomeMarker();
   if (!saved.ok()) return undo.Rollback(saved);
   undo.Commit();
   return GetStatus();

@@ -572,6 +572,22 @@ Status Catalog::SetSetting(const std::string& key, const std::string& value) {
   return s.Run();
 }
 
+Status Catalog::DeleteSetting(const std::string& key) {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, "DELETE FROM settings WHERE key = ?");
+  s.Bind(key);
+  return s.Run();
+}
+
+Result<std::map<std::string, std::string>> Catalog::ListSettings() {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, "SELECT key, value FROM settings ORDER BY key");
+  using Setting = std::pair<std::string, std::string>;
+  auto read = [](const Stmt& st) { return Setting(st.Text(0), st.Text(1)); };
+  PGB_ASSIGN_OR_RETURN(std::vector<Setting> rows, Collect<Setting>(s, read));
+  return std::map<std::string, std::string>(rows.begin(), rows.end());
+}
+
 Result<int64_t> Catalog::InsertProject(const ProjectRow& r) {
   PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
   Stmt s(db,

@@ -195,6 +195,8 @@ class Catalog {
   // Settings: small key/value strings ("pool.kind", "ports.range").
   Result<std::optional<std::string>> GetSetting(const std::string& key);
   Status SetSetting(const std::string& key, const std::string& value);
+  Status DeleteSetting(const std::string& key);
+  Result<std::map<std::string, std::string>> ListSettings();
 
   // Projects. Insert returns the new id; AlreadyExists if the name is taken.
   Result<int64_t> InsertProject(const ProjectRow& row);
