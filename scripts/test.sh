@@ -48,4 +48,7 @@ trap cleanup EXIT
 # The container tests run PostgreSQL 13, 15 and 17 from images built here (no registry).
 ./scripts/container-images.sh build/test/pgbranch
 
-ctest --test-dir build/test --output-on-failure --timeout 3000
+# The end-to-end groups (CMakeLists.txt PGB_E2E_GROUPS) run side by side with each other and the
+# unit tests: mostly waits on PostgreSQL, the disk and the engines, so three at a time suit two
+# cores.
+ctest --test-dir build/test --output-on-failure --timeout 3000 -j3
