@@ -463,6 +463,7 @@ Result<BranchInfo> Engine::CreateProject(const std::string& name,
     s = Timed("initdb",
               [&] { return InitProjectDataDir(project, pool->VolumePath(main.volume), os_user); });
   }
+  if (s.ok()) s = ReserveMainSpace(main);
   if (s.ok()) {
     s = WriteInstanceConfig(pool->VolumePath(main.volume), ConfigFor(project, main), owner);
   }
@@ -636,6 +637,7 @@ Status Engine::CloneFromSnapshot(const ProjectRow& project, const SnapshotRow& s
       "Clone", [&] { return pool->CloneSnapshot(snapshot.volume, snapshot.name, row->volume); }));
   BranchRow cloned = *row;
   undo.Push("destroy the volume", [pool, cloned] { return pool->DestroyVolume(cloned.volume); });
+  PGB_RETURN_IF_ERROR(LimitBranchSpace(project, *row));
   PGB_RETURN_IF_ERROR(Failpoint("branch-after-clone"));
 
   PGB_ASSIGN_OR_RETURN(std::optional<OsUser> os_user, ServerUserFor(project));
@@ -776,6 +778,7 @@ Result<BranchInfo> Engine::CreateBranch(const BranchRef& ref, const BranchCreate
                      /*implicit=*/true, undo, &snapshot);
   }
   if (s.ok()) s = CloneFromSnapshot(project, snapshot, &row, undo);
+  if (s.ok() && options.max_size_bytes) s = SetBranchSpaceLimit(row, *options.max_size_bytes);
   if (s.ok()) {
     s = CommitClone(&row, &snapshot,
                     Event(row, "created", fmt::format("created from {}", parent_ref.ToString())));
