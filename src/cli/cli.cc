@@ -833,6 +833,7 @@ class Cli {
                                 o.fast = fast_;
                                 o.port = port_;
                                 if (!pitr_.empty()) o.pitr = pitr_;
+                                o.max_size_bytes = max_size_;
                                 PGB_ASSIGN_OR_RETURN(BranchInfo b, e.CreateBranch(ref, o));
                                 out_->Done(fmt::format("Branch {} ready", ref.ToString()),
                                            Clock::now() - start);
@@ -848,9 +849,16 @@ class Cli {
                      "Skip the CHECKPOINT on a running parent (the clone "
                      "then replays more WAL when it starts)");
     create->add_option("--port", port_, "Port for the branch")->transform(DecimalIn(1024, 65535));
-    create->add_option("--pitr", pitr_,
-                       "The parent as it was at this time or LSN: '2026-11-21T14:30:00Z' "
-                       "(offsets accepted), '2 hours ago', '0/3000060'");
+    auto* pitr = create->add_option("--pitr", pitr_,
+                                    "The parent as it was at this time or LSN: "
+                                    "'2026-11-21T14:30:00Z' (offsets accepted), '2 hours ago', "
+                                    "'0/3000060'");
+    create
+        ->add_option("--max-size", max_size_,
+                     "The most new data the branch may write, e.g. 2G (default: what the pool "
+                     "has free, less the headroom kept for main)")
+        ->transform(SizeAtLeast(64ull << 20, "a branch"))
+        ->excludes(pitr);
     AddJson(create);
 
     auto* list = branch->add_subcommand("list", "List branches")->alias("ls");
@@ -874,11 +882,13 @@ class Cli {
     auto* get = BranchVerb(branch, "get", "Show one branch",
                            [this](Engine& e, const BranchRef& ref) -> Status {
                              PGB_ASSIGN_OR_RETURN(BranchInfo b, e.GetBranch(ref));
+                             Result<SpaceLimit> limit = e.BranchSpaceLimit(ref);
                              if (json_) {
-                               out_->Json(ToJson(b));
+                               out_->Json(
+                                   ToJson(b, limit.ok() ? limit->limit_bytes : std::nullopt));
                                return Status::OK();
                              }
-                             PrintBranch(b);
+                             PrintBranch(b, limit);
                              return Status::OK();
                            });
     AddJson(get);
@@ -1136,7 +1146,17 @@ class Cli {
                 rows);
   }
 
-  void PrintBranch(const BranchInfo& b) {
+  // The space limit of `branch get`: its size and use, "none", or why the pool has none.
+  static std::string LimitText(const Result<SpaceLimit>& limit) {
+    if (!limit.ok()) {
+      return limit.status().Is(StatusCode::kNotSupported) ? "not available on this pool" : "-";
+    }
+    if (!limit->limit_bytes) return "none";
+    return fmt::format("{} ({} used)", FormatBytes(*limit->limit_bytes),
+                       FormatBytes(limit->used_bytes));
+  }
+
+  void PrintBranch(const BranchInfo& b, const Result<SpaceLimit>& limit) {
     out_->Table(
         {"FIELD", "VALUE"},
         {{"branch", b.project + "/" + b.name},
@@ -1146,6 +1166,7 @@ class Cli {
          {"uri", b.masked_uri},
          {"size", Bytes(b.size_bytes)},
          {"exclusive", Bytes(b.exclusive_bytes)},
+         {"space limit", LimitText(limit)},
          {"created", b.created_at},
          {"recovery target", OrDash(b.recovery_target)},
          {"uptime", b.uptime_seconds ? FormatAge(std::chrono::seconds(*b.uptime_seconds)) : "-"},
@@ -1202,6 +1223,7 @@ class Cli {
   std::string listen_;
   std::optional<int> port_;
   std::optional<int64_t> snapshot_id_;
+  std::optional<uint64_t> max_size_;
   std::string new_name_;
   int64_t snapshot_arg_ = 0;
   std::string label_;

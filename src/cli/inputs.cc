@@ -53,9 +53,11 @@ CLI::Validator DecimalIn(int64_t lo, int64_t hi, const std::string& unit) {
       fmt::format("INT in [{} - {}]", lo, hi));
 }
 
-CLI::Validator ImageSize() {
+CLI::Validator ImageSize() { return SizeAtLeast(kMinImagePoolSize, "an image pool"); }
+
+CLI::Validator SizeAtLeast(uint64_t min_bytes, const std::string& what) {
   return CLI::Validator(
-      [](std::string& input) -> std::string {
+      [min_bytes, what](std::string& input) -> std::string {
         if (input.empty()) return kEmpty;
         // Decimal digits, then letters: AsSizeValue would read the number with base 0 ("0x10G",
         // "010G" is 8G), so it gets the number in canonical decimal.
@@ -84,9 +86,9 @@ CLI::Validator ImageSize() {
         }
         uint64_t value = 0;
         std::from_chars(bytes.data(), bytes.data() + bytes.size(), value);
-        if (value < kMinImagePoolSize) {
-          return fmt::format("{} is too small: an image pool needs at least {}",
-                             QuoteForDisplay(input), FormatBytes(kMinImagePoolSize));
+        if (value < min_bytes) {
+          return fmt::format("{} is too small: {} needs at least {}", QuoteForDisplay(input), what,
+                             FormatBytes(min_bytes));
         }
         input = bytes;
         return "";

@@ -28,6 +28,8 @@ CLI::Validator DecimalIn(int64_t lo, int64_t hi, const std::string& unit = "");
 // bytes), at least kMinImagePoolSize. Rewrites the value as a number of bytes. Use with
 // Option::transform.
 CLI::Validator ImageSize();
+// The same for any size of at least `min_bytes`; `what` names it in messages ("a branch").
+CLI::Validator SizeAtLeast(uint64_t min_bytes, const std::string& what);
 
 // Printable text: not empty, well-formed UTF-8, no control character (common/bytes.h
 // IsPrintableText). Such a value can reach a terminal, a log and JSON unchanged.

@@ -199,6 +199,12 @@ nlohmann::json ToJson(const BranchInfo& b) {
   };
 }
 
+nlohmann::json ToJson(const BranchInfo& b, const std::optional<uint64_t>& limit_bytes) {
+  nlohmann::json json = ToJson(b);
+  json["limit_bytes"] = Optional(limit_bytes);
+  return json;
+}
+
 nlohmann::json ToJson(const ProjectInfo& p) {
   return {
       {"name", p.name},

@@ -68,6 +68,8 @@ class Output : public Progress {
 
 // JSON shapes of the engine's results (documented in README.md, "JSON output").
 nlohmann::json ToJson(const BranchInfo& b);
+// `branch get`: the branch with `limit_bytes`, its space limit as the pool holds it (null: none).
+nlohmann::json ToJson(const BranchInfo& b, const std::optional<uint64_t>& limit_bytes);
 nlohmann::json ToJson(const WalWindow& w);
 nlohmann::json ToJson(const WalInfo& w);
 nlohmann::json ToJson(const ProjectInfo& p);

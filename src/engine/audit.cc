@@ -131,6 +131,18 @@ class AuditedPool : public Pool {
     return target_->SnapshotSpace(volume, snapshot);
   }
   Result<PoolUsage> Usage() override { return target_->Usage(); }
+  Status SetSpaceLimit(const std::string& volume, std::optional<uint64_t> bytes) override {
+    return log_.Record("pool.SetSpaceLimit", volume,
+                       bytes ? fmt::format("{} bytes", *bytes) : std::string("none"),
+                       [&] { return target_->SetSpaceLimit(volume, bytes); });
+  }
+  Result<SpaceLimit> GetSpaceLimit(const std::string& volume) override {
+    return target_->GetSpaceLimit(volume);
+  }
+  Status ReserveSpace(const std::string& volume, uint64_t bytes) override {
+    return log_.Record("pool.ReserveSpace", volume, fmt::format("{} bytes", bytes),
+                       [&] { return target_->ReserveSpace(volume, bytes); });
+  }
 
   Status Quarantine(const std::string& name, TimePoint now) override {
     return log_.Record("pool.Quarantine", name,

@@ -549,6 +549,7 @@ Result<BranchInfo> Engine::CreateProject(const std::string& name,
     PGB_RETURN_IF_ERROR(Timed("initdb", [&] {
       return InitProjectDataDir(project, pool->VolumePath(main.volume), os_user);
     }));
+    PGB_RETURN_IF_ERROR(ReserveMainSpace(main));
     PGB_RETURN_IF_ERROR(
         WriteInstanceConfig(pool->VolumePath(main.volume), ConfigFor(project, main), owner));
     PGB_RETURN_IF_ERROR(op.Step("start"));
@@ -750,6 +751,7 @@ Status Engine::CloneFromSnapshot(const ProjectRow& project, const SnapshotRow& s
   PGB_RETURN_IF_ERROR(op.PushUndo(std::move(destroy)));
   PGB_RETURN_IF_ERROR(Timed(
       "Clone", [&] { return pool->CloneSnapshot(snapshot.volume, snapshot.name, row->volume); }));
+  PGB_RETURN_IF_ERROR(LimitBranchSpace(project, *row));
   PGB_RETURN_IF_ERROR(Failpoint("branch-after-clone"));
 
   PGB_RETURN_IF_ERROR(op.Step("configure"));
@@ -928,6 +930,9 @@ Result<BranchInfo> Engine::CreateBranch(const BranchRef& ref, const BranchCreate
         }
         if (!target) {
           PGB_RETURN_IF_ERROR(CloneFromSnapshot(project, snapshot, &row, op));
+          if (options.max_size_bytes) {
+            PGB_RETURN_IF_ERROR(SetBranchSpaceLimit(row, *options.max_size_bytes));
+          }
           return CommitClone(&row, &snapshot, Event(row, "created", created_from), op);
         }
         // Point-in-time: clone the base, recover to the target, promote; then its own history goes

@@ -118,6 +118,9 @@ struct BranchCreateOptions {
   // Point-in-time recovery target (pg/wal.h ParseRecoveryTarget): an ISO 8601 time, "N units
   // ago", or an LSN. The branch is the parent as it was then.
   std::optional<std::string> pitr;
+  // The most new data the branch may write, in bytes, instead of the default (engine_space.cc);
+  // refused where the pool cannot limit branches. Not with `pitr`.
+  std::optional<uint64_t> max_size_bytes;
 };
 
 // The span of time a branch can be recovered to (`wal info`, `status`).
@@ -568,6 +571,24 @@ class Engine {
                           const std::map<int64_t, ProjectRow>& project_of, bool fix,
                           std::vector<DoctorFinding>* out);
 
+  // Space limits (engine_space.cc): each branch's volume gets a limit on the new data it may
+  // write and each main keeps headroom the branches cannot take, where the pool can (Pool::
+  // SetSpaceLimit, ReserveSpace); elsewhere they do nothing. REQUIRES: the project lock.
+  // Right after main's volume is made: reserves main's headroom.
+  Status ReserveMainSpace(const BranchRow& main);
+  // Right after a branch's volume is cloned, before its server starts: the limit of the volume
+  // it replaces (a reset), else the default; renews main's headroom. ResourceExhausted when
+  // the pool has no room for a branch beyond main's headroom.
+  Status LimitBranchSpace(const ProjectRow& project, const BranchRow& row);
+  // `branch create --max-size`: replaces the default limit of a new branch.
+  Status SetBranchSpaceLimit(const BranchRow& row, uint64_t bytes);
+
+ public:
+  // The branch's space limit and usage as the pool holds them. NotSupported (saying why) where
+  // the pool cannot limit branches.
+  Result<SpaceLimit> BranchSpaceLimit(const BranchRef& ref);
+
+ private:
   EngineEnv env_;
   AuditLog audit_;
   std::unique_ptr<ProcessRunner> runner_;  // audited, forwarding to env_.runner

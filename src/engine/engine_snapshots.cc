@@ -201,7 +201,11 @@ Result<CleanupReport> Engine::CleanupSnapshots(const std::optional<BranchRef>& r
           PGB_RETURN_IF_ERROR(op.Step("commit"));
           PGB_RETURN_IF_ERROR(catalog_->Transaction([&] { return op.MarkCommitted(finish); }));
           // Under the project lock, so no create picks one of them meanwhile.
-          return op.RunJournal([this](const Action& a) { return RunAction(a); });
+          if (op.Step("finish").ok()) {
+            Status ignored = op.RunJournal([this](const Action& a) { return RunAction(a); });
+            (void)ignored;
+          }
+          return Status::OK();
         }));
   }
   return report;
@@ -241,8 +245,12 @@ Result<BranchInfo> Engine::RenameBranch(const BranchRef& ref, const std::string&
               b.row, "renamed", fmt::format("renamed from {}/{}", b.project.name, old_name))));
           return op.MarkCommitted({rename});
         }));
-        PGB_RETURN_IF_ERROR(op.Step("finish"));
-        PGB_RETURN_IF_ERROR(op.RunJournal([this](const Action& a) { return RunAction(a); }));
+        // Finished under the branch's lock; what fails here stays in the journal, which the
+        // operation's end reports and doctor completes (the rename itself is done).
+        if (op.Step("finish").ok()) {
+          Status ignored = op.RunJournal([this](const Action& a) { return RunAction(a); });
+          (void)ignored;
+        }
         PGB_ASSIGN_OR_RETURN(info, Describe(b.project, b.row, /*with_sizes=*/false));
         return Status::OK();
       }));
@@ -288,8 +296,11 @@ Result<ProjectInfo> Engine::RenameProject(const std::string& name, const std::st
           }
           return op.MarkCommitted(std::move(finish));
         }));
-        PGB_RETURN_IF_ERROR(op.Step("finish"));
-        return op.RunJournal([this](const Action& a) { return RunAction(a); });
+        if (op.Step("finish").ok()) {
+          Status ignored = op.RunJournal([this](const Action& a) { return RunAction(a); });
+          (void)ignored;
+        }
+        return Status::OK();
       }));
   return GetProject(new_name);
 }

@@ -10,11 +10,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include "common/fs.h"
+#include "storage/btrfs_quota.h"
 #include "storage/directory_pool.h"
 #include "storage/extents.h"
 #include "storage/volume_name.h"
@@ -23,6 +25,10 @@ namespace pgb {
 namespace {
 
 constexpr mode_t kVolumeMode = 0700;
+// How long a destroy waits for the cleaner to free the subvolume's space (WaitForBtrfsCleaner):
+// dropping a subvolume takes milliseconds per few hundred MB; a huge one may take longer, and
+// then its space shows up a little later.
+constexpr std::chrono::milliseconds kCleanerWait{10'000};
 
 // A name for the filesystem types people are likely to point us at, for messages.
 std::string FsTypeName(decltype(statfs::f_type) type) {
@@ -58,16 +64,23 @@ Status BtrfsError(std::string_view context, enum btrfs_util_error error, int err
 
 // Deletes the subvolume at `path`; a missing one is OK. Nested subvolumes (PostgreSQL's user
 // may create some inside its volume) make a plain delete fail with ENOTEMPTY; then they are
-// deleted first, which needs root.
-Status DeleteSubvolume(const std::string& path) {
+// deleted first, which needs root. With `wait_for_space`, returns once the kernel has freed
+// the subvolume's space (WaitForBtrfsCleaner), so Usage() and statvfs(2) show it at once.
+Status DeleteSubvolume(const std::string& path, bool wait_for_space = false) {
   if (!PathExists(path)) return Status::OK();
+  uint64_t id = 0;
+  if (wait_for_space && btrfs_util_subvolume_id(path.c_str(), &id) != BTRFS_UTIL_OK) id = 0;
   enum btrfs_util_error error = btrfs_util_delete_subvolume(path.c_str(), 0);
   int err = errno;
   if (error != BTRFS_UTIL_OK && err == ENOTEMPTY) {
     error = btrfs_util_delete_subvolume(path.c_str(), BTRFS_UTIL_DELETE_SUBVOLUME_RECURSIVE);
     err = errno;
   }
-  if (error == BTRFS_UTIL_OK || err == ENOENT) return Status::OK();
+  if (error == BTRFS_UTIL_OK) {
+    if (id != 0) (void)WaitForBtrfsCleaner(Dirname(path), id, kCleanerWait);
+    return Status::OK();
+  }
+  if (err == ENOENT) return Status::OK();
   if (error == BTRFS_UTIL_ERROR_NOT_SUBVOLUME) {
     return Status::FailedPrecondition(
         fmt::format("{} is not a Btrfs subvolume; pgbranch did not create it", path));
@@ -75,12 +88,25 @@ Status DeleteSubvolume(const std::string& path) {
   return BtrfsError(fmt::format("delete subvolume {}", path), error, err);
 }
 
-// Names in `dir` accepted by `valid`, sorted.
+// Space limits need quotas on the filesystem: what they can do here, and why not if not.
+struct QuotaSupport {
+  BtrfsQuotaMode mode = BtrfsQuotaMode::kOff;
+  std::string why_not;  // for people, when limits are not available
+  uint64_t group = 0;   // the level-1 qgroup of the pool's limited volumes (simple quotas)
+};
+
 class BtrfsPool : public DirectoryPool {
  public:
-  using DirectoryPool::DirectoryPool;
+  BtrfsPool(std::string root, std::string kind, std::string description, QuotaSupport quotas)
+      : DirectoryPool(std::move(root), std::move(kind), std::move(description)),
+        quotas_(std::move(quotas)) {}
 
-  PoolCapabilities Capabilities() const override { return PoolCapabilities{}; }
+  PoolCapabilities Capabilities() const override {
+    PoolCapabilities capabilities;
+    capabilities.space_limits = quotas_.mode != BtrfsQuotaMode::kOff;
+    capabilities.space_reservations = quotas_.mode == BtrfsQuotaMode::kSimple;
+    return capabilities;
+  }
 
   Status CreateVolume(const std::string& volume, std::optional<FileOwner> owner) override {
     PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
@@ -120,12 +146,56 @@ class BtrfsPool : public DirectoryPool {
 
   Status DestroyVolume(const std::string& volume) override {
     PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
-    return DeleteSubvolume(VolumePath(volume));
+    return DeleteSubvolume(VolumePath(volume), /*wait_for_space=*/true);
   }
 
   Status DestroySnapshot(const std::string& volume, const std::string& snapshot) override {
     PGB_RETURN_IF_ERROR(CheckSnapshotName(snapshot));
-    return DeleteSubvolume(SnapshotPath(volume, snapshot));
+    return DeleteSubvolume(SnapshotPath(volume, snapshot), /*wait_for_space=*/true);
+  }
+
+  // The limit is on the volume's qgroup's exclusive bytes. With simple quotas the volume also
+  // joins the pool's group of limited volumes, which ReserveSpace caps.
+  Status SetSpaceLimit(const std::string& volume, std::optional<uint64_t> bytes) override {
+    PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
+    if (bytes && *bytes == 0) return Status::InvalidArgument("a space limit of 0 bytes");
+    PGB_RETURN_IF_ERROR(CheckLimits());
+    PGB_ASSIGN_OR_RETURN(uint64_t id, SubvolumeId(volume));
+    if (quotas_.mode == BtrfsQuotaMode::kSimple) {
+      PGB_RETURN_IF_ERROR(CreateBtrfsQgroup(root(), quotas_.group));
+      PGB_RETURN_IF_ERROR(AssignBtrfsQgroup(root(), BtrfsLevel0Qgroup(id), quotas_.group));
+    }
+    return SetBtrfsQgroupLimit(root(), BtrfsLevel0Qgroup(id), bytes);
+  }
+
+  Result<SpaceLimit> GetSpaceLimit(const std::string& volume) override {
+    PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
+    PGB_RETURN_IF_ERROR(CheckLimits());
+    PGB_ASSIGN_OR_RETURN(uint64_t id, SubvolumeId(volume));
+    PGB_ASSIGN_OR_RETURN(BtrfsQgroup qgroup, ReadBtrfsQgroup(root(), BtrfsLevel0Qgroup(id)));
+    SpaceLimit limit;
+    limit.limit_bytes = qgroup.max_exclusive;
+    limit.used_bytes = qgroup.exclusive;
+    return limit;
+  }
+
+  // Caps the group of limited volumes at what they hold plus what is free, less `bytes`.
+  Status ReserveSpace(const std::string& volume, uint64_t bytes) override {
+    PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
+    if (quotas_.mode != BtrfsQuotaMode::kSimple) {
+      return Status::NotSupported(fmt::format(
+          "reserving space in a Btrfs pool needs simple quotas; {}",
+          quotas_.mode == BtrfsQuotaMode::kFull
+              ? "this filesystem has full qgroups, whose group accounting needs a rescan after "
+                "each new member"
+              : quotas_.why_not));
+    }
+    PGB_RETURN_IF_ERROR(SubvolumeId(volume).status());
+    PGB_RETURN_IF_ERROR(CreateBtrfsQgroup(root(), quotas_.group));
+    PGB_ASSIGN_OR_RETURN(BtrfsQgroup group, ReadBtrfsQgroup(root(), quotas_.group));
+    PGB_ASSIGN_OR_RETURN(PoolUsage usage, Usage());
+    uint64_t room = usage.free_bytes > bytes ? usage.free_bytes - bytes : 0;
+    return SetBtrfsQgroupLimit(root(), quotas_.group, group.exclusive + room);
   }
 
  protected:
@@ -151,6 +221,24 @@ class BtrfsPool : public DirectoryPool {
   Status RemoveObject(const std::string& path) override { return DeleteSubvolume(path); }
 
  private:
+  Status CheckLimits() const {
+    if (quotas_.mode != BtrfsQuotaMode::kOff) return Status::OK();
+    return Status::NotSupported(fmt::format("no space limits in this pool: {}", quotas_.why_not));
+  }
+
+  // NotFound if the volume does not exist.
+  Result<uint64_t> SubvolumeId(const std::string& volume) const {
+    std::string path = VolumePath(volume);
+    if (!PathExists(path)) return Status::NotFound(fmt::format("volume {} does not exist", volume));
+    uint64_t id = 0;
+    enum btrfs_util_error error = btrfs_util_subvolume_id(path.c_str(), &id);
+    int err = errno;
+    if (error != BTRFS_UTIL_OK) {
+      return BtrfsError(fmt::format("subvolume id of {}", path), error, err);
+    }
+    return id;
+  }
+
   // Snapshots subvolume `source` (called `source_name` in messages) to `target` with
   // libbtrfsutil `flags`. NotFound if the source is missing, AlreadyExists if the target exists.
   Status Snapshot(const std::string& source, const std::string& source_name,
@@ -165,6 +253,8 @@ class BtrfsPool : public DirectoryPool {
     }
     return Status::OK();
   }
+
+  const QuotaSupport quotas_;
 };
 
 }  // namespace
@@ -200,8 +290,37 @@ Result<std::unique_ptr<Pool>> OpenBtrfsPool(const std::string& root, std::string
                                             std::string description) {
   PGB_RETURN_IF_ERROR(CheckBtrfsDirectory(root));
   PGB_RETURN_IF_ERROR(CheckPoolDirectories(root));
+  QuotaSupport quotas;
+  Result<BtrfsQuotaMode> mode = GetBtrfsQuotaMode(root);
+  if (mode.ok()) {
+    quotas.mode = *mode;
+    if (*mode == BtrfsQuotaMode::kOff) {
+      quotas.why_not =
+          kind == "image" ? "this kernel has no Btrfs simple quotas (Linux 6.7+)"
+                          : fmt::format(
+                                "quotas are off on the Btrfs filesystem of {}; 'btrfs quota enable "
+                                "--simple MOUNTPOINT' (btrfs-progs 6.7+, Linux 6.7+) turns them on "
+                                "for the whole filesystem",
+                                root);
+    }
+  } else {
+    quotas.why_not = mode.status().message();
+  }
+  // The level-1 qgroup of this pool's limited volumes, named after where the pool is, so two
+  // pools on one filesystem keep apart: the subvolume holding volumes/ and its inode number.
+  uint64_t subvolume = 0;
+  struct stat st {};
+  std::string volumes = JoinPath(root, "volumes");
+  if (btrfs_util_subvolume_id(volumes.c_str(), &subvolume) == BTRFS_UTIL_OK &&
+      ::stat(volumes.c_str(), &st) == 0) {
+    constexpr uint64_t kIdMask = (uint64_t{1} << 48) - 1;
+    quotas.group = BtrfsLevel1Qgroup(((subvolume << 24) ^ st.st_ino) & kIdMask);
+  }
+  if (!quotas.why_not.empty()) {
+    description += fmt::format(" (no per-branch space limits: {})", quotas.why_not);
+  }
   return std::unique_ptr<Pool>(
-      std::make_unique<BtrfsPool>(root, std::move(kind), std::move(description)));
+      std::make_unique<BtrfsPool>(root, std::move(kind), std::move(description), quotas));
 }
 
 }  // namespace pgb

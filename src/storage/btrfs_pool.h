@@ -10,6 +10,13 @@
 // a writable snapshot of a snapshot. All of it goes through libbtrfsutil (ioctls); no `btrfs`
 // command is run and no command output is parsed. Creating and destroying subvolumes needs
 // root (CAP_SYS_ADMIN) unless the filesystem allows otherwise.
+//
+// Space: a volume's limit is its quota group's exclusive limit, and the pool's limited volumes
+// share one level-1 quota group that ReserveSpace caps (storage/pool.h, storage/btrfs_quota.h).
+// That needs quotas on the filesystem: the image pool turns on simple quotas itself; a Btrfs
+// directory pool uses them only where an administrator did (else Describe() says how). Destroys
+// wait until the kernel's cleaner has freed the subvolume (WaitForBtrfsCleaner), so Usage()
+// shows the space at once rather than up to 30 s later.
 
 #ifndef PGBRANCH_STORAGE_BTRFS_POOL_H_
 #define PGBRANCH_STORAGE_BTRFS_POOL_H_

@@ -26,6 +26,7 @@
 #include "common/fs.h"
 #include "common/undo.h"
 #include "storage/btrfs_pool.h"
+#include "storage/btrfs_quota.h"
 #include "storage/tree_copy.h"
 #include "storage/tree_pool.h"
 
@@ -233,6 +234,15 @@ std::string DescribeImagePool(const PoolConfig& config) {
   return fmt::format("{} on image {} ({}) at {}", fs, config.image, FormatBytes(size), config.root);
 }
 
+// A Btrfs image's filesystem is pgbranch's own, so it turns on simple quotas there: they are
+// what per-branch space limits need (storage/pool.h SetSpaceLimit), and they cost little (see
+// README, "Space limits"). A kernel without them leaves the pool without limits (Describe()
+// says so), not without a pool.
+Status EnableQuotas(const std::string& root) {
+  Status status = EnableBtrfsSimpleQuotas(root);
+  return status.Is(StatusCode::kNotSupported) ? Status::OK() : status;
+}
+
 // The argv that formats `config.image` with `config.fs`.
 std::vector<std::string> MkfsArgv(const PoolConfig& config) {
   if (config.fs == "xfs") {
@@ -311,6 +321,7 @@ Status CreateImagePool(const PoolConfig& raw_config, ProcessRunner& runner) {
     PGB_RETURN_IF_ERROR(InitTreePoolDirectory(config.root, CopyMethod::kReflink));
   } else {
     PGB_RETURN_IF_ERROR(InitBtrfsPoolDirectory(config.root));
+    PGB_RETURN_IF_ERROR(EnableQuotas(config.root));
   }
   undo.Commit();
   return Status::OK();
@@ -336,6 +347,8 @@ Result<std::unique_ptr<Pool>> OpenImagePool(const PoolConfig& raw_config, Proces
     PGB_ASSIGN_OR_RETURN(
         pool, OpenTreePool(config.root, CopyMethod::kReflink, "image", DescribeImagePool(config)));
   } else {
+    // Pools made before pgbranch limited branches get their quotas now.
+    PGB_RETURN_IF_ERROR(EnableQuotas(config.root));
     PGB_ASSIGN_OR_RETURN(pool, OpenBtrfsPool(config.root, "image", DescribeImagePool(config)));
   }
   undo.Commit();

@@ -5,7 +5,9 @@
 // an XFS image pool a reflink pool (storage/tree_pool.h). Mounting and unmounting go through
 // libmount (no mount(8), no shell); the "loop" option makes libmount attach a loop device with
 // autoclear set, so the kernel releases the device when the filesystem is unmounted. Formatting
-// runs mkfs.btrfs or mkfs.xfs through the injected ProcessRunner.
+// runs mkfs.btrfs or mkfs.xfs through the injected ProcessRunner. A Btrfs image gets simple
+// quotas (Linux 6.7+), when it is made and when a pool made before is opened, for the
+// per-branch space limits (storage/pool.h SetSpaceLimit).
 
 #ifndef PGBRANCH_STORAGE_IMAGE_H_
 #define PGBRANCH_STORAGE_IMAGE_H_

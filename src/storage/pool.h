@@ -18,7 +18,8 @@
 //
 // Abstract so the engine can be tested against a fault-injecting wrapper (and audited by a
 // forwarding one). A backend that cannot do something returns NotSupported; it never pretends
-// to succeed. Not thread-safe: callers hold the project lock for mutations.
+// to succeed. Not thread-safe: callers hold the project lock for mutations. Space limits and
+// reservations (what keeps one branch from filling the pool) are described at SetSpaceLimit.
 
 #ifndef PGBRANCH_STORAGE_POOL_H_
 #define PGBRANCH_STORAGE_POOL_H_
@@ -60,6 +61,12 @@ struct PoolCapabilities {
   // A snapshot cannot be destroyed while volumes cloned from it exist (ZFS). The engine refuses
   // such deletes for every backend anyway, to keep lineage the same everywhere.
   bool clones_pin_snapshots = false;
+  // SetSpaceLimit and GetSpaceLimit work: the filesystem itself refuses a volume's writes beyond
+  // its limit (EDQUOT), so one branch cannot fill the pool. False where the backend or this
+  // filesystem cannot (Describe() then says why).
+  bool space_limits = false;
+  // ReserveSpace works (see there for what it guarantees on each backend).
+  bool space_reservations = false;
 };
 
 // How a non-atomic pool makes a consistent snapshot of a running PostgreSQL, following the
@@ -95,6 +102,12 @@ struct QuarantinedObject {
   // Purge leaves (calling it again finishes it).
   std::string path;
   TimePoint since;  // when it was quarantined (the `now` given), to the millisecond
+};
+
+// A volume's space limit as the filesystem holds it (GetSpaceLimit).
+struct SpaceLimit {
+  std::optional<uint64_t> limit_bytes;  // unset: no limit
+  uint64_t used_bytes = 0;              // what counts against the limit now (same basis)
 };
 
 class Pool {
@@ -145,7 +158,8 @@ class Pool {
   virtual Result<SpaceUsage> VolumeSpace(const std::string& volume) = 0;
   virtual Result<SpaceUsage> SnapshotSpace(const std::string& volume,
                                            const std::string& snapshot) = 0;
-  // Capacity of the whole pool.
+  // Capacity of the whole pool. Space a destroyed volume or snapshot held counts as free once
+  // DestroyVolume/DestroySnapshot returned (Btrfs: they wait for the cleaner, see there).
   virtual Result<PoolUsage> Usage() = 0;
 
   // ---- Quarantine: what doctor moves aside instead of destroying (issue 10) ----------------
@@ -189,6 +203,57 @@ class Pool {
   // DestroyVolume (unmounted, hidden, destroyed with its last snapshot): live snapshots are never
   // taken along. Unavailable if its files are in use (ZFS).
   virtual Status Purge(const std::string& name) = 0;
+
+  // ---- Space limits ------------------------------------------------------------------------
+  // A branch's limit is on the data it writes itself: what it shares with its origin (the
+  // snapshot it was cloned from) is not counted, whatever its size. Sizes are bytes. Writes
+  // beyond the limit fail inside that volume only, with EDQUOT ("Disk quota exceeded"), which
+  // PostgreSQL reports as "could not extend file ...: Disk quota exceeded" (or, for WAL, as a
+  // PANIC of that branch's server only). Limits are kept by the filesystem, so they survive
+  // remounts and reboots; nothing is stored elsewhere. Where the backend gets its semantics:
+  //   btrfs  quota groups (qgroups), preferably simple quotas ("squota", Linux 6.7+): each
+  //          extent is charged, for its whole life, to the subvolume that wrote it, so a clone
+  //          is charged only its own writes (btrfs-quota(8) "SIMPLE QUOTAS", kernel commit
+  //          "btrfs: qgroup: add new quota mode for simple quotas"). The limit is the qgroup's
+  //          max exclusive (`btrfs qgroup limit -e`). With full qgroups (enabled by an admin)
+  //          the same limit applies to the volume's exclusive bytes (btrfs-qgroup(8)).
+  //          An image pool turns simple quotas on itself (its filesystem is pgbranch's); a
+  //          Btrfs directory pool uses quotas only if they are on for that filesystem already.
+  //   zfs    on OpenZFS, the `quota` property of the volume's dataset: a clone's `used` counts
+  //          only what it wrote (and what its own snapshots keep), never its origin's data
+  //          (zfsprops(7): quota, used). Not in zfs-fuse (NotSupported): it has the property,
+  //          but its daemon dies when a dataset of pgbranch's reaches its quota, taking every
+  //          dataset with it (measured with zfs-fuse 0.7.0).
+  //   reflink, copy: no limits (NotSupported). They would need project quotas, which this
+  //          code does not manage: XFS charges every reflinked file its full size (quota
+  //          counts blocks mapped, not blocks owned), so a limit there could only bound a
+  //          branch's whole size, and kernels built without CONFIG_XFS_QUOTA have none.
+  // Not thread-safe (like every Pool call); callers hold the project lock. The Btrfs group of
+  // limited volumes (see ReserveSpace) is shared by all projects of a pool: two calls racing
+  // from different projects each leave a value computed from the usage they saw.
+
+  // Limits the new data `volume` may write to `bytes` (> 0), or removes its limit (nullopt).
+  // On Btrfs the limit may be below what the volume already holds (it then cannot grow any
+  // more); ZFS refuses that (InvalidArgument). NotSupported (saying why) where
+  // Capabilities().space_limits is false; NotFound if the volume does not exist;
+  // InvalidArgument for 0 or a bad name.
+  virtual Status SetSpaceLimit(const std::string& volume, std::optional<uint64_t> bytes) = 0;
+  // The limit and what counts against it, read back from the filesystem. NotSupported and
+  // NotFound as for SetSpaceLimit.
+  virtual Result<SpaceLimit> GetSpaceLimit(const std::string& volume) = 0;
+  // Keeps room for `bytes` of new data in `volume` (a volume without a limit: a project's
+  // main) against what volumes with limits (its branches) write:
+  //   zfs    on OpenZFS, `refreservation` on the volume: a standing guarantee, renewed by
+  //          every snapshot of it, that it can write `bytes` more than its snapshots hold,
+  //          whatever any other dataset writes (zfsprops(7) refreservation). Not in zfs-fuse.
+  //   btrfs  (simple quotas only) every volume with a limit is also in one level-1 qgroup of
+  //          the pool, which this call caps at what those volumes hold now plus the free space
+  //          less `bytes`: when they are all full, `bytes` are still free. It holds as of this
+  //          call: the volume's own growth since, and volumes without limits, are not covered;
+  //          call it again (the engine does, at every branch create) to renew it.
+  // NotSupported (saying why) where Capabilities().space_reservations is false; NotFound if
+  // the volume does not exist; ResourceExhausted if the pool cannot give that much.
+  virtual Status ReserveSpace(const std::string& volume, uint64_t bytes) = 0;
 };
 
 // Makes a pool usable for the first time (`pgbranch init`, or the embedded default):

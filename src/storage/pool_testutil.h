@@ -74,6 +74,53 @@ inline void WriteRandom(const std::string& path, uint64_t offset, uint64_t bytes
   ::close(fd);
 }
 
+// What WriteUntilError managed.
+struct WriteOutcome {
+  uint64_t written = 0;  // bytes write(2) accepted before the first error
+  int error = 0;         // the errno of the first failed write or fsync; 0 if none failed
+};
+
+// Appends pseudo-random 1 MiB blocks to `path` (created if missing) until a write or the final
+// fsync fails, or `max_bytes` are written: how far a volume lets one write (EDQUOT at a space
+// limit, ENOSPC when the pool is full).
+inline WriteOutcome WriteUntilError(const std::string& path, uint64_t max_bytes,
+                                    uint32_t seed = 7) {
+  WriteOutcome outcome;
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    outcome.error = errno;
+    return outcome;
+  }
+  std::mt19937_64 rng(seed);
+  std::vector<uint64_t> buf(kMiB / sizeof(uint64_t));
+  while (outcome.written < max_bytes) {
+    for (auto& word : buf) word = rng();
+    ssize_t n = ::write(fd, buf.data(), kMiB);
+    if (n < 0) {
+      outcome.error = errno;
+      break;
+    }
+    outcome.written += static_cast<uint64_t>(n);
+    if (static_cast<uint64_t>(n) < kMiB) {
+      outcome.error = ::write(fd, buf.data(), 4096) < 0 ? errno : 0;
+      break;
+    }
+  }
+  if (::fsync(fd) != 0 && outcome.error == 0) outcome.error = errno;
+  ::close(fd);
+  return outcome;
+}
+
+// Given a volume limited to `limit` bytes of new data that holds little of its own yet: writing
+// into it fails with EDQUOT after more than half and at most all of `limit` (filesystems stop
+// a little early, for metadata and reservations).
+inline void ExpectWritesStopAtLimit(Pool& pool, const std::string& volume, uint64_t limit) {
+  WriteOutcome stopped = WriteUntilError(pool.VolumePath(volume) + "/new", 4 * limit);
+  EXPECT_EQ(stopped.error, EDQUOT) << std::strerror(stopped.error);
+  EXPECT_GT(stopped.written, limit / 2);
+  EXPECT_LE(stopped.written, limit);
+}
+
 // The whole content of `path` ("" if it cannot be read).
 inline std::string Slurp(const std::string& path) {
   Result<std::string> text = ReadFile(path);
@@ -185,6 +232,9 @@ inline void ExpectBadNamesRefused(Pool& pool, const std::string& volume,
     EXPECT_EQ(pool.CloneSnapshot(volume, snapshot, bad).code(), StatusCode::kInvalidArgument);
     EXPECT_EQ(pool.DestroyVolume(bad).code(), StatusCode::kInvalidArgument);
     EXPECT_EQ(pool.VolumeSpace(bad).status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(pool.SetSpaceLimit(bad, kMiB).code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(pool.GetSpaceLimit(bad).status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(pool.ReserveSpace(bad, kMiB).code(), StatusCode::kInvalidArgument);
   }
   for (const std::string& bad : bad_snapshots) {
     SCOPED_TRACE("snapshot \"" + bad + "\"");

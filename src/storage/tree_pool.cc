@@ -81,11 +81,35 @@ Status WithFullPoolHint(Status status) {
       "{}: the pool is full; delete branches or snapshots, or grow the pool", status.message()));
 }
 
-// Names in `dir` accepted by `valid`, sorted.
+// Why a tree pool cannot limit a branch's space, for people (Describe, NotSupported).
+// Limits here would need the filesystem's project quotas (a project id per volume directory,
+// `xfs_quota -x -c 'limit -p bhard=...'`). XFS counts a file's quota by the blocks it maps, so
+// every reflinked file is charged its full size, shared or not (the rule its reflink code and
+// fstests' generic/305 follow): a limit could only bound a branch's whole size (its clone's
+// size plus what it adds), not what it writes, and overwriting shared blocks would use new
+// space the quota never sees. The kernel this project is tested on also lacks
+// CONFIG_XFS_QUOTA (and ext4's quota format), so none of it could be tested.
+std::string NoLimitsReason(CopyMethod method) {
+  std::string why =
+      method == CopyMethod::kReflink
+          ? "a reflink pool would need XFS project quotas, which charge every reflinked file "
+            "its full size and which pgbranch does not manage"
+          : "a copy pool would need the filesystem's project quotas, which pgbranch does not "
+            "manage";
+  // /proc/fs/xfs/xqmstat exists only in kernels built with XFS quota support.
+  if (method == CopyMethod::kReflink && !PathExists("/proc/fs/xfs/xqmstat")) {
+    why += "; this kernel has no XFS quota support";
+  }
+  return why;
+}
+
 class TreePool : public DirectoryPool {
  public:
   TreePool(std::string root, CopyMethod method, std::string kind, std::string description)
-      : DirectoryPool(std::move(root), std::move(kind), std::move(description)), method_(method) {}
+      : DirectoryPool(std::move(root), std::move(kind),
+                      fmt::format("{} (no per-branch space limits: {})", description,
+                                  NoLimitsReason(method))),
+        method_(method) {}
 
   PoolCapabilities Capabilities() const override {
     PoolCapabilities capabilities;
@@ -205,7 +229,26 @@ class TreePool : public DirectoryPool {
 
   Status RemoveObject(const std::string& path) override { return RemoveTree(path); }
 
+
+  Status SetSpaceLimit(const std::string& volume, std::optional<uint64_t> /*bytes*/) override {
+    PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
+    return NoLimits();
+  }
+  Result<SpaceLimit> GetSpaceLimit(const std::string& volume) override {
+    PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
+    return NoLimits();
+  }
+  Status ReserveSpace(const std::string& volume, uint64_t /*bytes*/) override {
+    PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
+    return NoLimits();
+  }
+
  private:
+  Status NoLimits() const {
+    return Status::NotSupported(
+        fmt::format("no space limits in this pool: {}", NoLimitsReason(method_)));
+  }
+
   // The second half of a bracketed snapshot (see SnapshotBracket): between(), the second pass
   // over recopy_dirs, then the returned files, owned like the volume's root.
   static Status FollowBracket(const SnapshotBracket& bracket, const std::string& source,

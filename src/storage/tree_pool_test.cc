@@ -139,31 +139,54 @@ INSTANTIATE_TEST_SUITE_P(Backends, TreePoolTest,
                          BackendName);
 
 // Given each backend, Kind, Capabilities and Describe say what it is: never atomic, sharing
-// blocks unless it is the copy pool, clones never pinning snapshots.
+// blocks unless it is the copy pool, clones never pinning snapshots, no space limits (and
+// Describe says why).
 TEST_P(TreePoolTest, KindCapabilitiesAndDescribe) {
   PoolCapabilities caps = pool_->Capabilities();
   EXPECT_FALSE(caps.atomic_snapshots);
   EXPECT_EQ(caps.copy_on_write, Reflinks());
   EXPECT_FALSE(caps.clones_pin_snapshots);
+  EXPECT_FALSE(caps.space_limits);
+  EXPECT_FALSE(caps.space_reservations);
+  std::string reflink_note =
+      " (no per-branch space limits: a reflink pool would need XFS project quotas, which "
+      "charge every reflinked file its full size and which pgbranch does not manage";
+  if (!PathExists("/proc/fs/xfs/xqmstat")) reflink_note += "; this kernel has no XFS quota support";
+  reflink_note += ")";
   switch (GetParam()) {
     case Backend::kXfsReflinkImage:
       EXPECT_EQ(pool_->Kind(), "image");
       EXPECT_EQ(pool_->Describe(), "xfs (reflink) on image " + tree_config_.image +
-                                       " (300.0 MiB) at " + tree_config_.root);
+                                       " (300.0 MiB) at " + tree_config_.root + reflink_note);
       break;
     case Backend::kBtrfsReflink:
       EXPECT_EQ(pool_->Kind(), "reflink");
-      EXPECT_EQ(pool_->Describe(), "reflink directory " + tree_config_.root);
+      EXPECT_EQ(pool_->Describe(), "reflink directory " + tree_config_.root + reflink_note);
       break;
     case Backend::kExt4Copy:
       EXPECT_EQ(pool_->Kind(), "copy");
       EXPECT_EQ(pool_->Describe(),
-                "copy directory " + tree_config_.root + " (full copies: slow, no sharing)");
+                "copy directory " + tree_config_.root +
+                    " (full copies: slow, no sharing) (no per-branch space limits: a copy pool "
+                    "would need the filesystem's project quotas, which pgbranch does not "
+                    "manage)");
       break;
   }
   EXPECT_EQ(LstatOf(tree_config_.root + "/volumes").st_mode & 07777, 0711u);
   EXPECT_EQ(LstatOf(tree_config_.root + "/snapshots").st_mode & 07777, 0711u);
   EXPECT_TRUE(ClosePool(tree_config_).ok());
+}
+
+// Given a volume of each backend, the space calls are NotSupported and say why: nothing is
+// limited or reserved, and nothing pretends it was.
+TEST_P(TreePoolTest, SpaceLimitsAreNotSupported) {
+  std::string volume = NewVolumeName();
+  ASSERT_TRUE(pool_->CreateVolume(volume, std::nullopt).ok());
+  Status set = pool_->SetSpaceLimit(volume, 64 * kMiB);
+  EXPECT_EQ(set.code(), StatusCode::kNotSupported);
+  EXPECT_NE(set.message().find("project quotas"), std::string::npos) << set.message();
+  EXPECT_EQ(pool_->GetSpaceLimit(volume).status().code(), StatusCode::kNotSupported);
+  EXPECT_EQ(pool_->ReserveSpace(volume, 64 * kMiB).code(), StatusCode::kNotSupported);
 }
 
 // Given a volume holding a data directory, its snapshot and a clone of that: all three hold the

@@ -1,6 +1,8 @@
 #include "storage/zfs_pool.h"
 
 #include <fmt/format.h>
+#include <linux/magic.h>
+#include <sys/statfs.h>
 
 #include <algorithm>
 #include <charconv>
@@ -42,6 +44,16 @@ constexpr const char* kRetiredProperty = "pgbranch:retired";
 constexpr const char* kQuarantinedProperty = "pgbranch:quarantined";
 // <root>/quarantine, where quarantined objects are mounted: only root passes.
 constexpr mode_t kQuarantineDirMode = 0700;
+
+// Why a zfs-fuse pool has no space limits (measured with Debian's zfs-fuse 0.7.0: a clone with
+// recordsize=8k and lzjb compression, quota 24 MiB in a 256 MiB pool and 100 MiB in a 1.5 GiB
+// one, written with dd until it fails: the daemon exits, and every dataset with it). A limit
+// would turn one branch reaching it into every branch and main losing their storage. A
+// reservation would only move the point where the pool counts as full, and zfs-fuse is known
+// to die on a full pool too (tests/e2e/conformance_e2e_test.cc, FullPoolRefusesBranch).
+constexpr const char* kZfsFuseNoLimits =
+    "zfs-fuse's daemon dies when a dataset reaches its quota or the pool fills, taking every "
+    "branch with it; OpenZFS enforces quotas";
 
 bool Contains(std::string_view text, std::string_view needle) {
   return text.find(needle) != std::string_view::npos;
@@ -241,8 +253,9 @@ Result<uint64_t> Need(const std::map<std::string, uint64_t>& sizes, const std::s
 
 class ZfsPool : public Pool {
  public:
-  ZfsPool(std::string dataset, std::string root, ProcessRunner& runner)
-      : dataset_(std::move(dataset)), root_(std::move(root)), runner_(runner) {}
+  // `fuse`: the datasets are served by zfs-fuse rather than the kernel's OpenZFS.
+  ZfsPool(std::string dataset, std::string root, bool fuse, ProcessRunner& runner)
+      : dataset_(std::move(dataset)), root_(std::move(root)), fuse_(fuse), runner_(runner) {}
 
   std::string Kind() const override { return "zfs"; }
   PoolCapabilities Capabilities() const override {
@@ -250,9 +263,15 @@ class ZfsPool : public Pool {
     caps.atomic_snapshots = true;
     caps.copy_on_write = true;
     caps.clones_pin_snapshots = true;
+    caps.space_limits = !fuse_;
+    caps.space_reservations = !fuse_;
     return caps;
   }
   std::string Describe() const override {
+    if (fuse_) {
+      return fmt::format("zfs dataset {} at {} (no per-branch space limits: {})", dataset_, root_,
+                         kZfsFuseNoLimits);
+    }
     return fmt::format("zfs dataset {} at {}", dataset_, root_);
   }
 
@@ -448,6 +467,39 @@ class ZfsPool : public Pool {
     return Space(*sizes, name, "used");
   }
 
+  // `quota` on the volume's dataset: it bounds the dataset's `used`, which for a clone is what
+  // it wrote (and what its snapshots keep), never the data it shares with its origin.
+  Status SetSpaceLimit(const std::string& volume, std::optional<uint64_t> bytes) override {
+    PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
+    if (bytes && *bytes == 0) return Status::InvalidArgument("a space limit of 0 bytes");
+    PGB_RETURN_IF_ERROR(CheckLimits());
+    return SetSizeProperty(volume, "quota", bytes);
+  }
+
+  Result<SpaceLimit> GetSpaceLimit(const std::string& volume) override {
+    PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
+    PGB_RETURN_IF_ERROR(CheckLimits());
+    const std::string dataset = VolumeDataset(volume);
+    Result<std::map<std::string, uint64_t>> sizes =
+        GetSizes(runner_, dataset, {"quota", "used"}, &unknown_props_);
+    if (sizes.status().Is(StatusCode::kNotFound)) {
+      return Status::NotFound(fmt::format("volume {} does not exist", volume));
+    }
+    if (!sizes.ok()) return sizes.status();
+    SpaceLimit limit;
+    PGB_ASSIGN_OR_RETURN(uint64_t quota, Need(*sizes, "quota", dataset));
+    if (quota != 0) limit.limit_bytes = quota;  // 0: none
+    PGB_ASSIGN_OR_RETURN(limit.used_bytes, Need(*sizes, "used", dataset));
+    return limit;
+  }
+
+  // `refreservation`: the dataset can always write `bytes` more than its snapshots hold.
+  Status ReserveSpace(const std::string& volume, uint64_t bytes) override {
+    PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
+    PGB_RETURN_IF_ERROR(CheckLimits());
+    return SetSizeProperty(volume, "refreservation", bytes);
+  }
+
   Result<PoolUsage> Usage() override {
     PGB_ASSIGN_OR_RETURN(auto sizes,
                          GetSizes(runner_, dataset_, {"used", "available"}, &unknown_props_));
@@ -502,6 +554,37 @@ class ZfsPool : public Pool {
   }
 
  private:
+  Status CheckLimits() const {
+    if (!fuse_) return Status::OK();
+    return Status::NotSupported(fmt::format("no space limits in this pool: {}", kZfsFuseNoLimits));
+  }
+
+  // `zfs set <property>=<bytes|none> <volume's dataset>`. NotFound for a missing volume;
+  // ResourceExhausted if ZFS says there is not enough space (a reservation larger than what is
+  // available); InvalidArgument if it refuses the value (a quota below what the dataset holds).
+  Status SetSizeProperty(const std::string& volume, const char* property,
+                         std::optional<uint64_t> bytes) {
+    std::string value = bytes ? std::to_string(*bytes) : "none";
+    Status status =
+        Zfs(runner_, {"set", fmt::format("{}={}", property, value), VolumeDataset(volume)})
+            .status();
+    if (status.ok()) return status;
+    if (status.Is(StatusCode::kNotFound)) {
+      return Status::NotFound(fmt::format("volume {} does not exist", volume));
+    }
+    // "size is greater than available space" (a reservation); "size is less than current used
+    // or reserved space" (a quota).
+    if (Contains(status.message(), "greater than available")) {
+      return Status::ResourceExhausted(
+          fmt::format("{}: the pool is full; delete branches or snapshots, or grow the pool",
+                      status.message()));
+    }
+    if (Contains(status.message(), "less than current")) {
+      return Status::InvalidArgument(status.message());
+    }
+    return status;
+  }
+
   std::string VolumeDataset(const std::string& volume) const { return dataset_ + "/" + volume; }
   std::string SnapshotDataset(const std::string& volume, const std::string& snapshot) const {
     return VolumeDataset(volume) + "@" + snapshot;
@@ -941,6 +1024,7 @@ class ZfsPool : public Pool {
 
   const std::string dataset_;
   const std::string root_;
+  const bool fuse_;
   ProcessRunner& runner_;
   // The compression algorithm that worked last (kCompressions).
   std::string compression_ = kCompressions[0];
@@ -1073,7 +1157,11 @@ Result<std::unique_ptr<Pool>> OpenZfsPool(const PoolConfig& config, ProcessRunne
         config.dataset, f[1], root, root, config.dataset));
   }
   PGB_RETURN_IF_ERROR(MountUnmounted(runner, *listing));
-  return std::unique_ptr<Pool>(std::make_unique<ZfsPool>(config.dataset, root, runner));
+  // zfs-fuse serves its datasets through FUSE; OpenZFS's kernel module as "zfs" filesystems.
+  struct statfs st {};
+  bool fuse = ::statfs(root.c_str(), &st) == 0 &&
+              st.f_type == static_cast<decltype(st.f_type)>(FUSE_SUPER_MAGIC);
+  return std::unique_ptr<Pool>(std::make_unique<ZfsPool>(config.dataset, root, fuse, runner));
 }
 
 }  // namespace pgb

@@ -47,6 +47,11 @@
 // Sizes are ZFS's accounting, as of the last transaction group the pool committed (up to a few
 // seconds behind recent writes; zfs-fuse: up to ~30 s).
 //
+// Space: on OpenZFS a volume's limit is its dataset's `quota` and a reservation its
+// `refreservation` (storage/pool.h). In zfs-fuse both are NotSupported: its daemon dies when a
+// dataset with pgbranch's settings reaches its quota (measured), which would take every branch
+// down rather than one. A pool knows it runs in zfs-fuse by its mount (a FUSE filesystem).
+//
 // The ProcessRunner must outlive the pool. Not thread-safe (like every Pool).
 
 #ifndef PGBRANCH_STORAGE_ZFS_POOL_H_

@@ -2,12 +2,15 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <functional>
@@ -26,7 +29,9 @@ namespace {
 
 using storage_test::kMiB;
 using storage_test::Slurp;
+using storage_test::WriteOutcome;
 using storage_test::WriteRandom;
+using storage_test::WriteUntilError;
 using zfs_test::TempZpool;
 using zfs_test::ZfsFuseDaemon;
 
@@ -161,6 +166,13 @@ class ZfsPoolTest : public ::testing::Test {
     WriteRandom(pool_->VolumePath(volume) + "/data", 0, bytes);
     return volume;
   }
+  // A clone of a new snapshot of `source`.
+  std::string NewCloneOf(const std::string& source) {
+    std::string snapshot = NewSnapshotName(), clone = NewVolumeName();
+    EXPECT_TRUE(pool_->CreateSnapshot(source, snapshot).ok());
+    EXPECT_TRUE(pool_->CloneSnapshot(source, snapshot, clone).ok());
+    return clone;
+  }
 
   static ProcessRunner* real_runner_;
   static ZfsFuseDaemon* daemon_;
@@ -197,7 +209,9 @@ TEST_F(ZfsPoolTest, CreatePoolMakesDatasetWith8kRecordsAndCompression) {
   EXPECT_EQ(ModeOf(config_.root), 0711u);
 
   EXPECT_EQ(pool_->Kind(), "zfs");
-  EXPECT_EQ(pool_->Describe(), "zfs dataset " + config_.dataset + " at " + config_.root);
+  EXPECT_EQ(pool_->Describe().rfind("zfs dataset " + config_.dataset + " at " + config_.root, 0),
+            0u)
+      << pool_->Describe();
   PoolCapabilities caps = pool_->Capabilities();
   EXPECT_TRUE(caps.atomic_snapshots);
   EXPECT_TRUE(caps.copy_on_write);
@@ -560,6 +574,117 @@ TEST_F(ZfsPoolTest, SizesFollowWrites) {
   EXPECT_NEAR(static_cast<double>(empty->free_bytes - after->free_bytes), 25.0 * kMiB, 3.0 * kMiB);
   EXPECT_EQ(pool_->VolumeSpace(NewVolumeName()).status().code(), StatusCode::kNotFound);
   EXPECT_EQ(pool_->SnapshotSpace(volume, NewSnapshotName()).status().code(), StatusCode::kNotFound);
+}
+
+// True when the pool's datasets are served by zfs-fuse (mounted through FUSE).
+bool IsZfsFuse(const std::string& dir) {
+  struct statfs st {};
+  return ::statfs(dir.c_str(), &st) == 0 &&
+         st.f_type == static_cast<decltype(st.f_type)>(FUSE_SUPER_MAGIC);
+}
+
+// Given a pool in zfs-fuse, whose daemon dies when a dataset reaches its quota: the pool says
+// it cannot limit or reserve (capabilities, Describe with the reason), every space call is
+// NotSupported saying why, and none of them runs a zfs command.
+TEST_F(ZfsPoolTest, ZfsFuseHasNoSpaceLimits) {
+  if (!IsZfsFuse(config_.root)) GTEST_SKIP() << "OpenZFS: see the SpaceLimit tests";
+  std::string volume = NewVolumeName();
+  ASSERT_TRUE(pool_->CreateVolume(volume, std::nullopt).ok());
+  EXPECT_FALSE(pool_->Capabilities().space_limits);
+  EXPECT_FALSE(pool_->Capabilities().space_reservations);
+  EXPECT_NE(pool_->Describe().find("(no per-branch space limits: zfs-fuse's daemon dies"),
+            std::string::npos)
+      << pool_->Describe();
+  runner_->commands_ran_.clear();
+  Status set = pool_->SetSpaceLimit(volume, 64 * kMiB);
+  EXPECT_EQ(set.code(), StatusCode::kNotSupported);
+  EXPECT_NE(set.message().find("zfs-fuse"), std::string::npos) << set.message();
+  EXPECT_EQ(pool_->GetSpaceLimit(volume).status().code(), StatusCode::kNotSupported);
+  EXPECT_EQ(pool_->ReserveSpace(volume, 64 * kMiB).code(), StatusCode::kNotSupported);
+  EXPECT_TRUE(runner_->commands_ran_.empty());
+  EXPECT_EQ(Get("quota", config_.dataset + "/" + volume), "0");
+  EXPECT_EQ(Get("refreservation", config_.dataset + "/" + volume), "0");
+}
+
+// On OpenZFS (skipped in zfs-fuse, whose daemon such a test would kill): given a volume
+// holding 32 MiB, its snapshot and two clones, one limited to 24 MiB (its `quota`): writing into
+// the limited clone fails with EDQUOT at about 24 MiB, while the other clone writes 32 MiB. The
+// limit reads back with the clone's `used`, which does not count the 32 MiB it shares with its
+// origin. The pool says it can limit and reserve.
+TEST_F(ZfsPoolTest, SpaceLimitStopsOnlyThatVolume) {
+  if (IsZfsFuse(config_.root)) GTEST_SKIP() << "zfs-fuse dies at a quota";
+  EXPECT_TRUE(pool_->Capabilities().space_limits);
+  EXPECT_TRUE(pool_->Capabilities().space_reservations);
+  std::string source = NewVolumeWithData(32 * kMiB);
+  std::string limited = NewCloneOf(source), free = NewCloneOf(source);
+  Status set = pool_->SetSpaceLimit(limited, 24 * kMiB);
+  ASSERT_TRUE(set.ok()) << set.ToString();
+  EXPECT_EQ(Get("quota", config_.dataset + "/" + limited), std::to_string(24 * kMiB));
+  SyncPool();
+  Result<SpaceLimit> fresh = pool_->GetSpaceLimit(limited);
+  ASSERT_TRUE(fresh.ok()) << fresh.status().ToString();
+  EXPECT_EQ(fresh->limit_bytes, 24 * kMiB);
+  EXPECT_LT(fresh->used_bytes, kMiB);
+
+  storage_test::ExpectWritesStopAtLimit(*pool_, limited, 24 * kMiB);
+  WriteOutcome other = WriteUntilError(pool_->VolumePath(free) + "/new", 32 * kMiB);
+  EXPECT_EQ(other.error, 0) << std::strerror(other.error);
+
+  SyncPool();
+  Result<SpaceLimit> full = pool_->GetSpaceLimit(limited);
+  ASSERT_TRUE(full.ok());
+  EXPECT_NEAR(static_cast<double>(full->used_bytes), 24.0 * kMiB, 4.0 * kMiB);
+  EXPECT_FALSE(pool_->GetSpaceLimit(free)->limit_bytes);
+
+  // Removed, the limit reads back unset and the clone writes again.
+  ASSERT_TRUE(pool_->SetSpaceLimit(limited, std::nullopt).ok());
+  EXPECT_FALSE(pool_->GetSpaceLimit(limited)->limit_bytes);
+  EXPECT_EQ(WriteUntilError(pool_->VolumePath(limited) + "/more", 8 * kMiB).error, 0);
+}
+
+// On OpenZFS: given a limited clone whose dataset is unmounted and mounted again, and a pool
+// opened anew, the limit reads back the same and is still enforced: it is a property of the
+// dataset.
+TEST_F(ZfsPoolTest, SpaceLimitSurvivesRemount) {
+  if (IsZfsFuse(config_.root)) GTEST_SKIP() << "zfs-fuse dies at a quota";
+  std::string clone = NewCloneOf(NewVolumeWithData(4 * kMiB));
+  ASSERT_TRUE(pool_->SetSpaceLimit(clone, 16 * kMiB).ok());
+  Zfs({"umount", config_.dataset + "/" + clone});
+  ASSERT_FALSE(PathExists(pool_->VolumePath(clone) + "/data"));
+  Result<std::unique_ptr<Pool>> reopened = OpenPool(config_, *runner_);  // mounts it
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  pool_ = std::move(reopened).value();
+  ASSERT_TRUE(PathExists(pool_->VolumePath(clone) + "/data"));
+  EXPECT_EQ(pool_->GetSpaceLimit(clone)->limit_bytes, 16 * kMiB);
+  storage_test::ExpectWritesStopAtLimit(*pool_, clone, 16 * kMiB);
+}
+
+// On OpenZFS: given main (a volume without a limit) with ReserveSpace(64 MiB): its
+// `refreservation` holds the room, so the pool's free space drops by about 64 MiB for every
+// other dataset, while main itself can still write those 64 MiB.
+TEST_F(ZfsPoolTest, ReserveSpaceHoldsRoomForMain) {
+  if (IsZfsFuse(config_.root)) GTEST_SKIP() << "no reservations in zfs-fuse";
+  std::string main = NewVolumeWithData(8 * kMiB);
+  std::string clone = NewCloneOf(main);
+  SyncPool();
+  const std::string clone_dataset = config_.dataset + "/" + clone;
+  uint64_t before = std::stoull(Get("available", clone_dataset));
+  Status reserved = pool_->ReserveSpace(main, 64 * kMiB);
+  ASSERT_TRUE(reserved.ok()) << reserved.ToString();
+  EXPECT_EQ(Get("refreservation", config_.dataset + "/" + main), std::to_string(64 * kMiB));
+  uint64_t after = std::stoull(Get("available", clone_dataset));
+  EXPECT_NEAR(static_cast<double>(before - after), 64.0 * kMiB, 4.0 * kMiB);
+  WriteOutcome written = WriteUntilError(pool_->VolumePath(main) + "/new", 56 * kMiB);
+  EXPECT_EQ(written.error, 0) << std::strerror(written.error);
+
+  // More than the pool has is ResourceExhausted, and changes nothing.
+  Status too_much = pool_->ReserveSpace(main, 4096 * kMiB);
+  EXPECT_EQ(too_much.code(), StatusCode::kResourceExhausted) << too_much.ToString();
+  EXPECT_EQ(Get("refreservation", config_.dataset + "/" + main), std::to_string(64 * kMiB));
+  EXPECT_EQ(pool_->ReserveSpace(NewVolumeName(), kMiB).code(), StatusCode::kNotFound);
+  EXPECT_EQ(pool_->SetSpaceLimit(NewVolumeName(), kMiB).code(), StatusCode::kNotFound);
+  EXPECT_EQ(pool_->GetSpaceLimit(NewVolumeName()).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(pool_->SetSpaceLimit(clone, 0).code(), StatusCode::kInvalidArgument);
 }
 
 // Given names that are not pool names (path tricks, options, wrong shape, the other kind),
@@ -990,6 +1115,57 @@ TEST_F(ZfsPoolFakeTest, FailuresAreClassified) {
   Status odd = pool_->CreateSnapshot("v0123456789abcdef", "s0123456789abcdef");
   EXPECT_EQ(odd.code(), StatusCode::kCommandFailed) << odd.ToString();
   EXPECT_NE(odd.message().find("something odd"), std::string::npos) << odd.message();
+}
+
+// Given a healthy ZFS, the space calls run exactly one command each, with exactly these argv:
+// a limit is the dataset's `quota` ("none" removes it), a reservation its `refreservation`.
+TEST_F(ZfsPoolFakeTest, SpaceCommandsHaveExactArgv) {
+  const std::string v = "v0123456789abcdef";
+  scripted_.push_back(Exited(0));
+  scripted_.push_back(Exited(0));
+  scripted_.push_back(Exited(0));
+  scripted_.push_back(Exited(0, "quota\t25165824\nused\t1024\n"));
+  scripted_.push_back(Exited(0, "quota\t0\nused\t2048\n"));
+  ASSERT_TRUE(pool_->SetSpaceLimit(v, 24 * kMiB).ok());
+  ASSERT_TRUE(pool_->SetSpaceLimit(v, std::nullopt).ok());
+  ASSERT_TRUE(pool_->ReserveSpace(v, 64 * kMiB).ok());
+  Result<SpaceLimit> limited = pool_->GetSpaceLimit(v);
+  ASSERT_TRUE(limited.ok()) << limited.status().ToString();
+  EXPECT_EQ(limited->limit_bytes, 24 * kMiB);
+  EXPECT_EQ(limited->used_bytes, 1024u);
+  Result<SpaceLimit> none = pool_->GetSpaceLimit(v);
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->limit_bytes);
+  EXPECT_EQ(none->used_bytes, 2048u);
+  const std::string d = "tank/pgb/v0123456789abcdef";
+  EXPECT_EQ(runner_.commands_ran_,
+            (std::vector<Argv>{
+                {"zfs", "set", "quota=25165824", d},
+                {"zfs", "set", "quota=none", d},
+                {"zfs", "set", "refreservation=67108864", d},
+                {"zfs", "get", "-H", "-p", "-o", "property,value", "quota,used", d},
+                {"zfs", "get", "-H", "-p", "-o", "property,value", "quota,used", d},
+            }));
+}
+
+// Given ZFS refusing a space property (zfs-fuse's messages), the codes say why: a quota below
+// what the dataset holds is InvalidArgument, a reservation above what is available
+// ResourceExhausted ("the pool is full"), a missing dataset NotFound.
+TEST_F(ZfsPoolFakeTest, SpaceFailuresAreClassified) {
+  const std::string v = "v0123456789abcdef";
+  scripted_.push_back(Exited(1, "",
+                             "cannot set property for 'tank/pgb/v0123456789abcdef': size is less "
+                             "than current used or reserved space\n"));
+  EXPECT_EQ(pool_->SetSpaceLimit(v, kMiB).code(), StatusCode::kInvalidArgument);
+  scripted_.push_back(Exited(1, "",
+                             "cannot set property for 'tank/pgb/v0123456789abcdef': size is "
+                             "greater than available space\n"));
+  Status full = pool_->ReserveSpace(v, kMiB);
+  EXPECT_EQ(full.code(), StatusCode::kResourceExhausted) << full.ToString();
+  EXPECT_NE(full.message().find("pool is full"), std::string::npos) << full.message();
+  scripted_.push_back(
+      Exited(1, "", "cannot open 'tank/pgb/v0123456789abcdef': dataset does not exist\n"));
+  EXPECT_EQ(pool_->SetSpaceLimit(v, kMiB).code(), StatusCode::kNotFound);
 }
 
 // Given a ZFS without `written` and `logicalreferenced` (zfs-fuse), VolumeSpace falls back to
