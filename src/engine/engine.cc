@@ -444,7 +444,16 @@ Result<BranchInfo> Engine::CreateProject(const std::string& name,
   PGB_RETURN_IF_ERROR(ValidateName("project", name));
   PGB_RETURN_IF_ERROR(ValidateListenAddress(options.listen_address));
   PGB_ASSIGN_OR_RETURN(auto existing, catalog_->FindProject(name));
-  if (existing) return Status::AlreadyExists(fmt::format("project {} already exists", name));
+  if (existing) {
+    // A project whose main is still `creating` is a create in progress or one a crash cut
+    // short: say which, and what to do.
+    PGB_ASSIGN_OR_RETURN(auto main_row, catalog_->FindBranch(existing->id, kMainBranch));
+    if (main_row && main_row->state == kStateCreating) {
+      Status half = BranchExists(*existing, *main_row);
+      return Status::AlreadyExists(fmt::format("project {}: {}", name, half.message()));
+    }
+    return Status::AlreadyExists(fmt::format("project {} already exists", name));
+  }
   PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(true));
   PGB_RETURN_IF_ERROR(CheckPoolSpace(*pool));
   ProjectRow project;

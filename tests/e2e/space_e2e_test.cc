@@ -179,7 +179,7 @@ TEST_P(SpaceTest, MaxSizeIsTheLimitAndResetKeepsIt) {
   std::set<std::string> volumes = home.Volumes();
   std::set<std::string> snapshots = home.Snapshots();
   CliResult tiny = home.Run({"branch", "create", "ms/tiny", "--max-size", "1M"});
-  EXPECT_EQ(tiny.exit_code, 1);
+  EXPECT_EQ(tiny.exit_code, 2) << "refused as it is parsed";
   EXPECT_NE(tiny.err.find("at least 64.0 MiB"), std::string::npos) << tiny.err;
   CliResult pitr =
       home.Run({"branch", "create", "ms/p", "--max-size", "100M", "--pitr", "1 minute ago"});
