@@ -28,7 +28,6 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -37,8 +36,10 @@
 
 #include "common/cancel.h"
 #include "common/file_lock.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "common/subprocess.h"
+#include "common/thread_annotations.h"
 #include "common/time.h"
 #include "common/undo.h"
 #include "engine/audit.h"
@@ -284,7 +285,7 @@ class Engine {
 
   // Chooses the pool and settings explicitly. With no pool option, sets up the embedded default
   // if none exists. Changing the pool is refused while projects exist.
-  Result<StatusInfo> Init(const InitOptions& options);
+  Result<StatusInfo> Init(const InitOptions& options) EXCLUDES(init_mu_);
 
   // Creates project `name` and its main branch (initdb + start). On success returns main.
   Result<BranchInfo> CreateProject(const std::string& name, const ProjectCreateOptions& options);
@@ -361,7 +362,7 @@ class Engine {
   Status RestoreCatalog(const std::string& path);
 
   // Names the command whose operations the audit trail records next.
-  void SetCommand(std::string command);
+  void SetCommand(std::string command) EXCLUDES(command_mu_);
   // Writes audit rows kept in memory (rows the catalog refused when they were recorded).
   Status FlushAudit();
   Result<BranchInfo> StartBranch(const BranchRef& ref);
@@ -384,14 +385,14 @@ class Engine {
   // Writes $PGBRANCH_HOME/pool.json: the pool's settings outside the catalog, so a lost catalog
   // is noticed (and the pool found again by `doctor --adopt`).
   Status WritePoolMarker(const PoolConfig& config);
-  Result<Pool*> RequirePool(bool create_default);
+  Result<Pool*> RequirePool(bool create_default) EXCLUDES(init_mu_);
   Result<std::optional<OsUser>> ServerUser();
   // The account `project`'s servers run as: ServerUser() for native, the image's postgres
   // uid/gid for containers.
   Result<std::optional<OsUser>> ServerUserFor(const ProjectRow& project);
   // The runtime `project` runs on (made on first use).
   Runtime& RuntimeFor(const ProjectRow& project);
-  Runtime& RuntimeOfKind(const std::string& kind);
+  Runtime& RuntimeOfKind(const std::string& kind) EXCLUDES(init_mu_);
   // pgbranch's private socket directory for `project`'s servers: $HOME/run natively,
   // $HOME/sockets/<project id> for containers (owned by the image's postgres uid).
   std::string SocketDir(const ProjectRow& project) const;
@@ -414,7 +415,7 @@ class Engine {
   // Ends the record. Returns `body`'s status, with what cleanup could not do appended.
   Status RunOperation(const std::string& kind, const std::string& target,
                       std::optional<int64_t> project_id, std::optional<int64_t> branch_id,
-                      const std::function<Status(Operation&)>& body);
+                      const std::function<Status(Operation&)>& body) EXCLUDES(command_mu_);
   // Runs one journal action (operation.h Action). REQUIRES: whatever branch the action names
   // is not being worked on by anyone else (its lock held, or its operation dead).
   Status RunAction(const Action& action);
@@ -569,12 +570,15 @@ class Engine {
   std::unique_ptr<ProcessRunner> runner_;  // audited, forwarding to env_.runner
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<Locks> locks_;
-  std::mutex command_mu_;
-  std::string command_;  // GUARDED_BY(command_mu_): what the CLI runs, for records
+  Mutex command_mu_;
+  std::string command_ GUARDED_BY(command_mu_);  // what the CLI runs, for records
   // Made on first use, from any thread.
-  std::mutex init_mu_;
-  std::map<std::string, std::unique_ptr<Runtime>> runtimes_;  // GUARDED_BY(init_mu_); by kind
-  std::unique_ptr<Pool> pool_;                                // GUARDED_BY(init_mu_)
+  Mutex init_mu_;
+  std::map<std::string, std::unique_ptr<Runtime>> runtimes_ GUARDED_BY(init_mu_);  // by kind
+  std::unique_ptr<Pool> pool_ GUARDED_BY(init_mu_);
+  // Pools `Init` replaced (another pool chosen while no project exists). Other threads may still
+  // use the Pool* RequirePool gave them, so a replaced pool lives as long as the engine.
+  std::vector<std::unique_ptr<Pool>> retired_pools_ GUARDED_BY(init_mu_);
 };
 
 }  // namespace pgb

@@ -18,7 +18,9 @@
 //
 // Abstract so the engine can be tested against a fault-injecting wrapper (and audited by a
 // forwarding one). A backend that cannot do something returns NotSupported; it never pretends
-// to succeed. Not thread-safe: callers hold the project lock for mutations.
+// to succeed. Thread-safety: the engine shares one Pool between its threads, so any call may
+// run beside any other; mutations of one volume or snapshot are ordered by the engine's locks
+// (engine/locks.h), and a backend that remembers something between calls guards it itself.
 
 #ifndef PGBRANCH_STORAGE_POOL_H_
 #define PGBRANCH_STORAGE_POOL_H_
