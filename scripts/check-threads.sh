@@ -31,8 +31,8 @@ t=$SECONDS
 if scripts/build.sh thread-safety >"$logs/thread-safety.log" 2>&1; then
   tsa="ok ($(elapsed "$t"))"
 else
-  findings=$(grep -c -- '-Wthread-safety' "$logs/thread-safety.log")
-  grep -B1 -A3 -- '-Wthread-safety' "$logs/thread-safety.log" | head -60
+  findings=$(grep -c -- '\[-Werror,-Wthread-safety' "$logs/thread-safety.log")
+  grep -A3 -- '\[-Werror,-Wthread-safety' "$logs/thread-safety.log" | head -60
   [ "$findings" -gt 0 ] || tail -30 "$logs/thread-safety.log"
   tsa="FAILED: $findings thread-safety findings, see $logs/thread-safety.log"
   failed+=(thread-safety)

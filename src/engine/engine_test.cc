@@ -2,7 +2,9 @@
 // temporary home, with the process runner, clock and port probe faked (engine_testutil.h).
 // Nothing here starts a server or needs PostgreSQL: what is tested is what the engine decides
 // and records around the pool and the catalog (init and its settings, snapshot cleanup by whole
-// days, the operations record, doctor's repairs and refusals, catalog loss and backups).
+// days, snapshots of a stopped branch, the operations record, doctor's repairs and refusals,
+// catalog loss and backups). The lock hierarchy has its own tests (locks_test.cc), and so has
+// one engine driven by several threads (engine_threads_test.cc).
 
 #include "engine/engine.h"
 
@@ -16,10 +18,10 @@
 #include <string>
 #include <vector>
 
-#include "common/bytes.h"
 #include "common/fs.h"
 #include "engine/engine_testutil.h"
 #include "engine/operation.h"
+#include "storage/image.h"
 
 namespace pgb {
 namespace {
@@ -172,7 +174,7 @@ TEST_F(EngineTest, FailedImageInitRunsMkfsOnceAndLeavesNoImage) {
   std::string image = dir_ + "/pool.img";
   InitOptions options;
   options.image = image;
-  options.size_bytes = 2 * kGiB;
+  options.size_bytes = kMinImagePoolSize;
   Status s = engine_->Init(options).status();
   EXPECT_EQ(s.code(), StatusCode::kCommandFailed) << s.ToString();
   EXPECT_EQ(s.message(), fmt::format("`mkfs.btrfs -q -L pgbranch {}` exited with status 1: mkfs: "
