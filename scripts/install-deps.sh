@@ -11,6 +11,9 @@ export DEBIAN_FRONTEND=noninteractive
 packages=(
   # build
   build-essential cmake ninja-build pkg-config
+  # concurrency checks (scripts/check-threads.sh): clang's -Wthread-safety, and its
+  # ThreadSanitizer runtime for CXX=clang++ scripts/build.sh tsan (g++'s, libtsan2, comes with gcc)
+  clang libclang-rt-14-dev
   # libraries (see DEVELOPERS.md)
   libcli11-dev nlohmann-json3-dev libfmt-dev libspdlog-dev libsqlite3-dev libpq-dev libssl-dev
   libbtrfsutil-dev libmount-dev libhowardhinnant-date-dev libgtest-dev libgmock-dev

@@ -125,9 +125,8 @@ std::string UsageErrorMessage(const CLI::App* app, const CLI::Error& error) {
   }
   std::string what = error.what();
   std::replace(what.begin(), what.end(), '\n', ' ');
-  return fmt::format("{}: {}\nRun 'pgbranch {}{}--help' for more information.\n",
-                     command.empty() ? "pgbranch" : command, EscapeForTerminal(what), command,
-                     command.empty() ? "" : " ");
+  // One line, like every other error (`<operation> <object>: <cause>`); --help is one flag away.
+  return fmt::format("{}: {}\n", command.empty() ? "pgbranch" : command, EscapeForTerminal(what));
 }
 
 }  // namespace pgb

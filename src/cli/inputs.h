@@ -40,7 +40,7 @@ CLI::Validator PrintableValue();
 void RequirePrintableValues(CLI::App& app);
 
 // The message of a usage error, for App::failure_message: "<command>: <what>" on one line,
-// escaped for the terminal, then where to find help. <command> is the subcommand path that was
+// escaped for the terminal, one line only. <command> is the subcommand path that was
 // being parsed ("snapshot cleanup"), or "pgbranch".
 std::string UsageErrorMessage(const CLI::App* app, const CLI::Error& error);
 

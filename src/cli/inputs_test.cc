@@ -103,8 +103,7 @@ TEST(InputsTest, RequirePrintableValuesReachesSubcommands) {
   };
   EXPECT_EQ(parse({"snapshot", "create", "p/main", "--label", "x", "--fast"}), "ok");
   EXPECT_EQ(parse({"snapshot", "create", "p/main", "--label", ""}),
-            "snapshot create: --label: an empty value is not allowed\n"
-            "Run 'pgbranch snapshot create --help' for more information.\n");
+            "snapshot create: --label: an empty value is not allowed\n");
   EXPECT_TRUE(StartsWith(parse({"snapshot", "create", ""}),
                          "snapshot create: branch: an empty value is not allowed\n"));
   EXPECT_TRUE(

@@ -68,9 +68,9 @@ Result<std::unique_ptr<FileLock>> FileLock::Acquire(const std::string& path,
       ::close(fd);
       std::string holder = DescribeHolder(path);
       return Status::Unavailable(
-          fmt::format("{} is busy{}; waited {} s, try again when it finishes", what,
+          fmt::format("{} is busy{}; waited {}, try again when it finishes", what,
                       holder.empty() ? " (another pgbranch command holds its lock)" : ": " + holder,
-                      std::chrono::duration_cast<std::chrono::seconds>(options.wait).count()));
+                      FormatSeconds(options.wait)));
     }
     Status cancelled = CheckCancelled();
     if (!cancelled.ok()) {

@@ -31,12 +31,12 @@ AuditScope::~AuditScope() { audit_context = std::move(saved_->previous); }
 void SetAuditStep(std::string step) { audit_context.step = std::move(step); }
 
 void AuditLog::SetSink(Sink sink) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   sink_ = std::move(sink);
 }
 
 void AuditLog::SetCommand(std::string command) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   command_ = std::move(command);
 }
 
@@ -61,21 +61,21 @@ Status AuditLog::Record(std::string operation, std::string object, std::string d
   row.error = s.ok() ? "" : s.ToString();
   Sink sink;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (!audit_context.set) row.command = command_;
     sink = sink_;
   }
   Status written = sink ? sink(row) : Status::Internal("no sink");
   if (!written.ok()) {
     if (sink) spdlog::warn("audit row not written: {}", written.message());
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     rows_.push_back(std::move(row));
   }
   return s;
 }
 
 std::vector<AuditRow> AuditLog::Take() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return std::exchange(rows_, {});
 }
 

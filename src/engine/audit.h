@@ -16,13 +16,14 @@
 #include <chrono>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
 #include "common/subprocess.h"
+#include "common/thread_annotations.h"
 #include "common/time.h"
 #include "runtime/runtime.h"
 #include "state/catalog.h"
@@ -53,23 +54,23 @@ class AuditLog {
 
   // Rows go to `sink` as they are recorded; a sink that fails is warned about and the row kept
   // in memory. Without a sink, rows stay in memory until Take().
-  void SetSink(Sink sink);
+  void SetSink(Sink sink) EXCLUDES(mu_);
   // The command rows serve on threads without an AuditScope ("branch create demo/dev").
-  void SetCommand(std::string command);
+  void SetCommand(std::string command) EXCLUDES(mu_);
 
   // Runs `body`, recording its operation, object, detail, duration and result.
   Status Record(std::string operation, std::string object, std::string detail,
-                const std::function<Status()>& body);
+                const std::function<Status()>& body) EXCLUDES(mu_);
 
   // The rows kept in memory so far; empty afterwards.
-  std::vector<AuditRow> Take();
+  std::vector<AuditRow> Take() EXCLUDES(mu_);
 
  private:
   const Clock& clock_;
-  std::mutex mu_;
-  Sink sink_;                   // GUARDED_BY(mu_)
-  std::string command_;         // GUARDED_BY(mu_)
-  std::vector<AuditRow> rows_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  Sink sink_ GUARDED_BY(mu_);
+  std::string command_ GUARDED_BY(mu_);
+  std::vector<AuditRow> rows_ GUARDED_BY(mu_);
 };
 
 // Wrappers that forward every call to `target` and record the mutating ones in `log`.

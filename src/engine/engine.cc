@@ -139,7 +139,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineEnv& env) {
 
 Runtime& Engine::RuntimeOfKind(const std::string& kind) {
   std::string key = IsContainerRuntime(kind) ? kind : "native";
-  std::lock_guard<std::mutex> lock(init_mu_);
+  MutexLock lock(init_mu_);
   auto& slot = runtimes_[key];
   if (!slot) {
     // Containers are driven with the caller's runner: their state queries (one per readiness
@@ -233,20 +233,27 @@ Status Engine::Timed(std::string_view step, const std::function<Status()>& body)
 
 Result<Pool*> Engine::RequirePool(bool create_default) {
   {
-    std::lock_guard<std::mutex> lock(init_mu_);
+    MutexLock lock(init_mu_);
     if (pool_) return pool_.get();
   }
   auto config = LoadPoolConfig();
   if (!config.ok() && config.status().Is(StatusCode::kNotFound)) {
     if (!create_default) return config.status();
     PGB_RETURN_IF_ERROR(Init(InitOptions{}).status());
-    std::lock_guard<std::mutex> lock(init_mu_);
+    MutexLock lock(init_mu_);
     if (pool_) return pool_.get();
     config = LoadPoolConfig();
   }
   if (!config.ok()) return config.status();
+  // One opening at a time: OpenPool mounts an image pool that is not mounted, and two threads
+  // doing that at once would stack two mounts on one directory.
+  MutexLock opening(open_mu_);
+  {
+    MutexLock lock(init_mu_);
+    if (pool_) return pool_.get();
+  }
   PGB_ASSIGN_OR_RETURN(std::unique_ptr<Pool> pool, OpenPool(*config, *runner_));
-  std::lock_guard<std::mutex> lock(init_mu_);
+  MutexLock lock(init_mu_);
   if (!pool_) pool_ = NewAuditedPool(std::move(pool), audit_);
   return pool_.get();
 }

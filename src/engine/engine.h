@@ -28,7 +28,6 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -37,8 +36,10 @@
 
 #include "common/cancel.h"
 #include "common/file_lock.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "common/subprocess.h"
+#include "common/thread_annotations.h"
 #include "common/time.h"
 #include "common/undo.h"
 #include "engine/audit.h"
@@ -287,7 +288,7 @@ class Engine {
 
   // Chooses the pool and settings explicitly. With no pool option, sets up the embedded default
   // if none exists. Changing the pool is refused while projects exist.
-  Result<StatusInfo> Init(const InitOptions& options);
+  Result<StatusInfo> Init(const InitOptions& options) EXCLUDES(init_mu_);
 
   // Creates project `name` and its main branch (initdb + start). On success returns main.
   Result<BranchInfo> CreateProject(const std::string& name, const ProjectCreateOptions& options);
@@ -364,7 +365,7 @@ class Engine {
   Status RestoreCatalog(const std::string& path);
 
   // Names the command whose operations the audit trail records next.
-  void SetCommand(std::string command);
+  void SetCommand(std::string command) EXCLUDES(command_mu_);
   // Writes audit rows kept in memory (rows the catalog refused when they were recorded).
   Status FlushAudit();
   Result<BranchInfo> StartBranch(const BranchRef& ref);
@@ -389,14 +390,14 @@ class Engine {
   Status WriteHomeMarker();
   // Puts the settings pool.json holds into a new catalog that lacks them.
   Status RestoreSettingsFromMarker();
-  Result<Pool*> RequirePool(bool create_default);
+  Result<Pool*> RequirePool(bool create_default) EXCLUDES(init_mu_, open_mu_);
   Result<std::optional<OsUser>> ServerUser();
   // The account `project`'s servers run as: ServerUser() for native, the image's postgres
   // uid/gid for containers.
   Result<std::optional<OsUser>> ServerUserFor(const ProjectRow& project);
   // The runtime `project` runs on (made on first use).
   Runtime& RuntimeFor(const ProjectRow& project);
-  Runtime& RuntimeOfKind(const std::string& kind);
+  Runtime& RuntimeOfKind(const std::string& kind) EXCLUDES(init_mu_);
   // pgbranch's private socket directory for `project`'s servers: $HOME/run natively,
   // $HOME/sockets/<project id> for containers (owned by the image's postgres uid).
   std::string SocketDir(const ProjectRow& project) const;
@@ -419,7 +420,7 @@ class Engine {
   // Ends the record. Returns `body`'s status, with what cleanup could not do appended.
   Status RunOperation(const std::string& kind, const std::string& target,
                       std::optional<int64_t> project_id, std::optional<int64_t> branch_id,
-                      const std::function<Status(Operation&)>& body);
+                      const std::function<Status(Operation&)>& body) EXCLUDES(command_mu_);
   // Runs one journal action (operation.h Action). REQUIRES: whatever branch the action names
   // is not being worked on by anyone else (its lock held, or its operation dead).
   Status RunAction(const Action& action);
@@ -561,8 +562,6 @@ class Engine {
   Status CollectInFlight(std::set<std::string>* names);
   // Branches that operations not yet ended work on.
   Status CollectBusyBranches(std::set<int64_t>* ids);
-  // Moves a volume or snapshot aside (pool Quarantine); one gone meanwhile is fine.
-  Status QuarantineObject(Pool& pool, const std::string& name, bool snapshot);
   Status CheckArchives(const std::vector<BranchRow>& branches,
                        const std::vector<ProjectRow>& projects,
                        const std::set<std::string>& in_flight, bool fix,
@@ -594,12 +593,16 @@ class Engine {
   std::unique_ptr<ProcessRunner> runner_;  // audited, forwarding to env_.runner
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<Locks> locks_;
-  std::mutex command_mu_;
-  std::string command_;  // GUARDED_BY(command_mu_): what the CLI runs, for records
+  Mutex command_mu_;
+  std::string command_ GUARDED_BY(command_mu_);  // what the CLI runs, for records
   // Made on first use, from any thread.
-  std::mutex init_mu_;
-  std::map<std::string, std::unique_ptr<Runtime>> runtimes_;  // GUARDED_BY(init_mu_); by kind
-  std::unique_ptr<Pool> pool_;                                // GUARDED_BY(init_mu_)
+  Mutex open_mu_;  // held while a pool is opened (mounted); taken before init_mu_
+  Mutex init_mu_;
+  std::map<std::string, std::unique_ptr<Runtime>> runtimes_ GUARDED_BY(init_mu_);  // by kind
+  std::unique_ptr<Pool> pool_ GUARDED_BY(init_mu_);
+  // Pools `Init` replaced (another pool chosen while no project exists). Other threads may still
+  // use the Pool* RequirePool gave them, so a replaced pool lives as long as the engine.
+  std::vector<std::unique_ptr<Pool>> retired_pools_ GUARDED_BY(init_mu_);
 };
 
 }  // namespace pgb

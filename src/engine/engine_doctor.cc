@@ -296,7 +296,10 @@ Result<std::vector<DoctorFinding>> Engine::Doctor(const DoctorOptions& options) 
       s = DestroyBranch(b.id);
     } else {
       s = StopInstance(p, b, StopMode::kImmediate);
-      if (s.ok() && volumes.count(b.volume)) s = QuarantineObject(*pool, b.volume, false);
+      if (s.ok() && volumes.count(b.volume)) {
+        s = pool->Quarantine(b.volume, env_.clock->Now());
+        if (s.Is(StatusCode::kNotFound)) s = Status::OK();  // gone meanwhile
+      }
       if (s.ok()) {
         Action remove;
         remove.kind = "remove-branch-row";
@@ -399,7 +402,8 @@ Result<std::vector<DoctorFinding>> Engine::Doctor(const DoctorOptions& options) 
       continue;
     }
     Status s = running ? native.Stop(spec, StopMode::kImmediate, kStopTimeout) : Status::OK();
-    if (s.ok()) s = QuarantineObject(*pool, v, false);
+    if (s.ok()) s = pool->Quarantine(v, env_.clock->Now());
+    if (s.Is(StatusCode::kNotFound)) continue;  // gone meanwhile: nothing to report
     add("orphan volume", s.ok() ? "fixed" : "fail",
         s.ok() ? fmt::format("quarantined {}{}: nothing refers to it; 'pgbranch doctor --adopt' "
                              "brings it back as a branch",
@@ -414,7 +418,8 @@ Result<std::vector<DoctorFinding>> Engine::Doctor(const DoctorOptions& options) 
                       name));
       continue;
     }
-    Status s = QuarantineObject(*pool, name, true);
+    Status s = pool->Quarantine(name, env_.clock->Now());
+    if (s.Is(StatusCode::kNotFound)) continue;  // gone meanwhile: nothing to report
     add("orphan snapshot", s.ok() ? "fixed" : "fail",
         s.ok() ? fmt::format("quarantined snapshot {}: nothing refers to it", name)
                : fmt::format("{}: {}", name, s.message()));
@@ -479,12 +484,6 @@ Result<std::vector<DoctorFinding>> Engine::Doctor(const DoctorOptions& options) 
                     branches.size(), snapshot_rows.size()));
   }
   return out;
-}
-
-Status Engine::QuarantineObject(Pool& pool, const std::string& name, bool snapshot) {
-  Status s = pool.Quarantine(name, env_.clock->Now());
-  if (s.Is(StatusCode::kNotFound)) return Status::OK();  // gone meanwhile: nothing to keep
-  return s;
 }
 
 Status Engine::CollectInFlight(std::set<std::string>* names) {

@@ -19,7 +19,7 @@ using namespace internal;  // NOLINT: the engine's own private helpers
 
 void Engine::SetCommand(std::string command) {
   {
-    std::lock_guard<std::mutex> lock(command_mu_);
+    MutexLock lock(command_mu_);
     command_ = command;
   }
   audit_.SetCommand(std::move(command));
@@ -78,7 +78,7 @@ Status Engine::RunOperation(const std::string& kind, const std::string& target,
   CancelScope cancel(env_.cancel);
   std::string command;
   {
-    std::lock_guard<std::mutex> lock(command_mu_);
+    MutexLock lock(command_mu_);
     command = command_.empty() ? fmt::format("{} {}", kind, target) : command_;
   }
   PGB_ASSIGN_OR_RETURN(

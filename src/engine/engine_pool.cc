@@ -240,17 +240,22 @@ Result<StatusInfo> Engine::Init(const InitOptions& options) {
     }));
     if (config.kind == "image") {
       undo.Push("remove the new image", [this, config] {
-        pool_.reset();
+        {
+          MutexLock lock(init_mu_);
+          if (pool_) retired_pools_.push_back(std::move(pool_));
+        }
         return RemoveImagePool(config);
       });
     }
   }
   PGB_ASSIGN_OR_RETURN(std::unique_ptr<Pool> pool, OpenPool(config, *runner_));
+  std::string described = pool->Describe();
   {
-    std::lock_guard<std::mutex> lock(init_mu_);
+    MutexLock lock(init_mu_);
+    if (pool_) retired_pools_.push_back(std::move(pool_));
     pool_ = NewAuditedPool(std::move(pool), audit_);
-    Note(fmt::format("pool: {} ({})", pool_->Describe(), why));
   }
+  Note(fmt::format("pool: {} ({})", described, why));
   settings[kPoolKind] = config.kind;
   settings[kPoolRoot] = config.root;
   settings[kPoolDataset] = config.dataset;

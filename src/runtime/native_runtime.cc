@@ -24,12 +24,13 @@
 #include <charconv>
 #include <filesystem>
 #include <map>
-#include <mutex>
 #include <thread>
 #include <vector>
 
 #include "common/fs.h"
+#include "common/mutex.h"
 #include "common/proc.h"
+#include "common/thread_annotations.h"
 #include "pg/cluster.h"
 #include "runtime/runtime.h"
 
@@ -180,7 +181,7 @@ class NativeRuntime : public Runtime {
     cmd.cwd = "/";  // postgres changes into the data directory itself
     PGB_ASSIGN_OR_RETURN(pid_t pid, runner_.SpawnDaemon(cmd, spec.log_path));
     std::optional<ProcInfo> info = ReadProc(pid);
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     spawned_[spec.data_dir] = Spawned{pid, info ? info->start_ticks : 0};
     return Status::OK();
   }
@@ -266,12 +267,12 @@ class NativeRuntime : public Runtime {
     unsigned long long start_ticks = 0;  // tells our process from a later one with its pid
   };
 
-  void Forget(const InstanceSpec& spec) {
-    std::lock_guard lock(mu_);
+  void Forget(const InstanceSpec& spec) EXCLUDES(mu_) {
+    MutexLock lock(mu_);
     spawned_.erase(spec.data_dir);
   }
 
-  Result<Probe> ProbeInstance(const InstanceSpec& spec) {
+  Result<Probe> ProbeInstance(const InstanceSpec& spec) EXCLUDES(mu_) {
     Result<std::optional<PostmasterPid>> file = ReadPostmasterPid(spec.data_dir);
     // PostgreSQL creates postmaster.pid and then writes it; an empty file is usually that
     // instant, so look again before calling it stale.
@@ -311,7 +312,7 @@ class NativeRuntime : public Runtime {
     // yet: it reads its configuration first, and dies there if the configuration is broken.
     std::optional<Spawned> spawned;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       auto it = spawned_.find(spec.data_dir);
       if (it != spawned_.end()) spawned = it->second;
     }
@@ -340,8 +341,8 @@ class NativeRuntime : public Runtime {
   }
 
   ProcessRunner& runner_;
-  std::mutex mu_;
-  std::map<std::string, Spawned> spawned_;  // by data directory; guarded by mu_
+  Mutex mu_;
+  std::map<std::string, Spawned> spawned_ GUARDED_BY(mu_);  // by data directory
 };
 
 }  // namespace

@@ -10,6 +10,8 @@
 #include <ctime>
 #include <utility>
 
+#include "common/random.h"
+
 namespace pgb {
 namespace {
 
@@ -349,10 +351,11 @@ Result<int> UserVersion(sqlite3* db) {
 }
 
 // Writes the SQLite database `from` into a new file `dest`: a temp file next to it filled with
-// the online backup API, fsynced, then renamed into place (mode 0600).
+// the online backup API, fsynced, then renamed into place (mode 0600). The temp file's name is
+// this call's own: two copies to one `dest` at once (two threads backing up in the same
+// second) each rename a whole copy, rather than one renaming the other's half-written file.
 Status CopyDatabase(sqlite3* from, const std::string& dest) {
-  std::string tmp = dest + ".tmp";
-  ::unlink(tmp.c_str());
+  std::string tmp = fmt::format("{}.{}.tmp", dest, RandomHex(8));
   int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return PosixError(fmt::format("create {}", tmp), errno);
   ::close(fd);
@@ -434,7 +437,7 @@ Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path, const Op
 }
 
 Catalog::~Catalog() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (auto& [thread, db] : connections_) sqlite3_close(db);
 }
 
@@ -443,12 +446,12 @@ Result<sqlite3*> Catalog::OpenConnection() { return Connect(path_, SQLITE_OPEN_R
 Result<sqlite3*> Catalog::Db() {
   std::thread::id me = std::this_thread::get_id();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = connections_.find(me);
     if (it != connections_.end()) return it->second;
   }
   PGB_ASSIGN_OR_RETURN(sqlite3 * db, OpenConnection());
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   connections_[me] = db;
   return db;
 }

@@ -24,14 +24,15 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
+#include "common/thread_annotations.h"
 
 struct sqlite3;
 
@@ -256,14 +257,15 @@ class Catalog {
   Catalog(std::string path, Options options)
       : path_(std::move(path)), options_(std::move(options)) {}
   // The calling thread's connection, opened on first use.
-  Result<sqlite3*> Db();
+  Result<sqlite3*> Db() EXCLUDES(mu_);
   Result<sqlite3*> OpenConnection();
   Status Migrate();
 
   const std::string path_;
   const Options options_;
-  std::mutex mu_;
-  std::map<std::thread::id, sqlite3*> connections_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  // Each connection is used only by its thread (SQLITE_OPEN_NOMUTEX); the map is shared.
+  std::map<std::thread::id, sqlite3*> connections_ GUARDED_BY(mu_);
 };
 
 }  // namespace pgb

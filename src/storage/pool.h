@@ -18,8 +18,11 @@
 //
 // Abstract so the engine can be tested against a fault-injecting wrapper (and audited by a
 // forwarding one). A backend that cannot do something returns NotSupported; it never pretends
-// to succeed. Not thread-safe: callers hold the project lock for mutations. Space limits and
-// reservations (what keeps one branch from filling the pool) are described at SetSpaceLimit.
+// to succeed. Thread-safety: the engine shares one Pool between its threads, so any call may
+// run beside any other; mutations of one volume or snapshot are ordered by the engine's locks
+// (engine/locks.h), and a backend that remembers something between calls guards it itself.
+// Space limits and reservations (what keeps one branch from filling the pool) are described at
+// SetSpaceLimit.
 
 #ifndef PGBRANCH_STORAGE_POOL_H_
 #define PGBRANCH_STORAGE_POOL_H_
@@ -228,9 +231,9 @@ class Pool {
   //          code does not manage: XFS charges every reflinked file its full size (quota
   //          counts blocks mapped, not blocks owned), so a limit there could only bound a
   //          branch's whole size, and kernels built without CONFIG_XFS_QUOTA have none.
-  // Not thread-safe (like every Pool call); callers hold the project lock. The Btrfs group of
+  // Calls on one volume are ordered by the engine's lock of its branch. The Btrfs group of
   // limited volumes (see ReserveSpace) is shared by all projects of a pool: two calls racing
-  // from different projects each leave a value computed from the usage they saw.
+  // each leave a value computed from the usage they saw.
 
   // Limits the new data `volume` may write to `bytes` (> 0), or removes its limit (nullopt).
   // On Btrfs the limit may be below what the volume already holds (it then cannot grow any

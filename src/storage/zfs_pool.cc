@@ -17,6 +17,8 @@
 #include <vector>
 
 #include "common/fs.h"
+#include "common/mutex.h"
+#include "common/thread_annotations.h"
 #include "common/time.h"
 #include "common/undo.h"
 #include "storage/volume_name.h"
@@ -294,7 +296,9 @@ class ZfsPool : public Pool {
   Status CreateVolume(const std::string& volume, std::optional<FileOwner> owner) override {
     PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
     const std::string dataset = VolumeDataset(volume);
-    Status status = CreateDataset(runner_, {}, dataset, &compression_);
+    std::string compression = Compression();
+    Status status = CreateDataset(runner_, {}, dataset, &compression);
+    SetCompression(compression);
     if (status.Is(StatusCode::kAlreadyExists)) {
       return Status::AlreadyExists(fmt::format("volume {} exists", volume));
     }
@@ -439,8 +443,8 @@ class ZfsPool : public Pool {
   Result<SpaceUsage> VolumeSpace(const std::string& volume) override {
     PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
     const std::string dataset = VolumeDataset(volume);
-    Result<std::map<std::string, uint64_t>> sizes = GetSizes(
-        runner_, dataset, {"written", "used", "logicalreferenced", "referenced"}, &unknown_props_);
+    Result<std::map<std::string, uint64_t>> sizes =
+        Sizes(dataset, {"written", "used", "logicalreferenced", "referenced"});
     if (sizes.status().Is(StatusCode::kNotFound)) {
       return Status::NotFound(fmt::format("volume {} does not exist", volume));
     }
@@ -456,12 +460,12 @@ class ZfsPool : public Pool {
     if (!volume) return Status::NotFound(fmt::format("snapshot {} does not exist", snapshot));
     const std::vector<std::string> props = {"used", "logicalreferenced", "referenced"};
     std::string name = SnapshotDataset(*volume, snapshot);
-    Result<std::map<std::string, uint64_t>> sizes = GetSizes(runner_, name, props, &unknown_props_);
+    Result<std::map<std::string, uint64_t>> sizes = Sizes(name, props);
     if (sizes.status().Is(StatusCode::kNotFound)) {
       PGB_ASSIGN_OR_RETURN(auto where, FindSnapshotByName(snapshot));
       if (!where) return Status::NotFound(fmt::format("snapshot {} does not exist", snapshot));
       name = SnapshotDataset(*where, snapshot);
-      sizes = GetSizes(runner_, name, props, &unknown_props_);
+      sizes = Sizes(name, props);
     }
     if (!sizes.ok()) return sizes.status();
     return Space(*sizes, name, "used");
@@ -501,8 +505,7 @@ class ZfsPool : public Pool {
   }
 
   Result<PoolUsage> Usage() override {
-    PGB_ASSIGN_OR_RETURN(auto sizes,
-                         GetSizes(runner_, dataset_, {"used", "available"}, &unknown_props_));
+    PGB_ASSIGN_OR_RETURN(auto sizes, Sizes(dataset_, {"used", "available"}));
     PoolUsage usage;
     PGB_ASSIGN_OR_RETURN(usage.used_bytes, Need(sizes, "used", dataset_));
     PGB_ASSIGN_OR_RETURN(usage.free_bytes, Need(sizes, "available", dataset_));
@@ -1022,14 +1025,41 @@ class ZfsPool : public Pool {
     return space;
   }
 
+  // What this ZFS was found to accept, shared by the threads that use the pool (the engine reads
+  // sizes from any thread). Copied out for each `zfs` command and merged back after it, so no
+  // lock is held while a command runs.
+  std::string Compression() EXCLUDES(mu_) {
+    MutexLock lock(mu_);
+    return compression_;
+  }
+  void SetCompression(std::string compression) EXCLUDES(mu_) {
+    MutexLock lock(mu_);
+    compression_ = std::move(compression);
+  }
+  // GetSizes, skipping the properties any call found missing.
+  Result<std::map<std::string, uint64_t>> Sizes(const std::string& name,
+                                                const std::vector<std::string>& wanted)
+      EXCLUDES(mu_) {
+    std::set<std::string> unknown;
+    {
+      MutexLock lock(mu_);
+      unknown = unknown_props_;
+    }
+    Result<std::map<std::string, uint64_t>> sizes = GetSizes(runner_, name, wanted, &unknown);
+    MutexLock lock(mu_);
+    unknown_props_.insert(unknown.begin(), unknown.end());
+    return sizes;
+  }
+
   const std::string dataset_;
   const std::string root_;
   const bool fuse_;
   ProcessRunner& runner_;
+  Mutex mu_;
   // The compression algorithm that worked last (kCompressions).
-  std::string compression_ = kCompressions[0];
+  std::string compression_ GUARDED_BY(mu_) = kCompressions[0];
   // Properties this ZFS does not have (GetSizes).
-  std::set<std::string> unknown_props_;
+  std::set<std::string> unknown_props_ GUARDED_BY(mu_);
 };
 
 // The absolute root directory from a config; InvalidArgument if it is empty.

@@ -1,6 +1,7 @@
 #include "storage/zfs_pool.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <linux/magic.h>
 #include <sys/stat.h>
@@ -16,9 +17,11 @@
 #include <functional>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/fs.h"
+#include "common/mutex.h"
 #include "storage/pool.h"
 #include "storage/pool_testutil.h"
 #include "storage/volume_name.h"
@@ -69,17 +72,22 @@ CommandResult Exited(int code, std::string out = "", std::string err = "") {
 }
 
 // Records every argv and answers with `respond` (exit 0, no output by default), without
-// running anything (ninja's FakeCommandRunner).
+// running anything (ninja's FakeCommandRunner). Run may be called from several threads (with a
+// `respond` that is thread-safe); read commands_ran_ once they are done.
 class FakeProcessRunner : public ProcessRunner {
  public:
   Result<CommandResult> Run(const Command& command) override {
-    commands_ran_.push_back(command.argv);
+    {
+      MutexLock lock(mu_);
+      commands_ran_.push_back(command.argv);
+    }
     return respond_ ? respond_(command.argv) : Result<CommandResult>(Exited(0));
   }
   Result<pid_t> SpawnDaemon(const Command& command, const std::string&) override {
     commands_ran_.push_back(command.argv);
     return Status::NotSupported("no daemons here");
   }
+  Mutex mu_;
   std::vector<Argv> commands_ran_;
   std::function<Result<CommandResult>(const Argv&)> respond_;
 };
@@ -1065,6 +1073,44 @@ TEST_F(ZfsPoolFakeTest, FallsBackToLzjbWhereLz4IsRefused) {
                                        {"zfs", "create", "-o", "recordsize=8k", "-o",
                                         "compression=lzjb", "tank/pgb/v1111111111111111"},
                                    }));
+}
+
+// Given a ZFS without the `written` and `logicalreferenced` properties (zfs-fuse), four threads
+// measure a volume and the pool at once, as the engine's readers do. Each gets the sizes from
+// `used` and `referenced`; what one thread learnt is missing is shared with the others (a race
+// on that knowledge is what ThreadSanitizer would report), so afterwards no call asks for them.
+TEST_F(ZfsPoolFakeTest, ThreadsShareWhatThisZfsLacks) {
+  const std::string v = "v0123456789abcdef";
+  runner_.respond_ = [](const Argv& argv) -> Result<CommandResult> {
+    if (argv.size() < 7 || argv[1] != "get") return Exited(0);
+    const std::string& props = argv[6];
+    for (const char* missing : {"written", "logicalreferenced"}) {
+      if (props.find(missing) != std::string::npos) {
+        return Exited(1, "", fmt::format("bad property list: invalid property '{}'\n", missing));
+      }
+    }
+    return Exited(0, "used\t4096\nreferenced\t8192\navailable\t65536\n");
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 20; ++i) {
+        Result<SpaceUsage> space = pool_->VolumeSpace(v);
+        ASSERT_TRUE(space.ok()) << space.status().ToString();
+        EXPECT_EQ(space->exclusive_bytes, 4096u);
+        EXPECT_EQ(space->logical_bytes, 8192u);
+        Result<PoolUsage> usage = pool_->Usage();
+        ASSERT_TRUE(usage.ok()) << usage.status().ToString();
+        EXPECT_EQ(usage->free_bytes, 65536u);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  runner_.commands_ran_.clear();
+  ASSERT_TRUE(pool_->VolumeSpace(v).ok());
+  EXPECT_EQ(runner_.commands_ran_,
+            (std::vector<Argv>{{"zfs", "get", "-H", "-p", "-o", "property,value", "used,referenced",
+                                "tank/pgb/" + v}}));
 }
 
 // Given a ZFS that answers "dataset is busy" twice (zfs-fuse just after an unmount),

@@ -40,7 +40,6 @@ class ConformanceTest : public BackendTest {
     args.insert(args.end(), extra.begin(), extra.end());
     return home().Ok(args).Json();
   }
-
 };
 
 // A new project has a running main with a 32-character password, reachable over TCP with
@@ -442,12 +441,13 @@ TEST_P(ConformanceTest, ProjectDeleteForceRemovesEverything) {
 // Writes a filler file under `dir` until the filesystem has about `leave` bytes free (or is
 // full). The data is incompressible, so ZFS compression cannot make room. Returns its path.
 std::string FillPool(const std::string& dir, uint64_t leave) {
+  constexpr uint64_t kMaxBytes = 2ull << 30;  // more than any test pool: never fill a host disk
   std::string path = dir + "/filler";
   std::string block(1 << 20, 0);
   for (size_t i = 0; i < block.size(); ++i) block[i] = static_cast<char>((i * 2654435761u) >> 13);
   int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   EXPECT_GE(fd, 0);
-  for (uint64_t n = 0;; ++n) {
+  for (uint64_t n = 0; n < (kMaxBytes >> 20); ++n) {
     if (n % 16 == 0) {
       fsync(fd);
       struct statvfs vfs {};
@@ -465,7 +465,8 @@ std::string FillPool(const std::string& dir, uint64_t leave) {
 
 // A full pool refuses a new branch with a clear error, creating nothing; the parent is fine.
 TEST_P(ConformanceTest, FullPoolRefusesBranch) {
-  Home small(GetParam(), "600M");
+  Home small(GetParam(), "1G");
+  ASSERT_TRUE(small.ready());
   std::string uri = small.Ok({"project", "create", "p-full", "--json"}).Json()["uri"];
   // Below pgbranch's 64 MiB floor, but not to the last byte: zfs-fuse's daemon can die when its
   // pool runs completely out of space with snapshots in it.
@@ -484,7 +485,8 @@ TEST_P(ConformanceTest, FullPoolRefusesBranch) {
 // In a pool with a little room left, a create either succeeds or fails cleanly: on a pool that
 // copies (no sharing), the copy runs out of space part-way and everything it made is undone.
 TEST_P(ConformanceTest, NearlyFullPoolFailsCleanlyMidClone) {
-  Home small(GetParam(), "800M");
+  Home small(GetParam(), "1G");
+  ASSERT_TRUE(small.ready());
   std::string uri = small.Ok({"project", "create", "p-mid", "--json"}).Json()["uri"];
   Sql(uri,
       "CREATE TABLE t AS SELECT g, repeat(md5(g::text), 30) AS pad "

@@ -114,7 +114,7 @@ Home::Home(const std::string& backend, const std::string& size, const std::strin
     ADD_FAILURE() << "unknown backend " << backend;
     return;
   }
-  if (!backend.empty()) Ok(init);
+  ready_ = backend.empty() || Ok(init).exit_code == 0;
 }
 
 Home::~Home() {

@@ -70,11 +70,15 @@ class Home {
   const std::string& backend() const { return backend_; }
   // The directory volumes live under: where a test can put a filler file to fill the pool.
   std::string pool_root() const { return config_.root; }
+  // Whether `pgbranch init` succeeded (always, for a home without a pool); a test that writes
+  // into the pool checks this first, so it never fills the host's /tmp instead.
+  bool ready() const { return ready_; }
   const PoolConfig& pool_config() const { return config_; }
 
  private:
   std::string path_;
   std::string backend_;
+  bool ready_ = false;
   PoolConfig config_;
   std::string ext4_mount_;  // copy: the ext4 image the harness mounted
   std::string zpool_;       // zfs: the zpool the harness created

@@ -101,6 +101,7 @@ class SpaceTest : public ::testing::TestWithParam<std::string> {};
 // branch frees its space at once: `status` shows it, and a new branch is made right away.
 TEST_P(SpaceTest, BranchAtItsLimitLeavesMainWorking) {
   Home home(GetParam(), "1536M");
+  ASSERT_TRUE(home.ready());
   nlohmann::json main = home.Ok({"project", "create", "sp", "--json"}).Json();
   std::string main_uri = main["uri"];
   Sql(main_uri,
@@ -156,6 +157,7 @@ TEST_P(SpaceTest, BranchAtItsLimitLeavesMainWorking) {
 // refused and leaves nothing behind.
 TEST_P(SpaceTest, MaxSizeIsTheLimitAndResetKeepsIt) {
   Home home(GetParam(), "1536M");
+  ASSERT_TRUE(home.ready());
   home.Ok({"project", "create", "ms"});
   nlohmann::json small =
       home.Ok({"branch", "create", "ms/small", "--max-size", "128M", "--json"}).Json();
