@@ -51,4 +51,11 @@ trap cleanup EXIT
 # The end-to-end groups (CMakeLists.txt PGB_E2E_GROUPS) run side by side with each other and the
 # unit tests: mostly waits on PostgreSQL, the disk and the engines, so three at a time suit two
 # cores.
-ctest --test-dir build/test --output-on-failure --timeout 3000 -j3
+rc=0
+ctest --test-dir build/test --output-on-failure --timeout 3000 -j3 || rc=$?
+
+# The concurrency check (clang's thread-safety analysis and the unit tests under ThreadSanitizer)
+# after the suites rather than beside them: two more builds would starve the timing-sensitive
+# end-to-end tests of the machine's two cores.
+./scripts/check-threads.sh || rc=$?
+exit "$rc"

@@ -1101,12 +1101,9 @@ Result<BranchInfo> Engine::ResetBranch(const BranchRef& ref, const ResetOptions&
         old_archive.kind = "remove-dir";
         old_archive.path = ArchiveDir(project, row);
         old_archive.text = fmt::format("remove the old WAL archive of {}", ref.ToString());
-        Action sweep;
-        sweep.kind = "sweep-snapshots";
-        sweep.project_id = project.id;
-        sweep.text = fmt::format("sweep the unused implicit snapshots of {}", project.name);
-        return CommitClone(&fresh, &snapshot, Event(fresh, "reset", what), op,
-                           {old_volume, old_archive, sweep});
+        return CommitClone(
+            &fresh, &snapshot, Event(fresh, "reset", what), op,
+            {old_volume, old_archive, SweepSnapshotsAction(project.id, project.name)});
       });
   PGB_RETURN_IF_ERROR(s);
   return Describe(project, fresh, /*with_sizes=*/false);

@@ -490,6 +490,9 @@ class Engine {
   // Stops anything running on `volume` (natively: a postgres whose working directory it is)
   // and destroys it.
   Status DestroyVolumeSafely(const std::string& volume);
+  // The spec of a volume no branch row describes (an orphan, a journal's): its name and data
+  // directory, no log file; a native server by default.
+  static InstanceSpec BareVolumeSpec(Pool& pool, const std::string& volume);
   // Destroys branch `id` for good: server, container, volume, its snapshots, row, WAL archive,
   // log, lock file. Idempotent (a missing row is done). REQUIRES: the branch is marked
   // deleting and nobody else works on it.

@@ -381,10 +381,7 @@ Result<std::vector<DoctorFinding>> Engine::Doctor(const DoctorOptions& options) 
   // operation refers to is moved aside (quarantined), after stopping a server on it.
   for (const auto& v : volumes) {
     if (known_volumes.count(v) || in_flight.count(v)) continue;
-    InstanceSpec spec;
-    spec.name = v;
-    spec.data_dir = pool->VolumePath(v);
-    spec.log_path = "/dev/null";
+    InstanceSpec spec = BareVolumeSpec(*pool, v);
     Runtime& native = RuntimeOfKind("native");
     auto st_or = native.Inspect(spec);
     bool running = st_or.ok() && st_or->running;

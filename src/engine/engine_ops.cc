@@ -117,13 +117,18 @@ Status Engine::RunOperation(const std::string& kind, const std::string& target,
   return s;
 }
 
+InstanceSpec Engine::BareVolumeSpec(Pool& pool, const std::string& volume) {
+  InstanceSpec spec;
+  spec.name = volume;
+  spec.data_dir = pool.VolumePath(volume);
+  spec.log_path = "/dev/null";
+  return spec;
+}
+
 Status Engine::DestroyVolumeSafely(const std::string& volume) {
   PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
   // A server on it (its row already gone) would keep files open and its port taken.
-  InstanceSpec spec;
-  spec.name = volume;
-  spec.data_dir = pool->VolumePath(volume);
-  spec.log_path = "/dev/null";
+  InstanceSpec spec = BareVolumeSpec(*pool, volume);
   Runtime& native = RuntimeOfKind("native");
   auto st = native.Inspect(spec);
   if (st.ok() && st->running) {
@@ -222,11 +227,7 @@ Status Engine::MarkForDeletion(const ProjectRow& project, const std::vector<Bran
     finish.push_back(std::move(a));
   }
   finish.insert(finish.end(), also.begin(), also.end());
-  Action sweep;
-  sweep.kind = "sweep-snapshots";
-  sweep.project_id = project.id;
-  sweep.text = fmt::format("sweep the unused implicit snapshots of {}", project.name);
-  finish.push_back(std::move(sweep));
+  finish.push_back(SweepSnapshotsAction(project.id, project.name));
   PGB_RETURN_IF_ERROR(op.Step("commit"));
   return catalog_->Transaction([&]() -> Status {
     for (const auto& r : rows) PGB_RETURN_IF_ERROR(catalog_->SetBranchState(r.id, kStateDeleting));
@@ -259,8 +260,7 @@ Status Engine::RunAction(const Action& a) {
       PGB_ASSIGN_OR_RETURN(spec, Spec(*project, *branch));
       runtime = project->runtime;
     } else {
-      spec.name = a.volume;
-      spec.log_path = "/dev/null";
+      spec = BareVolumeSpec(*pool, a.volume);
       spec.container_name = a.text;
       if (project.ok()) runtime = project->runtime;
     }

@@ -193,11 +193,7 @@ Result<CleanupReport> Engine::CleanupSnapshots(const std::optional<BranchRef>& r
             }
           }
           if (dry_run) return Status::OK();
-          Action sweep;
-          sweep.kind = "sweep-snapshots";
-          sweep.project_id = project.id;
-          sweep.text = fmt::format("sweep the unused implicit snapshots of {}", project.name);
-          finish.push_back(std::move(sweep));
+          finish.push_back(SweepSnapshotsAction(project.id, project.name));
           PGB_RETURN_IF_ERROR(op.Step("commit"));
           PGB_RETURN_IF_ERROR(catalog_->Transaction([&] { return op.MarkCommitted(finish); }));
           // Under the project lock, so no create picks one of them meanwhile.

@@ -40,6 +40,14 @@ std::string StepsText(const std::vector<OperationStep>& steps) {
 
 }  // namespace
 
+Action SweepSnapshotsAction(int64_t project_id, const std::string& project_name) {
+  Action sweep;
+  sweep.kind = "sweep-snapshots";
+  sweep.project_id = project_id;
+  sweep.text = fmt::format("sweep the unused implicit snapshots of {}", project_name);
+  return sweep;
+}
+
 std::string ToJsonText(const std::vector<Action>& actions) {
   json arr = json::array();
   for (const auto& a : actions) arr.push_back(ActionToJson(a));

@@ -65,6 +65,9 @@ struct Action {
   std::string text;
 };
 
+// The sweep-snapshots action of a project (the last finish step of deletes, resets and cleanups).
+Action SweepSnapshotsAction(int64_t project_id, const std::string& project_name);
+
 std::string ToJsonText(const std::vector<Action>& actions);
 Result<std::vector<Action>> ActionsFromJson(const std::string& text);
 

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <ctime>
+#include <string_view>
 #include <utility>
 
 #include "common/random.h"
@@ -350,6 +351,17 @@ Result<int> UserVersion(sqlite3* db) {
   return has_row ? static_cast<int>(s.Int(0)) : 0;
 }
 
+// Copies every page of database `from` into `to` in one step of SQLite's online backup API
+// (https://sqlite.org/backup.html); `what` names the operation in the error.
+Status BackupPages(sqlite3* from, sqlite3* to, std::string_view what) {
+  sqlite3_backup* backup = sqlite3_backup_init(to, "main", from, "main");
+  if (backup == nullptr) return Status::IOError(fmt::format("{}: {}", what, sqlite3_errmsg(to)));
+  int rc = sqlite3_backup_step(backup, -1);
+  sqlite3_backup_finish(backup);
+  if (rc != SQLITE_DONE) return Status::IOError(fmt::format("{}: {}", what, sqlite3_errstr(rc)));
+  return Status::OK();
+}
+
 // Writes the SQLite database `from` into a new file `dest`: a temp file next to it filled with
 // the online backup API, fsynced, then renamed into place (mode 0600). The temp file's name is
 // this call's own: two copies to one `dest` at once (two threads backing up in the same
@@ -368,17 +380,7 @@ Status CopyDatabase(sqlite3* from, const std::string& dest) {
     return s;
   }
   sqlite3_busy_timeout(to, 30000);
-  Status result;
-  sqlite3_backup* backup = sqlite3_backup_init(to, "main", from, "main");
-  if (backup == nullptr) {
-    result = Status::IOError(fmt::format("back up the catalog: {}", sqlite3_errmsg(to)));
-  } else {
-    int rc = sqlite3_backup_step(backup, -1);
-    sqlite3_backup_finish(backup);
-    if (rc != SQLITE_DONE) {
-      result = Status::IOError(fmt::format("back up the catalog: {}", sqlite3_errstr(rc)));
-    }
-  }
+  Status result = BackupPages(from, to, "back up the catalog");
   sqlite3_close(to);
   if (result.ok()) {
     fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
@@ -543,17 +545,7 @@ Status Catalog::RestoreFrom(const std::string& src) {
   }
   PGB_ASSIGN_OR_RETURN(sqlite3 * from, Connect(src, SQLITE_OPEN_READONLY));
   PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
-  Status result;
-  sqlite3_backup* backup = sqlite3_backup_init(db, "main", from, "main");
-  if (backup == nullptr) {
-    result = Status::IOError(fmt::format("restore the catalog: {}", sqlite3_errmsg(db)));
-  } else {
-    int rc = sqlite3_backup_step(backup, -1);
-    sqlite3_backup_finish(backup);
-    if (rc != SQLITE_DONE) {
-      result = Status::IOError(fmt::format("restore the catalog: {}", sqlite3_errstr(rc)));
-    }
-  }
+  Status result = BackupPages(from, db, "restore the catalog");
   sqlite3_close(from);
   PGB_RETURN_IF_ERROR(result);
   return Migrate();
