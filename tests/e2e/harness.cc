@@ -15,6 +15,7 @@
 
 #include "common/fs.h"
 #include "common/random.h"
+#include "engine/ports.h"
 #include "storage/pool.h"
 
 namespace pgb::e2e {
@@ -248,14 +249,9 @@ std::vector<std::string> Column(const std::string& uri, const std::string& sql) 
 }
 
 bool PortIsFree(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bool free = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  close(fd);
-  return free;
+  // pgbranch's own probe: binds with SO_REUSEADDR as PostgreSQL does, so a connection of the
+  // stopped server lingering in TIME_WAIT does not count; a listener does.
+  return NewBindPortProbe()->IsFree("127.0.0.1", port);
 }
 
 std::vector<int> PostmastersOf(const std::string& data_dir) {
