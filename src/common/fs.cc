@@ -116,6 +116,17 @@ Status SetMode(const std::string& path, mode_t mode, std::optional<FileOwner> ow
   return Status::OK();
 }
 
+Status AddModeBits(const std::string& path, mode_t bits) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return PosixError(fmt::format("stat {}", path), errno);
+  mode_t mode = st.st_mode & 07777;
+  if ((mode & bits) == bits) return Status::OK();
+  if (::chmod(path.c_str(), mode | bits) != 0) {
+    return PosixError(fmt::format("chmod {}", path), errno);
+  }
+  return Status::OK();
+}
+
 Status EnsureDir(const std::string& path, mode_t mode, std::optional<FileOwner> owner) {
   std::vector<std::string> missing;
   std::string cur = path;

@@ -44,6 +44,10 @@ Status RemoveFile(const std::string& path);
 // Removes an empty directory; a missing one is OK.
 Status RemoveEmptyDir(const std::string& path);
 
+// Adds the permission bits `bits` to an existing path's mode and removes none (a sticky bit,
+// group or world access stay as they were); nothing is written if it has them all already.
+Status AddModeBits(const std::string& path, mode_t bits);
+
 // Sets mode (and owner) of an existing path.
 Status SetMode(const std::string& path, mode_t mode, std::optional<FileOwner> owner = std::nullopt);
 

@@ -83,8 +83,15 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineEnv& env) {
   PGB_ASSIGN_OR_RETURN(engine->env_.home, AbsolutePath(env.home));
   const std::string& home = engine->env_.home;
   // Root runs the servers as another account, which must be able to traverse (not list) the
-  // home to reach the pool and the socket directory; everything inside stays owner-only.
-  PGB_RETURN_IF_ERROR(EnsureDir(home, RunningAsRoot() ? 0711 : 0700));
+  // home to reach the pool and the socket directory; everything inside stays owner-only. A new
+  // home is made 0711 (0700 without root); an existing one keeps its mode (`--home /tmp` keeps
+  // its sticky bit, a 0777 directory stays 0777), with only the traverse bits added for root.
+  const mode_t traverse = RunningAsRoot() ? 0711 : 0700;
+  if (IsDirectory(home)) {
+    PGB_RETURN_IF_ERROR(AddModeBits(home, traverse & 0011));
+  } else {
+    PGB_RETURN_IF_ERROR(EnsureDir(home, traverse));
+  }
   PGB_RETURN_IF_ERROR(EnsureDir(JoinPath(home, "locks"), 0700));
   PGB_RETURN_IF_ERROR(EnsureDir(JoinPath(home, "logs"), 0700));
   engine->locks_ = std::make_unique<Locks>(

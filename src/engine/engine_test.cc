@@ -108,6 +108,34 @@ TEST_F(EngineTest, InitCopyPoolStoresSettingsAndRunsNothing) {
   EXPECT_THAT(runner_.commands_ran(), IsEmpty());
 }
 
+// A home that exists keeps its mode when pgbranch opens it (issue 11): a 0777 directory stays
+// 0777 and a sticky 01777 one keeps its sticky bit. A new home is made 0711 as root (the
+// servers' account traverses it), 0700 otherwise; as root, an existing 0700 home gains only the
+// traverse bits.
+TEST_F(EngineTest, OpenKeepsAnExistingHomesMode) {
+  engine_.reset();
+  auto mode_after_open = [&](mode_t before) -> mode_t {
+    EXPECT_TRUE(SetMode(home_, before).ok());
+    auto engine = Open();
+    EXPECT_TRUE(engine.ok()) << engine.status().ToString();
+    struct stat st {};
+    EXPECT_EQ(::stat(home_.c_str(), &st), 0);
+    return st.st_mode & 07777;
+  };
+  EXPECT_EQ(mode_after_open(0777), 0777u);
+  EXPECT_EQ(mode_after_open(01777), 01777u);
+  EXPECT_EQ(mode_after_open(0700), ::geteuid() == 0 ? 0711u : 0700u);
+
+  std::string fresh = dir_ + "/fresh";
+  EngineEnv env = Env();
+  env.home = fresh;
+  auto engine = Engine::Open(env);
+  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+  struct stat st {};
+  ASSERT_EQ(::stat(fresh.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, ::geteuid() == 0 ? 0711u : 0700u);
+}
+
 // Given an empty home, an init whose port range is malformed, reversed or outside 1024-65535
 // is InvalidArgument naming the text, and changes nothing: no pool, no setting, no marker.
 TEST_F(EngineTest, InitRefusesBadPortRangesAndChangesNothing) {

@@ -233,8 +233,13 @@ TEST(InputE2eTest, TimeWaitPortIsNotHeld) {
   EXPECT_EQ(read(client, &byte, 1), 0);
   close(client);
   close(listener);
-  // The scenario holds: a bind without SO_REUSEADDR is refused.
-  ASSERT_FALSE(PortIsFree(port)) << "no TIME_WAIT socket on " << port;
+  // The scenario holds: a bind without SO_REUSEADDR is refused (PortIsFree, like PostgreSQL,
+  // binds with it and would not see the TIME_WAIT socket).
+  int plain = socket(AF_INET, SOCK_STREAM, 0);
+  bool refused = bind(plain, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0;
+  close(plain);
+  ASSERT_TRUE(refused) << "no TIME_WAIT socket on " << port;
+  EXPECT_TRUE(PortIsFree(port));
 
   CliResult doctor = home.Run({"doctor", "--json"});
   for (const auto& finding : doctor.Json()) {
