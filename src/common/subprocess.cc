@@ -5,6 +5,7 @@
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -58,6 +59,7 @@ struct Prepared {
   std::vector<std::string> env_storage;
   std::vector<char*> argv;
   std::vector<char*> envp;
+  int max_fd = 1024;  // the descriptor limit, for the fallback of MarkCloseOnExecAbove2
 };
 
 std::string LookupEnv(const std::vector<std::string>& env, const std::string& key) {
@@ -108,7 +110,24 @@ Result<Prepared> Prepare(const Command& command) {
   p.argv.push_back(nullptr);
   for (auto& e : p.env_storage) p.envp.push_back(e.data());
   p.envp.push_back(nullptr);
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY) {
+    p.max_fd = static_cast<int>(std::min<rlim_t>(files.rlim_cur, 1 << 20));
+  }
   return p;
+}
+
+// Marks every descriptor from 3 up close-on-exec: close_range(2) with CLOSE_RANGE_CLOEXEC
+// (Linux 5.11), or one fcntl per descriptor below `max_fd` where the kernel lacks it.
+// Async-signal-safe; returns 0 or an errno.
+int MarkCloseOnExecAbove2(int max_fd) {
+  if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return 0;
+  if (errno != ENOSYS && errno != EINVAL) return errno;
+  for (int fd = 3; fd < max_fd; ++fd) {
+    int flags = fcntl(fd, F_GETFD);
+    if (flags >= 0 && !(flags & FD_CLOEXEC)) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+  }
+  return 0;
 }
 
 // Child side after fork: only async-signal-safe calls from here to execve.
@@ -120,6 +139,10 @@ Result<Prepared> Prepare(const Command& command) {
   for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGQUIT, SIGCHLD, SIGHUP}) signal(sig, SIG_DFL);
   int err = 0;
   if (dup2(stdin_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0) err = errno;
+  // The child keeps 0-2 only: every other descriptor of ours (a daemon's listening sockets, a
+  // lock file, a catalog connection opened without O_CLOEXEC by a library) closes at exec.
+  // Close-on-exec rather than closed now, so report_fd still tells the parent if exec fails.
+  if (!err) err = MarkCloseOnExecAbove2(p.max_fd);
   if (!err && !command.cwd.empty() && chdir(command.cwd.c_str()) != 0) err = errno;
   if (!err && command.user) {
     const OsUser& u = *command.user;

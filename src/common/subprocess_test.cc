@@ -1,5 +1,6 @@
 #include "common/subprocess.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
@@ -103,6 +104,40 @@ TEST(SubprocessTest, SpawnDaemonDetaches) {
   Command bad;
   bad.argv = {"/nonexistent/daemon"};
   EXPECT_FALSE(runner->SpawnDaemon(bad, log).ok());
+  std::filesystem::remove_all(tmpl);
+}
+
+// A child holds descriptors 0-2 and nothing else of its parent's, even one the parent opened
+// without O_CLOEXEC (as a library or a daemon's listening socket might): both for a command
+// and for a server started with SpawnDaemon.
+TEST(SubprocessTest, ChildrenInheritOnlyStandardDescriptors) {
+  int leaked = ::open("/dev/null", O_RDONLY);  // deliberately without O_CLOEXEC
+  ASSERT_GE(leaked, 3);
+  auto runner = NewRealProcessRunner();
+  // `test` is a shell builtin: /proc/self is the shell, which holds what exec kept.
+  std::string list = "for fd in 0 1 2 " + std::to_string(leaked) +
+                     "; do test -e /proc/self/fd/$fd && printf '%s ' $fd; done";
+  Command c;
+  c.argv = {"sh", "-c", list};
+  auto r = runner->Run(c);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->out, "0 1 2 ");
+
+  char tmpl[] = "/tmp/pgb-fds-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  std::string log = std::string(tmpl) + "/log";
+  Command d;
+  d.argv = {"sh", "-c", list + "; echo"};
+  auto pid = runner->SpawnDaemon(d, log);
+  ASSERT_TRUE(pid.ok()) << pid.status().ToString();
+  std::string out;
+  for (int i = 0; i < 200 && out.find('\n') == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    auto content = ReadFile(log);
+    out = content.ok() ? *content : "";
+  }
+  EXPECT_EQ(out, "0 1 2 \n");
+  ::close(leaked);
   std::filesystem::remove_all(tmpl);
 }
 
