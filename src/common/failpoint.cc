@@ -3,8 +3,14 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <string>
+#include <thread>
+
+#include "common/cancel.h"
 
 namespace pgb {
 
@@ -31,6 +37,18 @@ Status Failpoint(std::string_view name) {
 
 void CrashPoint(std::string_view name) {
   if (FailpointEnabled(name)) _exit(70);
+}
+
+void PausePoint(std::string_view name) {
+  if (!FailpointEnabled(fmt::format("pause:{}", name))) return;
+  const char* dir = std::getenv("PGBRANCH_PAUSE_DIR");
+  if (dir == nullptr) return;
+  std::filesystem::path file = std::filesystem::path(dir) / std::string(name);
+  std::ofstream(file).close();
+  std::error_code ec;
+  for (int i = 0; i < 6000 && std::filesystem::exists(file, ec) && CheckCancelled().ok(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
 }
 
 }  // namespace pgb

@@ -24,6 +24,12 @@ Status Failpoint(std::string_view name);
 // destructor, as in a crash between two steps. For tests of `doctor --fix`.
 void CrashPoint(std::string_view name);
 
+// When "pause:<name>" is switched on, holds the calling thread at `name`: it creates the file
+// $PGBRANCH_PAUSE_DIR/<name> and waits until that file is gone (the test removes it), the
+// process is cancelled (common/cancel.h), or a minute passes. For tests of what may happen
+// between two steps of a command that is not an Operation (those pause in Operation::Step).
+void PausePoint(std::string_view name);
+
 }  // namespace pgb
 
 #endif  // PGBRANCH_COMMON_FAILPOINT_H_

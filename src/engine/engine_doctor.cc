@@ -5,11 +5,15 @@
 #include <fmt/format.h>
 #include <sys/stat.h>
 
+#include <charconv>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
+#include <optional>
 #include <set>
 
+#include "common/failpoint.h"
 #include "common/fs.h"
 #include "common/os_user.h"
 #include "common/proc.h"
@@ -590,53 +594,105 @@ Status Engine::RepairOperations(bool fix, std::vector<DoctorFinding>* out,
   return Status::OK();
 }
 
+namespace {
+
+// Whether `dir` (wal/<project>, wal/<project>/<branch id> or wal/<project>/<id>/<volume>) is the
+// WAL archive of nothing the catalog rows `branches` and `projects` hold, and of nothing an
+// open operation's journal (`in_flight`: names and paths) names, itself or an ancestor.
+bool IsStaleArchive(
+    const std::string& home, const std::string& dir, const std::vector<BranchRow>& branches,
+    const std::vector<ProjectRow>& projects, const std::set<std::string>& in_flight,
+    const std::function<std::string(const ProjectRow&, const BranchRow&)>& archive_dir) {
+  for (std::filesystem::path up(dir); up.has_relative_path() && up != up.parent_path();
+       up = up.parent_path()) {
+    if (in_flight.count(up.string())) return false;
+  }
+  // An archive being made right now belongs to an operation's volume.
+  if (in_flight.count(std::filesystem::path(dir).filename().string())) return false;
+  std::string wal = JoinPath(home, "wal");
+  std::filesystem::path rel = std::filesystem::path(dir).lexically_relative(wal);
+  std::vector<std::string> parts;
+  for (const auto& part : rel) parts.push_back(part.string());
+  if (parts.empty() || parts.size() > 3 || parts[0] == "..") return false;
+  for (const auto& p : projects) {
+    if (p.name != parts[0]) continue;
+    if (parts.size() == 1) return false;
+    for (const auto& b : branches) {
+      if (b.project_id != p.id || std::to_string(b.id) != parts[1]) continue;
+      if (parts.size() == 2 || archive_dir(p, b) == dir) return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 Status Engine::CheckArchives(const std::vector<BranchRow>& branches,
                              const std::vector<ProjectRow>& projects,
                              const std::set<std::string>& in_flight, bool fix,
                              std::vector<DoctorFinding>* out) {
+  auto archive_dir = [this](const ProjectRow& p, const BranchRow& b) { return ArchiveDir(p, b); };
+  PausePoint("doctor:archives");
   std::string wal = JoinPath(env_.home, "wal");
-  std::map<std::string, const ProjectRow*> by_name;
-  for (const auto& p : projects) by_name[p.name] = &p;
-  std::set<std::string> live;  // wal/<project>/<id>/<volume> of every branch
-  std::set<std::string> live_branch_dirs;
-  for (const auto& b : branches) {
-    for (const auto& p : projects) {
-      if (p.id != b.project_id) continue;
-      live.insert(ArchiveDir(p, b));
-      live_branch_dirs.insert(JoinPath(env_.home, fmt::format("wal/{}/{}", p.name, b.id)));
-    }
-  }
-  std::vector<std::string> stale;
+  std::vector<std::string> candidates;  // every directory down to wal/<project>/<id>/<volume>
   std::error_code ec;
   for (const auto& project_dir : std::filesystem::directory_iterator(wal, ec)) {
-    std::string pname = project_dir.path().filename().string();
-    if (!by_name.count(pname)) {
-      stale.push_back(project_dir.path().string());
-      continue;
-    }
+    candidates.push_back(project_dir.path().string());
     for (const auto& branch_dir : std::filesystem::directory_iterator(project_dir.path(), ec)) {
-      std::string bdir = branch_dir.path().string();
-      if (!live_branch_dirs.count(bdir)) {
-        stale.push_back(bdir);
-        continue;
-      }
+      candidates.push_back(branch_dir.path().string());
       for (const auto& volume_dir : std::filesystem::directory_iterator(branch_dir.path(), ec)) {
-        std::string vdir = volume_dir.path().string();
-        if (!live.count(vdir)) stale.push_back(vdir);
+        candidates.push_back(volume_dir.path().string());
       }
     }
   }
-  for (const auto& dir : stale) {
-    if (in_flight.count(dir)) continue;
-    // An archive being made right now belongs to an operation's volume: skip those too.
-    std::string base = std::filesystem::path(dir).filename().string();
-    if (in_flight.count(base)) continue;
+  std::set<std::string> reported;  // a stale directory speaks for what is under it
+  for (const auto& dir : candidates) {
+    if (!IsStaleArchive(env_.home, dir, branches, projects, in_flight, archive_dir)) continue;
+    bool under_reported = false;
+    for (const auto& r : reported) under_reported |= dir.rfind(r + "/", 0) == 0;
+    if (under_reported) continue;
     if (!fix) {
+      reported.insert(dir);
       out->push_back({"stale archive", "fail",
                       fmt::format("{} is the WAL archive of something that is gone", dir)});
       continue;
     }
+    // The reads above are older than the listing: a create that began since has its row (and
+    // holds its branch's lock) before it makes the directory, and a delete removes its own
+    // directory while it holds that lock. So the verdict is given again under the branch's
+    // lock, from fresh reads, before anything goes.
+    std::optional<LockHandle> lock;
+    std::filesystem::path rel = std::filesystem::path(dir).lexically_relative(wal);
+    auto it = rel.begin();
+    int64_t id = 0;
+    if (it != rel.end() && ++it != rel.end()) {
+      const std::string s = it->string();
+      auto [end, err] = std::from_chars(s.data(), s.data() + s.size(), id);
+      if (err == std::errc() && end == s.data() + s.size()) {
+        auto held = locks_->Branch(id, fmt::format("branch {}", id),
+                                   fmt::format("doctor by pid {}", ::getpid()), kDoctorLockWait);
+        if (!held.ok()) {
+          out->push_back(
+              {"stale archive", "warn", fmt::format("{}: {}", dir, held.status().message())});
+          continue;
+        }
+        lock = std::move(*held);
+      }
+    }
+    std::set<std::string> now_in_flight;
+    PGB_RETURN_IF_ERROR(CollectInFlight(&now_in_flight));
+    PGB_ASSIGN_OR_RETURN(auto now_branches, catalog_->ListBranches());
+    PGB_ASSIGN_OR_RETURN(auto now_projects, catalog_->ListProjects());
+    if (!IsStaleArchive(env_.home, dir, now_branches, now_projects, now_in_flight, archive_dir) ||
+        !std::filesystem::exists(dir, ec)) {
+      continue;
+    }
     Status s = RemoveTree(dir);
+    if (!s.ok() && !std::filesystem::exists(dir, ec)) continue;  // removed meanwhile by its owner
+    if (s.ok()) reported.insert(dir);
+    bool row_gone = std::none_of(now_branches.begin(), now_branches.end(),
+                                 [id](const BranchRow& b) { return b.id == id; });
+    if (s.ok() && lock && row_gone) locks_->RemoveBranchLock(id);
     out->push_back({"stale archive", s.ok() ? "fixed" : "fail",
                     s.ok() ? fmt::format("removed {}: the WAL archive of something gone", dir)
                            : fmt::format("{}: {}", dir, s.message())});

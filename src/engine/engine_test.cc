@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -518,6 +519,30 @@ TEST_F(EngineTest, DoctorQuarantinesOrphansAndPurgesOnlyAfterTheGrace) {
               UnorderedElementsAre(HasSubstr("purged volume " + orphan),
                                    HasSubstr("purged snapshot " + orphan_snapshot)));
   EXPECT_THAT(PoolHere().ListQuarantined().value(), IsEmpty());
+}
+
+// A WAL archive directory of a project that is gone is reported once (not each directory under
+// it) and removed by --fix; one an open operation's journal names is left to that operation.
+TEST_F(EngineTest, DoctorRemovesOnlyArchivesOfWhatIsGone) {
+  InitCopyPool();
+  std::string gone = home_ + "/wal/gone", busy = home_ + "/wal/busy";
+  ASSERT_TRUE(EnsureDir(gone + "/3/v1", 0700).ok());
+  ASSERT_TRUE(EnsureDir(busy + "/4/v2", 0700).ok());
+  Action remove;
+  remove.kind = "remove-dir";
+  remove.path = busy;
+  AddOperation(SelfOwner(), "project.delete", "busy", std::nullopt, std::nullopt, {remove});
+
+  Result<std::vector<DoctorFinding>> report = Doctor(false);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_THAT(Findings(*report, "stale archive"),
+              ElementsAre("fail: " + gone + " is the WAL archive of something that is gone"));
+  Result<std::vector<DoctorFinding>> fixed = Doctor(true);
+  ASSERT_TRUE(fixed.ok()) << fixed.status().ToString();
+  EXPECT_THAT(Findings(*fixed, "stale archive"),
+              ElementsAre("fixed: removed " + gone + ": the WAL archive of something gone"));
+  EXPECT_FALSE(std::filesystem::exists(gone));
+  EXPECT_TRUE(std::filesystem::exists(busy + "/4/v2"));
 }
 
 // Given a stopped branch whose port a stranger holds (the fake probe says so), doctor says the

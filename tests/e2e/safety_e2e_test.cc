@@ -288,6 +288,50 @@ TEST_F(SafetyTest, InterruptUndoesAndDoctorLeavesInFlightAlone) {
   home.Ok({"project", "delete", "i", "--force"});
 }
 
+// The WAL archive directories under wal/<project>, two levels down.
+std::set<std::string> ArchiveDirs(const Home& home, const std::string& project) {
+  std::set<std::string> dirs;
+  std::error_code ec;
+  for (const auto& b : std::filesystem::directory_iterator(home.path() + "/wal/" + project, ec)) {
+    dirs.insert(b.path().string());
+    for (const auto& v : std::filesystem::directory_iterator(b.path(), ec)) {
+      dirs.insert(v.path().string());
+    }
+  }
+  return dirs;
+}
+
+// Doctor read the catalog, then a create made a branch and its WAL archive, then doctor looked
+// at the archives: the new archive is not "of something gone" (doctor judges again, under the
+// branch's lock, from fresh reads, before it removes anything).
+TEST_F(SafetyTest, DoctorLeavesTheArchiveOfABranchMadeSinceItsReads) {
+  Home home("btrfs", "3G");
+  NewProject(home, "w");
+  std::string pause_dir = home.path() + "/pause";
+  std::filesystem::create_directories(pause_dir);
+  std::string paused = pause_dir + "/doctor:archives";
+  auto doctor = std::async(std::launch::async, [&] {
+    return home.Run(
+        {"doctor", "--fix", "--json"},
+        {{"PGBRANCH_FAILPOINTS", "pause:doctor:archives"}, {"PGBRANCH_PAUSE_DIR", pause_dir}});
+  });
+  for (int i = 0; i < 3000 && !std::filesystem::exists(paused); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(std::filesystem::exists(paused)) << "doctor never reached its archive check";
+  std::set<std::string> before = ArchiveDirs(home, "w");
+  home.Ok({"-q", "branch", "create", "w/new"});
+  std::set<std::string> after = ArchiveDirs(home, "w");
+  ASSERT_GT(after.size(), before.size()) << "the create made no archive";
+  std::filesystem::remove(paused);
+  CliResult r = doctor.get();
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.find("stale archive"), std::string::npos) << r.out;
+  EXPECT_EQ(ArchiveDirs(home, "w"), after);
+  ExpectClean(home, "after doctor");
+  home.Ok({"project", "delete", "w", "--force"});
+}
+
 // SIGTERM during a reset, after the branch's old server was stopped and the new data cloned:
 // the old data is started again, unchanged, at the same URI.
 TEST_F(SafetyTest, InterruptedResetRestartsTheOldData) {
