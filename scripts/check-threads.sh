@@ -16,6 +16,9 @@ cd "$(dirname "$0")/.."
 skip='BtrfsPoolTest.*:ExtentsTest.*:TreeCopyTest.*:ImageSizeTest.*:ImageTest.*'
 skip+=':TreePoolImageTest.*:*TreePoolTest.*:ZfsPoolTest.*:PgClientTest.*:PgInstanceTest.*'
 skip+=':NativeRuntimeTest.*'
+# Its forked child allocates before exec: fine in the single-threaded test binary, not beside
+# TSan's own thread.
+skip+=':SubprocessTest.ExecInPlaceHandsOverACleanProcess'
 filter="${1:-*}-${skip}"
 
 logs=build/check-threads

@@ -17,27 +17,28 @@ say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 note() { printf '\n\033[1m# %s\033[0m\n' "$*"; }
 export PGOPTIONS='-c client_min_messages=warning'  # no NOTICE chatter from pgbench -i
 run() { say "$*"; "$@"; }
-count() { psql -qAtX "$1" -c "SELECT count(*) FROM pgbench_accounts"; }
+# SQL on a branch through `pgbranch psql`: the password comes from the branch's private
+# password file, never a command line (where every local user could read it in /proc).
+sql() { pgbranch psql "$1" -- -qAtX -c "$2"; }
+count() { sql "$1" "SELECT count(*) FROM pgbench_accounts"; }
 
 if pgbranch project get demo >/dev/null 2>&1; then
   run pgbranch project delete demo --force
 fi
 run pgbranch project create demo
-say "pgbench -i -s $scale \"\$(pgbranch branch url demo/main)\""
-pgbench -i -q -s "$scale" "$(pgbranch branch url demo/main)"
+say "eval \"\$(pgbranch branch env demo/main)\"; pgbench -i -s $scale"
+(eval "$(pgbranch branch env demo/main)"; pgbench -i -q -s "$scale")
 run pgbranch branch create demo/dev
 run pgbranch branch create demo/exp --parent demo/dev
 
-main_uri="$(pgbranch branch url demo/main)"
-dev_uri="$(pgbranch branch url demo/dev)"
 note "isolation check: delete 1000 accounts in demo/dev, add a history row in demo/main"
-psql -qAtX "$dev_uri" -c "DELETE FROM pgbench_accounts WHERE aid <= 1000"
-psql -qAtX "$main_uri" -c "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, 1, 1, now())"
+run pgbranch psql demo/dev -- -qAtX -c "DELETE FROM pgbench_accounts WHERE aid <= 1000"
+sql demo/main "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, 1, 1, now())"
 expected=$((scale * 100000))
-main_count="$(count "$main_uri")"
-dev_count="$(count "$dev_uri")"
-main_hist="$(psql -qAtX "$main_uri" -c "SELECT count(*) FROM pgbench_history")"
-dev_hist="$(psql -qAtX "$dev_uri" -c "SELECT count(*) FROM pgbench_history")"
+main_count="$(count demo/main)"
+dev_count="$(count demo/dev)"
+main_hist="$(sql demo/main "SELECT count(*) FROM pgbench_history")"
+dev_hist="$(sql demo/dev "SELECT count(*) FROM pgbench_history")"
 echo "demo/main: $main_count accounts, $main_hist history rows"
 echo "demo/dev:  $dev_count accounts, $dev_hist history rows"
 if [ "$main_count" -eq "$expected" ] && [ "$dev_count" -eq $((expected - 1000)) ] \
@@ -50,10 +51,10 @@ fi
 
 run pgbranch status
 run pgbranch branch reset demo/dev
-dev_count="$(count "$dev_uri")"
+dev_count="$(count demo/dev)"
 echo "demo/dev after reset: $dev_count accounts (same URI), demo/main has $expected"
 [ "$dev_count" -eq "$expected" ] || { echo "✘ reset did not restore the parent's data" >&2; exit 1; }
 run pgbranch branch delete demo/exp
 run pgbranch status
-printf '\nThe demo project is still running. Try: psql "$(pgbranch branch url demo/dev)"\n'
+printf '\nThe demo project is still running. Try: pgbranch psql demo/dev\n'
 printf 'Remove it with: pgbranch project delete demo --force\n'

@@ -13,6 +13,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 
 #include "cli/inputs.h"
 #include "cli/output.h"
@@ -22,6 +23,7 @@
 #include "common/subprocess.h"
 #include "common/time.h"
 #include "engine/engine.h"
+#include "pg/client.h"
 
 #ifndef PGBRANCH_VERSION
 #define PGBRANCH_VERSION "0.1.0"
@@ -91,6 +93,7 @@ class Cli {
   int Run(int argc, char** argv) {
     Define();
     RequirePrintableValues(app_);
+    DefinePsql();  // after the check: its arguments go to psql as they are (SQL has line breaks)
     app_.failure_message(UsageErrorMessage);
     try {
       app_.parse(argc, argv);
@@ -102,8 +105,15 @@ class Cli {
     spdlog::set_level(verbose_ ? spdlog::level::debug : spdlog::level::warn);
     out_ = std::make_unique<Output>(quiet_);
     if (!action_) return kExitUsage;
+    // pgbranch's own connections take no default from the caller's PG* variables; psql does.
+    caller_pg_env_ = ClearLibpqEnvironment();
     InstallInterruptHandlers();
-    return action_();
+    int code = action_();
+    if (code != 0 || !exec_after_) return code;
+    // The engine is closed (its locks released): hand the process, terminal and all, to psql.
+    Status s = ExecInPlace(*exec_after_);
+    out_->Error("psql", ref_text_, s);
+    return Classify(s.code()).exit_code;
   }
 
  private:
@@ -758,7 +768,7 @@ class Cli {
           if (json_) {
             nlohmann::json j = ToJson(p);
             j["branches"] = nlohmann::json::array();
-            for (const auto& b : branches) j["branches"].push_back(ToJson(b));
+            for (const auto& b : branches) j["branches"].push_back(ToJson(b, UriForm::kMasked));
             out_->Json(j);
             return Status::OK();
           }
@@ -879,18 +889,17 @@ class Cli {
       };
     });
 
-    auto* get = BranchVerb(branch, "get", "Show one branch",
-                           [this](Engine& e, const BranchRef& ref) -> Status {
-                             PGB_ASSIGN_OR_RETURN(BranchInfo b, e.GetBranch(ref));
-                             Result<SpaceLimit> limit = e.BranchSpaceLimit(ref);
-                             if (json_) {
-                               out_->Json(
-                                   ToJson(b, limit.ok() ? limit->limit_bytes : std::nullopt));
-                               return Status::OK();
-                             }
-                             PrintBranch(b, limit);
-                             return Status::OK();
-                           });
+    auto* get = BranchVerb(
+        branch, "get", "Show one branch", [this](Engine& e, const BranchRef& ref) -> Status {
+          PGB_ASSIGN_OR_RETURN(BranchInfo b, e.GetBranch(ref));
+          Result<SpaceLimit> limit = e.BranchSpaceLimit(ref);
+          if (json_) {
+            out_->Json(ToJson(b, limit.ok() ? limit->limit_bytes : std::nullopt));
+            return Status::OK();
+          }
+          PrintBranch(b, limit);
+          return Status::OK();
+        });
     AddJson(get);
 
     auto* logs = BranchVerb(branch, "logs", "The branch's server log (native or container)",
@@ -950,7 +959,7 @@ class Cli {
             auto start = Clock::now();
             PGB_ASSIGN_OR_RETURN(BranchInfo b, (e.*method)(ref));
             out_->Done(fmt::format("Branch {} {}", ref.ToString(), done), Clock::now() - start);
-            if (json_) out_->Json(ToJson(b));
+            if (json_) out_->Json(ToJson(b, UriForm::kWithPassword));
             return Status::OK();
           });
       AddJson(cmd);
@@ -961,7 +970,7 @@ class Cli {
                    [this](Engine& e, const BranchRef& ref) -> Status {
                      PGB_ASSIGN_OR_RETURN(BranchInfo b, e.RenameBranch(ref, new_name_));
                      out_->Note(fmt::format("{} is now {}/{}", ref.ToString(), b.project, b.name));
-                     if (json_) out_->Json(ToJson(b));
+                     if (json_) out_->Json(ToJson(b, UriForm::kWithPassword));
                      return Status::OK();
                    });
     rename->add_option("new_name", new_name_, "The new name (without the project)")->required();
@@ -973,6 +982,72 @@ class Cli {
                  out_->Print(b.uri);
                  return Status::OK();
                });
+
+    auto* env =
+        BranchVerb(branch, "env",
+                   "Print PGHOST, PGPORT, PGUSER, PGDATABASE and PGPASSFILE for the branch, for "
+                   "eval \"$(pgbranch branch env P/B)\": no password on any command line",
+                   [this](Engine& e, const BranchRef& ref) -> Status {
+                     PGB_ASSIGN_OR_RETURN(BranchConnection c, e.ConnectionOf(ref));
+                     if (json_) {
+                       nlohmann::json j = nlohmann::json::object();
+                       for (const auto& [k, v] : ConnectionEnv(c)) j[k] = v;
+                       out_->Json(j);
+                       return Status::OK();
+                     }
+                     // A password or service from the caller's shell would take precedence over the
+                     // file.
+                     out_->Print("unset PGPASSWORD PGSERVICE PGHOSTADDR");
+                     for (const auto& [k, v] : ConnectionEnv(c)) {
+                       out_->Print(fmt::format("export {}={}", k, ShellQuote(v)));
+                     }
+                     return Status::OK();
+                   });
+    AddJson(env);
+  }
+
+  // The libpq environment (docs 34.15 "Environment Variables") that reaches branch `c`.
+  static std::vector<std::pair<std::string, std::string>> ConnectionEnv(const BranchConnection& c) {
+    return {{"PGHOST", c.host},
+            {"PGPORT", std::to_string(c.port)},
+            {"PGUSER", c.user},
+            {"PGDATABASE", c.database},
+            {"PGPASSFILE", c.passfile}};
+  }
+
+  // `pgbranch psql P/B [-- psql arguments]`: psql connected to the branch, its password read
+  // from the branch's password file, never on a command line or in the environment.
+  void DefinePsql() {
+    auto* cmd = app_.add_subcommand(
+        "psql", "Run psql on a branch (the password comes from a private file, never argv)");
+    cmd->add_option("branch", ref_text_, "PROJECT/BRANCH")->required();
+    cmd->add_option("psql_args", psql_args_, "Arguments for psql, after --");
+    cmd->callback([this] {
+      action_ = [this] {
+        return With("psql", ref_text_, [&](Engine& e) -> Status {
+          PGB_ASSIGN_OR_RETURN(BranchRef ref, ParseBranchRef(ref_text_));
+          PGB_ASSIGN_OR_RETURN(BranchConnection c, e.ConnectionOf(ref));
+          if (c.state != "running") {
+            return Status::FailedPrecondition(fmt::format(
+                "{} is {}; 'pgbranch branch start {}' starts it", c.ref, c.state, c.ref));
+          }
+          Command psql;
+          psql.argv = {c.psql};
+          psql.argv.insert(psql.argv.end(), psql_args_.begin(), psql_args_.end());
+          // The caller's PG* settings (PGOPTIONS, PGSSLMODE, ...) but not where or as whom.
+          std::vector<std::pair<std::string, std::string>> ours = ConnectionEnv(c);
+          for (const auto& [k, v] : caller_pg_env_) {
+            bool replaced = k == "PGPASSWORD" || k == "PGSERVICE" || k == "PGHOSTADDR" ||
+                            std::any_of(ours.begin(), ours.end(),
+                                        [&k = k](const auto& kv) { return kv.first == k; });
+            if (!replaced) psql.env.emplace_back(k, v);
+          }
+          psql.env.insert(psql.env.end(), ours.begin(), ours.end());
+          exec_after_ = std::move(psql);
+          return Status::OK();
+        });
+      };
+    });
   }
 
   void DefineImage() {
@@ -1082,7 +1157,7 @@ class Cli {
   void PrintBranches(const std::vector<BranchInfo>& branches) {
     if (json_) {
       nlohmann::json arr = nlohmann::json::array();
-      for (const auto& b : branches) arr.push_back(ToJson(b));
+      for (const auto& b : branches) arr.push_back(ToJson(b, UriForm::kMasked));
       out_->Json(arr);
       return;
     }
@@ -1180,12 +1255,15 @@ class Cli {
   // After create/reset: JSON with the full URI, or a line with the masked one.
   void PrintCreated(const BranchInfo& b) {
     if (json_) {
-      out_->Json(ToJson(b));
+      out_->Json(ToJson(b, UriForm::kWithPassword));
       return;
     }
     out_->Print(fmt::format("{}/{}  {}  port {}  {}", b.project, b.name,
                             out_->Paint(b.state, StateTone(b.state)), b.port, Shown(b.masked_uri)));
-    out_->Print(out_->Paint(fmt::format("full URI: pgbranch branch url {}/{}", b.project, b.name),
+    out_->Print(out_->Paint(fmt::format("connect: pgbranch psql {0}/{1}  (shell: eval \"$(pgbranch "
+                                        "branch env {0}/{1})\"; full URI: pgbranch branch url "
+                                        "{0}/{1})",
+                                        b.project, b.name),
                             Tone::kDim));
   }
 
@@ -1211,6 +1289,10 @@ class Cli {
   } init_;
   std::string name_;
   std::string ref_text_;
+  std::vector<std::string> psql_args_;
+  std::optional<Command> exec_after_;
+  std::vector<std::pair<std::string, std::string>>
+      caller_pg_env_;  // removed at start  // run in place of pgbranch once the engine is closed
   std::string parent_;
   std::string pitr_;
   std::string pg_bin_;

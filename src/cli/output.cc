@@ -171,7 +171,7 @@ nlohmann::json ToJson(const WalInfo& w) {
   };
 }
 
-nlohmann::json ToJson(const BranchInfo& b) {
+nlohmann::json ToJson(const BranchInfo& b, UriForm uri) {
   return {
       {"name", b.name},
       {"project", b.project},
@@ -181,7 +181,7 @@ nlohmann::json ToJson(const BranchInfo& b) {
       {"port", b.port},
       {"host", b.host},
       {"user", b.user},
-      {"uri", b.uri},
+      {"uri", uri == UriForm::kWithPassword ? b.uri : b.masked_uri},
       {"size_bytes", Optional(b.size_bytes)},
       {"exclusive_bytes", Optional(b.exclusive_bytes)},
       {"created_at", b.created_at},
@@ -200,7 +200,7 @@ nlohmann::json ToJson(const BranchInfo& b) {
 }
 
 nlohmann::json ToJson(const BranchInfo& b, const std::optional<uint64_t>& limit_bytes) {
-  nlohmann::json json = ToJson(b);
+  nlohmann::json json = ToJson(b, UriForm::kWithPassword);
   json["limit_bytes"] = Optional(limit_bytes);
   return json;
 }
@@ -278,7 +278,7 @@ nlohmann::json ToJson(const StatusInfo& s) {
   nlohmann::json projects = nlohmann::json::array();
   for (const auto& p : s.projects) projects.push_back(ToJson(p));
   nlohmann::json branches = nlohmann::json::array();
-  for (const auto& b : s.branches) branches.push_back(ToJson(b));
+  for (const auto& b : s.branches) branches.push_back(ToJson(b, UriForm::kMasked));
   return {{"home", s.home},
           {"pool", pool},
           {"runtime", {{"kind", "native"}, {"os_user", s.os_user}}},

@@ -67,7 +67,11 @@ class Output : public Progress {
 };
 
 // JSON shapes of the engine's results (documented in README.md, "JSON output").
-nlohmann::json ToJson(const BranchInfo& b);
+// Which URI a branch's "uri" carries: commands about one branch, which a user runs to reach it
+// (create, get, reset, start, stop, rename), carry the password; lists (branch list, project
+// get, status) carry it masked as "****", so no listing shows every branch's secret.
+enum class UriForm { kWithPassword, kMasked };
+nlohmann::json ToJson(const BranchInfo& b, UriForm uri);
 // `branch get`: the branch with `limit_bytes`, its space limit as the pool holds it (null: none).
 nlohmann::json ToJson(const BranchInfo& b, const std::optional<uint64_t>& limit_bytes);
 nlohmann::json ToJson(const WalWindow& w);

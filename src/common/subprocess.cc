@@ -102,6 +102,7 @@ Result<Prepared> Prepare(const Command& command) {
       if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
     }
   }
+  for (const auto& k : command.env_unset) env.erase(k);
   for (const auto& [k, v] : command.env) env[k] = v;
   for (const auto& [k, v] : env) p.env_storage.push_back(k + "=" + v);
   PGB_ASSIGN_OR_RETURN(p.path, ResolveProgram(command.argv[0], LookupEnv(p.env_storage, "PATH")));
@@ -130,13 +131,19 @@ int MarkCloseOnExecAbove2(int max_fd) {
   return 0;
 }
 
-// Child side after fork: only async-signal-safe calls from here to execve.
-[[noreturn]] void ExecChild(const Prepared& p, const Command& command, int stdin_fd, int out_fd,
-                            int err_fd, int report_fd) {
+// The signal state a program expects to start with: nothing blocked, default actions.
+// Async-signal-safe.
+void ResetSignalsForExec() {
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
   for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGQUIT, SIGCHLD, SIGHUP}) signal(sig, SIG_DFL);
+}
+
+// Child side after fork: only async-signal-safe calls from here to execve.
+[[noreturn]] void ExecChild(const Prepared& p, const Command& command, int stdin_fd, int out_fd,
+                            int err_fd, int report_fd) {
+  ResetSignalsForExec();
   int err = 0;
   if (dup2(stdin_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0) err = errno;
   // The child keeps 0-2 only: every other descriptor of ours (a daemon's listening sockets, a
@@ -339,27 +346,44 @@ class RealProcessRunner : public ProcessRunner {
 
 }  // namespace
 
+Status ExecInPlace(const Command& command) {
+  if (command.user || !command.stdin_data.empty() || command.timeout.count() != 0) {
+    return Status::InvalidArgument("exec in place: user, stdin_data and timeout need a child");
+  }
+  PGB_ASSIGN_OR_RETURN(Prepared p, Prepare(command));
+  if (!command.cwd.empty() && ::chdir(command.cwd.c_str()) != 0) {
+    return PosixError(fmt::format("chdir {}", command.cwd), errno);
+  }
+  int err = MarkCloseOnExecAbove2(p.max_fd);
+  if (err != 0) return PosixError("mark descriptors close-on-exec", err);
+  ResetSignalsForExec();
+  ::execve(p.path.c_str(), p.argv.data(), p.envp.data());
+  return PosixError(fmt::format("exec {}", p.path), errno);
+}
+
 std::unique_ptr<ProcessRunner> NewRealProcessRunner() {
   return std::make_unique<RealProcessRunner>();
+}
+
+std::string ShellQuote(std::string_view word) {
+  bool plain =
+      !word.empty() && word.find_first_of(" \t\n'\"\\$`;&|<>*?()[]{}~#!") == std::string_view::npos;
+  if (plain) return std::string(word);
+  std::string out = "'";
+  for (char c : word) {
+    if (c == '\'')
+      out += "'\\''";
+    else
+      out += c;
+  }
+  return out + "'";
 }
 
 std::string FormatArgv(const std::vector<std::string>& argv) {
   std::string out;
   for (const auto& a : argv) {
     if (!out.empty()) out += ' ';
-    bool plain = !a.empty() && a.find_first_of(" \t\n'\"\\$`;&|<>*?()[]{}") == std::string::npos;
-    if (plain) {
-      out += a;
-    } else {
-      out += '\'';
-      for (char c : a) {
-        if (c == '\'')
-          out += "'\\''";
-        else
-          out += c;
-      }
-      out += '\'';
-    }
+    out += ShellQuote(a);
   }
   return out;
 }

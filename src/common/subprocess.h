@@ -34,6 +34,8 @@ struct Command {
   // Variables added to (or overriding) the environment. With clean_env the child gets only
   // PATH, LANG=C.UTF-8 and these; use that for servers, so no caller secret leaks into them.
   std::vector<std::pair<std::string, std::string>> env;
+  // Variables removed from the inherited environment (before `env` is applied).
+  std::vector<std::string> env_unset;
   bool clean_env = false;
   // Run as this account (requires root). Unset: as the caller.
   std::optional<OsUser> user;
@@ -72,12 +74,24 @@ class ProcessRunner {
 // The real thing, for production. Thread-compatible: one Run per thread at a time.
 std::unique_ptr<ProcessRunner> NewRealProcessRunner();
 
+// Replaces the calling process with `command` (its argv, env, env_unset, clean_env and cwd;
+// user, stdin_data and timeout need a child and must be unset): the process id, the terminal and
+// descriptors 0-2 stay, every other descriptor closes at exec, the signal mask is emptied and
+// SIGINT, SIGTERM, SIGQUIT, SIGPIPE, SIGCHLD, SIGHUP get their default actions. Returns only if
+// it fails: NotFound when argv[0] is not found, InvalidArgument for an unsupported field, else
+// the errno of execve. For `pgbranch psql`, which hands the terminal to psql.
+Status ExecInPlace(const Command& command);
+
 // OK when `result` succeeded; otherwise CommandFailed naming the argv, the exit status or
 // signal and the last lines of stderr (or stdout when stderr is empty).
 Status CommandStatus(const Command& command, const CommandResult& result);
 
 // Runs and folds a non-zero exit into the Status (CommandStatus); returns the result otherwise.
 Result<CommandResult> RunChecked(ProcessRunner& runner, const Command& command);
+
+// `word` as one POSIX shell word: as it is when it holds nothing a shell would interpret,
+// else single-quoted with each ' written as '\''. For lines a shell evaluates (`branch env`).
+std::string ShellQuote(std::string_view word);
 
 // argv joined for display, elements with spaces or quotes single-quoted. For messages only:
 // nothing ever executes this string.

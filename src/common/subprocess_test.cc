@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -146,6 +147,57 @@ TEST(SubprocessTest, FormatArgvQuotesForDisplay) {
   EXPECT_EQ(FormatArgv({"echo", "it's"}), "echo 'it'\\''s'");
   EXPECT_EQ(TailLines("a\nb\nc\n", 2), "b\nc");
   EXPECT_EQ(TailLines("only", 3), "only");
+}
+
+TEST(SubprocessTest, ShellQuoteMakesOneWord) {
+  EXPECT_EQ(ShellQuote("/var/lib/pgbranch/pgpass/branch-2"), "/var/lib/pgbranch/pgpass/branch-2");
+  EXPECT_EQ(ShellQuote(""), "''");
+  EXPECT_EQ(ShellQuote("a b"), "'a b'");
+  EXPECT_EQ(ShellQuote("it's $(id)"), "'it'\\''s $(id)'");
+  EXPECT_EQ(ShellQuote("~x"), "'~x'");
+}
+
+// A process replaced in place keeps 0-2 only (a descriptor without close-on-exec at 47 is
+// gone), starts with no signal blocked, and gets the environment asked for.
+TEST(SubprocessTest, ExecInPlaceHandsOverACleanProcess) {
+  int out[2];
+  ASSERT_EQ(pipe(out), 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    dup2(out[1], 1);
+    int fd = open("/dev/null", O_RDONLY);
+    dup2(fd, 47);
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigprocmask(SIG_BLOCK, &block, nullptr);
+    setenv("PGB_GONE", "1", 1);
+    Command c;
+    c.argv = {"sh", "-c",
+              "test -e /proc/self/fd/47 && echo fd47; grep SigBlk /proc/self/status; "
+              "echo \"${PGB_SET}-${PGB_GONE:-unset}\""};
+    c.env = {{"PGB_SET", "set"}};
+    c.env_unset = {"PGB_GONE"};
+    Status s = ExecInPlace(c);
+    _exit(s.ok() ? 98 : 99);
+  }
+  close(out[1]);
+  std::string text;
+  char buf[256];
+  for (ssize_t n; (n = read(out[0], buf, sizeof buf)) > 0;) text.append(buf, n);
+  close(out[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_EQ(text, "SigBlk:\t0000000000000000\nset-unset\n");
+}
+
+TEST(SubprocessTest, ExecInPlaceRefusesWhatNeedsAChild) {
+  Command c;
+  c.argv = {"true"};
+  c.stdin_data = "x";
+  EXPECT_TRUE(ExecInPlace(c).Is(StatusCode::kInvalidArgument));
 }
 
 TEST(SubprocessTest, SplitLinesDropsEmptyLines) {

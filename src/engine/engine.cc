@@ -314,6 +314,10 @@ std::string Engine::LogPath(const BranchRow& branch) const {
   return JoinPath(env_.home, fmt::format("logs/branch-{}.log", branch.id));
 }
 
+std::string Engine::PassfilePath(const BranchRow& branch) const {
+  return JoinPath(env_.home, fmt::format("pgpass/branch-{}", branch.id));
+}
+
 Result<InstanceSpec> Engine::Spec(const ProjectRow& project, const BranchRow& branch) {
   PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
   InstanceSpec spec;
@@ -1293,6 +1297,45 @@ Result<BranchInfo> Engine::GetBranch(const BranchRef& ref) {
   PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(ref.project));
   PGB_ASSIGN_OR_RETURN(BranchRow row, LoadBranch(project, ref.branch));
   return Describe(project, row, /*with_sizes=*/true);
+}
+
+namespace {
+
+// A field of a password file line: '\\' and ':' escaped with a backslash (docs 34.16).
+std::string PassfileField(const std::string& value) {
+  std::string out;
+  for (char c : value) {
+    if (c == '\\' || c == ':') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<BranchConnection> Engine::ConnectionOf(const BranchRef& ref) {
+  PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(ref.project));
+  PGB_ASSIGN_OR_RETURN(BranchRow row, LoadBranch(project, ref.branch));
+  PGB_ASSIGN_OR_RETURN(BranchInfo info, Describe(project, row, /*with_sizes=*/false));
+  BranchConnection c;
+  c.ref = Ref(project, row);
+  c.state = info.state;
+  c.host = info.host;
+  c.port = row.port;
+  c.user = project.superuser;
+  c.passfile = PassfilePath(row);
+  c.psql = "psql";
+  if (!IsContainerRuntime(project.runtime) && !project.pg_bin.empty() &&
+      PathExists(JoinPath(project.pg_bin, "psql"))) {
+    c.psql = JoinPath(project.pg_bin, "psql");
+  }
+  PGB_RETURN_IF_ERROR(EnsureDir(JoinPath(env_.home, "pgpass"), 0700));
+  PGB_RETURN_IF_ERROR(WriteFileAtomic(
+      c.passfile,
+      fmt::format("{}:{}:{}:{}:{}\n", PassfileField(c.host), c.port, PassfileField(c.database),
+                  PassfileField(c.user), PassfileField(row.password)),
+      0600));
+  return c;
 }
 
 Result<StatusInfo> Engine::GetStatus() {

@@ -252,6 +252,21 @@ struct BranchInfo {
   std::optional<WalWindow> window;     // with sizes: what it can be recovered to
 };
 
+// How to reach a branch as its superuser without its password in any command line: the libpq
+// parameters (docs 34.1.2 "Parameter Key Words") that `pgbranch psql` and `branch env` hand to
+// psql and to a shell, and a password file (docs 34.16 "The Password File") holding the one
+// line for this branch. Never printed whole: the password stays in `passfile`.
+struct BranchConnection {
+  std::string ref;                    // "demo/dev"
+  std::string state;                  // as BranchInfo::state: "running" when a client can connect
+  std::string host;                   // PGHOST: the address the branch listens on for clients
+  int port = 0;                       // PGPORT
+  std::string user;                   // PGUSER: the project's superuser
+  std::string database = "postgres";  // PGDATABASE
+  std::string passfile;               // PGPASSFILE: $PGBRANCH_HOME/pgpass/branch-<id>, mode 0600
+  std::string psql;  // the project's psql (native: in its pg_bin), else "psql" from PATH
+};
+
 struct ProjectInfo {
   std::string name;
   std::string runtime;
@@ -302,6 +317,9 @@ class Engine {
   // Branches of `project` (all projects if empty). `with_sizes` measures each volume.
   Result<std::vector<BranchInfo>> ListBranches(const std::string& project, bool with_sizes);
   Result<BranchInfo> GetBranch(const BranchRef& ref);
+  // The branch's connection parameters; (re)writes its password file first, atomically. The
+  // file is removed with the branch. NotFound for an unknown branch.
+  Result<BranchConnection> ConnectionOf(const BranchRef& ref);
   // Deletes a branch. Refused for a branch with children (naming them) unless `recursive`, and
   // for main (delete the project instead).
   Status DeleteBranch(const BranchRef& ref, bool recursive);
@@ -454,6 +472,7 @@ class Engine {
                                                 const InstanceSpec& spec);
   InstanceConfig ConfigFor(const ProjectRow& project, const BranchRow& branch) const;
   std::string LogPath(const BranchRow& branch) const;
+  std::string PassfilePath(const BranchRow& branch) const;
   Status CheckPoolSpace(Pool& pool);
   // Reserves `row` (state creating, a free port; its parent and, if set, its origin snapshot)
   // in the catalog, in the same transaction as the undo that removes it (op).

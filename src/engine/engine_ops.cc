@@ -207,6 +207,7 @@ Status Engine::DestroyBranch(int64_t branch_id) {
   PGB_RETURN_IF_ERROR(
       RemoveTree(JoinPath(env_.home, fmt::format("wal/{}/{}", project.name, row.id))));
   PGB_RETURN_IF_ERROR(RemoveFile(LogPath(row)));
+  PGB_RETURN_IF_ERROR(RemoveFile(PassfilePath(row)));
   locks_->RemoveBranchLock(row.id);
   return Status::OK();
 }

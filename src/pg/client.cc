@@ -319,4 +319,25 @@ Status SetRolePassword(Connection& conn, const std::string& role, const std::str
   return conn.Exec(fmt::format("ALTER ROLE {} PASSWORD {}", ident, literal));
 }
 
+std::vector<std::pair<std::string, std::string>> ClearLibpqEnvironment() {
+  // The list PQconndefaults gives, plus the ones that matter most should it fail.
+  std::vector<std::string> names = {"PGSERVICEFILE", "PGSYSCONFDIR", "PGSERVICE", "PGHOST",
+                                    "PGHOSTADDR",    "PGPORT",       "PGUSER",    "PGPASSWORD",
+                                    "PGPASSFILE",    "PGDATABASE",   "PGOPTIONS", "PGSSLMODE"};
+  if (PQconninfoOption* defaults = PQconndefaults()) {
+    for (PQconninfoOption* o = defaults; o->keyword != nullptr; ++o) {
+      if (o->envvar != nullptr) names.emplace_back(o->envvar);
+    }
+    PQconninfoFree(defaults);
+  }
+  std::vector<std::pair<std::string, std::string>> removed;
+  for (const auto& name : names) {
+    const char* value = std::getenv(name.c_str());
+    if (value == nullptr) continue;
+    removed.emplace_back(name, value);
+    ::unsetenv(name.c_str());
+  }
+  return removed;
+}
+
 }  // namespace pgb

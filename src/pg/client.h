@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -111,6 +112,14 @@ Status Checkpoint(Connection& conn);
 // Sets `role`'s password to `password`, hashed client-side with scram-sha-256
 // (PQencryptPasswordConn), so the plain password is never sent to or logged by the server.
 Status SetRolePassword(Connection& conn, const std::string& role, const std::string& password);
+
+// Removes from this process's environment every variable libpq reads as a connection default
+// (the `envvar` of each PQconndefaults() entry: PGHOST, PGOPTIONS, PGSSLMODE, PGSERVICE, ...;
+// docs 34.15 "Environment Variables") and the files it may read (PGSERVICEFILE, PGSYSCONFDIR),
+// so pgbranch's own connections are made from the parameters it passes and nothing else.
+// Returns the removed name/value pairs, for programs run on the caller's behalf
+// (`pgbranch psql`). Not thread-safe (setenv/unsetenv): call before any thread starts.
+std::vector<std::pair<std::string, std::string>> ClearLibpqEnvironment();
 
 }  // namespace pgb
 

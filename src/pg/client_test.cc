@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <string>
 
 #include "common/fs.h"
@@ -194,7 +196,25 @@ TEST(PgWaitTest, WaitUntilReadyReturnsStillAliveErrorAtOnce) {
                             [] { return Status::FailedPrecondition("postgres exited"); });
   EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
   EXPECT_EQ(s.message(), "postgres exited");
-  EXPECT_LT(SteadyClock::now() - start, milliseconds(5000)) << "at once, not after the 10 s timeout";
+  EXPECT_LT(SteadyClock::now() - start, milliseconds(5000))
+      << "at once, not after the 10 s timeout";
+}
+
+// Every libpq default variable goes (and comes back as the removed list); others stay.
+TEST(LibpqEnvironmentTest, ClearRemovesLibpqVariablesOnly) {
+  setenv("PGOPTIONS", "-c work_mem=1MB", 1);
+  setenv("PGSERVICE", "nope", 1);
+  setenv("PGAPPNAME", "x", 1);
+  setenv("PGB_NOT_LIBPQ", "kept", 1);
+  std::vector<std::pair<std::string, std::string>> removed = ClearLibpqEnvironment();
+  for (const char* name : {"PGOPTIONS", "PGSERVICE", "PGAPPNAME"}) {
+    EXPECT_EQ(std::getenv(name), nullptr) << name;
+  }
+  EXPECT_STREQ(std::getenv("PGB_NOT_LIBPQ"), "kept");
+  EXPECT_NE(std::find(removed.begin(), removed.end(),
+                      std::pair<std::string, std::string>("PGOPTIONS", "-c work_mem=1MB")),
+            removed.end());
+  unsetenv("PGB_NOT_LIBPQ");
 }
 
 }  // namespace
