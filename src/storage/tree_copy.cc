@@ -188,6 +188,13 @@ class TreeRemover {
     }
     if (MountKey(st) != mount_) return AnotherMount(path);
     PGB_RETURN_IF_ERROR(ClearFlags(fd.get(), path));
+    // A tree sealed by write bits (SealTree's kWriteBits): its owner, unlike root, needs the
+    // write permission back to unlink what is inside.
+    if ((st.stx_mode & S_IWUSR) == 0 && st.stx_uid == ::geteuid() &&
+        ::fchmod(fd.get(), (st.stx_mode & 07777) | S_IRWXU) != 0) {
+      int err = errno;
+      return PosixError(fmt::format("give write permission back to {}", path), err);
+    }
     PGB_RETURN_IF_ERROR(ForEachEntry(fd.get(), path, [&](const char* child, unsigned char type) {
       return RemoveEntry(fd.get(), child, JoinPath(path, child), type);
     }));
@@ -627,6 +634,8 @@ Result<SealMethod> SealTree(const std::string& dir) {
   // The root goes first and decides for the whole tree (one filesystem): flagging a directory
   // immutable does not stop us from flagging the entries inside it.
   int err = SetImmutable(root.get());
+  // EPERM: the flag needs CAP_LINUX_IMMUTABLE, which a user without root lacks.
+  bool unprivileged = err == EPERM && ::geteuid() != 0;
   if (err == 0) {
     auto seal = [](int fd, const std::string& path) {
       int err = SetImmutable(fd);
@@ -636,7 +645,7 @@ Result<SealMethod> SealTree(const std::string& dir) {
     PGB_RETURN_IF_ERROR(ForEachInode(root.get(), dir, seal));
     return SealMethod::kImmutableFlag;
   }
-  if (!FlagsUnsupported(err)) {
+  if (!FlagsUnsupported(err) && !unprivileged) {
     return PosixError(fmt::format("set the immutable flag on {}", dir), err);
   }
   auto drop_write = [](int fd, const std::string& path) {
@@ -659,6 +668,8 @@ Status SetImmutableFlag(const std::string& dir, bool immutable) {
   if (!immutable) return ClearFlags(fd.get(), dir, FS_IMMUTABLE_FL);
   int err = SetImmutable(fd.get());
   if (err == 0 || FlagsUnsupported(err)) return Status::OK();
+  // Without root (no CAP_LINUX_IMMUTABLE), a tree sealed by write bits stays sealed by them.
+  if (err == EPERM && ::geteuid() != 0 && (st.stx_mode & S_IWUSR) == 0) return Status::OK();
   return PosixError(fmt::format("set the immutable flag on {}", dir), err);
 }
 

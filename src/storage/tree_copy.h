@@ -73,14 +73,16 @@ Status CheckRelativePath(const std::string& relative);
 enum class SealMethod {
   kImmutableFlag,  // FS_IMMUTABLE_FL on every directory and regular file: not even root can
                    // write, rename, remove or chmod anything until the flag is cleared
-  kWriteBits,      // the filesystem has no immutable flag: write permission removed (a-w)
-                   // from every directory and regular file; root can still write
+  kWriteBits,      // no immutable flag (the filesystem lacks it, or the caller is not root):
+                   // write permission removed (a-w) from every directory and regular file;
+                   // root, and the owner after a chmod, can still write
 };
 
 // Makes the tree at `dir` read-only: sets FS_IMMUTABLE_FL (FS_IOC_SETFLAGS) on every directory
 // and regular file, the root included (symbolic links cannot carry it; in an immutable
 // directory they cannot be replaced either). If the filesystem refuses the flag (ENOTTY,
-// EOPNOTSUPP: e.g. NFS), removes all write permission instead. Returns which was done, or the
+// EOPNOTSUPP: e.g. NFS), or the caller may not set it (EPERM without root: the flag needs
+// CAP_LINUX_IMMUTABLE), removes all write permission instead. Returns which was done, or the
 // first error (the tree is then partly sealed: RemoveTree still removes it).
 Result<SealMethod> SealTree(const std::string& dir);
 

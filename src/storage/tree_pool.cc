@@ -166,7 +166,8 @@ class TreePool : public DirectoryPool {
     }
     Result<SealMethod> sealed = SealTree(target);
     if (!sealed.ok()) return undo.Rollback(sealed.status());
-    if (*sealed == SealMethod::kWriteBits) {
+    if (*sealed == SealMethod::kWriteBits && ::geteuid() == 0) {
+      // (Without root the flag is out of reach whatever the filesystem: nothing to warn of.)
       spdlog::warn(
           "snapshot {}: the filesystem of {} has no immutable flag; the snapshot was made "
           "read-only by permissions only, which do not stop root",

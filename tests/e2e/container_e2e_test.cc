@@ -31,7 +31,7 @@ CommandResult Cli(const std::string& engine, std::vector<std::string> args) {
 // Names of the containers carrying `home`'s label, whatever their state.
 std::vector<std::string> ContainersOf(const std::string& engine, const std::string& home) {
   return SplitLines(Cli(engine, {"ps", "--all", "--format", "{{.Names}}", "--filter",
-                                "label=io.pgbranch.home=" + home})
+                                 "label=io.pgbranch.home=" + home})
                         .out);
 }
 
@@ -112,8 +112,7 @@ TEST_P(ContainerTest, BranchLifecycle) {
 
   // The engine's log of the container.
   std::string logs = home().Ok({"branch", "logs", "app/dev", "--tail", "20"}).out;
-  EXPECT_NE(logs.find("database system is ready to accept connections"), std::string::npos)
-      << logs;
+  EXPECT_NE(logs.find("database system is ready to accept connections"), std::string::npos) << logs;
 
   // Reset to the parent: dev's row is gone, the server runs again.
   home().Ok({"branch", "reset", "app/dev"});

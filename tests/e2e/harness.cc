@@ -21,19 +21,6 @@
 namespace pgb::e2e {
 namespace {
 
-// Port ranges handed to homes: far from the default range, one block of 40 per home.
-// PGB_E2E_PORT_BASE moves the first block, so two test binaries (two work trees, or suites
-// run in parallel) never hand out the same ports.
-int NextPortBlock() {
-  static int next = [] {
-    const char* base = std::getenv("PGB_E2E_PORT_BASE");
-    return base && *base ? std::atoi(base) : 56000;
-  }();
-  int first = next;
-  next += 40;
-  return first;
-}
-
 // zfs-fuse must run for the zfs backend; scripts/daemon.sh zfs-fuse starts it (CI starts it before
 // the tests; this covers a developer running the binary by hand).
 void EnsureZfsDaemon() {
@@ -47,6 +34,19 @@ void EnsureZfsDaemon() {
 }
 
 }  // namespace
+
+// Port ranges handed to homes: far from the default range, one block of 40 per home.
+// PGB_E2E_PORT_BASE moves the first block, so two test binaries (two work trees, or suites
+// run in parallel) never hand out the same ports.
+int NextPortBlock() {
+  static int next = [] {
+    const char* base = std::getenv("PGB_E2E_PORT_BASE");
+    return base && *base ? std::atoi(base) : 56000;
+  }();
+  int first = next;
+  next += 40;
+  return first;
+}
 
 CommandResult MustRun(const std::vector<std::string>& argv) {
   auto runner = NewRealProcessRunner();

@@ -107,6 +107,10 @@ std::vector<std::string> Column(const std::string& uri, const std::string& sql);
 // True if nothing listens on 127.0.0.1:port.
 bool PortIsFree(int port);
 
+// The first of a block of 40 ports no other home of this test binary gets (from
+// PGB_E2E_PORT_BASE, 56000 by default). Not thread-safe.
+int NextPortBlock();
+
 // Pids of running (not zombie) postgres processes whose command line mentions `data_dir`.
 std::vector<int> PostmastersOf(const std::string& data_dir);
 

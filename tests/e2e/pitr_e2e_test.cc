@@ -57,7 +57,6 @@ class PitrTest : public BackendTest {
     EXPECT_EQ(home().Volumes(), volumes);
     EXPECT_EQ(home().Snapshots(), snapshots);
   }
-
 };
 
 // Row A, then the server's clock and WAL position, then row B: a branch at that time and one

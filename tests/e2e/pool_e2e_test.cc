@@ -116,9 +116,9 @@ TEST(PoolE2eTest, AutomaticChoiceFollowsTheFilesystem) {
     std::string kind;
     std::string why;
   };
-  for (const Case& c : {Case{"btrfs", "btrfs", "is on Btrfs"},
-                        Case{"xfs", "reflink", "clones files (reflink)"},
-                        Case{"", "image", "a Btrfs image file"}}) {
+  for (const Case& c :
+       {Case{"btrfs", "btrfs", "is on Btrfs"}, Case{"xfs", "reflink", "clones files (reflink)"},
+        Case{"", "image", "a Btrfs image file"}}) {
     SCOPED_TRACE(c.backend.empty() ? "ext4" : c.backend);
     Home outer(c.backend, "1G");
     std::string home = c.backend.empty() ? outer.path() + "/auto" : outer.pool_root() + "/auto";
