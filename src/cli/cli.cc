@@ -161,6 +161,7 @@ class Cli {
     DefineCatalog();
     DefineStatus();
     DefineImage();
+    DefineCa();
   }
 
   // "snapshot <verb> ..." whose body gets the numeric id.
@@ -967,12 +968,47 @@ class Cli {
     rename->add_option("new_name", new_name_, "The new name (without the project)")->required();
     AddJson(rename);
 
-    BranchVerb(branch, "url", "Print the branch's connection URI, with its password",
-               [this](Engine& e, const BranchRef& ref) -> Status {
-                 PGB_ASSIGN_OR_RETURN(BranchInfo b, e.GetBranch(ref));
-                 out_->Print(b.uri);
-                 return Status::OK();
-               });
+    auto* url = BranchVerb(branch, "url", "Print the branch's connection URI, with its password",
+                           [this](Engine& e, const BranchRef& ref) -> Status {
+                             PGB_ASSIGN_OR_RETURN(BranchInfo b, e.GetBranch(ref));
+                             if (!verify_) {
+                               out_->Print(b.uri);
+                               return Status::OK();
+                             }
+                             PGB_ASSIGN_OR_RETURN(LocalCa ca, e.CertificateAuthority());
+                             out_->Print(WithVerifyFull(b.uri, ca.cert_path));
+                             return Status::OK();
+                           });
+    url->add_flag("--verify", verify_,
+                  "Require TLS and verify the server against pgbranch's CA "
+                  "(sslmode=verify-full&sslrootcert=...)");
+  }
+
+  // `pgbranch ca`: the local certificate authority that issues every branch's TLS certificate.
+  void DefineCa() {
+    auto* cmd = app_.add_subcommand(
+        "ca",
+        "Print the path (or with --pem the certificate) of the CA that issues branches' TLS "
+        "certificates");
+    cmd->add_flag("--pem", pem_, "Print the CA certificate (PEM) instead of its path");
+    AddJson(cmd);
+    cmd->callback([this] {
+      action_ = [this] {
+        return With("ca", "", [&](Engine& e) -> Status {
+          PGB_ASSIGN_OR_RETURN(LocalCa ca, e.CertificateAuthority());
+          if (json_) {
+            out_->Json({{"path", ca.cert_path}, {"pem", ca.cert_pem}});
+          } else if (pem_) {
+            std::string pem = ca.cert_pem;
+            if (!pem.empty() && pem.back() == '\n') pem.pop_back();
+            out_->Print(pem);
+          } else {
+            out_->Print(ca.cert_path);
+          }
+          return Status::OK();
+        });
+      };
+    });
   }
 
   void DefineImage() {
@@ -1241,6 +1277,8 @@ class Cli {
   bool fast_ = false;
   bool force_ = false;
   bool recursive_ = false;
+  bool verify_ = false;  // branch url --verify
+  bool pem_ = false;     // ca --pem
 };
 
 }  // namespace
