@@ -18,6 +18,7 @@ using test::MakeTempDir;
 using test::OwnerOf;
 using test::PgInstanceTest;
 using test::ServerOsUser;
+using test::TempDir;
 
 CommandResult Exited(int code, std::string err = "") {
   CommandResult r;
@@ -40,24 +41,6 @@ class FakeProcessRunner : public ProcessRunner {
 
   std::vector<Command> commands_ran_;
   CommandResult result_ = Exited(0);
-};
-
-// A temporary directory removed when the test ends.
-class TempDir {
- public:
-  TempDir() {
-    Result<std::string> d = MakeTempDir(std::nullopt);
-    EXPECT_TRUE(d.ok()) << d.status().ToString();
-    if (d.ok()) path_ = *d;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
 };
 
 std::string MustRead(const std::string& path) {

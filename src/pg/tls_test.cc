@@ -6,10 +6,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
-#include <atomic>
-#include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
@@ -17,27 +14,12 @@
 #include <vector>
 
 #include "common/fs.h"
+#include "runtime/test_instance.h"
 
 namespace pgb {
 namespace {
 
-// A temporary directory removed when the test ends.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = "/tmp/pgb-tls-test-XXXXXX";
-    EXPECT_NE(::mkdtemp(tmpl.data()), nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using test::TempDir;
 
 struct X509Free {
   void operator()(X509* x) const { X509_free(x); }
