@@ -171,6 +171,7 @@ class Cli {
     DefineCatalog();
     DefineStatus();
     DefineImage();
+    DefineCa();
   }
 
   // "snapshot <verb> ..." whose body gets the numeric id.
@@ -976,33 +977,41 @@ class Cli {
     rename->add_option("new_name", new_name_, "The new name (without the project)")->required();
     AddJson(rename);
 
-    BranchVerb(branch, "url", "Print the branch's connection URI, with its password",
-               [this](Engine& e, const BranchRef& ref) -> Status {
-                 PGB_ASSIGN_OR_RETURN(BranchInfo b, e.GetBranch(ref));
-                 out_->Print(b.uri);
-                 return Status::OK();
-               });
+    auto* url = BranchVerb(branch, "url", "Print the branch's connection URI, with its password",
+                           [this](Engine& e, const BranchRef& ref) -> Status {
+                             PGB_ASSIGN_OR_RETURN(BranchInfo b, e.GetBranch(ref));
+                             if (!verify_) {
+                               out_->Print(b.uri);
+                               return Status::OK();
+                             }
+                             PGB_ASSIGN_OR_RETURN(LocalCa ca, e.CertificateAuthority());
+                             out_->Print(WithVerifyFull(b.uri, ca.cert_path));
+                             return Status::OK();
+                           });
+    url->add_flag("--verify", verify_,
+                  "Require TLS and verify the server against pgbranch's CA "
+                  "(sslmode=verify-full&sslrootcert=...)");
 
-    auto* env =
-        BranchVerb(branch, "env",
-                   "Print PGHOST, PGPORT, PGUSER, PGDATABASE and PGPASSFILE for the branch, for "
-                   "eval \"$(pgbranch branch env P/B)\": no password on any command line",
-                   [this](Engine& e, const BranchRef& ref) -> Status {
-                     PGB_ASSIGN_OR_RETURN(BranchConnection c, e.ConnectionOf(ref));
-                     if (json_) {
-                       nlohmann::json j = nlohmann::json::object();
-                       for (const auto& [k, v] : ConnectionEnv(c)) j[k] = v;
-                       out_->Json(j);
-                       return Status::OK();
-                     }
-                     // A password or service from the caller's shell would take precedence over the
-                     // file.
-                     out_->Print("unset PGPASSWORD PGSERVICE PGHOSTADDR");
-                     for (const auto& [k, v] : ConnectionEnv(c)) {
-                       out_->Print(fmt::format("export {}={}", k, ShellQuote(v)));
-                     }
-                     return Status::OK();
-                   });
+    auto* env = BranchVerb(branch, "env",
+                           "Print PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSFILE, PGSSLMODE and "
+                           "PGSSLROOTCERT for the branch, for "
+                           "eval \"$(pgbranch branch env P/B)\": no password on any command line",
+                           [this](Engine& e, const BranchRef& ref) -> Status {
+                             PGB_ASSIGN_OR_RETURN(BranchConnection c, e.ConnectionOf(ref));
+                             if (json_) {
+                               nlohmann::json j = nlohmann::json::object();
+                               for (const auto& [k, v] : ConnectionEnv(c)) j[k] = v;
+                               out_->Json(j);
+                               return Status::OK();
+                             }
+                             // A password or service from the caller's shell would take precedence
+                             // over the file.
+                             out_->Print("unset PGPASSWORD PGSERVICE PGHOSTADDR");
+                             for (const auto& [k, v] : ConnectionEnv(c)) {
+                               out_->Print(fmt::format("export {}={}", k, ShellQuote(v)));
+                             }
+                             return Status::OK();
+                           });
     AddJson(env);
   }
 
@@ -1012,7 +1021,9 @@ class Cli {
             {"PGPORT", std::to_string(c.port)},
             {"PGUSER", c.user},
             {"PGDATABASE", c.database},
-            {"PGPASSFILE", c.passfile}};
+            {"PGPASSFILE", c.passfile},
+            {"PGSSLMODE", "verify-full"},
+            {"PGSSLROOTCERT", c.root_cert}};
   }
 
   // `pgbranch psql P/B [-- psql arguments]`: psql connected to the branch, its password read
@@ -1044,6 +1055,33 @@ class Cli {
           }
           psql.env.insert(psql.env.end(), ours.begin(), ours.end());
           exec_after_ = std::move(psql);
+          return Status::OK();
+        });
+      };
+    });
+  }
+
+  // `pgbranch ca`: the local certificate authority that issues every branch's TLS certificate.
+  void DefineCa() {
+    auto* cmd = app_.add_subcommand(
+        "ca",
+        "Print the path (or with --pem the certificate) of the CA that issues branches' TLS "
+        "certificates");
+    cmd->add_flag("--pem", pem_, "Print the CA certificate (PEM) instead of its path");
+    AddJson(cmd);
+    cmd->callback([this] {
+      action_ = [this] {
+        return With("ca", "", [&](Engine& e) -> Status {
+          PGB_ASSIGN_OR_RETURN(LocalCa ca, e.CertificateAuthority());
+          if (json_) {
+            out_->Json({{"path", ca.cert_path}, {"pem", ca.cert_pem}});
+          } else if (pem_) {
+            std::string pem = ca.cert_pem;
+            if (!pem.empty() && pem.back() == '\n') pem.pop_back();
+            out_->Print(pem);
+          } else {
+            out_->Print(ca.cert_path);
+          }
           return Status::OK();
         });
       };
@@ -1323,6 +1361,8 @@ class Cli {
   bool fast_ = false;
   bool force_ = false;
   bool recursive_ = false;
+  bool verify_ = false;  // branch url --verify
+  bool pem_ = false;     // ca --pem
 };
 
 }  // namespace

@@ -354,6 +354,7 @@ InstanceConfig Engine::ConfigFor(const ProjectRow& project, const BranchRow& bra
   config.cluster_name = Ref(project, branch);
   config.archive_dir = ArchiveDir(project, branch);
   config.pg_major = project.pg_major;
+  config.ssl = true;
   // Enough to rebuild the catalog rows from the volume alone (doctor --adopt).
   nlohmann::json meta = {{"project", project.name},        {"branch", branch.name},
                          {"runtime", project.runtime},     {"image", project.image},
@@ -396,7 +397,31 @@ Result<std::optional<FileOwner>> Engine::PrepareStart(const ProjectRow& project,
   }
   PGB_RETURN_IF_ERROR(EnsureDir(SocketDir(project), 0700, owner));
   PGB_RETURN_IF_ERROR(EnsureArchiveDir(project, branch, owner));
+  // pgbranch.conf turns TLS on (ConfigFor): a new branch (whose clone dropped its parent's
+  // files), one made before pgbranch served TLS, or one whose certificate is near its end or
+  // no longer names the project's host, gets a new certificate here.
+  PGB_ASSIGN_OR_RETURN(LocalCa ca, CertificateAuthority());
+  ServerCertificateRequest request;
+  request.common_name = Ref(project, branch);
+  request.hosts = {"localhost", "127.0.0.1"};
+  std::string host = ClientHost(project.listen_address);
+  if (host != "localhost" && host != "127.0.0.1") request.hosts.push_back(host);
+  Result<bool> issued = EnsureServerCertificate(ca, request, spec.data_dir, owner);
+  if (!issued.ok()) {
+    return Status(issued.status().code(),
+                  fmt::format("issue a TLS certificate for {}: {}", Ref(project, branch),
+                              issued.status().message()));
+  }
   return owner;
+}
+
+Result<LocalCa> Engine::CertificateAuthority() {
+  Result<LocalCa> ca = EnsureLocalCa(JoinPath(env_.home, "tls"));
+  if (!ca.ok()) {
+    return Status(ca.status().code(),
+                  fmt::format("local certificate authority: {}", ca.status().message()));
+  }
+  return ca;
 }
 
 Status Engine::StartInstance(const ProjectRow& project, const BranchRow& branch, bool set_password,
@@ -1324,6 +1349,8 @@ Result<BranchConnection> Engine::ConnectionOf(const BranchRef& ref) {
   c.port = row.port;
   c.user = project.superuser;
   c.passfile = PassfilePath(row);
+  PGB_ASSIGN_OR_RETURN(LocalCa ca, CertificateAuthority());
+  c.root_cert = ca.cert_path;
   c.psql = "psql";
   if (!IsContainerRuntime(project.runtime) && !project.pg_bin.empty() &&
       PathExists(JoinPath(project.pg_bin, "psql"))) {

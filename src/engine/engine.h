@@ -49,6 +49,7 @@
 #include "engine/ports.h"
 #include "pg/client.h"
 #include "pg/cluster.h"
+#include "pg/tls.h"
 #include "pg/wal.h"
 #include "runtime/container.h"
 #include "runtime/runtime.h"
@@ -264,6 +265,9 @@ struct BranchConnection {
   std::string user;                   // PGUSER: the project's superuser
   std::string database = "postgres";  // PGDATABASE
   std::string passfile;               // PGPASSFILE: $PGBRANCH_HOME/pgpass/branch-<id>, mode 0600
+  // PGSSLROOTCERT, with PGSSLMODE=verify-full (docs 34.19.1): the CA that issued the branch's
+  // certificate, so the client checks it talks to the branch, over TLS.
+  std::string root_cert;
   std::string psql;  // the project's psql (native: in its pg_bin), else "psql" from PATH
 };
 
@@ -399,6 +403,12 @@ class Engine {
   // Pool usage, projects and every branch with its runtime state, size and uptime.
   Result<StatusInfo> GetStatus();
 
+  // The local certificate authority every branch's TLS certificate comes from (pg/tls.h
+  // EnsureLocalCa), made under $PGBRANCH_HOME/tls at first use: clients verify branches with
+  // sslmode=verify-full and sslrootcert=<its cert_path>. Errors as EnsureLocalCa, prefixed
+  // "local certificate authority: ". Thread-safe.
+  Result<LocalCa> CertificateAuthority();
+
  private:
   explicit Engine(const EngineEnv& env);
 
@@ -467,7 +477,9 @@ class Engine {
   // The runtime's view of the branch's server.
   Result<InstanceStatus> InspectBranch(const ProjectRow& project, const BranchRow& branch);
   // Makes the directories a server needs before it starts (the socket directory, its WAL
-  // archive), owned by its OS user; returns that owner.
+  // archive), owned by its OS user, and the TLS key and certificate in its data directory
+  // unless it has a current one (pg/tls.h EnsureServerCertificate: for localhost, 127.0.0.1
+  // and the host of its URI); returns that owner.
   Result<std::optional<FileOwner>> PrepareStart(const ProjectRow& project, const BranchRow& branch,
                                                 const InstanceSpec& spec);
   InstanceConfig ConfigFor(const ProjectRow& project, const BranchRow& branch) const;

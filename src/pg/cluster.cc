@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <vector>
 
+#include "pg/tls.h"
+
 namespace pgb {
 namespace {
 
@@ -326,6 +328,14 @@ Status WriteInstanceConfig(const std::string& data_dir, const InstanceConfig& co
         "recovery_target_timeline = 'latest'\n"
         "recovery_target_action = 'promote'\n";
   }
+  if (config.ssl) {
+    text += fmt::format(
+        "ssl = on\n"
+        "ssl_cert_file = '{}'\n"
+        "ssl_key_file = '{}'\n"
+        "ssl_min_protocol_version = 'TLSv1.2'\n",
+        kServerCertFile, kServerKeyFile);
+  }
   return WriteFileAtomic(JoinPath(data_dir, "pgbranch.conf"), text, 0600, owner);
 }
 
@@ -359,6 +369,7 @@ Status PrepareClonedDataDir(const std::string& data_dir, const InstanceConfig& c
                             std::optional<FileOwner> owner) {
   PGB_RETURN_IF_ERROR(RemoveFile(JoinPath(data_dir, "postmaster.pid")));
   PGB_RETURN_IF_ERROR(RemoveFile(JoinPath(data_dir, "postmaster.opts")));
+  PGB_RETURN_IF_ERROR(RemoveServerCertificate(data_dir));
   return WriteInstanceConfig(data_dir, config, owner);
 }
 

@@ -5,10 +5,11 @@
 //   - pgbranch.conf, pulled in by an `include 'pgbranch.conf'` line that InitDataDir appends to
 //     postgresql.conf (so it wins over earlier settings; postgresql.auto.conf still overrides,
 //     as ALTER SYSTEM should). It holds what differs per branch: port, listen_addresses, the
-//     socket directory, cluster_name. Rewritten on every clone (PostgreSQL docs 20.1.5,
+//     socket directory, cluster_name, TLS. Rewritten on every clone (PostgreSQL docs 20.1.5,
 //     "Managing Configuration File Contents").
 //   - pg_hba.conf: local (socket) connections trusted — the socket directory is private —
-//     and every TCP connection, including replication, by scram-sha-256 (docs 21.1).
+//     and every TCP connection, including replication, by scram-sha-256 (docs 21.1), with or
+//     without TLS (`host`, not `hostssl`: a client chooses with its sslmode).
 // Files are written atomically and owned by the server's OS user.
 
 #ifndef PGBRANCH_PG_CLUSTER_H_
@@ -84,6 +85,11 @@ struct InstanceConfig {
   int pg_major = 0;  // chooses between the two
   // With a value, the server starts in archive recovery (see WriteRecoverySignal).
   std::optional<RecoverySettings> recovery;
+  // TLS on: ssl = on with the certificate and key pg/tls.h keeps in the data directory
+  // (server.crt, server.key, named relative to it) and at least TLS 1.2 (docs 19.9 "Secure
+  // TCP/IP Connections with SSL", 20.3.3 "SSL"). The files must exist before the server starts
+  // (EnsureServerCertificate), or it refuses to.
+  bool ssl = false;
   // One line for pgbranch itself (JSON: which project and branch this data directory is,
   // its parent, runtime ...), kept as a comment so a lost catalog can be rebuilt from the
   // volumes (`doctor --adopt`). PostgreSQL ignores it.
@@ -110,7 +116,9 @@ Status WriteRecoverySignal(const std::string& data_dir, std::optional<FileOwner>
 
 // Makes a freshly cloned data directory ready to start as a new instance: removes the copied
 // postmaster.pid and postmaster.opts (the parent's, which would otherwise make the new server
-// refuse to start or be mistaken for the parent) and writes pgbranch.conf for `config`.
+// refuse to start or be mistaken for the parent) and the parent's TLS key and certificate (no
+// two branches share a key: the clone gets its own before it starts), and writes pgbranch.conf
+// for `config`.
 Status PrepareClonedDataDir(const std::string& data_dir, const InstanceConfig& config,
                             std::optional<FileOwner> owner);
 

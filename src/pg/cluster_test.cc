@@ -18,6 +18,7 @@ using test::MakeTempDir;
 using test::OwnerOf;
 using test::PgInstanceTest;
 using test::ServerOsUser;
+using test::TempDir;
 
 CommandResult Exited(int code, std::string err = "") {
   CommandResult r;
@@ -40,24 +41,6 @@ class FakeProcessRunner : public ProcessRunner {
 
   std::vector<Command> commands_ran_;
   CommandResult result_ = Exited(0);
-};
-
-// A temporary directory removed when the test ends.
-class TempDir {
- public:
-  TempDir() {
-    Result<std::string> d = MakeTempDir(std::nullopt);
-    EXPECT_TRUE(d.ok()) << d.status().ToString();
-    if (d.ok()) path_ = *d;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
 };
 
 std::string MustRead(const std::string& path) {
@@ -234,6 +217,25 @@ TEST(PgClusterTest, WriteInstanceConfigQuotesValues) {
             StatusCode::kInvalidArgument);
   // The file on disk is still the good one.
   EXPECT_EQ(MustRead(JoinPath(dir.path(), "pgbranch.conf")), text);
+  EXPECT_EQ(text.find("ssl"), std::string::npos) << text;
+}
+
+// With ssl, pgbranch.conf turns TLS on with the data directory's server.crt and server.key
+// (relative names) and nothing older than TLS 1.2.
+TEST(PgClusterTest, WriteInstanceConfigTurnsTlsOn) {
+  TempDir dir;
+  InstanceConfig config;
+  config.port = 6543;
+  config.socket_dir = "/run/pgbranch/sockets";
+  config.ssl = true;
+  ASSERT_TRUE(WriteInstanceConfig(dir.path(), config, std::nullopt).ok());
+  std::string text = MustRead(JoinPath(dir.path(), "pgbranch.conf"));
+  EXPECT_NE(text.find("\nssl = on\n"
+                      "ssl_cert_file = 'server.crt'\n"
+                      "ssl_key_file = 'server.key'\n"
+                      "ssl_min_protocol_version = 'TLSv1.2'\n"),
+            std::string::npos)
+      << text;
 }
 
 // A cluster_name with a quote and a backslash, and a socket directory with a blank and a quote,
@@ -253,12 +255,14 @@ TEST_F(PgInstanceTest, WriteInstanceConfigValuesReadBackByServer) {
   EXPECT_EQ(*name, R"(o'brien\dev)");
 }
 
-// PrepareClonedDataDir removes the parent's postmaster.pid and postmaster.opts and writes the
-// clone's pgbranch.conf.
+// PrepareClonedDataDir removes the parent's postmaster.pid, postmaster.opts, TLS key and
+// certificate, and writes the clone's pgbranch.conf.
 TEST(PgClusterTest, PrepareClonedDataDirRemovesParentFiles) {
   TempDir dir;
   ASSERT_TRUE(WriteFileAtomic(JoinPath(dir.path(), "postmaster.pid"), "123\n", 0600).ok());
   ASSERT_TRUE(WriteFileAtomic(JoinPath(dir.path(), "postmaster.opts"), "postgres\n", 0600).ok());
+  ASSERT_TRUE(WriteFileAtomic(JoinPath(dir.path(), "server.crt"), "parent's\n", 0600).ok());
+  ASSERT_TRUE(WriteFileAtomic(JoinPath(dir.path(), "server.key"), "parent's\n", 0600).ok());
   InstanceConfig config;
   config.port = 7000;
   config.socket_dir = "/tmp";
@@ -266,6 +270,8 @@ TEST(PgClusterTest, PrepareClonedDataDirRemovesParentFiles) {
   ASSERT_TRUE(PrepareClonedDataDir(dir.path(), config, std::nullopt).ok());
   EXPECT_FALSE(PathExists(JoinPath(dir.path(), "postmaster.pid")));
   EXPECT_FALSE(PathExists(JoinPath(dir.path(), "postmaster.opts")));
+  EXPECT_FALSE(PathExists(JoinPath(dir.path(), "server.crt")));
+  EXPECT_FALSE(PathExists(JoinPath(dir.path(), "server.key")));
   EXPECT_NE(MustRead(JoinPath(dir.path(), "pgbranch.conf")).find("port = 7000"), std::string::npos);
   // Again, with nothing to remove, is fine too.
   EXPECT_TRUE(PrepareClonedDataDir(dir.path(), config, std::nullopt).ok());

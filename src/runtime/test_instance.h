@@ -78,6 +78,26 @@ inline Result<std::string> MakeTempDir(const std::optional<OsUser>& user) {
   return tmpl;
 }
 
+// A temporary directory (MakeTempDir, owned by the caller) removed when the test ends.
+class TempDir {
+ public:
+  TempDir() {
+    Result<std::string> d = MakeTempDir(std::nullopt);
+    EXPECT_TRUE(d.ok()) << d.status().ToString();
+    if (d.ok()) path_ = *d;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 // Live postgres processes working in `data_dir` (every process of an instance chdirs there).
 inline std::vector<pid_t> PostgresProcessesIn(const std::string& data_dir) {
   std::vector<pid_t> pids;

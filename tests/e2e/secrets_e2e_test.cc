@@ -79,8 +79,8 @@ TEST_F(SecretsE2eTest, PsqlKeepsThePasswordOffEveryCommandLine) {
   EXPECT_TRUE(leaks.empty()) << leaks.front();
 }
 
-// `eval "$(pgbranch branch env s/main)"` connects a shell's psql, even one with a stale
-// PGPASSWORD; the values are shell-quoted and the password file is private.
+// `eval "$(pgbranch branch env s/main)"` connects a shell's psql over verified TLS, even one
+// with a stale PGPASSWORD; the password file is private.
 TEST_F(SecretsE2eTest, BranchEnvConnectsAShell) {
   CliResult env = home_->Ok({"branch", "env", "s/main"});
   EXPECT_EQ(env.out.find(password_), std::string::npos) << env.out;
@@ -89,11 +89,15 @@ TEST_F(SecretsE2eTest, BranchEnvConnectsAShell) {
   struct stat st {};
   ASSERT_EQ(stat(passfile.c_str(), &st), 0) << passfile;
   EXPECT_EQ(st.st_mode & 0777, 0600u);
-  CommandResult shell = MustRun(
-      {"env", "PGBRANCH_HOME=" + home_->path(), "PGPASSWORD=stale", "PGHOST=/nonexistent", "bash",
-       "-c",
-       fmt::format("eval \"$({} branch env s/main)\" && psql -Atc 'SHOW port'", PGBRANCH_BINARY)});
-  EXPECT_EQ(shell.out, j["PGPORT"].get<std::string>() + "\n") << shell.err;
+  CommandResult shell =
+      MustRun({"env", "PGBRANCH_HOME=" + home_->path(), "PGPASSWORD=stale", "PGHOST=/nonexistent",
+               "bash", "-c",
+               fmt::format("eval \"$({} branch env s/main)\" && psql -At -c 'SHOW port' -c 'SELECT "
+                           "ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()'",
+                           PGBRANCH_BINARY)});
+  // ... over TLS, the server verified against pgbranch's CA (PGSSLMODE=verify-full).
+  EXPECT_EQ(shell.out, j["PGPORT"].get<std::string>() + "\nt\n") << shell.err;
+  EXPECT_EQ(j["PGSSLMODE"], "verify-full");
 }
 
 // Lists carry masked URIs; `branch get` and `branch url` carry the password.
