@@ -35,6 +35,10 @@ cleanup() {
     zpool destroy -f "$pool"
   done
   for m in $(grep -o ' /tmp/pgb-[^ ]*' /proc/mounts | sort -r); do umount -l "$m"; done
+  # The OS accounts of test homes' projects (their comment names the home).
+  for account in $(getent passwd | awk -F: '$5 ~ /^pgbranch project in \/tmp\/pgb-/ {print $1}'); do
+    userdel --force "$account" 2>/dev/null
+  done
   ./scripts/daemon.sh zfs-fuse stop
   ./scripts/daemon.sh dockerd stop
   exit "$rc"

@@ -48,13 +48,22 @@ Result<OsUser> LookupOsUser(const std::string& name) {
   });
 }
 
-Result<OsUser> CurrentOsUser() {
-  uid_t uid = geteuid();
+Result<OsUser> LookupOsUserById(uid_t uid) {
   return LookupWith(fmt::format("uid {}", uid),
                     [&](passwd* pw, char* buf, size_t len, passwd** out) {
                       return getpwuid_r(uid, pw, buf, len, out);
                     });
 }
+
+std::vector<std::string> ListOsUserNames() {
+  std::vector<std::string> names;
+  setpwent();
+  while (passwd* pw = getpwent()) names.emplace_back(pw->pw_name);
+  endpwent();
+  return names;
+}
+
+Result<OsUser> CurrentOsUser() { return LookupOsUserById(geteuid()); }
 
 bool RunningAsRoot() { return geteuid() == 0; }
 

@@ -26,6 +26,13 @@ struct OsUser {
 // Looks up `name` in the password database. NotFound if there is no such account.
 Result<OsUser> LookupOsUser(const std::string& name);
 
+// Looks up the account with `uid`. NotFound if there is none.
+Result<OsUser> LookupOsUserById(uid_t uid);
+
+// The names of every account in the password database (getpwent(3): /etc/passwd and whatever
+// nsswitch.conf adds), in its order. Not thread-safe against another getpwent user.
+std::vector<std::string> ListOsUserNames();
+
 // The account of the calling process (by effective uid).
 Result<OsUser> CurrentOsUser();
 

@@ -161,11 +161,22 @@ Runtime& Engine::RuntimeOfKind(const std::string& kind) {
 Runtime& Engine::RuntimeFor(const ProjectRow& project) { return RuntimeOfKind(project.runtime); }
 
 std::string Engine::SocketDir(const ProjectRow& project) const {
-  if (!IsContainerRuntime(project.runtime)) return JoinPath(env_.home, "run");
+  if (!IsContainerRuntime(project.runtime) && !HasOwnOsUser(project)) {
+    return JoinPath(env_.home, "run");
+  }
   return JoinPath(env_.home, fmt::format("sockets/{}", project.id));
 }
 
 Result<std::optional<OsUser>> Engine::ServerUserFor(const ProjectRow& project) {
+  if (HasOwnOsUser(project)) {
+    Result<OsUser> own = LookupOsUserById(static_cast<uid_t>(project.server_uid));
+    if (!own.ok()) {
+      return Status::FailedPrecondition(
+          fmt::format("the OS user of project {} (uid {}) is gone: {}; see 'pgbranch doctor'",
+                      project.name, project.server_uid, own.status().message()));
+    }
+    return std::optional<OsUser>(*own);
+  }
   if (!IsContainerRuntime(project.runtime)) return ServerUser();
   if (project.server_uid <= 0 || project.server_gid < 0) {
     return Status::Internal(
@@ -392,7 +403,7 @@ Result<std::optional<FileOwner>> Engine::PrepareStart(const ProjectRow& project,
                                                       const InstanceSpec& spec) {
   std::optional<FileOwner> owner;
   if (spec.os_user) owner = FileOwner{spec.os_user->uid, spec.os_user->gid};
-  if (IsContainerRuntime(project.runtime)) {
+  if (IsContainerRuntime(project.runtime) || HasOwnOsUser(project)) {
     PGB_RETURN_IF_ERROR(EnsureDir(JoinPath(env_.home, "sockets"), 0711));
   }
   PGB_RETURN_IF_ERROR(EnsureDir(SocketDir(project), 0700, owner));
@@ -544,7 +555,16 @@ Result<BranchInfo> Engine::CreateProject(const std::string& name,
     return Status::InvalidArgument(fmt::format(
         "unknown runtime {}; choose native, docker or podman", QuoteForDisplay(options.runtime)));
   }
-  PGB_ASSIGN_OR_RETURN(std::optional<OsUser> os_user, ServerUserFor(project));
+  // As root, a native project gets its own OS account (engine_users.cc), made once its row
+  // gives it an id; otherwise its servers run as the account chosen for all.
+  bool own_user = false;
+  if (!IsContainerRuntime(project.runtime)) {
+    PGB_ASSIGN_OR_RETURN(own_user, WantsOwnOsUser());
+  }
+  std::optional<OsUser> os_user;
+  if (!own_user) {
+    PGB_ASSIGN_OR_RETURN(os_user, ServerUserFor(project));
+  }
   project.listen_address = options.listen_address;
   project.created_at = FormatTimestamp(env_.clock->Now());
 
@@ -588,6 +608,14 @@ Result<BranchInfo> Engine::CreateProject(const std::string& name,
     PGB_ASSIGN_OR_RETURN(LockHandle project_lock, LockProjectOf(project, &op));
     PGB_ASSIGN_OR_RETURN(LockHandle main_lock,
                          locks_->Branch(main.id, Ref(project, main), op.HolderText()));
+    if (own_user) {
+      // Removed with the project's row by the undo above (RemoveProjectOsUser).
+      PGB_RETURN_IF_ERROR(op.Step("os user"));
+      PGB_RETURN_IF_ERROR(Timed("OS user", [&]() -> Status {
+        PGB_ASSIGN_OR_RETURN(os_user, CreateProjectOsUser(project));
+        return Status::OK();
+      }));
+    }
     std::optional<FileOwner> owner;
     if (os_user) owner = FileOwner{os_user->uid, os_user->gid};
     PGB_RETURN_IF_ERROR(op.Step("volume"));
@@ -1370,7 +1398,10 @@ Result<StatusInfo> Engine::GetStatus() {
   info.home = env_.home;
   PGB_ASSIGN_OR_RETURN(info.ports, LoadPortRange());
   auto user = ServerUser();
-  if (user.ok()) {
+  Result<bool> own_users = WantsOwnOsUser();
+  if (own_users.ok() && *own_users) {
+    info.os_user = fmt::format("pgb-{}-<project id> (one per project)", HomeTag(env_.home));
+  } else if (user.ok()) {
     if (*user) {
       info.os_user = (*user)->name;
     } else {

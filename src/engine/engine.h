@@ -420,14 +420,37 @@ class Engine {
   Status RestoreSettingsFromMarker();
   Result<Pool*> RequirePool(bool create_default) EXCLUDES(init_mu_, open_mu_);
   Result<std::optional<OsUser>> ServerUser();
-  // The account `project`'s servers run as: ServerUser() for native, the image's postgres
-  // uid/gid for containers.
+  // The account `project`'s servers run as: its own account (HasOwnOsUser), else ServerUser()
+  // for native; the image's postgres uid/gid for containers. FailedPrecondition if its own
+  // account is gone.
   Result<std::optional<OsUser>> ServerUserFor(const ProjectRow& project);
+  // True when each new native project gets its own OS account (engine_users.cc): pgbranch runs
+  // as root and no `init --os-user` was chosen.
+  Result<bool> WantsOwnOsUser();
+  // "pgb-<HomeTag(home)>-<project_id>": the name of a project's own account (at most 32
+  // characters, useradd's limit, for any id below 10^19).
+  std::string ProjectOsUserName(int64_t project_id) const;
+  // Makes `project`'s own account (useradd --system --user-group, no home, no login shell), or
+  // takes over the one a create cut short made, and records its uid/gid in the project's row
+  // and in `project`. AlreadyExists if another project runs as that account.
+  Result<OsUser> CreateProjectOsUser(ProjectRow& project);
+  // Removes `project`'s own account (by the uid recorded and by the name of its id; only
+  // accounts named as this home's). OK if there is none. Its processes must be gone.
+  Status RemoveProjectOsUser(const ProjectRow& project);
+  // userdel --force `name`; OK if it does not exist.
+  Status RemoveOsUser(const std::string& name);
+  // The owner of `data_dir` when it is one of this home's project accounts (doctor --adopt
+  // keeps an adopted project on it), else nullopt.
+  std::optional<OsUser> OwnAccountOf(const std::string& data_dir);
+  // doctor: projects whose account is gone (fail) and accounts of this home that belong to no
+  // project (fail; removed with `fix`).
+  void CheckProjectOsUsers(bool fix, std::vector<DoctorFinding>& out);
   // The runtime `project` runs on (made on first use).
   Runtime& RuntimeFor(const ProjectRow& project);
   Runtime& RuntimeOfKind(const std::string& kind) EXCLUDES(init_mu_);
-  // pgbranch's private socket directory for `project`'s servers: $HOME/run natively,
-  // $HOME/sockets/<project id> for containers (owned by the image's postgres uid).
+  // pgbranch's private socket directory for `project`'s servers: $HOME/run for native projects
+  // sharing one account, $HOME/sockets/<project id> for the others (owned by the project's
+  // account or the image's postgres uid, 0700).
   std::string SocketDir(const ProjectRow& project) const;
   // Runs initdb for `project` into `data_dir` through its runtime, then FinishInitDataDir.
   Status InitProjectDataDir(const ProjectRow& project, const std::string& data_dir,

@@ -344,6 +344,11 @@ Status Engine::AdoptVolumes(Pool& pool, bool fix, std::vector<DoctorFinding>* ou
               project.pg_bin = bins->bin_dir;
               project.pg_version = bins->version;
               project.pg_major = bins->major;
+              // Its data stays with the project account it belongs to.
+              if (std::optional<OsUser> own = OwnAccountOf(data_dir)) {
+                project.server_uid = own->uid;
+                project.server_gid = own->gid;
+              }
             }
             if (project.pg_major != major) {
               return Status::FailedPrecondition(fmt::format(

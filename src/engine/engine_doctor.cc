@@ -78,14 +78,21 @@ Result<std::vector<DoctorFinding>> Engine::Doctor(const DoctorOptions& options) 
   }
 
   // Who runs the servers.
+  Result<bool> own_users = WantsOwnOsUser();
   auto user = ServerUser();
-  if (user.ok()) {
+  if (own_users.ok() && *own_users) {
+    add("os user", "ok",
+        fmt::format("each new native project's servers run as its own OS user "
+                    "(pgb-{}-<project id>)",
+                    HomeTag(env_.home)));
+  } else if (user.ok()) {
     add("os user", "ok",
         *user ? fmt::format("servers run as {} (uid {})", (*user)->name, (*user)->uid)
               : std::string("servers run as the calling user"));
   } else {
     add("os user", "fail", user.status().message());
   }
+  CheckProjectOsUsers(fix, out);
 
   // PostgreSQL binaries of every project.
   PGB_ASSIGN_OR_RETURN(auto projects, catalog_->ListProjects());

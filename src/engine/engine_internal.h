@@ -32,6 +32,9 @@ constexpr const char* kPoolFs = "pool.fs";
 constexpr const char* kPortRange = "ports.range";
 constexpr const char* kOsUser = "runtime.os_user";
 
+// True for a native project whose servers run as its own OS account (engine_users.cc).
+bool HasOwnOsUser(const ProjectRow& project);
+
 inline std::string Ref(const ProjectRow& p, const BranchRow& b) { return p.name + "/" + b.name; }
 
 inline std::string JoinNames(const ProjectRow& p, const std::vector<BranchRow>& rows) {

@@ -312,7 +312,10 @@ Status Engine::RunAction(const Action& a) {
     }
     PGB_RETURN_IF_ERROR(catalog_->DeleteProject(project->id));
     PGB_RETURN_IF_ERROR(RemoveTree(JoinPath(env_.home, fmt::format("wal/{}", project->name))));
-    if (IsContainerRuntime(project->runtime)) PGB_RETURN_IF_ERROR(RemoveTree(SocketDir(*project)));
+    if (IsContainerRuntime(project->runtime) || HasOwnOsUser(*project)) {
+      PGB_RETURN_IF_ERROR(RemoveTree(SocketDir(*project)));
+    }
+    PGB_RETURN_IF_ERROR(RemoveProjectOsUser(*project));
     locks_->RemoveProjectLock(project->id);
     return Status::OK();
   }

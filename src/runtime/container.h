@@ -48,9 +48,13 @@ Command ThrowawayCommand(std::string_view engine, const std::string& image,
 // container or a sandbox); nproc is capped at 32768, the limit Podman gives its own conmon.
 std::vector<std::string> EngineRunFlags(std::string_view engine);
 
+// 8 lowercase hex digits of SHA-256(home): what keeps the host-wide names of two pgbranch
+// homes apart (containers, the projects' OS accounts).
+std::string HomeTag(const std::string& home);
+
 // The container of branch `project`/`branch` in the pgbranch home `home`:
-// "pgbranch-<8 hex digits of SHA-256(home)>.<project>.<branch>". The hash keeps two homes on
-// one host apart; project and branch names cannot hold '.', so the parts stay unambiguous.
+// "pgbranch-<HomeTag(home)>.<project>.<branch>". Project and branch names cannot hold '.', so
+// the parts stay unambiguous.
 std::string ContainerName(const std::string& home, const std::string& project,
                           const std::string& branch);
 

@@ -108,13 +108,16 @@ std::vector<std::string> EngineRunFlags(std::string_view engine) {
           "nproc=" + limit(RLIMIT_NPROC, 32768)};
 }
 
-std::string ContainerName(const std::string& home, const std::string& project,
-                          const std::string& branch) {
+std::string HomeTag(const std::string& home) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   EVP_Digest(home.data(), home.size(), digest, &length, EVP_sha256(), nullptr);
-  return fmt::format("pgbranch-{:02x}{:02x}{:02x}{:02x}.{}.{}", digest[0], digest[1], digest[2],
-                     digest[3], project, branch);
+  return fmt::format("{:02x}{:02x}{:02x}{:02x}", digest[0], digest[1], digest[2], digest[3]);
+}
+
+std::string ContainerName(const std::string& home, const std::string& project,
+                          const std::string& branch) {
+  return fmt::format("pgbranch-{}.{}.{}", HomeTag(home), project, branch);
 }
 
 Status EngineError(std::string_view engine, std::string_view what, const std::string& err) {

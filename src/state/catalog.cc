@@ -624,6 +624,14 @@ Status Catalog::DeleteProject(int64_t id) {
   return ExpectChanged(db, "project", id);
 }
 
+Status Catalog::UpdateProjectServerUser(int64_t id, int64_t uid, int64_t gid) {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, "UPDATE projects SET server_uid = ?, server_gid = ? WHERE id = ?");
+  s.Bind(uid).Bind(gid).Bind(id);
+  PGB_RETURN_IF_ERROR(s.Run());
+  return ExpectChanged(db, "project", id);
+}
+
 Result<int64_t> Catalog::InsertBranch(const BranchRow& r) {
   PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
   Stmt s(db,

@@ -205,6 +205,9 @@ class Catalog {
   Result<ProjectRow> GetProject(int64_t id);       // NotFound if missing
   Result<std::vector<ProjectRow>> ListProjects();  // by name
   Status DeleteProject(int64_t id);
+  // Records the uid and gid the project's servers run as (its own OS account, made after its
+  // row). NotFound if there is no project `id`.
+  Status UpdateProjectServerUser(int64_t id, int64_t uid, int64_t gid);
 
   // Branches. Insert returns the new id; AlreadyExists if (project, name) or the port is taken.
   Result<int64_t> InsertBranch(const BranchRow& row);

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -150,6 +151,22 @@ Home::~Home() {
     umount.argv = {"umount", ext4_mount_};
     auto r = runner->Run(umount);
     if (!r.ok() || !r->Succeeded()) ADD_FAILURE() << "teardown: umount " << ext4_mount_;
+  }
+  // OS accounts of this home's projects (engine_users.cc) that a failed delete left: their
+  // comment names the home.
+  std::vector<std::string> accounts;
+  setpwent();
+  while (passwd* pw = getpwent()) {
+    if (pw->pw_gecos && std::string(pw->pw_gecos) == "pgbranch project in " + path_) {
+      accounts.emplace_back(pw->pw_name);
+    }
+  }
+  endpwent();
+  for (const auto& name : accounts) {
+    Command del;
+    del.argv = {"userdel", "--force", name};
+    auto r = runner->Run(del);
+    if (!r.ok() || !r->Succeeded()) ADD_FAILURE() << "teardown: userdel " << name;
   }
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
