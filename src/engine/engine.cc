@@ -137,6 +137,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineEnv& env) {
     PGB_ASSIGN_OR_RETURN(auto kind, engine->catalog_->GetSetting(kPoolKind));
     if (kind) PGB_RETURN_IF_ERROR(engine->WriteHomeMarker());
   }
+  PGB_RETURN_IF_ERROR(engine->DecideNaming());
   engine->audit_.SetSink(
       [e = engine.get()](const AuditRow& row) { return e->catalog_->InsertAudit({row}); });
   engine->runner_ = NewAuditedRunner(*env.runner, engine->audit_);
@@ -165,6 +166,11 @@ std::string Engine::SocketDir(const ProjectRow& project) const {
     return JoinPath(env_.home, "run");
   }
   return JoinPath(env_.home, fmt::format("sockets/{}", project.id));
+}
+
+std::string Engine::ContainerOf(const ProjectRow& project, const BranchRow& branch) const {
+  if (!by_ids_) return ContainerName(env_.home, project.name, branch.name);
+  return ContainerName(env_.home, std::to_string(project.id), std::to_string(branch.id));
 }
 
 Result<std::optional<OsUser>> Engine::ServerUserFor(const ProjectRow& project) {
@@ -339,8 +345,11 @@ Result<InstanceSpec> Engine::Spec(const ProjectRow& project, const BranchRow& br
   PGB_ASSIGN_OR_RETURN(spec.os_user, ServerUserFor(project));
   if (IsContainerRuntime(project.runtime)) {
     spec.image = project.image;
-    spec.container_name = ContainerName(env_.home, project.name, branch.name);
-    spec.mounts = {SocketDir(project), JoinPath(env_.home, "wal")};
+    spec.container_name = ContainerOf(project, branch);
+    // Named by ids, a project's archives are one directory that no rename moves: the container
+    // sees only its own project's. Named by names, a rename moves it under a running container,
+    // so such a home's containers keep the whole of wal/.
+    spec.mounts = {SocketDir(project), by_ids_ ? ArchiveRoot(project) : JoinPath(env_.home, "wal")};
     spec.labels = {{kLabelHome, env_.home},
                    {kLabelBranchId, std::to_string(branch.id)},
                    {kLabelBranch, Ref(project, branch)}};
@@ -1282,7 +1291,7 @@ Result<BranchInfo> Engine::Describe(const ProjectRow& project, const BranchRow& 
   info.created_at = branch.created_at;
   info.pg_version = project.pg_version;
   if (IsContainerRuntime(project.runtime)) {
-    info.container = ContainerName(env_.home, project.name, branch.name);
+    info.container = ContainerOf(project, branch);
   } else {
     info.log_path = LogPath(branch);
   }

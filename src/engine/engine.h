@@ -418,6 +418,9 @@ class Engine {
   Status WriteHomeMarker();
   // Puts the settings pool.json holds into a new catalog that lacks them.
   Status RestoreSettingsFromMarker();
+  // Reads kNaming into by_ids_, deciding it first where the home has none: "ids" while the home
+  // has no project, "names" for one an older pgbranch filled. Called once, by Open.
+  Status DecideNaming();
   Result<Pool*> RequirePool(bool create_default) EXCLUDES(init_mu_, open_mu_);
   Result<std::optional<OsUser>> ServerUser();
   // The account `project`'s servers run as: its own account (HasOwnOsUser), else ServerUser()
@@ -452,6 +455,8 @@ class Engine {
   // sharing one account, $HOME/sockets/<project id> for the others (owned by the project's
   // account or the image's postgres uid, 0700).
   std::string SocketDir(const ProjectRow& project) const;
+  // The container of `branch`: ContainerName() of the home and the ids (or the names, kNaming).
+  std::string ContainerOf(const ProjectRow& project, const BranchRow& branch) const;
   // Runs initdb for `project` into `data_dir` through its runtime, then FinishInitDataDir.
   Status InitProjectDataDir(const ProjectRow& project, const std::string& data_dir,
                             const std::optional<OsUser>& os_user);
@@ -582,6 +587,10 @@ class Engine {
     uint64_t lsn = 0;
     TimePoint time;
   };
+  // $HOME/wal/<project id> (or wal/<project name> in a home named by names, kNaming): every
+  // WAL archive of `project`'s branches, and all of it a container of the project sees.
+  std::string ArchiveRoot(const ProjectRow& project) const;
+  // ArchiveRoot/<branch id>/<volume>: the archive of the branch's current volume.
   std::string ArchiveDir(const ProjectRow& project, const BranchRow& branch) const;
   Status EnsureArchiveDir(const ProjectRow& project, const BranchRow& branch,
                           const std::optional<FileOwner>& owner);
@@ -650,6 +659,8 @@ class Engine {
   std::unique_ptr<ProcessRunner> runner_;  // audited, forwarding to env_.runner
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<Locks> locks_;
+  // kNaming is "ids". Set by Open before the engine is shared; read-only after.
+  bool by_ids_ = true;
   Mutex command_mu_;
   std::string command_ GUARDED_BY(command_mu_);  // what the CLI runs, for records
   // Made on first use, from any thread.

@@ -81,6 +81,20 @@ Status Engine::WriteHomeMarker() {
                          0600);
 }
 
+Status Engine::DecideNaming() {
+  PGB_ASSIGN_OR_RETURN(auto naming, catalog_->GetSetting(kNaming));
+  if (!naming) {
+    // Only a home whose projects an older pgbranch made has archives and containers by name.
+    PGB_ASSIGN_OR_RETURN(auto projects, catalog_->ListProjects());
+    naming = projects.empty() ? "ids" : "names";
+    PGB_RETURN_IF_ERROR(catalog_->SetSetting(kNaming, *naming));
+    PGB_ASSIGN_OR_RETURN(auto kind, catalog_->GetSetting(kPoolKind));
+    if (kind) PGB_RETURN_IF_ERROR(WriteHomeMarker());
+  }
+  by_ids_ = *naming != "names";
+  return Status::OK();
+}
+
 Status Engine::RestoreSettingsFromMarker() {
   auto text = ReadFile(JoinPath(env_.home, "pool.json"));
   if (!text.ok()) return Status::OK();  // an older home: the pool is chosen again by hand

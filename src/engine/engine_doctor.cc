@@ -155,8 +155,7 @@ Result<std::vector<DoctorFinding>> Engine::Doctor(const DoctorOptions& options) 
       bool owned = false;
       if (it != branch_by_id.end()) {
         const ProjectRow& p = projects_by_id[it->second->project_id];
-        owned =
-            p.runtime == engine && inst.name == ContainerName(env_.home, p.name, it->second->name);
+        owned = p.runtime == engine && inst.name == ContainerOf(p, *it->second);
       }
       if (owned) continue;
       if (!fix) {
@@ -603,12 +602,14 @@ Status Engine::RepairOperations(bool fix, std::vector<DoctorFinding>* out,
 
 namespace {
 
-// Whether `dir` (wal/<project>, wal/<project>/<branch id> or wal/<project>/<id>/<volume>) is the
-// WAL archive of nothing the catalog rows `branches` and `projects` hold, and of nothing an
-// open operation's journal (`in_flight`: names and paths) names, itself or an ancestor.
+// Whether `dir` (wal/<project>, wal/<project>/<branch id> or wal/<project>/<id>/<volume>, the
+// project by id or name as `archive_root` gives it) is the WAL archive of nothing the catalog
+// rows `branches` and `projects` hold, and of nothing an open operation's journal (`in_flight`:
+// names and paths) names, itself or an ancestor.
 bool IsStaleArchive(
     const std::string& home, const std::string& dir, const std::vector<BranchRow>& branches,
     const std::vector<ProjectRow>& projects, const std::set<std::string>& in_flight,
+    const std::function<std::string(const ProjectRow&)>& archive_root,
     const std::function<std::string(const ProjectRow&, const BranchRow&)>& archive_dir) {
   for (std::filesystem::path up(dir); up.has_relative_path() && up != up.parent_path();
        up = up.parent_path()) {
@@ -622,7 +623,7 @@ bool IsStaleArchive(
   for (const auto& part : rel) parts.push_back(part.string());
   if (parts.empty() || parts.size() > 3 || parts[0] == "..") return false;
   for (const auto& p : projects) {
-    if (p.name != parts[0]) continue;
+    if (archive_root(p) != JoinPath(wal, parts[0])) continue;
     if (parts.size() == 1) return false;
     for (const auto& b : branches) {
       if (b.project_id != p.id || std::to_string(b.id) != parts[1]) continue;
@@ -638,6 +639,7 @@ Status Engine::CheckArchives(const std::vector<BranchRow>& branches,
                              const std::vector<ProjectRow>& projects,
                              const std::set<std::string>& in_flight, bool fix,
                              std::vector<DoctorFinding>* out) {
+  auto archive_root = [this](const ProjectRow& p) { return ArchiveRoot(p); };
   auto archive_dir = [this](const ProjectRow& p, const BranchRow& b) { return ArchiveDir(p, b); };
   PausePoint("doctor:archives");
   std::string wal = JoinPath(env_.home, "wal");
@@ -654,7 +656,9 @@ Status Engine::CheckArchives(const std::vector<BranchRow>& branches,
   }
   std::set<std::string> reported;  // a stale directory speaks for what is under it
   for (const auto& dir : candidates) {
-    if (!IsStaleArchive(env_.home, dir, branches, projects, in_flight, archive_dir)) continue;
+    if (!IsStaleArchive(env_.home, dir, branches, projects, in_flight, archive_root, archive_dir)) {
+      continue;
+    }
     bool under_reported = false;
     for (const auto& r : reported) under_reported |= dir.rfind(r + "/", 0) == 0;
     if (under_reported) continue;
@@ -690,7 +694,8 @@ Status Engine::CheckArchives(const std::vector<BranchRow>& branches,
     PGB_RETURN_IF_ERROR(CollectInFlight(&now_in_flight));
     PGB_ASSIGN_OR_RETURN(auto now_branches, catalog_->ListBranches());
     PGB_ASSIGN_OR_RETURN(auto now_projects, catalog_->ListProjects());
-    if (!IsStaleArchive(env_.home, dir, now_branches, now_projects, now_in_flight, archive_dir) ||
+    if (!IsStaleArchive(env_.home, dir, now_branches, now_projects, now_in_flight, archive_root,
+                        archive_dir) ||
         !std::filesystem::exists(dir, ec)) {
       continue;
     }

@@ -51,6 +51,12 @@ constexpr const char* kPoolWhy = "pool.why";
 // Set in a catalog made anew where the old one was lost; cleared by `catalog restore` (which
 // replaces the whole catalog) and by `doctor --adopt`. While set, only those two may open it.
 constexpr const char* kCatalogLost = "catalog.lost";
+// How the home names what it keeps outside the catalog: "ids" (WAL archives under
+// wal/<project id>/, containers pgbranch-<tag>.<project id>.<branch id>), so that a rename
+// changes only the catalog, in one transaction; "names" (wal/<project name>/, containers by
+// project and branch name) in a home whose projects an older pgbranch made, which keeps them.
+// Decided once per home, when a command first opens it (Engine::DecideNaming).
+constexpr const char* kNaming = "storage.naming";
 
 }  // namespace internal
 }  // namespace pgb

@@ -204,8 +204,7 @@ Status Engine::DestroyBranch(int64_t branch_id) {
     }
   }
   PGB_RETURN_IF_ERROR(catalog_->DeleteBranch(row.id));
-  PGB_RETURN_IF_ERROR(
-      RemoveTree(JoinPath(env_.home, fmt::format("wal/{}/{}", project.name, row.id))));
+  PGB_RETURN_IF_ERROR(RemoveTree(JoinPath(ArchiveRoot(project), std::to_string(row.id))));
   PGB_RETURN_IF_ERROR(RemoveFile(LogPath(row)));
   PGB_RETURN_IF_ERROR(RemoveFile(PassfilePath(row)));
   locks_->RemoveBranchLock(row.id);
@@ -296,8 +295,7 @@ Status Engine::RunAction(const Action& a) {
     PGB_ASSIGN_OR_RETURN(ProjectRow project, catalog_->GetProject(row->project_id));
     PGB_RETURN_IF_ERROR(catalog_->DeleteBranch(row->id));
     PGB_RETURN_IF_ERROR(RemoveFile(LogPath(*row)));
-    PGB_RETURN_IF_ERROR(
-        RemoveTree(JoinPath(env_.home, fmt::format("wal/{}/{}", project.name, row->id))));
+    PGB_RETURN_IF_ERROR(RemoveTree(JoinPath(ArchiveRoot(project), std::to_string(row->id))));
     locks_->RemoveBranchLock(row->id);
     return Status::OK();
   }
@@ -311,7 +309,7 @@ Status Engine::RunAction(const Action& a) {
                                           project->name, branches.size()));
     }
     PGB_RETURN_IF_ERROR(catalog_->DeleteProject(project->id));
-    PGB_RETURN_IF_ERROR(RemoveTree(JoinPath(env_.home, fmt::format("wal/{}", project->name))));
+    PGB_RETURN_IF_ERROR(RemoveTree(ArchiveRoot(*project)));
     if (IsContainerRuntime(project->runtime) || HasOwnOsUser(*project)) {
       PGB_RETURN_IF_ERROR(RemoveTree(SocketDir(*project)));
     }

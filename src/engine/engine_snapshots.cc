@@ -264,16 +264,20 @@ Result<ProjectInfo> Engine::RenameProject(const std::string& name, const std::st
         if (existing)
           return Status::AlreadyExists(fmt::format("project {} already exists", new_name));
         PGB_ASSIGN_OR_RETURN(auto branches, catalog_->ListBranches(project.id));
-        // The WAL archives move with the name, then each instance follows: a container is renamed,
-        // pgbranch.conf rewritten and a running server reloaded (basic_archive.archive_directory
-        // takes effect on reload; until then an archive attempt fails and the archiver retries).
+        // Each instance follows the new name: pgbranch.conf rewritten (its metadata line names
+        // the project) and a running server reloaded. In a home named by names (kNaming) the
+        // WAL archives move with the name first and a container is renamed
+        // (basic_archive.archive_directory takes effect on reload; until then an archive
+        // attempt fails and the archiver retries).
         std::vector<Action> finish;
-        Action move;
-        move.kind = "move-dir";
-        move.from = JoinPath(env_.home, fmt::format("wal/{}", name));
-        move.path = JoinPath(env_.home, fmt::format("wal/{}", new_name));
-        move.text = fmt::format("move the WAL archives of {} to {}", name, new_name);
-        finish.push_back(move);
+        if (!by_ids_) {
+          Action move;
+          move.kind = "move-dir";
+          move.from = JoinPath(env_.home, fmt::format("wal/{}", name));
+          move.path = JoinPath(env_.home, fmt::format("wal/{}", new_name));
+          move.text = fmt::format("move the WAL archives of {} to {}", name, new_name);
+          finish.push_back(move);
+        }
         for (const auto& b : branches) {
           PGB_ASSIGN_OR_RETURN(InstanceSpec old_spec, Spec(project, b));
           Action rename;

@@ -59,8 +59,13 @@ std::string ControlDataField(const std::string& text, std::string_view label) {
 
 }  // namespace
 
+std::string Engine::ArchiveRoot(const ProjectRow& project) const {
+  return JoinPath(env_.home,
+                  fmt::format("wal/{}", by_ids_ ? std::to_string(project.id) : project.name));
+}
+
 std::string Engine::ArchiveDir(const ProjectRow& project, const BranchRow& branch) const {
-  return JoinPath(env_.home, fmt::format("wal/{}/{}/{}", project.name, branch.id, branch.volume));
+  return JoinPath(ArchiveRoot(project), fmt::format("{}/{}", branch.id, branch.volume));
 }
 
 Status Engine::EnsureArchiveDir(const ProjectRow& project, const BranchRow& branch,
@@ -69,10 +74,9 @@ Status Engine::EnsureArchiveDir(const ProjectRow& project, const BranchRow& bran
   // else: the others stay pgbranch's, mode 0711.
   mode_t traverse = owner ? 0711 : 0700;
   PGB_RETURN_IF_ERROR(EnsureDir(JoinPath(env_.home, "wal"), traverse));
+  PGB_RETURN_IF_ERROR(EnsureDir(ArchiveRoot(project), traverse));
   PGB_RETURN_IF_ERROR(
-      EnsureDir(JoinPath(env_.home, fmt::format("wal/{}", project.name)), traverse));
-  PGB_RETURN_IF_ERROR(
-      EnsureDir(JoinPath(env_.home, fmt::format("wal/{}/{}", project.name, branch.id)), traverse));
+      EnsureDir(JoinPath(ArchiveRoot(project), std::to_string(branch.id)), traverse));
   return EnsureDir(ArchiveDir(project, branch), 0700, owner);
 }
 

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <regex>
 
 #include "runtime/container.h"
 #include "tests/e2e/harness.h"
@@ -52,9 +53,12 @@ class ContainerTest : public ::testing::TestWithParam<Engine> {
     while (!out.empty() && out.back() == '\n') out.pop_back();
     return out;
   }
+  // The branch's container as pgbranch reports it: pgbranch-<home tag>.<project id>.<branch id>.
   std::string Container(const std::string& ref) const {
-    size_t slash = ref.find('/');
-    return ContainerName(home().path(), ref.substr(0, slash), ref.substr(slash + 1));
+    std::string name = home().Branch(ref)["container"];
+    EXPECT_TRUE(std::regex_match(name, std::regex("pgbranch-[0-9a-f]{8}\\.[0-9]+\\.[0-9]+")))
+        << name;
+    return name;
   }
   void CreateProject(const std::string& name) const {
     home().Ok({"project", "create", name, "--runtime", engine(), "--pg-version",
@@ -126,11 +130,10 @@ TEST_P(ContainerTest, BranchLifecycle) {
   EXPECT_EQ(One(Url("app/then"), "SELECT string_agg(v, ',' ORDER BY v) FROM t"), "main");
   EXPECT_EQ(One(dev_uri, "SELECT string_agg(v, ',' ORDER BY v) FROM t"), "later,main");
 
+  std::string dev_container = Container("app/dev");
   home().Ok({"branch", "delete", "app/then"});
   home().Ok({"branch", "delete", "app/dev"});
-  for (const auto& name : ContainersOf(engine(), home().path())) {
-    EXPECT_NE(name, Container("app/dev"));
-  }
+  for (const auto& name : ContainersOf(engine(), home().path())) EXPECT_NE(name, dev_container);
   home().Ok({"project", "delete", "app", "--force"});
   EXPECT_TRUE(ContainersOf(engine(), home().path()).empty());
   EXPECT_TRUE(home().Volumes().empty());

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <regex>
 #include <string>
 #include <vector>
@@ -28,6 +29,22 @@ struct Target {
   std::string passfile;
   std::string pg_bin;
 };
+
+// What `shell` (run by /bin/sh as the server account of the branch at `uri`, through COPY FROM
+// PROGRAM) printed, then "rc=<its exit code>".
+std::string RunAsServer(const std::string& uri, const std::string& shell) {
+  std::string program = "(" + shell + ") 2>&1; echo rc=$?";
+  std::string quoted;
+  for (char c : program) quoted += c == '\'' ? std::string("''") : std::string(1, c);
+  auto conn = Connect(uri);
+  EXPECT_TRUE(conn->Exec("CREATE TEMP TABLE out (line text)").ok());
+  Status s =
+      conn->Exec(fmt::format("COPY out FROM PROGRAM '{}' WITH (DELIMITER E'\\x1f')", quoted));
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  auto text = conn->QueryValue("SELECT coalesce(string_agg(line || E'\\n', ''), '') FROM out");
+  EXPECT_TRUE(text.ok()) << text.status().ToString();
+  return text.ok() ? *text : "";
+}
 
 class IsolationE2eTest : public ::testing::Test {
  protected:
@@ -57,20 +74,7 @@ class IsolationE2eTest : public ::testing::Test {
     return t;
   }
 
-  // What `shell` (run by /bin/sh as a's server account) printed, then "rc=<its exit code>".
-  std::string RunAsA(const std::string& shell) {
-    std::string program = "(" + shell + ") 2>&1; echo rc=$?";
-    std::string quoted;
-    for (char c : program) quoted += c == '\'' ? std::string("''") : std::string(1, c);
-    auto conn = Connect(a_.uri);
-    EXPECT_TRUE(conn->Exec("CREATE TEMP TABLE out (line text)").ok());
-    Status s =
-        conn->Exec(fmt::format("COPY out FROM PROGRAM '{}' WITH (DELIMITER E'\\x1f')", quoted));
-    EXPECT_TRUE(s.ok()) << s.ToString();
-    auto text = conn->QueryValue("SELECT coalesce(string_agg(line || E'\\n', ''), '') FROM out");
-    EXPECT_TRUE(text.ok()) << text.status().ToString();
-    return text.ok() ? *text : "";
-  }
+  std::string RunAsA(const std::string& shell) { return RunAsServer(a_.uri, shell); }
 
   // pg_read_file(path) by a's superuser: the first line, or the error.
   std::string ReadAsA(const std::string& path) {
@@ -166,6 +170,41 @@ TEST_F(IsolationE2eTest, AccountsGoWithTheirProjects) {
   EXPECT_FALSE(LookupOsUser(stray).ok()) << "doctor --fix left " << stray;
   EXPECT_TRUE(LookupOsUser(OwnerName(a_.data_dir)).ok());
   home_->Ok({"doctor"});
+}
+
+// Container projects: each container mounts its own volume, its project's socket directory and
+// its project's archives (wal/<id>) only, so a's superuser finds nothing of b's in there.
+TEST(ContainerIsolationE2eTest, AContainerSeesOnlyItsOwnProject) {
+  Home home("btrfs", "3G");
+  struct Seen {
+    std::string uri, data_dir, archive_dir, socket_dir;
+  };
+  auto make = [&](const std::string& project) {
+    home.Ok({"-q", "project", "create", project, "--runtime", "docker", "--pg-version", "15"});
+    nlohmann::json main = home.Branch(project + "/main");
+    Seen s;
+    s.uri = main["uri"];
+    s.data_dir = main["data_dir"];
+    s.archive_dir = home.Ok({"wal", "info", project + "/main", "--json"})
+                        .Json()["archive_dir"]
+                        .get<std::string>();
+    s.socket_dir = Column(s.uri, "SHOW unix_socket_directories").at(0);
+    return s;
+  };
+  Seen a = make("a"), b = make("b");
+  std::string a_root = std::filesystem::path(a.archive_dir).parent_path().parent_path();
+  EXPECT_EQ(RunAsServer(a.uri, "ls -d " + a.archive_dir + " " + a.socket_dir + " >/dev/null"),
+            "rc=0\n");
+  EXPECT_EQ(RunAsServer(a.uri, "cat " + a.data_dir + "/PG_VERSION"), "15\nrc=0\n");
+  // Of wal/, the container holds a's directory alone.
+  EXPECT_EQ(RunAsServer(a.uri, "ls " + home.path() + "/wal"),
+            std::filesystem::path(a_root).filename().string() + "\nrc=0\n");
+  for (const auto& path :
+       {b.archive_dir, b.data_dir + "/PG_VERSION", b.socket_dir, home.path() + "/state.db"}) {
+    std::string got = RunAsServer(a.uri, "ls " + path);
+    EXPECT_NE(got.find("No such file"), std::string::npos) << path << ": " << got;
+  }
+  for (const char* p : {"a", "b"}) home.Ok({"-q", "project", "delete", p, "--force"});
 }
 
 }  // namespace

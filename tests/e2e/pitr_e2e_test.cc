@@ -4,6 +4,7 @@
 // two ways a base snapshot is made.
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <filesystem>
 #include <map>
@@ -152,9 +153,12 @@ TEST_P(PitrTest, ResetKeepsArchiving) {
             (std::vector<std::string>{"A", "E"}));
   EXPECT_EQ(One(dev, "SELECT failed_count FROM pg_stat_archiver"), "0");
 
-  // Renaming the project moves the archives; archiving and PITR go on.
+  // Renaming the project changes only the catalog: the archives stay under wal/<project id>;
+  // archiving and PITR go on.
+  std::string archive = ArchiveDir("p-reset/dev");
   home().Ok({"project", "rename", "p-reset", "p-reset2"});
   projects_.push_back("p-reset2");
+  EXPECT_EQ(ArchiveDir("p-reset2/dev"), archive);
   Sql(dev, "INSERT INTO t VALUES ('G')");
   std::string ts2 = One(dev, "SELECT clock_timestamp()");
   Sql(dev, "INSERT INTO t VALUES ('H')");
@@ -244,6 +248,44 @@ TEST_P(PitrTest, WalCleanup) {
           "before the oldest point p-clean/main can be recovered to");
   EXPECT_EQ(home().Ok({"wal", "info", "p-clean/main", "--json"}).Json()["window"]["from_snapshot"],
             snap["id"]);
+}
+
+// A home whose projects an older pgbranch made keeps its archives by project name
+// (storage.naming = names): a project rename moves them, and archiving and PITR go on.
+TEST(NamingE2eTest, AHomeNamedByNamesKeepsItsLayout) {
+  Home home("btrfs", "3G");
+  home.Ok({"status"});  // decides: named by ids, as the home has no project yet
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((home.path() + "/state.db").c_str(), &db), SQLITE_OK);
+  char* error = nullptr;
+  int rc = sqlite3_exec(db, "UPDATE settings SET value = 'names' WHERE key = 'storage.naming'",
+                        nullptr, nullptr, &error);
+  EXPECT_EQ(rc, SQLITE_OK) << (error ? error : "");
+  EXPECT_EQ(sqlite3_changes(db), 1);
+  sqlite3_free(error);
+  sqlite3_close(db);
+
+  home.Ok({"-q", "project", "create", "old"});
+  auto url = [&](const std::string& ref) { return home.Branch(ref)["uri"].get<std::string>(); };
+  auto archive = [&](const std::string& ref) {
+    return home.Ok({"wal", "info", ref, "--json"}).Json()["archive_dir"].get<std::string>();
+  };
+  std::string main = url("old/main");
+  Sql(main, "CREATE TABLE t (v text); INSERT INTO t VALUES ('A')");
+  EXPECT_EQ(archive("old/main").rfind(home.path() + "/wal/old/", 0), 0u) << archive("old/main");
+  home.Ok({"project", "rename", "old", "new"});
+  EXPECT_EQ(archive("new/main").rfind(home.path() + "/wal/new/", 0), 0u) << archive("new/main");
+  EXPECT_FALSE(std::filesystem::exists(home.path() + "/wal/old"));
+  Sql(main, "INSERT INTO t VALUES ('B')");
+  std::string ts = One(main, "SELECT clock_timestamp()");
+  Sql(main, "INSERT INTO t VALUES ('C')");
+  home.Ok({"-q", "branch", "create", "new/then", "--pitr", ts});
+  EXPECT_EQ(Column(url("new/then"), "SELECT v FROM t ORDER BY v"),
+            (std::vector<std::string>{"A", "B"}));
+  CliResult doctor = home.Run({"doctor"});
+  EXPECT_EQ(doctor.exit_code, 0) << doctor.out;
+  home.Ok({"project", "delete", "new", "--force"});
+  EXPECT_FALSE(std::filesystem::exists(home.path() + "/wal/new"));
 }
 
 INSTANTIATE_TEST_SUITE_P(Pools, PitrTest, ::testing::Values("btrfs", "xfs"),

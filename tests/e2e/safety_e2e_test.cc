@@ -288,11 +288,16 @@ TEST_F(SafetyTest, InterruptUndoesAndDoctorLeavesInFlightAlone) {
   home.Ok({"project", "delete", "i", "--force"});
 }
 
-// The WAL archive directories under wal/<project>, two levels down.
+// The WAL archive directories of `project` (wal/<project id>, the parent of main's branch
+// directory), two levels down.
 std::set<std::string> ArchiveDirs(const Home& home, const std::string& project) {
+  std::filesystem::path main_archive = home.Ok({"wal", "info", project + "/main", "--json"})
+                                           .Json()["archive_dir"]
+                                           .get<std::string>();
   std::set<std::string> dirs;
   std::error_code ec;
-  for (const auto& b : std::filesystem::directory_iterator(home.path() + "/wal/" + project, ec)) {
+  for (const auto& b :
+       std::filesystem::directory_iterator(main_archive.parent_path().parent_path(), ec)) {
     dirs.insert(b.path().string());
     for (const auto& v : std::filesystem::directory_iterator(b.path(), ec)) {
       dirs.insert(v.path().string());
