@@ -32,17 +32,17 @@
 //                       [--backends btrfs,xfs,zfs,copy] [--tps-seconds 20] [--skip-comparison]
 //                       [--runtimes native,docker,podman [--image pgbranch/postgres:15]]
 
+#include <fmt/format.h>
+
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
-#include <map>
 #include <iterator>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
-
-#include <CLI/CLI.hpp>
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "common/bytes.h"
 #include "common/random.h"
@@ -151,6 +151,24 @@ class BenchHome {
     return *r;
   }
 
+  // Runs a libpq client (pgbench) against the server of `uri`, which it reaches through the
+  // PG* environment (PostgreSQL docs 34.15, "Environment Variables"): the password stays out of
+  // every process's argv.
+  CommandResult MustOn(const std::string& uri, const std::vector<std::string>& argv) {
+    auto params = ConnParamsFromUri(uri);
+    if (!params.ok()) Die("uri", params.status());
+    Command c;
+    c.argv = argv;
+    c.env = {{"PGHOST", params->host},
+             {"PGPORT", std::to_string(params->port)},
+             {"PGUSER", params->user},
+             {"PGDATABASE", params->dbname},
+             {"PGPASSWORD", params->password}};
+    auto r = RunChecked(runner_, c);
+    if (!r.ok()) Die(argv[0], r.status());
+    return *r;
+  }
+
   const std::string& backend() const { return backend_; }
 
  private:
@@ -224,8 +242,9 @@ class Bench {
     std::string uri = main["uri"];
     fmt::print(stderr, "{}: loading pgbench -i -s {} ...\n", home.backend(), o_.scale);
     auto start = SteadyClock::now();
-    home.Must({"pgbench", "-i", "-q", "-s", std::to_string(o_.scale), uri});
-    fmt::print(stderr, "{}: loaded in {:.1f}s\n", home.backend(), Seconds(SteadyClock::now() - start));
+    home.MustOn(uri, {"pgbench", "-i", "-q", "-s", std::to_string(o_.scale)});
+    fmt::print(stderr, "{}: loaded in {:.1f}s\n", home.backend(),
+               Seconds(SteadyClock::now() - start));
     auto conn = Connection::Open(Params(uri));
     if (!conn.ok()) Die("connect", conn.status());
     auto size = (*conn)->QueryValue("SELECT pg_database_size('postgres')");
@@ -278,9 +297,11 @@ class Bench {
       fmt::print(stderr, "  bench/c{} ready in {:.3f}s\n", i, created.back());
     }
     auto fresh = home.Json({"branch", "get", fmt::format("bench/c{}", o_.branches - 1), "--json"});
-    comparison_exclusive_ = fresh["exclusive_bytes"].is_number() ? fresh["exclusive_bytes"].get<uint64_t>() : 0;
+    comparison_exclusive_ =
+        fresh["exclusive_bytes"].is_number() ? fresh["exclusive_bytes"].get<uint64_t>() : 0;
     comparison_logical_ = fresh["size_bytes"].is_number() ? fresh["size_bytes"].get<uint64_t>() : 0;
-    for (int i = 0; i < o_.branches; ++i) home.Pgbranch({"branch", "delete", fmt::format("bench/c{}", i)});
+    for (int i = 0; i < o_.branches; ++i)
+      home.Pgbranch({"branch", "delete", fmt::format("bench/c{}", i)});
 
     // CREATE DATABASE ... TEMPLATE needs no other session on the template: run it from
     // template1.
@@ -367,23 +388,20 @@ class Bench {
                o_.scale, FormatBytes(db_bytes_), pool_["btrfs"]);
     fmt::print("containers run {}; {} branches per runtime, round-robin\n\n", o_.image,
                o_.branches);
-    double base = runtime_create_.count("native") ? Percentile(runtime_create_["native"], 0.5)
-                                                  : 0;
+    double base = runtime_create_.count("native") ? Percentile(runtime_create_["native"], 0.5) : 0;
     fmt::print("{:<40} {:>9} {:>9} {:>12} {:>10}\n", "branch create -> first SELECT 1", "p50",
                "p95", "p50/native", "Start p50");
     for (const auto& rt : runtime_order_) {
       const auto& v = runtime_create_[rt];
       double p50 = Percentile(v, 0.5);
       auto& start = steps_[rt]["Start"];
-      fmt::print("{:<40} {:>8.3f}s {:>8.3f}s {:>11.2f}x {:>8.0f}ms\n", rt, p50,
-                 Percentile(v, 0.95), base > 0 ? p50 / base : 0.0,
-                 start.empty() ? 0.0 : Percentile(start, 0.5) * 1000);
+      fmt::print("{:<40} {:>8.3f}s {:>8.3f}s {:>11.2f}x {:>8.0f}ms\n", rt, p50, Percentile(v, 0.95),
+                 base > 0 ? p50 / base : 0.0, start.empty() ? 0.0 : Percentile(start, 0.5) * 1000);
     }
     if (!template_copy_.empty()) {
       double p50 = Percentile(template_copy_, 0.5);
-      fmt::print("{:<40} {:>8.3f}s {:>8.3f}s {:>11.2f}x\n",
-                 "CREATE DATABASE TEMPLATE (WAL_LOG)", p50, Percentile(template_copy_, 0.95),
-                 base > 0 ? p50 / base : 0.0);
+      fmt::print("{:<40} {:>8.3f}s {:>8.3f}s {:>11.2f}x\n", "CREATE DATABASE TEMPLATE (WAL_LOG)",
+                 p50, Percentile(template_copy_, 0.95), base > 0 ? p50 / base : 0.0);
     }
     fmt::print("\nsteps (median):\n");
     for (const auto& rt : runtime_order_) {
@@ -408,7 +426,8 @@ class Bench {
       fmt::print(stderr, "  {}: bench/b{} ready in {:.3f}s\n", b, i, f.create.back());
     }
     auto fresh = home.Json({"branch", "get", "bench/b0", "--json"});
-    f.exclusive = fresh["exclusive_bytes"].is_number() ? fresh["exclusive_bytes"].get<uint64_t>() : 0;
+    f.exclusive =
+        fresh["exclusive_bytes"].is_number() ? fresh["exclusive_bytes"].get<uint64_t>() : 0;
     for (int i = 0; i < runs; ++i) {
       f.snapshot.push_back(TimeCommand(home, {"snapshot", "create", "bench/b0"}));
     }
@@ -420,14 +439,15 @@ class Bench {
     f.tps = Tps(home, home.Json({"branch", "get", "bench/b2", "--json"})["uri"]);
     if (b == "copy") host_tps_ = Tps(home, main_uri);
     for (int i = 0; i < runs; ++i) {
-      f.remove.push_back(TimeCommand(home, {"branch", "delete", fmt::format("bench/b{}", i), "--recursive"}));
+      f.remove.push_back(
+          TimeCommand(home, {"branch", "delete", fmt::format("bench/b{}", i), "--recursive"}));
     }
     fmt::print(stderr, "  {}: TPS {:.0f}\n", b, f.tps);
   }
 
   double Tps(BenchHome& home, const std::string& uri) {
-    CommandResult r = home.Must({"pgbench", "-c", "4", "-j", "2", "-T",
-                                 std::to_string(o_.tps_seconds), "-n", uri});
+    CommandResult r = home.MustOn(
+        uri, {"pgbench", "-c", "4", "-j", "2", "-T", std::to_string(o_.tps_seconds), "-n"});
     size_t at = r.out.find("tps = ");
     return at == std::string::npos ? 0 : std::stod(r.out.substr(at + 6));
   }
@@ -455,8 +475,8 @@ class Bench {
         auto& v = steps_["btrfs"][step];
         if (!v.empty()) fmt::print(" {} {:.0f} ms", step, Percentile(v, 0.5) * 1000);
       }
-      fmt::print("\nfresh branch: {} exclusive of {} logical\n",
-                 FormatBytes(comparison_exclusive_), FormatBytes(comparison_logical_));
+      fmt::print("\nfresh branch: {} exclusive of {} logical\n", FormatBytes(comparison_exclusive_),
+                 FormatBytes(comparison_logical_));
     }
     if (figures_.empty()) return;
     fmt::print("\n2. Pools compared (p50 of {} runs; TPS: pgbench -c 4 -j 2 -T {} on a branch)\n\n",
@@ -470,8 +490,10 @@ class Bench {
                  host_tps_ > 0 ? 100 * f.tps / host_tps_ : 0.0);
     }
     if (host_tps_ > 0) {
-      fmt::print("host    (the copy pool's main: a plain data directory on the host filesystem) "
-                 "TPS {:.0f}\n", host_tps_);
+      fmt::print(
+          "host    (the copy pool's main: a plain data directory on the host filesystem) "
+          "TPS {:.0f}\n",
+          host_tps_);
     }
     for (const auto& [b, desc] : pool_) fmt::print("  {}: {}\n", b, desc);
     fmt::print("\ncreate: command start -> first SELECT 1 on the branch; steps (median):\n");
@@ -480,7 +502,8 @@ class Bench {
       for (const char* step :
            {"Checkpoint", "Backup start", "Snapshot", "Clone", "Start", "Password"}) {
         auto it = steps.find(step);
-        if (it != steps.end()) fmt::print(" {} {:.0f} ms", step, Percentile(it->second, 0.5) * 1000);
+        if (it != steps.end())
+          fmt::print(" {} {:.0f} ms", step, Percentile(it->second, 0.5) * 1000);
       }
       fmt::print("\n");
     }

@@ -33,9 +33,11 @@ trap cleanup EXIT
 
 "$pgb" -q init --image "$PGBRANCH_HOME/pool.img" --size 40G --port-range 58400-58499 >/dev/null
 "$pgb" -q project create bench >/dev/null
-main="$("$pgb" branch url bench/main)"
-pgbench -i -q -s "$scale" "$main" >/dev/null 2>&1
-sql() { psql -qAtX "$1" -c "$2"; }
+# on REF CMD...: CMD with the PG* variables of branch REF (`branch env`), so no password is in
+# any process's argv.
+on() { local ref="$1"; shift; ( eval "$("$pgb" branch env "$ref")"; "$@" ); }
+sql() { on "$1" psql -qAtX -c "$2"; }
+on bench/main pgbench -i -q -s "$scale" >/dev/null 2>&1
 seconds() { date +%s.%N; }
 
 printf '%-10s %12s %12s %14s %14s %10s\n' "writes" "WAL replayed" "PITR branch" "WAL replay" \
@@ -44,10 +46,10 @@ i=0
 for d in $durations; do
   i=$((i + 1))
   "$pgb" -q snapshot create bench/main --label "bench base $i" >/dev/null
-  start_lsn="$(sql "$main" "SELECT pg_current_wal_lsn()")"
-  pgbench -n -c 4 -j 2 -T "$d" "$main" >/dev/null 2>&1
-  target="$(sql "$main" "SELECT clock_timestamp()")"
-  mb="$(sql "$main" "SELECT round(pg_wal_lsn_diff(pg_current_wal_lsn(), '$start_lsn') / 1048576.0, 1)")"
+  start_lsn="$(sql bench/main "SELECT pg_current_wal_lsn()")"
+  on bench/main pgbench -n -c 4 -j 2 -T "$d" >/dev/null 2>&1
+  target="$(sql bench/main "SELECT clock_timestamp()")"
+  mb="$(sql bench/main "SELECT round(pg_wal_lsn_diff(pg_current_wal_lsn(), '$start_lsn') / 1048576.0, 1)")"
   t0="$(seconds)"
   "$pgb" -q branch create "bench/pitr-$i" --pitr "$target" >/dev/null
   t1="$(seconds)"

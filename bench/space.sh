@@ -71,7 +71,10 @@ cleanup() {
 trap cleanup EXIT
 
 now() { date +%s.%N; }
-sql() { psql -qAtX "$1" -c "$2"; }
+# on POOL REF CMD...: CMD with the PG* variables of branch REF in POOL's home (`branch env`),
+# so no password is in any process's argv.
+on() { local pool="$1" ref="$2"; shift 2; ( eval "$(pgb "$pool" branch env "$ref")"; "$@" ); }
+sql() { on "$1" "$2" psql -qAtX -c "$3"; }
 free_bytes() { stat -f -c '%a %S' "$1" | awk '{ printf "%.0f\n", $1 * $2 }'; }
 minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", a - b }'; }
 # p50 and p95 of the numbers on stdin
@@ -113,9 +116,8 @@ for pool in "${pools[@]}"; do
       ;;
   esac >/dev/null
   pgb "$pool" project create bench >/dev/null
-  main="$(pgb "$pool" branch url bench/main)"
-  pgbench -i -q -s "$scale" "$main" >/dev/null 2>&1
-  sql "$main" "CHECKPOINT" >/dev/null
+  on "$pool" bench/main pgbench -i -q -s "$scale" >/dev/null 2>&1
+  sql "$pool" bench/main "CHECKPOINT" >/dev/null
 done
 sync
 
@@ -130,17 +132,15 @@ for n in $(seq 1 "$branches"); do
 done
 for r in $(seq 1 "$rounds"); do
   for pool in "${pools[@]}"; do
-    uri="$(pgb "$pool" branch url bench/b1)"
-    tps="$(pgbench -n -c 4 -j 2 -T "$seconds" "$uri" 2>/dev/null |
+    tps="$(on "$pool" bench/b1 pgbench -n -c 4 -j 2 -T "$seconds" 2>/dev/null |
       sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1)"
     tps_runs[$pool]+="$tps "
   done
 done
 for pool in "${pools[@]}"; do
-  uri="$(pgb "$pool" branch url bench/b2)"
-  sql "$uri" "CREATE TABLE fill AS SELECT g, repeat(md5(g::text), 20) AS pad
+  sql "$pool" bench/b2 "CREATE TABLE fill AS SELECT g, repeat(md5(g::text), 20) AS pad
               FROM generate_series(1, 750000) g" >/dev/null
-  sql "$uri" "CHECKPOINT" >/dev/null
+  sql "$pool" bench/b2 "CHECKPOINT" >/dev/null
   sync
   root="$work/$pool/pool"
   [[ "$pool" != quotas ]] && root="$work/$pool.mnt/pool"

@@ -24,6 +24,8 @@ packages=(
   btrfs-progs util-linux xfsprogs zfs-fuse
   # container runtimes (docker, podman) and what builds their images without a registry
   docker.io podman debootstrap
+  # tests: openssl makes a team's own CA for the `ca import` test
+  openssl
 )
 
 missing=()

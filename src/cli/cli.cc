@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -17,13 +18,17 @@
 
 #include "cli/inputs.h"
 #include "cli/output.h"
+#include "cli/service_file.h"
 #include "common/bytes.h"
 #include "common/cancel.h"
 #include "common/error_class.h"
+#include "common/fs.h"
+#include "common/os_user.h"
 #include "common/subprocess.h"
 #include "common/time.h"
 #include "engine/engine.h"
 #include "pg/client.h"
+#include "storage/image.h"
 
 #ifndef PGBRANCH_VERSION
 #define PGBRANCH_VERSION "0.1.0"
@@ -172,6 +177,7 @@ class Cli {
     DefineStatus();
     DefineImage();
     DefineCa();
+    DefineSetup();
   }
 
   // "snapshot <verb> ..." whose body gets the numeric id.
@@ -979,6 +985,7 @@ class Cli {
 
     auto* url = BranchVerb(branch, "url", "Print the branch's connection URI, with its password",
                            [this](Engine& e, const BranchRef& ref) -> Status {
+                             if (service_) return WriteService(e, ref);
                              PGB_ASSIGN_OR_RETURN(BranchInfo b, e.GetBranch(ref));
                              if (!verify_) {
                                out_->Print(b.uri);
@@ -988,9 +995,13 @@ class Cli {
                              out_->Print(WithVerifyFull(b.uri, ca.cert_path));
                              return Status::OK();
                            });
-    url->add_flag("--verify", verify_,
-                  "Require TLS and verify the server against pgbranch's CA "
-                  "(sslmode=verify-full&sslrootcert=...)");
+    auto* verify = url->add_flag("--verify", verify_,
+                                 "Require TLS and verify the server against pgbranch's CA "
+                                 "(sslmode=verify-full&sslrootcert=...)");
+    url->add_flag("--service", service_,
+                  "Write the branch's entry [P-B] to libpq's service file ($PGSERVICEFILE, else "
+                  "~/.pg_service.conf; no password in it) and print service=P-B")
+        ->excludes(verify);
 
     auto* env = BranchVerb(branch, "env",
                            "Print PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSFILE, PGSSLMODE and "
@@ -1013,6 +1024,58 @@ class Cli {
                              return Status::OK();
                            });
     AddJson(env);
+  }
+
+  // `branch url P/B --service`: the branch's section in libpq's per-user connection service file
+  // (docs 34.17), with the same parameters as `branch env` (the password stays in the
+  // branch's own 0600 file, named by passfile=). Rewrites a section pgbranch wrote for this
+  // branch; refuses one it did not.
+  Status WriteService(Engine& e, const BranchRef& ref) {
+    PGB_ASSIGN_OR_RETURN(BranchConnection c, e.ConnectionOf(ref));
+    std::string path;
+    for (const auto& [k, v] : caller_pg_env_) {
+      if (k == "PGSERVICEFILE" && !v.empty()) path = v;
+    }
+    if (path.empty()) {
+      const char* home = ::getenv("HOME");
+      if (home == nullptr || *home == '\0') {
+        return Status::FailedPrecondition("set HOME or PGSERVICEFILE: no service file to write");
+      }
+      path = JoinPath(home, ".pg_service.conf");
+    }
+    ServiceEntry entry;
+    entry.name = ServiceName(ref.project, ref.branch);
+    entry.owner = fmt::format("written by pgbranch for {} of {}", c.ref,
+                              home_.empty() ? DefaultHome() : home_);
+    entry.keywords = {{"host", c.host},
+                      {"port", std::to_string(c.port)},
+                      {"user", c.user},
+                      {"dbname", c.database},
+                      {"passfile", c.passfile},
+                      {"sslmode", "verify-full"},
+                      {"sslrootcert", c.root_cert}};
+    Result<std::string> text = ReadFile(path);
+    if (!text.ok() && !text.status().Is(StatusCode::kNotFound)) return text.status();
+    Result<std::string> updated = PutServiceEntry(text.ok() ? *text : "", entry);
+    if (!updated.ok()) {
+      return Status(updated.status().code(),
+                    fmt::format("{} {}", path, updated.status().message()));
+    }
+    // An existing file keeps its mode and owner; a new one is private.
+    struct stat st {};
+    mode_t mode = 0600;
+    std::optional<FileOwner> owner;
+    if (text.ok() && ::stat(path.c_str(), &st) == 0) {
+      mode = st.st_mode & 07777;
+      owner = FileOwner{st.st_uid, st.st_gid};
+    }
+    if (!text.ok() || *updated != *text) {
+      PGB_RETURN_IF_ERROR(WriteFileAtomic(path, *updated, mode, owner));
+    }
+    out_->Print("service=" + entry.name);
+    out_->Note(
+        fmt::format("[{}] is in {}; connect with: psql service={}", entry.name, path, entry.name));
+    return Status::OK();
   }
 
   // The libpq environment (docs 34.15 "Environment Variables") that reaches branch `c`.
@@ -1069,7 +1132,37 @@ class Cli {
         "certificates");
     cmd->add_flag("--pem", pem_, "Print the CA certificate (PEM) instead of its path");
     AddJson(cmd);
-    cmd->callback([this] {
+    auto* import_cmd = cmd->add_subcommand(
+        "import",
+        "Make your own CA the one that issues branches' certificates (the one before is kept "
+        "aside); branches get new certificates at their next start");
+    import_cmd
+        ->add_option("--cert", ca_cert_,
+                     "The CA certificate (PEM), optionally followed by its chain up to a root")
+        ->required();
+    import_cmd->add_option("--key", ca_key_, "The CA's private key (PEM, unencrypted)")->required();
+    AddJson(import_cmd);
+    import_cmd->callback([this] {
+      action_ = [this] {
+        return With("ca import", ca_cert_, [&](Engine& e) -> Status {
+          std::string replaced;
+          PGB_ASSIGN_OR_RETURN(LocalCa ca,
+                               e.ImportCertificateAuthority(ca_cert_, ca_key_, &replaced));
+          if (json_) {
+            out_->Json({{"path", ca.cert_path}, {"pem", ca.cert_pem}, {"replaced", replaced}});
+            return Status::OK();
+          }
+          out_->Print(ca.cert_path);
+          if (!replaced.empty()) out_->Note(fmt::format("the CA before it is in {}", replaced));
+          out_->Note(
+              "running branches keep their certificates until their next start ('pgbranch "
+              "branch restart P/B')");
+          return Status::OK();
+        });
+      };
+    });
+    cmd->callback([this, cmd] {
+      if (cmd->got_subcommand("import")) return;
       action_ = [this] {
         return With("ca", "", [&](Engine& e) -> Status {
           PGB_ASSIGN_OR_RETURN(LocalCa ca, e.CertificateAuthority());
@@ -1086,6 +1179,60 @@ class Cli {
         });
       };
     });
+  }
+
+  // `pgbranch setup --user NAME`: root prepares an account to run pgbranch without root (pgd's
+  // `setup` does the same for its users): a Btrfs image of its own, mounted where Btrfs lets it
+  // delete its subvolumes.
+  void DefineSetup() {
+    auto* cmd = app_.add_subcommand(
+        "setup",
+        "As root: give a user a Btrfs filesystem of their own for a pool (an image file, "
+        "loop-mounted with user_subvol_rm_allowed); run again after a reboot to mount it");
+    cmd->add_option("--user", setup_.user, "The account that will run pgbranch")->required();
+    cmd->add_option("--dir", setup_.dir,
+                    "Where the image (DIR/pool.img) and its mount point (DIR/pool) go; default "
+                    "/var/lib/pgbranch/users/USER");
+    cmd->add_option("--size", setup_.size,
+                    "Size of a new image, e.g. 20G: at least 1 GiB; default 80% of the free space "
+                    "next to it, at most 64 GiB")
+        ->transform(ImageSize());
+    cmd->callback([this] { action_ = [this] { return RunSetup(); }; });
+  }
+
+  int RunSetup() {
+    auto start = Clock::now();
+    Status s = [&]() -> Status {
+      if (!RunningAsRoot()) {
+        return Status::FailedPrecondition(
+            "run it as root: it makes and loop-mounts a filesystem for the user");
+      }
+      PGB_ASSIGN_OR_RETURN(OsUser user, LookupOsUser(setup_.user));
+      if (user.uid == 0) return Status::InvalidArgument("root needs no setup");
+      PGB_ASSIGN_OR_RETURN(
+          std::string dir,
+          AbsolutePath(setup_.dir.empty() ? "/var/lib/pgbranch/users/" + user.name : setup_.dir));
+      const std::string image = JoinPath(dir, "pool.img"), mount = JoinPath(dir, "pool");
+      uint64_t size = 0;
+      if (setup_.size) {
+        size = *setup_.size;
+      } else if (!PathExists(image)) {
+        PGB_ASSIGN_OR_RETURN(size, DefaultImageSize(image, 64 * kGiB));
+      }
+      PGB_ASSIGN_OR_RETURN(
+          bool made,
+          SetUpUserImage(image, mount, size, FileOwner{user.uid, user.gid}, *session_.runner));
+      out_->Done(fmt::format("{} {} for {}, mounted at {} with user_subvol_rm_allowed",
+                             made ? "Made" : "Kept", image, user.name, mount),
+                 Clock::now() - start);
+      out_->Print(fmt::format("{} can now run: pgbranch init --btrfs {}", user.name, mount));
+      out_->Note(fmt::format(
+          "after a reboot, run 'pgbranch setup --user {}' again as root to mount it", user.name));
+      return Status::OK();
+    }();
+    if (s.ok()) return 0;
+    out_->Error("setup", setup_.user, s);
+    return Classify(s.code()).exit_code;
   }
 
   void DefineImage() {
@@ -1361,8 +1508,15 @@ class Cli {
   bool fast_ = false;
   bool force_ = false;
   bool recursive_ = false;
-  bool verify_ = false;  // branch url --verify
-  bool pem_ = false;     // ca --pem
+  bool verify_ = false;           // branch url --verify
+  bool service_ = false;          // branch url --service
+  std::string ca_cert_, ca_key_;  // ca import
+  struct {
+    std::string user;
+    std::string dir;
+    std::optional<uint64_t> size;
+  } setup_;
+  bool pem_ = false;  // ca --pem
 };
 
 }  // namespace

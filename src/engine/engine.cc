@@ -444,6 +444,30 @@ Result<LocalCa> Engine::CertificateAuthority() {
   return ca;
 }
 
+Result<LocalCa> Engine::ImportCertificateAuthority(const std::string& cert_path,
+                                                   const std::string& key_path,
+                                                   std::string* replaced) {
+  PGB_ASSIGN_OR_RETURN(
+      LockHandle home_lock,
+      locks_->Home(LockMode::kExclusive, fmt::format("ca import by pid {}", ::getpid())));
+  Result<std::string> cert = ReadFile(cert_path);
+  if (!cert.ok()) {
+    return Status(cert.status().code(),
+                  fmt::format("read {}: {}", cert_path, cert.status().message()));
+  }
+  Result<std::string> key = ReadFile(key_path);
+  if (!key.ok()) {
+    return Status(key.status().code(),
+                  fmt::format("read {}: {}", key_path, key.status().message()));
+  }
+  Result<LocalCa> ca = InstallCa(JoinPath(env_.home, "tls"), *cert, *key, replaced);
+  if (!ca.ok()) {
+    return Status(ca.status().code(),
+                  fmt::format("{} and {}: {}", cert_path, key_path, ca.status().message()));
+  }
+  return ca;
+}
+
 Status Engine::StartInstance(const ProjectRow& project, const BranchRow& branch, bool set_password,
                              Operation* op) {
   PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, branch));

@@ -408,6 +408,12 @@ class Engine {
   // sslmode=verify-full and sslrootcert=<its cert_path>. Errors as EnsureLocalCa, prefixed
   // "local certificate authority: ". Thread-safe.
   Result<LocalCa> CertificateAuthority();
+  // `pgbranch ca import`: the CA in the PEM files `cert_path` (its certificate, then optionally
+  // its chain) and `key_path` (its unencrypted key) becomes the home's (InstallCa), with no
+  // other command running (the home lock, exclusive). `replaced`: where the CA before it went.
+  // FailedPrecondition for a pair InstallCa refuses; NotFound for a missing file.
+  Result<LocalCa> ImportCertificateAuthority(const std::string& cert_path,
+                                             const std::string& key_path, std::string* replaced);
 
  private:
   explicit Engine(const EngineEnv& env);
@@ -446,8 +452,9 @@ class Engine {
   // keeps an adopted project on it), else nullopt.
   std::optional<OsUser> OwnAccountOf(const std::string& data_dir);
   // doctor: projects whose account is gone (fail) and accounts of this home that belong to no
-  // project (fail; removed with `fix`).
-  void CheckProjectOsUsers(bool fix, std::vector<DoctorFinding>& out);
+  // project (fail; removed with `fix`, unless a volume, snapshot or quarantined volume in
+  // `pool` belongs to it: that data's account stays for 'doctor --adopt').
+  void CheckProjectOsUsers(Pool& pool, bool fix, std::vector<DoctorFinding>& out);
   // The runtime `project` runs on (made on first use).
   Runtime& RuntimeFor(const ProjectRow& project);
   Runtime& RuntimeOfKind(const std::string& kind) EXCLUDES(init_mu_);

@@ -92,7 +92,6 @@ Result<std::vector<DoctorFinding>> Engine::Doctor(const DoctorOptions& options) 
   } else {
     add("os user", "fail", user.status().message());
   }
-  CheckProjectOsUsers(fix, out);
 
   // PostgreSQL binaries of every project.
   PGB_ASSIGN_OR_RETURN(auto projects, catalog_->ListProjects());
@@ -263,6 +262,8 @@ Result<std::vector<DoctorFinding>> Engine::Doctor(const DoctorOptions& options) 
     // The catalog is whole again, as far as the pool can tell.
     PGB_RETURN_IF_ERROR(catalog_->DeleteSetting(kCatalogLost));
   }
+  // The projects' OS accounts, once adopted projects have claimed theirs.
+  CheckProjectOsUsers(*pool, fix, out);
 
   // 4. Reconcile what the catalog says with what storage and runtime hold. The pool is listed
   //    before the catalog is read: whatever an operation makes is in its journal (or a row)

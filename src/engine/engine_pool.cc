@@ -19,19 +19,6 @@ using namespace internal;  // NOLINT: the engine's own private helpers
 
 namespace {
 
-// Sparse, but a sparse image larger than the free space fails with I/O errors when the host
-// fills up: the default is capped at 80% of what is free next to it, and at 64 GiB.
-Result<uint64_t> DefaultImageSize(const std::string& image) {
-  PGB_ASSIGN_OR_RETURN(uint64_t avail, FreeSpaceFor(image));
-  uint64_t size = std::min(kDefaultImageMax, avail / 10 * 8) / kGiB * kGiB;
-  if (size < kMinImagePoolSize) {
-    return Status::ResourceExhausted(
-        fmt::format("only {} free next to {}; an image pool needs at least 1.25 GiB free",
-                    FormatBytes(avail), image));
-  }
-  return size;
-}
-
 bool IsZfsMount(const MountedFilesystem& fs) {
   return fs.type == "zfs" || fs.type == "fuse.zfs-fuse" ||
          (fs.type == "fuse" && !fs.source.empty() && fs.source[0] != '/');
@@ -182,6 +169,17 @@ Result<StatusInfo> Engine::Init(const InitOptions& options) {
           fmt::format("--zfs {}: expected POOL/DATASET (letters, digits, '_', '.', ':', '-')",
                       QuoteForDisplay(ds)));
     }
+    if (!RunningAsRoot()) {
+      // Every branch is a dataset pgbranch mounts; zfs-allow(8): "Delegations are supported
+      // under Linux with the exception of mount, unmount, mountpoint, canmount, rename, and
+      // share", so no delegation makes this work for a user.
+      return Status::FailedPrecondition(fmt::format(
+          "--zfs {}: a ZFS pool needs root, since every branch is a dataset pgbranch mounts and "
+          "Linux lets no user mount one ('zfs allow' cannot delegate mount on Linux, "
+          "zfs-allow(8)); as root, 'pgbranch setup --user {}' prepares a Btrfs image instead, "
+          "or use --reflink DIR or --copy DIR",
+          ds, CurrentOsUser().ok() ? CurrentOsUser()->name : "USER"));
+    }
     config.kind = "zfs";
     config.dataset = ds;
     config.root = JoinPath(home, "zfs");
@@ -221,7 +219,7 @@ Result<StatusInfo> Engine::Init(const InitOptions& options) {
     if (options.size_bytes) {
       config.image_size = *options.size_bytes;
     } else {
-      PGB_ASSIGN_OR_RETURN(config.image_size, DefaultImageSize(config.image));
+      PGB_ASSIGN_OR_RETURN(config.image_size, DefaultImageSize(config.image, kDefaultImageMax));
     }
   } else if (config.kind == "image") {
     // Adopting an existing image (e.g. a re-created $PGBRANCH_HOME): mounted, not made.

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <sys/stat.h>
 
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -21,6 +22,7 @@
 #include "engine/engine.h"
 #include "engine/engine_internal.h"
 #include "runtime/container.h"
+#include "storage/pool.h"
 
 namespace pgb {
 
@@ -137,7 +139,7 @@ std::optional<OsUser> Engine::OwnAccountOf(const std::string& data_dir) {
   return *owner;
 }
 
-void Engine::CheckProjectOsUsers(bool fix, std::vector<DoctorFinding>& out) {
+void Engine::CheckProjectOsUsers(Pool& pool, bool fix, std::vector<DoctorFinding>& out) {
   auto add = [&](std::string status, std::string detail) {
     out.push_back({"os user", std::move(status), std::move(detail)});
   };
@@ -167,9 +169,30 @@ void Engine::CheckProjectOsUsers(bool fix, std::vector<DoctorFinding>& out) {
                               p.name, p.server_uid, p.server_uid, ProjectOsUserName(p.id)));
     }
   }
+  // Who owns what the pool holds: an account that owns data is kept for its adoption.
+  std::map<uid_t, std::string> owners;
+  auto note_owner = [&](const std::string& path, const std::string& what) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0) owners.emplace(st.st_uid, what);
+  };
+  if (auto volumes = pool.ListVolumes(); volumes.ok()) {
+    for (const auto& v : *volumes) note_owner(pool.VolumePath(v), "volume " + v);
+  }
+  if (auto snapshots = pool.ListSnapshots(); snapshots.ok()) {
+    for (const auto& s : *snapshots) note_owner(pool.SnapshotPath("", s), "snapshot " + s);
+  }
+  if (auto held = pool.ListQuarantined(); held.ok()) {
+    for (const auto& q : *held) note_owner(q.path, "quarantined " + q.name);
+  }
   for (const auto& name : accounts) {
     Result<OsUser> user = LookupOsUser(name);
     if (!user.ok() || uids_in_use.count(user->uid) || names_in_use.count(name)) continue;
+    if (auto owned = owners.find(user->uid); owned != owners.end()) {
+      add("fail", fmt::format("OS user {} belongs to no project but owns {} in the pool; "
+                              "'pgbranch doctor --adopt' brings its project back",
+                              name, owned->second));
+      continue;
+    }
     if (!fix) {
       add("fail", fmt::format("OS user {} belongs to no project; 'pgbranch doctor --fix' "
                               "removes it",

@@ -11,7 +11,9 @@
 #include <openssl/x509v3.h>
 
 #include <cctype>
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <ctime>
 #include <memory>
 
@@ -312,6 +314,16 @@ bool IsCurrent(const LoadedCa& ca, X509* cert, EVP_PKEY* key,
   return ok;
 }
 
+// `dir` made (0700) if missing, then its ca.lock taken exclusively: what makes or replaces a CA
+// holds it.
+Result<std::unique_ptr<FileLock>> LockCaDir(const std::string& dir) {
+  PGB_RETURN_IF_ERROR(EnsureDir(dir, 0700));
+  FileLock::Options options;
+  options.wait = std::chrono::seconds(30);
+  options.what = "the local CA";
+  return FileLock::Acquire(JoinPath(dir, kCaLockFile), options);
+}
+
 }  // namespace
 
 Result<LocalCa> EnsureLocalCa(const std::string& dir) {
@@ -321,12 +333,7 @@ Result<LocalCa> EnsureLocalCa(const std::string& dir) {
   out.key_path = JoinPath(abs_dir, kCaKeyFile);
   Result<std::string> pem = ReadFile(out.cert_path);
   if (!pem.ok() && pem.status().Is(StatusCode::kNotFound)) {
-    PGB_RETURN_IF_ERROR(EnsureDir(abs_dir, 0700));
-    FileLock::Options options;
-    options.wait = std::chrono::seconds(30);
-    options.what = "the local CA";
-    PGB_ASSIGN_OR_RETURN(std::unique_ptr<FileLock> lock,
-                         FileLock::Acquire(JoinPath(abs_dir, kCaLockFile), options));
+    PGB_ASSIGN_OR_RETURN(std::unique_ptr<FileLock> lock, LockCaDir(abs_dir));
     pem = ReadFile(out.cert_path);  // made meanwhile by another process?
     if (!pem.ok() && pem.status().Is(StatusCode::kNotFound)) {
       PGB_RETURN_IF_ERROR(MakeCa(out.cert_path, out.key_path));
@@ -336,6 +343,73 @@ Result<LocalCa> EnsureLocalCa(const std::string& dir) {
   PGB_RETURN_IF_ERROR(pem.status());
   out.cert_pem = *pem;
   PGB_RETURN_IF_ERROR(LoadCa(out.cert_path, out.key_path, out.cert_pem).status());
+  return out;
+}
+
+Result<LocalCa> InstallCa(const std::string& dir, const std::string& cert_pem,
+                          const std::string& key_pem, std::string* replaced) {
+  replaced->clear();
+  X509Ptr cert = ParseCert(cert_pem);
+  if (!cert) return Status::FailedPrecondition("the certificate is not a PEM certificate");
+  if (X509_check_ca(cert.get()) != 1) {
+    ERR_clear_error();
+    return Status::FailedPrecondition(
+        "the certificate is not a CA's: it lacks basicConstraints CA:TRUE (RFC 5280 4.2.1.9)");
+  }
+  if ((X509_get_extension_flags(cert.get()) & EXFLAG_KUSAGE) != 0 &&
+      (X509_get_key_usage(cert.get()) & KU_KEY_CERT_SIGN) == 0) {
+    return Status::FailedPrecondition(
+        "the CA certificate's keyUsage lacks keyCertSign: it may not sign certificates (RFC 5280 "
+        "4.2.1.3)");
+  }
+  PGB_ASSIGN_OR_RETURN(long long since, SecondsUntil(X509_get0_notBefore(cert.get())));
+  PGB_ASSIGN_OR_RETURN(long long left, SecondsUntil(X509_get0_notAfter(cert.get())));
+  if (since > 0 || left <= 0) {
+    return Status::FailedPrecondition(
+        fmt::format("the CA certificate is not valid now (it {})",
+                    since > 0 ? "becomes valid later" : "has expired"));
+  }
+  PkeyPtr key = ParseKey(key_pem);
+  if (!key) {
+    return Status::FailedPrecondition("the key is not an unencrypted PEM private key");
+  }
+  if (X509_check_private_key(cert.get(), key.get()) != 1) {
+    ERR_clear_error();
+    return Status::FailedPrecondition("the key does not belong to the CA certificate");
+  }
+  // Written as PKCS#8 like a CA pgbranch makes; the certificate and chain as given.
+  PGB_ASSIGN_OR_RETURN(std::string key_out, KeyPem(key.get()));
+  std::string cert_out = cert_pem;
+  if (!cert_out.empty() && cert_out.back() != '\n') cert_out += '\n';
+
+  PGB_ASSIGN_OR_RETURN(std::string abs_dir, AbsolutePath(dir));
+  PGB_ASSIGN_OR_RETURN(std::unique_ptr<FileLock> lock, LockCaDir(abs_dir));
+  LocalCa out;
+  out.cert_path = JoinPath(abs_dir, kCaCertFile);
+  out.key_path = JoinPath(abs_dir, kCaKeyFile);
+  if (PathExists(out.cert_path) || PathExists(out.key_path)) {
+    std::time_t now = std::time(nullptr);
+    std::tm utc{};
+    gmtime_r(&now, &utc);
+    char stamp[32];
+    std::strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &utc);
+    std::string aside = JoinPath(abs_dir, fmt::format("replaced-{}", stamp));
+    for (int n = 2; PathExists(aside); ++n) {
+      aside = JoinPath(abs_dir, fmt::format("replaced-{}-{}", stamp, n));
+    }
+    PGB_RETURN_IF_ERROR(EnsureDir(aside, 0700));
+    for (const char* name : {kCaCertFile, kCaKeyFile}) {
+      std::string from = JoinPath(abs_dir, name), to = JoinPath(aside, name);
+      if (PathExists(from) && ::rename(from.c_str(), to.c_str()) != 0) {
+        return PosixError(fmt::format("move {} to {}", from, to), errno);
+      }
+    }
+    *replaced = aside;
+  }
+  // The key first: a ca.crt on disk always has its key.
+  PGB_RETURN_IF_ERROR(WriteFileAtomic(out.key_path, key_out, 0600));
+  PGB_RETURN_IF_ERROR(WriteFileAtomic(out.cert_path, cert_out, 0644));
+  out.cert_pem = cert_out;
   return out;
 }
 

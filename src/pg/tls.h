@@ -60,6 +60,19 @@ struct LocalCa {
 // (naming the file and what to do); IOError for a file that cannot be read or written.
 Result<LocalCa> EnsureLocalCa(const std::string& dir);
 
+// Makes the user's own CA the one in `dir`: `cert_pem` holds its certificate first, then
+// optionally the chain above it up to a root, all kept in ca.crt so that a client trusting
+// ca.crt verifies branches; `key_pem` its private key (PEM, unencrypted). Everything is checked
+// before anything changes: FailedPrecondition unless the certificate parses, is a CA
+// (basicConstraints CA:TRUE, RFC 5280 4.2.1.9; keyCertSign where keyUsage is present, 4.2.1.3),
+// is valid now, and the key parses and belongs to it. The CA there before is moved, never
+// deleted, to <dir>/replaced-<UTC time>/ (returned in `replaced`; empty if there was none);
+// then the key is written, then the certificate (WriteFileAtomic, 0600 and 0644). Under the
+// same lock as EnsureLocalCa's making. Server certificates the old CA issued stop being
+// current (EnsureServerCertificate replaces them at each branch's next start).
+Result<LocalCa> InstallCa(const std::string& dir, const std::string& cert_pem,
+                          const std::string& key_pem, std::string* replaced);
+
 // What a server certificate is for.
 struct ServerCertificateRequest {
   // The subject's commonName, for people ("demo/dev"); cut to 64 bytes (RFC 5280 ub-common-name).

@@ -279,6 +279,56 @@ TEST(TlsTest, EnsureServerCertificateKeepsOnlyACurrentOne) {
   EXPECT_TRUE(PathExists(JoinPath(dir, kServerKeyFile)));
 }
 
+// InstallCa takes another CA's certificate and key (a team's own; here one EnsureLocalCa made
+// elsewhere), moving the CA before it aside; certificates of the old CA stop being current.
+// A certificate that is not a CA's and a key of another certificate are refused, nothing
+// changed.
+TEST(TlsTest, InstallCaReplacesTheCaKeepingTheOldOneAside) {
+  TempDir tmp;
+  const std::string dir = JoinPath(tmp.path(), "tls");
+  Result<LocalCa> old_ca = EnsureLocalCa(dir);
+  ASSERT_TRUE(old_ca.ok());
+  Result<LocalCa> team = EnsureLocalCa(JoinPath(tmp.path(), "team"));
+  ASSERT_TRUE(team.ok());
+  const std::string team_key = Read(team->key_path);
+  const std::string server_dir = JoinPath(tmp.path(), "server");
+  ASSERT_TRUE(EnsureDir(server_dir, 0700).ok());
+  ASSERT_TRUE(EnsureServerCertificate(*old_ca, DevRequest(), server_dir, std::nullopt).ok());
+  const std::string leaf_pem = Read(JoinPath(server_dir, kServerCertFile));
+  const std::string leaf_key = Read(JoinPath(server_dir, kServerKeyFile));
+
+  std::string replaced = "unset";
+  Result<LocalCa> refused = InstallCa(dir, leaf_pem, leaf_key, &replaced);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(refused.status().Is(StatusCode::kFailedPrecondition));
+  EXPECT_NE(refused.status().message().find("not a CA's"), std::string::npos);
+  refused = InstallCa(dir, team->cert_pem, leaf_key, &replaced);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("does not belong"), std::string::npos);
+  refused = InstallCa(dir, team->cert_pem, "not a key", &replaced);
+  EXPECT_FALSE(refused.ok());
+  EXPECT_EQ(Read(old_ca->cert_path), old_ca->cert_pem);
+
+  Result<LocalCa> installed = InstallCa(dir, team->cert_pem, team_key, &replaced);
+  ASSERT_TRUE(installed.ok()) << installed.status().ToString();
+  EXPECT_EQ(installed->cert_pem, team->cert_pem);
+  EXPECT_EQ(Read(JoinPath(dir, "ca.crt")), team->cert_pem);
+  EXPECT_EQ(ModeOf(JoinPath(dir, "ca.key")), 0600u);
+  EXPECT_EQ(replaced.rfind(JoinPath(dir, "replaced-"), 0), 0u) << replaced;
+  EXPECT_EQ(Read(JoinPath(replaced, "ca.crt")), old_ca->cert_pem);
+  EXPECT_TRUE(PathExists(JoinPath(replaced, "ca.key")));
+  // EnsureLocalCa now loads the team's CA, and the old CA's server certificate is replaced.
+  Result<LocalCa> loaded = EnsureLocalCa(dir);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(loaded->cert_pem, team->cert_pem);
+  Result<bool> issued = EnsureServerCertificate(*loaded, DevRequest(), server_dir, std::nullopt);
+  ASSERT_TRUE(issued.ok());
+  EXPECT_TRUE(*issued);
+  X509Ptr team_cert = ReadCert(team->cert_path);
+  X509Ptr leaf = ReadCert(JoinPath(server_dir, kServerCertFile));
+  EXPECT_EQ(VerifyChain(team_cert.get(), leaf.get()), X509_V_OK);
+}
+
 // Two certificates for one request differ in serial number and key.
 TEST(TlsTest, EachCertificateHasItsOwnSerialAndKey) {
   TempDir tmp;

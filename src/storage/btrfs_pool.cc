@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -19,6 +20,7 @@
 #include "storage/btrfs_quota.h"
 #include "storage/directory_pool.h"
 #include "storage/extents.h"
+#include "storage/mounts.h"
 #include "storage/volume_name.h"
 
 namespace pgb {
@@ -62,10 +64,23 @@ Status BtrfsError(std::string_view context, enum btrfs_util_error error, int err
   return status;
 }
 
+// Without CAP_SYS_ADMIN, Btrfs deletes a subvolume only where the filesystem is mounted with
+// user_subvol_rm_allowed, and only one its caller may write to: never a read-only snapshot
+// (btrfs(5), MOUNT OPTIONS; fs/btrfs/ioctl.c, btrfs_ioctl_snap_destroy).
+std::string WithoutRootWhy(const std::string& mountpoint) {
+  return fmt::format(
+      "without root, Btrfs deletes subvolumes only where the filesystem is mounted with "
+      "user_subvol_rm_allowed; as root: 'mount -o remount,user_subvol_rm_allowed {}' (and the "
+      "option in /etc/fstab)",
+      mountpoint);
+}
+
 // Deletes the subvolume at `path`; a missing one is OK. Nested subvolumes (PostgreSQL's user
 // may create some inside its volume) make a plain delete fail with ENOTEMPTY; then they are
-// deleted first, which needs root. With `wait_for_space`, returns once the kernel has freed
-// the subvolume's space (WaitForBtrfsCleaner), so Usage() and statvfs(2) show it at once.
+// deleted first, which needs root. Without root a read-only snapshot is made writable first
+// (its owner may), and read-only again if the delete still fails. With `wait_for_space`,
+// returns once the kernel has freed the subvolume's space (WaitForBtrfsCleaner), so Usage()
+// and statvfs(2) show it at once.
 Status DeleteSubvolume(const std::string& path, bool wait_for_space = false) {
   if (!PathExists(path)) return Status::OK();
   uint64_t id = 0;
@@ -75,6 +90,22 @@ Status DeleteSubvolume(const std::string& path, bool wait_for_space = false) {
   if (error != BTRFS_UTIL_OK && err == ENOTEMPTY) {
     error = btrfs_util_delete_subvolume(path.c_str(), BTRFS_UTIL_DELETE_SUBVOLUME_RECURSIVE);
     err = errno;
+  }
+  bool read_only = false;
+  if (error != BTRFS_UTIL_OK && (err == EROFS || err == EPERM || err == EACCES) &&
+      ::geteuid() != 0 &&
+      btrfs_util_get_subvolume_read_only(path.c_str(), &read_only) == BTRFS_UTIL_OK && read_only &&
+      btrfs_util_set_subvolume_read_only(path.c_str(), false) == BTRFS_UTIL_OK) {
+    error = btrfs_util_delete_subvolume(path.c_str(), 0);
+    err = errno;
+    if (error != BTRFS_UTIL_OK) (void)btrfs_util_set_subvolume_read_only(path.c_str(), true);
+  }
+  if (error != BTRFS_UTIL_OK && err == EPERM && ::geteuid() != 0) {
+    Result<MountedFilesystem> fs = FilesystemOf(path);
+    if (fs.ok() && !HasMountOption(*fs, "user_subvol_rm_allowed")) {
+      return Status::FailedPrecondition(
+          fmt::format("delete subvolume {}: {}", path, WithoutRootWhy(fs->target)));
+    }
   }
   if (error == BTRFS_UTIL_OK) {
     if (id != 0) (void)WaitForBtrfsCleaner(Dirname(path), id, kCleanerWait);
@@ -283,6 +314,16 @@ Status CheckBtrfsDirectory(const std::string& dir) {
 
 Status InitBtrfsPoolDirectory(const std::string& root) {
   PGB_RETURN_IF_ERROR(CheckBtrfsDirectory(root));
+  if (::geteuid() != 0) {
+    // A pool whose branches could be made and never deleted is refused before it is made.
+    PGB_ASSIGN_OR_RETURN(MountedFilesystem fs, FilesystemOf(root));
+    if (!HasMountOption(fs, "user_subvol_rm_allowed")) {
+      return Status::FailedPrecondition(fmt::format(
+          "{} is on a Btrfs filesystem mounted without user_subvol_rm_allowed: {}; or choose "
+          "--reflink or --copy",
+          root, WithoutRootWhy(fs.target)));
+    }
+  }
   return MakePoolDirectories(root);
 }
 

@@ -10,6 +10,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <climits>
@@ -27,6 +28,7 @@
 #include "common/undo.h"
 #include "storage/btrfs_pool.h"
 #include "storage/btrfs_quota.h"
+#include "storage/mounts.h"
 #include "storage/tree_copy.h"
 #include "storage/tree_pool.h"
 
@@ -119,14 +121,15 @@ Status FinishMountContext(struct libmnt_context* cxt, int rc, const std::string&
 }
 
 // Mounts `image` (a filesystem of type `fs`: "btrfs" or "xfs") at `dir` through a loop device
-// with noatime.
-Status MountImage(const std::string& image, const std::string& dir, const std::string& fs) {
+// with `options` (comma-separated, as mount(8) -o takes them).
+Status MountImage(const std::string& image, const std::string& dir, const std::string& fs,
+                  const std::string& options = "loop,noatime") {
   struct libmnt_context* cxt = NewMountContext();
   if (cxt == nullptr) return Status::Internal("mnt_new_context failed");
   int rc = mnt_context_set_source(cxt, image.c_str());
   if (rc == 0) rc = mnt_context_set_target(cxt, dir.c_str());
   if (rc == 0) rc = mnt_context_set_fstype(cxt, fs.c_str());
-  if (rc == 0) rc = mnt_context_set_options(cxt, "loop,noatime");
+  if (rc == 0) rc = mnt_context_set_options(cxt, options.c_str());
   if (rc == 0) rc = mnt_context_mount(cxt);
   return FinishMountContext(cxt, rc, fmt::format("mount {} at {}", image, dir));
 }
@@ -325,6 +328,70 @@ Status CreateImagePool(const PoolConfig& raw_config, ProcessRunner& runner) {
   }
   undo.Commit();
   return Status::OK();
+}
+
+Result<uint64_t> DefaultImageSize(const std::string& image, uint64_t max) {
+  PGB_ASSIGN_OR_RETURN(uint64_t avail, FreeSpaceFor(image));
+  uint64_t size = std::min(max, avail / 10 * 8) / kGiB * kGiB;
+  if (size < kMinImagePoolSize) {
+    return Status::ResourceExhausted(
+        fmt::format("only {} free next to {}; an image pool needs at least 1.25 GiB free",
+                    FormatBytes(avail), image));
+  }
+  return size;
+}
+
+Result<bool> SetUpUserImage(const std::string& image, const std::string& dir, uint64_t size,
+                            const FileOwner& owner, ProcessRunner& runner) {
+  PoolConfig raw;
+  raw.kind = "image";
+  raw.image = image;
+  raw.root = dir;
+  raw.image_size = size;
+  PGB_ASSIGN_OR_RETURN(PoolConfig config, NormalizeConfig(raw));
+  UndoStack undo;
+  bool made = false;
+  if (!PathExists(config.image)) {
+    // Checked before anything is made, as CreateImagePool does.
+    if (size < kMinImagePoolSize) {
+      return Status::InvalidArgument(fmt::format(
+          "an image needs at least {}, not {}", FormatBytes(kMinImagePoolSize), FormatBytes(size)));
+    }
+    PGB_ASSIGN_OR_RETURN(uint64_t free, FreeSpaceFor(config.image));
+    if (size > free) {
+      return Status::ResourceExhausted(fmt::format(
+          "an image of {} does not fit in the {} free where {} would go; choose a smaller size",
+          FormatBytes(size), FormatBytes(free), config.image));
+    }
+    PGB_RETURN_IF_ERROR(CheckMountPoint(config.root));
+    PGB_RETURN_IF_ERROR(CreateMissingDirs(Dirname(config.image), undo));
+    PGB_RETURN_IF_ERROR(CreateSparseFile(config.image, size));
+    undo.Push("remove the image", [image = config.image] { return RemoveFile(image); });
+    Command mkfs;
+    mkfs.argv = MkfsArgv(config);
+    mkfs.timeout = kMkfsTimeout;
+    PGB_RETURN_IF_ERROR(RunChecked(runner, mkfs).status());
+    made = true;
+  }
+  PGB_ASSIGN_OR_RETURN(bool mounted, ImageMountedAtRoot(config));
+  if (!mounted) {
+    PGB_RETURN_IF_ERROR(CheckMountPoint(config.root));
+    PGB_RETURN_IF_ERROR(CreateMissingDirs(config.root, undo));
+    PGB_RETURN_IF_ERROR(
+        MountImage(config.image, config.root, "btrfs", "loop,noatime,user_subvol_rm_allowed"));
+    undo.Push("unmount the image", [root = config.root] { return Unmount(root); });
+  } else {
+    PGB_ASSIGN_OR_RETURN(MountedFilesystem fs, FilesystemOf(config.root));
+    if (!HasMountOption(fs, "user_subvol_rm_allowed")) {
+      return Status::FailedPrecondition(
+          fmt::format("{} is mounted at {} without user_subvol_rm_allowed; unmount it first",
+                      config.image, config.root));
+    }
+  }
+  // The filesystem's root is the user's, and theirs alone.
+  PGB_RETURN_IF_ERROR(SetMode(config.root, 0700, owner));
+  undo.Commit();
+  return made;
 }
 
 Result<std::unique_ptr<Pool>> OpenImagePool(const PoolConfig& raw_config, ProcessRunner& runner) {

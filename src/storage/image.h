@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/bytes.h"
+#include "common/fs.h"
 #include "common/status.h"
 #include "common/subprocess.h"
 #include "storage/pool.h"
@@ -41,6 +42,22 @@ inline constexpr uint64_t kMinImagePoolSize = kGiB;
 Status CreateImagePool(const PoolConfig& config, ProcessRunner& runner);
 Result<std::unique_ptr<Pool>> OpenImagePool(const PoolConfig& config, ProcessRunner& runner);
 Status CloseImagePool(const PoolConfig& config);
+
+// The size of an image made at `image` when none is asked for: at most `max`, and at most 80%
+// of what is free next to it (sparse, but a sparse image larger than the free space fails with
+// I/O errors when the host fills up), in whole GiB. ResourceExhausted below kMinImagePoolSize.
+Result<uint64_t> DefaultImageSize(const std::string& image, uint64_t max);
+
+// `pgbranch setup --user`: a Btrfs filesystem a user without root can keep a pool in. Makes
+// the image file `image` of `size` bytes if it is missing (sparse, mode 0600, mkfs.btrfs; the
+// same checks as CreateImagePool first), loop-mounts it at `dir` with user_subvol_rm_allowed
+// (without it Btrfs lets no unprivileged user delete a subvolume; btrfs(5), MOUNT OPTIONS)
+// unless it is mounted there already, and gives the filesystem's root directory to `owner`,
+// mode 0700. Idempotent: after a reboot it mounts the image again. Returns whether it made the
+// image. On failure, what it made is removed. FailedPrecondition if something else is mounted
+// at `dir`, `dir` is not empty, or the image is mounted there without the option. Root only.
+Result<bool> SetUpUserImage(const std::string& image, const std::string& dir, uint64_t size,
+                            const FileOwner& owner, ProcessRunner& runner);
 
 // Undoes a CreateImagePool whose pool was never used: unmounts config.root if the image is
 // mounted there, removes the image file and the mount point if it is empty. For a caller whose

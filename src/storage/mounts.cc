@@ -22,9 +22,19 @@ Result<MountedFilesystem> FilesystemOf(const std::string& path) {
   }
   auto str = [](const char* s) { return std::string(s ? s : ""); };
   MountedFilesystem out{str(mnt_fs_get_target(fs)), str(mnt_fs_get_fstype(fs)),
-                        str(mnt_fs_get_source(fs))};
+                        str(mnt_fs_get_source(fs)), ""};
+  if (char* options = mnt_fs_strdup_options(fs)) {
+    out.options = options;
+    ::free(options);
+  }
   mnt_unref_table(table);
   return out;
+}
+
+bool HasMountOption(const MountedFilesystem& fs, const std::string& option) {
+  char* value = nullptr;
+  size_t size = 0;
+  return mnt_optstr_get_option(fs.options.c_str(), option.c_str(), &value, &size) == 0;
 }
 
 }  // namespace pgb

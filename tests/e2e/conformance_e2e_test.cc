@@ -743,6 +743,10 @@ TEST_P(ConformanceTest, DoctorReconcilesACrash) {
 
   home().Ok({"branch", "stop", "p-doc/dev"});
   int fd = socket(AF_INET, SOCK_STREAM, 0);
+  // The stopped server's closed connections may leave TIME-WAIT sockets on its port, which
+  // only a plain bind minds (doctor's probe sets SO_REUSEADDR too).
+  int on = 1;
+  ASSERT_EQ(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)), 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(dev["port"].get<int>());

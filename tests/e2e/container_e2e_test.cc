@@ -3,6 +3,7 @@
 // (scripts/test.sh builds them and starts dockerd). Every case runs on a Btrfs image pool.
 
 #include <gtest/gtest.h>
+#include <libpq-fe.h>
 
 #include <fstream>
 #include <regex>
@@ -68,8 +69,8 @@ class ContainerTest : public ::testing::TestWithParam<Engine> {
   std::unique_ptr<Home> home_;
 };
 
-// The whole life of a project in containers: create, branch, isolation, stop/start, reset, a
-// container killed from outside, logs, delete; nothing secret in the container's description.
+// The whole life of a project in containers: create, branch, isolation, TLS, stop/start, reset,
+// a container killed from outside, logs, delete; nothing secret in the container's description.
 TEST_P(ContainerTest, BranchLifecycle) {
   const int major = GetParam().major;
   CreateProject("app");
@@ -87,6 +88,15 @@ TEST_P(ContainerTest, BranchLifecycle) {
   Sql(dev_uri, "INSERT INTO t VALUES ('dev')");
   EXPECT_EQ(One(main_uri, "SELECT string_agg(v, ',' ORDER BY v) FROM t"), "main");
   EXPECT_EQ(One(dev_uri, "SELECT string_agg(v, ',' ORDER BY v) FROM t"), "dev,main");
+  // TLS in the container too: verified against pgbranch's CA by host name.
+  std::string verified = home().Ok({"branch", "url", "app/dev", "--verify"}).out;
+  verified.pop_back();
+  // libpq as a client uses the URI (the harness's Column drops its query).
+  PGconn* conn = PQconnectdb(verified.c_str());
+  ASSERT_NE(conn, nullptr);
+  EXPECT_EQ(PQstatus(conn), CONNECTION_OK) << PQerrorMessage(conn);
+  EXPECT_EQ(PQsslInUse(conn), 1);
+  PQfinish(conn);
 
   // Nothing secret in what the engine shows about the container.
   std::string password = dev_uri.substr(dev_uri.find(':', 13) + 1);

@@ -369,6 +369,8 @@ TEST_F(SafetyTest, RebootWithReusedPids) {
   Home home("btrfs", "3G");
   NewProject(home, "b");
   nlohmann::json main = home.Branch("b/main");
+  // The socket directory: the project's own (sockets/<id>) where it has its own OS account.
+  const std::string socket_dir = Column(main["uri"], "SHOW unix_socket_directories").at(0);
   int pid = main["pid"];
   ASSERT_GT(pid, 0);
   ASSERT_EQ(kill(pid, SIGKILL), 0);
@@ -387,7 +389,7 @@ TEST_F(SafetyTest, RebootWithReusedPids) {
   ASSERT_TRUE(text.ok()) << "a killed postmaster leaves its postmaster.pid";
   std::string rest = text->substr(text->find('\n'));
   { std::ofstream(pid_file) << stranger << rest; }
-  std::string lock = fmt::format("{}/run/.s.PGSQL.{}.lock", home.path(), main["port"].get<int>());
+  std::string lock = fmt::format("{}/.s.PGSQL.{}.lock", socket_dir, main["port"].get<int>());
   Result<std::string> lock_text = ReadFile(lock);
   ASSERT_TRUE(lock_text.ok()) << lock;
   { std::ofstream(lock) << stranger << lock_text->substr(lock_text->find('\n')); }

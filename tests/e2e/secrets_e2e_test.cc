@@ -132,5 +132,42 @@ TEST_F(SecretsE2eTest, CallersLibpqEnvironmentIsIgnored) {
   EXPECT_EQ(Column(r.Json()["uri"], "SELECT 1"), std::vector<std::string>{"1"});
 }
 
+// branch url --service writes [s-main] (no password in it: passfile= names the branch's own
+// file) to $PGSERVICEFILE beside the user's own sections, and psql service=s-main connects
+// through it, verified by the CA; a section of that name pgbranch did not write is refused and
+// the file left as it was.
+TEST_F(SecretsE2eTest, ServiceFileEntryConnects) {
+  std::string file = home_->path() + "/services.conf";
+  const std::string mine = "# mine\n[prod]\nhost=db.example.com\n";
+  ASSERT_TRUE(WriteFileAtomic(file, mine, 0640).ok());
+  auto service = [&] {
+    return home_->Run({"branch", "url", "s/main", "--service"}, {{"PGSERVICEFILE", file}});
+  };
+  CliResult r = service();
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "service=s-main\n");
+  std::string text = ReadFile(file).value();
+  EXPECT_EQ(text.rfind(mine + "\n[s-main]\n", 0), 0u) << text;
+  EXPECT_EQ(text.find(password_), std::string::npos) << text;
+  EXPECT_NE(text.find("sslmode=verify-full\n"), std::string::npos) << text;
+  struct stat st {};
+  ASSERT_EQ(stat(file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0640u);
+  CommandResult psql = MustRun({"env", "PGSERVICEFILE=" + file, "psql", "service=s-main", "-Atc",
+                                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"});
+  EXPECT_EQ(psql.out, "t\n");
+  EXPECT_EQ(service().exit_code, 0);
+  EXPECT_EQ(ReadFile(file).value(), text) << "run again, the entry changed";
+
+  const std::string theirs = "[s-main]\nhost=elsewhere\n";
+  ASSERT_TRUE(WriteFileAtomic(file, theirs, 0600).ok());
+  r = service();
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.err.find(file + " has a section [s-main] that pgbranch did not write"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(ReadFile(file).value(), theirs);
+}
+
 }  // namespace
 }  // namespace pgb::e2e

@@ -2,6 +2,7 @@
 // (`pgbranch ca`), which clients verify with sslmode=verify-full (PostgreSQL docs 34.19 "SSL
 // Support"); the real pgbranch binary, real PostgreSQL, psql and libpq.
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 #include <openssl/pem.h>
@@ -170,6 +171,76 @@ TEST(TlsE2eTest, BranchesServeTlsVerifiedByTheLocalCa) {
   }
   PQclear(res);
   PQfinish(conn);
+}
+
+// A team's own CA: `ca import` refuses a certificate that is not a CA's and a key of another
+// certificate, changing nothing; then takes the team's pair, keeps the CA before it aside, and
+// after a restart the branch is verified against the team's own CA file.
+TEST(TlsE2eTest, ImportedCaIssuesBranchCertificates) {
+  Home home("copy", "2G");
+  ASSERT_TRUE(home.ready());
+  nlohmann::json main = home.Ok({"project", "create", "p-ca", "--json"}).Json();
+  const std::string dir = home.path() + "/team";
+  ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+  ASSERT_TRUE(WriteFileAtomic(dir + "/openssl.cnf",
+                              "[req]\ndistinguished_name = dn\n[dn]\n"
+                              "[ca_ext]\nbasicConstraints = critical,CA:TRUE\n"
+                              "keyUsage = critical,keyCertSign,cRLSign\n"
+                              "subjectKeyIdentifier = hash\n"
+                              "[leaf_ext]\nbasicConstraints = critical,CA:FALSE\n",
+                              0600)
+                  .ok());
+  for (const auto& [name, ext] : {std::pair{"ca", "ca_ext"}, std::pair{"leaf", "leaf_ext"}}) {
+    MustRun({"openssl",
+             "req",
+             "-x509",
+             "-config",
+             dir + "/openssl.cnf",
+             "-extensions",
+             ext,
+             "-newkey",
+             "ec",
+             "-pkeyopt",
+             "ec_paramgen_curve:P-256",
+             "-nodes",
+             "-keyout",
+             dir + "/" + name + ".key",
+             "-out",
+             dir + "/" + name + ".crt",
+             "-days",
+             "30",
+             "-subj",
+             std::string("/CN=team ") + name});
+  }
+  const std::string before = home.Ok({"ca", "--pem"}).out;
+  CliResult not_ca =
+      home.Run({"ca", "import", "--cert", dir + "/leaf.crt", "--key", dir + "/leaf.key"});
+  EXPECT_EQ(not_ca.exit_code, 1);
+  EXPECT_NE(not_ca.err.find("is not a CA's"), std::string::npos) << not_ca.err;
+  CliResult wrong_key =
+      home.Run({"ca", "import", "--cert", dir + "/ca.crt", "--key", dir + "/leaf.key"});
+  EXPECT_EQ(wrong_key.exit_code, 1);
+  EXPECT_NE(wrong_key.err.find("the key does not belong to the CA certificate"), std::string::npos)
+      << wrong_key.err;
+  EXPECT_EQ(home.Ok({"ca", "--pem"}).out, before);
+
+  nlohmann::json imported =
+      home.Ok({"ca", "import", "--cert", dir + "/ca.crt", "--key", dir + "/ca.key", "--json"})
+          .Json();
+  EXPECT_EQ(imported["path"], home.path() + "/tls/ca.crt");
+  EXPECT_EQ(imported["pem"], ReadFile(dir + "/ca.crt").value());
+  EXPECT_EQ(ReadFile(imported["replaced"].get<std::string>() + "/ca.crt").value(), before);
+  EXPECT_EQ(ModeOf(home.path() + "/tls/ca.key"), 0600u);
+
+  home.Ok({"branch", "restart", "p-ca/main"});
+  const std::string conninfo = fmt::format(
+      "host=localhost port={} user=postgres dbname=postgres sslmode=verify-full "
+      "sslrootcert={}/ca.crt",
+      main["port"].get<int>(), dir);
+  CommandResult ok = Psql(conninfo, PasswordOf(main["uri"]),
+                          "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()");
+  EXPECT_EQ(ok.out, "t\n") << ok.err;
+  home.Ok({"project", "delete", "p-ca", "--force"});
 }
 
 }  // namespace
