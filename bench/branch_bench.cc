@@ -143,9 +143,11 @@ class BenchHome {
   nlohmann::json Json(const std::vector<std::string>& args) {
     return nlohmann::json::parse(Pgbranch(args).out);
   }
-  CommandResult Must(const std::vector<std::string>& argv) {
+  CommandResult Must(const std::vector<std::string>& argv,
+                     std::vector<std::pair<std::string, std::string>> env = {}) {
     Command c;
     c.argv = argv;
+    c.env = std::move(env);
     auto r = RunChecked(runner_, c);
     if (!r.ok()) Die(argv[0], r.status());
     return *r;
@@ -157,16 +159,11 @@ class BenchHome {
   CommandResult MustOn(const std::string& uri, const std::vector<std::string>& argv) {
     auto params = ConnParamsFromUri(uri);
     if (!params.ok()) Die("uri", params.status());
-    Command c;
-    c.argv = argv;
-    c.env = {{"PGHOST", params->host},
-             {"PGPORT", std::to_string(params->port)},
-             {"PGUSER", params->user},
-             {"PGDATABASE", params->dbname},
-             {"PGPASSWORD", params->password}};
-    auto r = RunChecked(runner_, c);
-    if (!r.ok()) Die(argv[0], r.status());
-    return *r;
+    return Must(argv, {{"PGHOST", params->host},
+                       {"PGPORT", std::to_string(params->port)},
+                       {"PGUSER", params->user},
+                       {"PGDATABASE", params->dbname},
+                       {"PGPASSWORD", params->password}});
   }
 
   const std::string& backend() const { return backend_; }

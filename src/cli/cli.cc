@@ -1047,13 +1047,7 @@ class Cli {
     entry.name = ServiceName(ref.project, ref.branch);
     entry.owner = fmt::format("written by pgbranch for {} of {}", c.ref,
                               home_.empty() ? DefaultHome() : home_);
-    entry.keywords = {{"host", c.host},
-                      {"port", std::to_string(c.port)},
-                      {"user", c.user},
-                      {"dbname", c.database},
-                      {"passfile", c.passfile},
-                      {"sslmode", "verify-full"},
-                      {"sslrootcert", c.root_cert}};
+    entry.keywords = ConnectionKeywords(c);
     Result<std::string> text = ReadFile(path);
     if (!text.ok() && !text.status().Is(StatusCode::kNotFound)) return text.status();
     Result<std::string> updated = PutServiceEntry(text.ok() ? *text : "", entry);
@@ -1078,15 +1072,39 @@ class Cli {
     return Status::OK();
   }
 
-  // The libpq environment (docs 34.15 "Environment Variables") that reaches branch `c`.
+  // One libpq connection parameter that reaches a branch: its key word (docs 34.1.2 "Parameter
+  // Key Words"), the environment variable that sets it (34.15 "Environment Variables"), its
+  // value.
+  struct ConnectionParam {
+    const char* keyword;
+    const char* variable;
+    std::string value;
+  };
+
+  // What reaches branch `c`, verified by the CA; the password stays in its passfile.
+  static std::vector<ConnectionParam> ConnectionParams(const BranchConnection& c) {
+    return {{"host", "PGHOST", c.host},
+            {"port", "PGPORT", std::to_string(c.port)},
+            {"user", "PGUSER", c.user},
+            {"dbname", "PGDATABASE", c.database},
+            {"passfile", "PGPASSFILE", c.passfile},
+            {"sslmode", "PGSSLMODE", "verify-full"},
+            {"sslrootcert", "PGSSLROOTCERT", c.root_cert}};
+  }
+
+  // ConnectionParams as libpq key words (a service file's lines).
+  static std::vector<std::pair<std::string, std::string>> ConnectionKeywords(
+      const BranchConnection& c) {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (auto& p : ConnectionParams(c)) out.emplace_back(p.keyword, std::move(p.value));
+    return out;
+  }
+
+  // ConnectionParams as the libpq environment.
   static std::vector<std::pair<std::string, std::string>> ConnectionEnv(const BranchConnection& c) {
-    return {{"PGHOST", c.host},
-            {"PGPORT", std::to_string(c.port)},
-            {"PGUSER", c.user},
-            {"PGDATABASE", c.database},
-            {"PGPASSFILE", c.passfile},
-            {"PGSSLMODE", "verify-full"},
-            {"PGSSLROOTCERT", c.root_cert}};
+    std::vector<std::pair<std::string, std::string>> out;
+    for (auto& p : ConnectionParams(c)) out.emplace_back(p.variable, std::move(p.value));
+    return out;
   }
 
   // `pgbranch psql P/B [-- psql arguments]`: psql connected to the branch, its password read

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -169,25 +170,31 @@ void Engine::CheckProjectOsUsers(Pool& pool, bool fix, std::vector<DoctorFinding
                               p.name, p.server_uid, p.server_uid, ProjectOsUserName(p.id)));
     }
   }
-  // Who owns what the pool holds: an account that owns data is kept for its adoption.
-  std::map<uid_t, std::string> owners;
-  auto note_owner = [&](const std::string& path, const std::string& what) {
-    struct stat st {};
-    if (::stat(path.c_str(), &st) == 0) owners.emplace(st.st_uid, what);
+  // Who owns what the pool holds: an account that owns data is kept for its adoption. Read
+  // once, and only when some account belongs to no project.
+  std::optional<std::map<uid_t, std::string>> owners;
+  auto owners_of_data = [&]() -> const std::map<uid_t, std::string>& {
+    if (owners) return *owners;
+    owners.emplace();
+    auto note = [&](const std::string& path, const std::string& what) {
+      struct stat st {};
+      if (::stat(path.c_str(), &st) == 0) owners->emplace(st.st_uid, what);
+    };
+    if (auto volumes = pool.ListVolumes(); volumes.ok()) {
+      for (const auto& v : *volumes) note(pool.VolumePath(v), "volume " + v);
+    }
+    if (auto snapshots = pool.ListSnapshots(); snapshots.ok()) {
+      for (const auto& s : *snapshots) note(pool.SnapshotPath("", s), "snapshot " + s);
+    }
+    if (auto held = pool.ListQuarantined(); held.ok()) {
+      for (const auto& q : *held) note(q.path, "quarantined " + q.name);
+    }
+    return *owners;
   };
-  if (auto volumes = pool.ListVolumes(); volumes.ok()) {
-    for (const auto& v : *volumes) note_owner(pool.VolumePath(v), "volume " + v);
-  }
-  if (auto snapshots = pool.ListSnapshots(); snapshots.ok()) {
-    for (const auto& s : *snapshots) note_owner(pool.SnapshotPath("", s), "snapshot " + s);
-  }
-  if (auto held = pool.ListQuarantined(); held.ok()) {
-    for (const auto& q : *held) note_owner(q.path, "quarantined " + q.name);
-  }
   for (const auto& name : accounts) {
     Result<OsUser> user = LookupOsUser(name);
     if (!user.ok() || uids_in_use.count(user->uid) || names_in_use.count(name)) continue;
-    if (auto owned = owners.find(user->uid); owned != owners.end()) {
+    if (auto owned = owners_of_data().find(user->uid); owned != owners_of_data().end()) {
       add("fail", fmt::format("OS user {} belongs to no project but owns {} in the pool; "
                               "'pgbranch doctor --adopt' brings its project back",
                               name, owned->second));

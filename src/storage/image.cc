@@ -254,6 +254,28 @@ std::vector<std::string> MkfsArgv(const PoolConfig& config) {
   return {"mkfs.btrfs", "-q", "-L", "pgbranch", config.image};
 }
 
+// Checks that an image of config.image_size fits where config.image goes and that config.root
+// can be mounted on, then makes the image file (sparse, mode 0600, and the directories on the
+// way) and formats it. What it made is on `undo`.
+Status MakeImageFile(const PoolConfig& config, ProcessRunner& runner, UndoStack& undo) {
+  PGB_ASSIGN_OR_RETURN(uint64_t free, FreeSpaceFor(config.image));
+  if (config.image_size > free) {
+    return Status::ResourceExhausted(fmt::format(
+        "an image of {} does not fit in the {} free where {} would go (a sparse image larger "
+        "than the free space fails with I/O errors once the disk fills up); choose a smaller "
+        "size",
+        FormatBytes(config.image_size), FormatBytes(free), config.image));
+  }
+  PGB_RETURN_IF_ERROR(CheckMountPoint(config.root));
+  PGB_RETURN_IF_ERROR(CreateMissingDirs(Dirname(config.image), undo));
+  PGB_RETURN_IF_ERROR(CreateSparseFile(config.image, config.image_size));
+  undo.Push("remove the image", [image = config.image] { return RemoveFile(image); });
+  Command mkfs;
+  mkfs.argv = MkfsArgv(config);
+  mkfs.timeout = kMkfsTimeout;
+  return RunChecked(runner, mkfs).status();
+}
+
 }  // namespace
 
 Result<bool> IsMounted(const std::string& dir) {
@@ -293,26 +315,8 @@ Status CreateImagePool(const PoolConfig& raw_config, ProcessRunner& runner) {
     return Status::AlreadyExists(fmt::format(
         "image file {} exists already; open it as a pool, or remove it first", config.image));
   }
-  PGB_ASSIGN_OR_RETURN(uint64_t free, FreeSpaceFor(config.image));
-  if (config.image_size > free) {
-    return Status::ResourceExhausted(fmt::format(
-        "an image of {} does not fit in the {} free where {} would go (a sparse image larger "
-        "than the free space fails with I/O errors once the disk fills up); choose a smaller "
-        "size",
-        FormatBytes(config.image_size), FormatBytes(free), config.image));
-  }
-  PGB_RETURN_IF_ERROR(CheckMountPoint(config.root));
-
   UndoStack undo;
-  PGB_RETURN_IF_ERROR(CreateMissingDirs(Dirname(config.image), undo));
-  PGB_RETURN_IF_ERROR(CreateSparseFile(config.image, config.image_size));
-  undo.Push("remove the image", [image = config.image] { return RemoveFile(image); });
-
-  Command mkfs;
-  mkfs.argv = MkfsArgv(config);
-  mkfs.timeout = kMkfsTimeout;
-  PGB_RETURN_IF_ERROR(RunChecked(runner, mkfs).status());
-
+  PGB_RETURN_IF_ERROR(MakeImageFile(config, runner, undo));
   PGB_RETURN_IF_ERROR(CreateMissingDirs(config.root, undo));
   PGB_RETURN_IF_ERROR(MountImage(config.image, config.root, config.fs));
   undo.Push("unmount the image", [root = config.root] { return Unmount(root); });
@@ -357,20 +361,7 @@ Result<bool> SetUpUserImage(const std::string& image, const std::string& dir, ui
       return Status::InvalidArgument(fmt::format(
           "an image needs at least {}, not {}", FormatBytes(kMinImagePoolSize), FormatBytes(size)));
     }
-    PGB_ASSIGN_OR_RETURN(uint64_t free, FreeSpaceFor(config.image));
-    if (size > free) {
-      return Status::ResourceExhausted(fmt::format(
-          "an image of {} does not fit in the {} free where {} would go; choose a smaller size",
-          FormatBytes(size), FormatBytes(free), config.image));
-    }
-    PGB_RETURN_IF_ERROR(CheckMountPoint(config.root));
-    PGB_RETURN_IF_ERROR(CreateMissingDirs(Dirname(config.image), undo));
-    PGB_RETURN_IF_ERROR(CreateSparseFile(config.image, size));
-    undo.Push("remove the image", [image = config.image] { return RemoveFile(image); });
-    Command mkfs;
-    mkfs.argv = MkfsArgv(config);
-    mkfs.timeout = kMkfsTimeout;
-    PGB_RETURN_IF_ERROR(RunChecked(runner, mkfs).status());
+    PGB_RETURN_IF_ERROR(MakeImageFile(config, runner, undo));
     made = true;
   }
   PGB_ASSIGN_OR_RETURN(bool mounted, ImageMountedAtRoot(config));
