@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <mutex>
 
 namespace pgb {
 namespace {
@@ -56,6 +57,9 @@ Result<OsUser> LookupOsUserById(uid_t uid) {
 }
 
 std::vector<std::string> ListOsUserNames() {
+  // getpwent(3) walks one process-wide cursor (MT-Unsafe race:pwent): one walk at a time.
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
   std::vector<std::string> names;
   setpwent();
   while (passwd* pw = getpwent()) names.emplace_back(pw->pw_name);

@@ -30,7 +30,8 @@ Result<OsUser> LookupOsUser(const std::string& name);
 Result<OsUser> LookupOsUserById(uid_t uid);
 
 // The names of every account in the password database (getpwent(3): /etc/passwd and whatever
-// nsswitch.conf adds), in its order. Not thread-safe against another getpwent user.
+// nsswitch.conf adds), in its order. Thread-safe: calls are serialized (getpwent's cursor is
+// process-wide); no other code in pgbranch may call getpwent.
 std::vector<std::string> ListOsUserNames();
 
 // The account of the calling process (by effective uid).
