@@ -15,6 +15,8 @@ fi
 cleanup() {
   local rc=$?
   set +e
+  [[ -n ${reserved_before+set} ]] &&
+    echo "$reserved_before" > /proc/sys/net/ipv4/ip_local_reserved_ports 2>/dev/null
   for pidfile in /tmp/pgb-*/pool*/volumes/*/postmaster.pid /tmp/pgb-*/zfs/*/postmaster.pid \
                  /tmp/pgb-*/ext4/pool/volumes/*/postmaster.pid; do
     # A container's postmaster.pid names its pid inside the container (1): only a host
@@ -44,6 +46,17 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
+
+# The end-to-end groups' servers take ports 56000-62999 (CMakeLists.txt PGB_E2E_GROUPS), inside
+# Linux's ephemeral range: a client socket of another group may take a port a branch was just
+# given ("could not bind ... Address already in use"). Keep the kernel from handing those out as
+# ephemeral ports for the run (ip-sysctl.txt, ip_local_reserved_ports); restored afterwards.
+if reserved_before=$(cat /proc/sys/net/ipv4/ip_local_reserved_ports 2>/dev/null); then
+  echo "${reserved_before:+$reserved_before,}56000-62999" \
+    > /proc/sys/net/ipv4/ip_local_reserved_ports 2>/dev/null || unset reserved_before
+else
+  unset reserved_before
+fi
 
 # The ZFS tests need the zfs-fuse daemon and the docker runtime's tests dockerd; both are
 # started here and stopped afterwards (only if this run started them). Podman needs no daemon.
