@@ -24,8 +24,11 @@ packages=(
   btrfs-progs util-linux xfsprogs zfs-fuse
   # container runtimes (docker, podman) and what builds their images without a registry
   docker.io podman debootstrap
-  # tests: openssl makes a team's own CA for the `ca import` test
-  openssl
+  # the daemon (`pgbranch serve`): Asio's event loop, sd_notify for systemd's Type=notify
+  libasio-dev libsystemd-dev
+  # tests: openssl makes a team's own CA for the `ca import` test; the proxy tests' real
+  # clients (psycopg2 for Debian's python3, pgjdbc with a JDK to compile its client)
+  openssl python3 python3-psycopg2 libpostgresql-jdbc-java default-jdk-headless
 )
 
 missing=()
@@ -36,6 +39,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "Installing: ${missing[*]}"
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# node-postgres for the proxy tests comes from the npm registry (tests/clients/node, pinned by
+# its lockfile). Node.js and npm are Debian's unless the machine already has them.
+if ! command -v npm >/dev/null 2>&1; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
 
 # Debian's postgresql package creates and starts a default cluster on 5432; pgbranch does not

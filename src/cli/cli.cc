@@ -9,6 +9,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <functional>
 #include <limits>
@@ -28,6 +29,7 @@
 #include "common/time.h"
 #include "engine/engine.h"
 #include "pg/client.h"
+#include "server/serve.h"
 #include "storage/image.h"
 
 #ifndef PGBRANCH_VERSION
@@ -178,6 +180,91 @@ class Cli {
     DefineImage();
     DefineCa();
     DefineSetup();
+    DefineUse();
+    DefineServe();
+  }
+
+  void DefineUse() {
+    auto* use = app_.add_subcommand(
+        "use", "Make PROJECT/BRANCH the active branch: where the project's route through "
+               "'pgbranch serve' (PROJECT/@, 'pgbranch project url') leads from the next "
+               "connection on");
+    use->add_option("branch", ref_text_, "PROJECT/BRANCH")->required();
+    use->add_flag("--terminate", terminate_,
+                  "Also end the client sessions of the branch that was active before");
+    use->callback([this] {
+      action_ = [this] {
+        return With("use", ref_text_, [&](Engine& e) -> Status {
+          PGB_ASSIGN_OR_RETURN(BranchRef ref, ParseBranchRef(ref_text_));
+          PGB_ASSIGN_OR_RETURN(std::string before, e.UseBranch(ref, terminate_));
+          out_->Note(before == ref.branch
+                         ? fmt::format("{}/@ already leads to {}", ref.project, ref.ToString())
+                         : fmt::format("{}/@ now leads to {} (was {}/{})", ref.project,
+                                       ref.ToString(), ref.project, before));
+          return Status::OK();
+        });
+      };
+    });
+  }
+
+  void DefineServe() {
+    auto* serve = app_.add_subcommand(
+        "serve",
+        "Run the daemon in the foreground: one PostgreSQL port for every branch (routes: "
+        "database PROJECT/BRANCH[/DATABASE], PROJECT/@ for the active branch; options "
+        "'-c pgbranch.branch=PROJECT/BRANCH'; TLS server name BRANCH.PROJECT.<domain>), "
+        "waking suspended branches on connect and suspending idle ones");
+    serve->add_option("--proxy-listen", proxy_listen_,
+                      "ADDRESS:PORT for the proxy (default 127.0.0.1:5432, or the next free "
+                      "port when 5432 is taken)");
+    auto* cert = serve->add_option("--tls-cert", tls_cert_,
+                                   "The proxy's TLS certificate chain, PEM (default: one "
+                                   "issued by pgbranch's CA)");
+    auto* key = serve->add_option("--tls-key", tls_key_, "Its private key, PEM");
+    cert->needs(key);
+    key->needs(cert);
+    serve->add_option("--sni-domain", sni_domain_,
+                      "Domain of TLS server-name routes BRANCH.PROJECT.DOMAIN (default "
+                      "localhost)");
+    serve->add_option("--max-connections", max_connections_,
+                      "Client connections at once (default 1000)")
+        ->transform(DecimalIn(1, 100000));
+    serve->add_option("--grace", grace_seconds_,
+                      "On SIGTERM, seconds open sessions may go on (default 30)")
+        ->transform(DecimalIn(0, 86400));
+    serve->callback([this] {
+      action_ = [this] {
+        return With("serve", "", [&](Engine& e) -> Status {
+          server::ServeOptions o;
+          size_t colon = proxy_listen_.rfind(':');
+          std::string host = colon == std::string::npos ? "127.0.0.1"
+                                                        : proxy_listen_.substr(0, colon);
+          std::string port = colon == std::string::npos ? proxy_listen_
+                                                        : proxy_listen_.substr(colon + 1);
+          if (host.size() > 1 && host.front() == '[' && host.back() == ']') {
+            host = host.substr(1, host.size() - 2);
+          }
+          int value = 0;
+          auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+          if (ec != std::errc() || end != port.data() + port.size() || value < 0 ||
+              value > 65535 || host.empty()) {
+            return Status::InvalidArgument(fmt::format(
+                "--proxy-listen {}: expected ADDRESS:PORT, e.g. 127.0.0.1:5432",
+                QuoteForDisplay(proxy_listen_)));
+          }
+          o.listen_host = host;
+          o.listen_port = value;
+          o.port_given = proxy_listen_ != "127.0.0.1:5432";
+          o.tls_cert = tls_cert_;
+          o.tls_key = tls_key_;
+          o.sni_domain = sni_domain_;
+          o.max_connections = max_connections_;
+          o.grace = std::chrono::seconds(grace_seconds_);
+          if (!verbose_) spdlog::set_level(spdlog::level::info);
+          return server::Serve(e, o, [this](const std::string& line) { out_->Note(line); });
+        });
+      };
+    });
   }
 
   // "snapshot <verb> ..." whose body gets the numeric id.
@@ -719,6 +806,11 @@ class Cli {
     create->add_option("--port", port_, "Port of the main branch")
         ->transform(DecimalIn(1024, 65535));
     create->add_option("--listen", listen_, "Address the servers listen on (default 127.0.0.1)");
+    create
+        ->add_option("--suspend-after", suspend_after_,
+                     "Suspend a branch idle this long (no sessions) while 'pgbranch serve' runs, "
+                     "unless the branch sets its own: 30s, 10m, 2h, 1d (default: never)")
+        ->transform(IdleDuration());
     AddJson(create);
     create->callback([this] {
       action_ = [this] {
@@ -732,6 +824,9 @@ class Cli {
           o.port = port_;
           if (!listen_.empty()) o.listen_address = listen_;
           PGB_ASSIGN_OR_RETURN(BranchInfo main, e.CreateProject(name_, o));
+          if (suspend_after_) {
+            PGB_RETURN_IF_ERROR(e.SetSuspendAfter(BranchRef{name_, ""}, suspend_after_));
+          }
           out_->Done(
               fmt::format("Project {} created with branch {}/{}", name_, main.project, main.name),
               Clock::now() - start);
@@ -786,6 +881,20 @@ class Cli {
                        {"created", p.created_at},
                        {"branches", std::to_string(p.branch_count)}});
           return Status::OK();
+        });
+      };
+    });
+
+    auto* url = project->add_subcommand(
+        "url", "Print the project's connection URI through 'pgbranch serve': it reaches the "
+               "active branch (see 'pgbranch use')");
+    url->add_option("name", name_, "Project name")->required();
+    url->add_flag("--verify", verify_,
+                  "Require TLS and verify the proxy against pgbranch's CA");
+    url->callback([this] {
+      action_ = [this] {
+        return With("project url", name_, [&](Engine& e) -> Status {
+          return PrintProxyUrl(e, BranchRef{name_, ""});
         });
       };
     });
@@ -852,6 +961,10 @@ class Cli {
                                 if (!pitr_.empty()) o.pitr = pitr_;
                                 o.max_size_bytes = max_size_;
                                 PGB_ASSIGN_OR_RETURN(BranchInfo b, e.CreateBranch(ref, o));
+                                if (suspend_after_) {
+                                  PGB_RETURN_IF_ERROR(e.SetSuspendAfter(ref, suspend_after_));
+                                  b.suspend_after_s = suspend_after_;
+                                }
                                 out_->Done(fmt::format("Branch {} ready", ref.ToString()),
                                            Clock::now() - start);
                                 PrintCreated(b);
@@ -876,6 +989,12 @@ class Cli {
                      "has free, less the headroom kept for main)")
         ->transform(SizeAtLeast(64ull << 20, "a branch"))
         ->excludes(pitr);
+    create
+        ->add_option("--suspend-after", suspend_after_,
+                     "Suspend it when idle this long (no sessions) while 'pgbranch serve' runs; "
+                     "a connection through the proxy wakes it: 30s, 10m, 2h, 1d or never "
+                     "(default: the project's)")
+        ->transform(IdleDuration());
     AddJson(create);
 
     auto* list = branch->add_subcommand("list", "List branches")->alias("ls");
@@ -958,6 +1077,10 @@ class Cli {
         {"start", "Start a stopped branch", &Engine::StartBranch, "started"},
         {"stop", "Stop a branch (its data stays)", &Engine::StopBranch, "stopped"},
         {"restart", "Stop and start a branch", &Engine::RestartBranch, "restarted"},
+        {"suspend",
+         "Stop a branch until a client connects to it through 'pgbranch serve' (data stays)",
+         &Engine::SuspendBranch, "suspended"},
+        {"resume", "Start a suspended branch now", &Engine::StartBranch, "resumed"},
     };
     for (const auto& [verb, help, method, done] : simple) {
       auto* cmd = BranchVerb(
@@ -986,6 +1109,7 @@ class Cli {
     auto* url = BranchVerb(branch, "url", "Print the branch's connection URI, with its password",
                            [this](Engine& e, const BranchRef& ref) -> Status {
                              if (service_) return WriteService(e, ref);
+                             if (proxy_) return PrintProxyUrl(e, ref);
                              PGB_ASSIGN_OR_RETURN(BranchInfo b, e.GetBranch(ref));
                              if (!verify_) {
                                out_->Print(b.uri);
@@ -1002,6 +1126,9 @@ class Cli {
                   "Write the branch's entry [P-B] to libpq's service file ($PGSERVICEFILE, else "
                   "~/.pg_service.conf; no password in it) and print service=P-B")
         ->excludes(verify);
+    url->add_flag("--proxy", proxy_,
+                  "The URI through 'pgbranch serve' (one port for every branch; database "
+                  "PROJECT/BRANCH), with the project's proxy password");
 
     auto* env = BranchVerb(branch, "env",
                            "Print PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSFILE, PGSSLMODE and "
@@ -1357,6 +1484,17 @@ class Cli {
     }
   }
 
+  // `branch url --proxy` and `project url`: the URI through the proxy, and a note when
+  // `serve` is not running now.
+  Status PrintProxyUrl(Engine& e, const BranchRef& ref) {
+    PGB_ASSIGN_OR_RETURN(ProxyUrl url, e.ProxyUrlOf(ref, verify_));
+    if (!url.serve_running) {
+      out_->Note("'pgbranch serve' is not running: start it before connecting");
+    }
+    out_->Print(url.uri);
+    return Status::OK();
+  }
+
   void PrintBranches(const std::vector<BranchInfo>& branches) {
     if (json_) {
       nlohmann::json arr = nlohmann::json::array();
@@ -1528,6 +1666,14 @@ class Cli {
   bool recursive_ = false;
   bool verify_ = false;           // branch url --verify
   bool service_ = false;          // branch url --service
+  bool proxy_ = false;            // branch url --proxy
+  bool terminate_ = false;        // use --terminate
+  std::optional<int64_t> suspend_after_;  // --suspend-after, in seconds (0: never)
+  std::string proxy_listen_ = "127.0.0.1:5432";  // serve --proxy-listen
+  std::string tls_cert_, tls_key_;               // serve --tls-cert/--tls-key
+  std::string sni_domain_ = "localhost";         // serve --sni-domain
+  size_t max_connections_ = 1000;                // serve --max-connections
+  int grace_seconds_ = 30;                       // serve --grace
   std::string ca_cert_, ca_key_;  // ca import
   struct {
     std::string user;

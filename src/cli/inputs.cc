@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <functional>
+#include <map>
 
 #include "common/bytes.h"
 #include "engine/names.h"
@@ -51,6 +52,35 @@ CLI::Validator DecimalIn(int64_t lo, int64_t hi, const std::string& unit) {
         return "";
       },
       fmt::format("INT in [{} - {}]", lo, hi));
+}
+
+CLI::Validator IdleDuration() {
+  return CLI::Validator(
+      [](std::string& input) -> std::string {
+        if (input == "never") {
+          input = "0";
+          return "";
+        }
+        std::string value = input;
+        std::string error;
+        try {
+          error = CLI::AsNumberWithUnit(std::map<std::string, int64_t>{{"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400}},
+                                        CLI::AsNumberWithUnit::CASE_SENSITIVE)(value);
+        } catch (const CLI::ValidationError& e) {
+          error = e.what();
+        }
+        int64_t seconds = 0;
+        bool whole = std::from_chars(value.data(), value.data() + value.size(), seconds).ec ==
+                         std::errc() &&
+                     value.find_first_not_of("0123456789") == std::string::npos;
+        if (!error.empty() || !whole || seconds > 365 * 86400) {
+          return fmt::format("{} is not an idle time: write e.g. 30s, 10m, 2h, 1d or never",
+                             input);
+        }
+        input = value;
+        return "";
+      },
+      "DURATION");
 }
 
 CLI::Validator ImageSize() { return SizeAtLeast(kMinImagePoolSize, "an image pool"); }

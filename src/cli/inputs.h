@@ -31,6 +31,10 @@ CLI::Validator ImageSize();
 // The same for any size of at least `min_bytes`; `what` names it in messages ("a branch").
 CLI::Validator SizeAtLeast(uint64_t min_bytes, const std::string& what);
 
+// An idle time for --suspend-after: a whole number with a unit s, m, h or d (CLI11's
+// AsNumberWithUnit; none means seconds), or "never" (0). Rewrites the value as seconds.
+CLI::Validator IdleDuration();
+
 // Printable text: not empty, well-formed UTF-8, no control character (common/bytes.h
 // IsPrintableText). Such a value can reach a terminal, a log and JSON unchanged.
 CLI::Validator PrintableValue();

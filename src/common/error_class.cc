@@ -16,6 +16,7 @@ constexpr ErrorClass kClasses[] = {
     {StatusCode::kCommandFailed, 1, 500, "58000"},             // system_error
     {StatusCode::kInternal, 1, 500, "XX000"},                  // internal_error
     {StatusCode::kCancelled, kExitInterrupted, 499, "57014"},  // query_canceled
+    {StatusCode::kUnauthenticated, 1, 401, "28P01"},           // invalid_password
 };
 
 }  // namespace

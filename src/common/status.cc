@@ -33,6 +33,8 @@ std::string_view StatusCodeName(StatusCode code) {
       return "internal";
     case StatusCode::kCancelled:
       return "cancelled";
+    case StatusCode::kUnauthenticated:
+      return "unauthenticated";
   }
   return "internal";
 }

@@ -29,6 +29,7 @@ enum class StatusCode {
   kCommandFailed,       // an external command exited non-zero
   kInternal,            // a bug or an impossible state
   kCancelled,           // interrupted (SIGINT/SIGTERM, a cancelled request); undone
+  kUnauthenticated,     // credentials missing or wrong (a password, a token)
 };
 
 // Returns the stable lower-case name of `code` ("not_found"), used in JSON errors.
@@ -57,6 +58,9 @@ class [[nodiscard]] Status {
   static Status CommandFailed(std::string m) { return {StatusCode::kCommandFailed, std::move(m)}; }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
   static Status Cancelled(std::string m) { return {StatusCode::kCancelled, std::move(m)}; }
+  static Status Unauthenticated(std::string m) {
+    return {StatusCode::kUnauthenticated, std::move(m)};
+  }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }

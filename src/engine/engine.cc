@@ -25,9 +25,9 @@
 
 namespace pgb {
 using namespace internal;  // NOLINT: the engine's own private helpers
-namespace {
 
-// The client-facing host for a listen address: a wildcard is reached through loopback.
+namespace internal {
+
 std::string ClientHost(const std::string& listen_address) {
   std::string first = listen_address.substr(0, listen_address.find(','));
   if (first == "*" || first == "0.0.0.0" || first.empty()) return "127.0.0.1";
@@ -36,11 +36,15 @@ std::string ClientHost(const std::string& listen_address) {
 }
 
 std::string MakeUri(const std::string& user, const std::string& password, const std::string& host,
-                    int port) {
+                    int port, const std::string& database) {
   bool v6 = host.find(':') != std::string::npos;
-  return fmt::format("postgresql://{}:{}@{}{}{}:{}/postgres", user, password, v6 ? "[" : "", host,
-                     v6 ? "]" : "", port);
+  return fmt::format("postgresql://{}:{}@{}{}{}:{}/{}", user, password, v6 ? "[" : "", host,
+                     v6 ? "]" : "", port, database);
 }
+
+}  // namespace internal
+
+namespace {
 
 // Listen addresses end up inside a quoted postgresql.conf value: accept only what an address
 // can look like, so nothing else can be smuggled into the file.
@@ -696,6 +700,13 @@ Result<std::vector<ProjectInfo>> Engine::ListProjects() {
     info.pg_version = p.pg_version;
     info.pg_bin = p.pg_bin;
     info.created_at = p.created_at;
+    info.suspend_after_s = p.suspend_after_s;
+    for (const auto& b : branches) {
+      if (b.project_id != p.id) continue;
+      if (p.active_branch_id ? b.id == *p.active_branch_id : !b.parent_id) {
+        info.active_branch = b.name;
+      }
+    }
     info.branch_count =
         static_cast<int>(std::count_if(branches.begin(), branches.end(),
                                        [&](const BranchRow& b) { return b.project_id == p.id; }));
@@ -1009,7 +1020,7 @@ Result<BranchInfo> Engine::CreateBranch(const BranchRef& ref, const BranchCreate
           PGB_ASSIGN_OR_RETURN(LockHandle parent_lock,
                                locks_->Branch(parent->id, parent_ref.ToString(), op.HolderText()));
           PGB_ASSIGN_OR_RETURN(*parent, catalog_->GetBranch(parent->id));
-          if (parent->state != kStateRunning && parent->state != kStateStopped) {
+          if (!IsSettledState(parent->state)) {
             return Status::FailedPrecondition(
                 fmt::format("parent {} is {}", parent_ref.ToString(), parent->state));
           }
@@ -1148,10 +1159,10 @@ Result<BranchInfo> Engine::ResetBranch(const BranchRef& ref, const ResetOptions&
           PGB_ASSIGN_OR_RETURN(held, LockBranches(project, ids, &op));
           PGB_ASSIGN_OR_RETURN(row, catalog_->GetBranch(row.id));
           PGB_ASSIGN_OR_RETURN(parent, catalog_->GetBranch(parent.id));
-          if (row.state != kStateRunning && row.state != kStateStopped) {
+          if (!IsSettledState(row.state)) {
             return Status::FailedPrecondition(fmt::format("{} is {}", ref.ToString(), row.state));
           }
-          if (needs_parent && parent.state != kStateRunning && parent.state != kStateStopped) {
+          if (needs_parent && !IsSettledState(parent.state)) {
             return Status::FailedPrecondition(
                 fmt::format("parent {} is {}", parent_name, parent.state));
           }
@@ -1259,10 +1270,19 @@ Result<BranchInfo> Engine::StartBranch(const BranchRef& ref) {
 }
 
 Result<BranchInfo> Engine::StopBranch(const BranchRef& ref) {
-  PGB_ASSIGN_OR_RETURN(LockHandle home, HomeShared("branch stop " + ref.ToString()));
+  return StopBranchAs(ref, kStateStopped);
+}
+
+Result<BranchInfo> Engine::SuspendBranch(const BranchRef& ref) {
+  return StopBranchAs(ref, kStateSuspended);
+}
+
+Result<BranchInfo> Engine::StopBranchAs(const BranchRef& ref, const std::string& state) {
+  const std::string verb = state == kStateSuspended ? "suspend" : "stop";
+  PGB_ASSIGN_OR_RETURN(LockHandle home, HomeShared("branch " + verb + " " + ref.ToString()));
   std::optional<BranchInfo> info;
   PGB_RETURN_IF_ERROR(RunOperation(
-      "branch.stop", ref.ToString(), std::nullopt, std::nullopt, [&](Operation& op) -> Status {
+      "branch." + verb, ref.ToString(), std::nullopt, std::nullopt, [&](Operation& op) -> Status {
         PGB_ASSIGN_OR_RETURN(LockedBranch b, LockBranch(ref, /*require_settled=*/true, &op));
         const ProjectRow& project = b.project;
         BranchRow& row = b.row;
@@ -1281,8 +1301,8 @@ Result<BranchInfo> Engine::StopBranch(const BranchRef& ref) {
         }
         PGB_RETURN_IF_ERROR(op.Step("stop"));
         PGB_RETURN_IF_ERROR(StopInstance(project, row, StopMode::kFast));
-        PGB_RETURN_IF_ERROR(catalog_->SetBranchState(row.id, kStateStopped));
-        row.state = kStateStopped;
+        PGB_RETURN_IF_ERROR(catalog_->SetBranchState(row.id, state));
+        row.state = state;
         PGB_ASSIGN_OR_RETURN(info, Describe(project, row, false));
         return Status::OK();
       }));
@@ -1321,13 +1341,18 @@ Result<BranchInfo> Engine::Describe(const ProjectRow& project, const BranchRow& 
   }
   info.snapshot_id = branch.snapshot_id;
   info.recovery_target = branch.recovery_target;
+  info.active =
+      project.active_branch_id ? branch.id == *project.active_branch_id : !branch.parent_id;
+  info.suspend_after_s = branch.suspend_after_s ? branch.suspend_after_s : project.suspend_after_s;
 
   auto pool = RequirePool(false);
   if (!pool.ok()) return info;  // no pool (yet): nothing more to learn
   info.data_dir = (*pool)->VolumePath(branch.volume);
-  if (branch.state == kStateRunning || branch.state == kStateStopped) {
+  if (IsSettledState(branch.state)) {
     PGB_ASSIGN_OR_RETURN(InstanceStatus st, InspectBranch(project, branch));
-    info.state = st.running ? kStateRunning : kStateStopped;
+    info.state = st.running                        ? kStateRunning
+                 : branch.state == kStateSuspended ? kStateSuspended
+                                                   : kStateStopped;
     info.runtime_detail = st.detail;
     // A container that ended, or restarts, without pgbranch stopping it says so.
     bool ended = st.engine_state == "exited" || st.engine_state == "restarting";
@@ -1350,7 +1375,7 @@ Result<BranchInfo> Engine::Describe(const ProjectRow& project, const BranchRow& 
     } else {
       spdlog::debug("size of {}: {}", Ref(project, branch), space.status().message());
     }
-    if (branch.state == kStateRunning || branch.state == kStateStopped) {
+    if (IsSettledState(branch.state)) {
       auto wal = DescribeWal(project, branch, info.state == kStateRunning);
       if (wal.ok()) info.window = wal->window;
     }

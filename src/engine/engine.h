@@ -251,6 +251,8 @@ struct BranchInfo {
   std::optional<int64_t> snapshot_id;  // the snapshot it was cloned from
   std::string recovery_target;         // for a point-in-time branch, its target
   std::optional<WalWindow> window;     // with sizes: what it can be recovered to
+  bool active = false;                 // the project route of `pgbranch serve` leads here
+  std::optional<int64_t> suspend_after_s;  // effective (the branch's, else the project's)
 };
 
 // How to reach a branch as its superuser without its password in any command line: the libpq
@@ -271,6 +273,56 @@ struct BranchConnection {
   std::string psql;  // the project's psql (native: in its pg_bin), else "psql" from PATH
 };
 
+// Where a route through the proxy (`pgbranch serve`) leads, read from the catalog as it is at
+// the call. The proxy logs in as the superuser over `socket_path` (trusted: only pgbranch's
+// accounts reach that directory) after it has checked the client's password against
+// `proxy_password`; any other role it relays to `host`:`port`, where the branch itself checks
+// the role's password.
+struct ProxyTarget {
+  std::string project;
+  std::string branch;
+  int64_t project_id = 0;
+  int64_t branch_id = 0;
+  std::string state;        // the stored state: running, stopped, suspended, creating, ...
+  std::string socket_path;  // <socket dir>/.s.PGSQL.<port>
+  std::string host;         // where the branch listens for TCP clients
+  int port = 0;
+  std::string superuser;
+  std::string proxy_password;  // the project's (ProjectRow::proxy_password)
+  // Idle time after which `serve` suspends it: the branch's, else the project's; unset: never.
+  std::optional<int64_t> suspend_after_s;
+  bool active = false;  // the project route leads here
+  std::string Ref() const { return project + "/" + branch; }
+};
+
+// What a branch's server is doing, for `serve`'s idle check (pg_stat_activity, docs 28.2.3).
+struct BranchActivity {
+  int client_sessions = 0;  // client backends other than the one asking
+  int in_transaction = 0;   // of those, inside a transaction (or aborted in one)
+  int wal_senders = 0;      // replication connections
+};
+
+// `pgbranch serve`'s record of itself: $PGBRANCH_HOME/serve.json, written when it listens and
+// removed when it ends, so that `branch url --proxy`, `project url` and `doctor` know where the
+// proxy is, whichever port it got.
+struct ServeRecord {
+  int64_t pid = 0;
+  std::string proxy_host;  // where clients connect: "127.0.0.1"
+  int proxy_port = 0;
+  std::string sni_domain;  // TLS SNI routes are BRANCH.PROJECT.<sni_domain>
+  std::string started_at;  // ISO 8601 UTC
+  bool alive = false;      // the process `pid` is a pgbranch serve now
+};
+
+// A connection string for the proxy: a branch's (`branch url --proxy`) or a project's route
+// (`project url`), which reaches its active branch.
+struct ProxyUrl {
+  std::string uri;         // with the project's proxy password
+  std::string masked_uri;  // password replaced by ****
+  std::string database;    // the route as the startup message's database ("demo/dev", "demo/@")
+  bool serve_running = false;
+};
+
 struct ProjectInfo {
   std::string name;
   std::string runtime;
@@ -279,6 +331,8 @@ struct ProjectInfo {
   std::string pg_bin;
   std::string created_at;
   int branch_count = 0;
+  std::string active_branch;                // where the project route leads ("main")
+  std::optional<int64_t> suspend_after_s;  // the project's default; unset: never
 };
 
 struct PoolInfo {
@@ -398,7 +452,43 @@ class Engine {
   // BuildImage), in scratch space under $PGBRANCH_HOME/tmp.
   Result<ImageInfo> BuildImage(ImageBuildOptions options);
   Result<BranchInfo> StopBranch(const BranchRef& ref);
+  // Stops a branch as StopBranch does (WAL archived, a fast shutdown, data kept) but records it
+  // `suspended`: `pgbranch serve` starts it again when a client connects (StartBranch). Called
+  // by `branch suspend` and by `serve` for a branch idle past its suspend-after time.
+  Result<BranchInfo> SuspendBranch(const BranchRef& ref);
   Result<BranchInfo> RestartBranch(const BranchRef& ref);
+
+  // --- The proxy (engine_proxy.cc) ---
+
+  // Where a route leads: branch `branch` of `project`, or with nullopt the project's active
+  // branch. NotFound naming what exists ("project demo has no branch x; its branches: main,
+  // dev"). Makes the project's proxy password if it has none yet. Thread-safe; reads only.
+  Result<ProxyTarget> ResolveRoute(const std::string& project,
+                                   const std::optional<std::string>& branch);
+  // Every branch that exists (settled or not), each as ResolveRoute would return it.
+  Result<std::vector<ProxyTarget>> ProxyTargets();
+  // `pgbranch use P/B`: the project route of P leads to B from the next connection on (kept in
+  // the catalog, so it survives restarts of `serve`). With `terminate`, the client sessions of
+  // the branch it led to before are ended (pg_terminate_backend). Returns that previous branch.
+  Result<std::string> UseBranch(const BranchRef& ref, bool terminate);
+  // The idle time after which `serve` suspends `ref` (or, with ref.branch empty, any branch of
+  // the project that sets none): seconds, 0 never, nullopt to inherit / unset.
+  Status SetSuspendAfter(const BranchRef& ref, std::optional<int64_t> seconds);
+  // The sessions on `ref`'s server now. Unavailable if it is not running.
+  Result<BranchActivity> Activity(const BranchRef& ref);
+  // The proxy's connection string for `ref` (branch.empty(): the project route).
+  // FailedPrecondition if `serve` has never run in this home (no record to take its address
+  // from). With `verify`, sslmode=verify-full and the CA (as `branch url --verify`).
+  Result<ProxyUrl> ProxyUrlOf(const BranchRef& ref, bool verify);
+  // The proxy's TLS key and certificate, issued by the home's CA for localhost, 127.0.0.1, ::1
+  // and, per project P, "P.<sni_domain>" and "*.P.<sni_domain>" (the SNI routes), kept while
+  // current (EnsureServerCertificate). Returns the directory holding server.crt and server.key.
+  Result<std::string> ProxyCertificate(const std::string& sni_domain);
+  // serve.json: written by `serve` (atomically), read by the others; nullopt if absent.
+  Status WriteServeRecord(const ServeRecord& record);
+  Result<std::optional<ServeRecord>> ReadServeRecord();
+  Status RemoveServeRecord();
+  std::string home() const { return env_.home; }
 
   // Pool usage, projects and every branch with its runtime state, size and uptime.
   Result<StatusInfo> GetStatus();
@@ -518,6 +608,8 @@ class Engine {
   Result<std::optional<FileOwner>> PrepareStart(const ProjectRow& project, const BranchRow& branch,
                                                 const InstanceSpec& spec);
   InstanceConfig ConfigFor(const ProjectRow& project, const BranchRow& branch) const;
+  // StopBranch and SuspendBranch: the stored state afterwards is `state`.
+  Result<BranchInfo> StopBranchAs(const BranchRef& ref, const std::string& state);
   std::string LogPath(const BranchRow& branch) const;
   std::string PassfilePath(const BranchRow& branch) const;
   Status CheckPoolSpace(Pool& pool);

@@ -327,7 +327,7 @@ Result<std::vector<DoctorFinding>> Engine::Doctor(const DoctorOptions& options) 
 
   // Rows without data, and rows recorded running whose server is down.
   for (const auto& b : branches) {
-    if (b.state != kStateRunning && b.state != kStateStopped) continue;
+    if (!IsSettledState(b.state)) continue;
     if (busy_branches.count(b.id)) continue;
     const ProjectRow& p = project_of[b.project_id];
     if (!volumes.count(b.volume)) {
@@ -474,7 +474,7 @@ Result<std::vector<DoctorFinding>> Engine::Doctor(const DoctorOptions& options) 
 
   // Ports: a stopped branch whose port a stranger holds could not start.
   for (const auto& b : branches) {
-    if (b.state != kStateRunning && b.state != kStateStopped) continue;
+    if (!IsSettledState(b.state)) continue;
     const ProjectRow& p = project_of[b.project_id];
     auto spec = Spec(p, b);
     if (!spec.ok()) continue;

@@ -32,6 +32,13 @@ constexpr const char* kPoolFs = "pool.fs";
 constexpr const char* kPortRange = "ports.range";
 constexpr const char* kOsUser = "runtime.os_user";
 
+// The client-facing host for a listen address: a wildcard is reached through loopback.
+std::string ClientHost(const std::string& listen_address);
+// "postgresql://user:password@host:port/database" (an IPv6 host in brackets). `database` goes in
+// as given: '/' may stand in a path (docs 34.1.1.2); names pgbranch makes need no escaping.
+std::string MakeUri(const std::string& user, const std::string& password, const std::string& host,
+                    int port, const std::string& database = "postgres");
+
 // True for a native project whose servers run as its own OS account (engine_users.cc).
 bool HasOwnOsUser(const ProjectRow& project);
 

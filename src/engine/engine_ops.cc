@@ -66,7 +66,7 @@ Result<Engine::LockedBranch> Engine::LockBranch(const BranchRef& ref, bool requi
     return Status::NotFound(fmt::format("branch {} does not exist any more", ref.ToString()));
   }
   b.row = std::move(*row);
-  if (require_settled && b.row.state != kStateRunning && b.row.state != kStateStopped) {
+  if (require_settled && !IsSettledState(b.row.state)) {
     return Status::FailedPrecondition(fmt::format("{} is {}", ref.ToString(), b.row.state));
   }
   return b;

@@ -224,7 +224,7 @@ Result<std::vector<WalInfo>> Engine::WalInfos(const std::optional<BranchRef>& re
   for (const auto& p : projects) {
     PGB_ASSIGN_OR_RETURN(auto branches, catalog_->ListBranches(p.id));
     for (const auto& b : branches) {
-      if (b.state != kStateRunning && b.state != kStateStopped) continue;
+      if (!IsSettledState(b.state)) continue;
       PGB_ASSIGN_OR_RETURN(InstanceStatus st, InspectBranch(p, b));
       PGB_ASSIGN_OR_RETURN(WalInfo info, DescribeWal(p, b, st.running));
       out.push_back(std::move(info));

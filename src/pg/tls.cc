@@ -157,7 +157,9 @@ bool IsIpAddress(const std::string& host) {
 
 // RFC 1034's preferred name syntax, as RFC 5280 4.2.1.6 requires of a dNSName: labels of
 // letters, digits and inner hyphens, 1-63 bytes each, 253 in all.
-bool IsDnsName(const std::string& host) {
+// A DNS name, or one with a leftmost wildcard label ("*.demo.localhost", RFC 6125 6.4.3).
+bool IsDnsName(const std::string& name) {
+  const std::string host = name.starts_with("*.") ? name.substr(2) : name;
   if (host.empty() || host.size() > 253) return false;
   size_t label = 0;
   for (size_t i = 0; i <= host.size(); ++i) {
@@ -307,8 +309,10 @@ bool IsCurrent(const LoadedCa& ca, X509* cert, EVP_PKEY* key,
   }
   for (size_t i = 0; ok && i < request.hosts.size(); ++i) {
     const std::string& host = request.hosts[i];
+    // A wildcard entry is checked by a name it must cover.
+    std::string name = host.starts_with("*.") ? "wildcard-check" + host.substr(1) : host;
     ok = IsIpAddress(host) ? X509_check_ip_asc(cert, host.c_str(), 0) == 1
-                           : X509_check_host(cert, host.data(), host.size(), 0, nullptr) == 1;
+                           : X509_check_host(cert, name.data(), name.size(), 0, nullptr) == 1;
   }
   ERR_clear_error();
   return ok;

@@ -121,6 +121,15 @@ CREATE INDEX operations_open ON operations(ended_at);
 ALTER TABLE audit ADD COLUMN operation_id INTEGER;
 ALTER TABLE audit ADD COLUMN step TEXT NOT NULL DEFAULT '';
 )sql",
+    // 6: the proxy (pgbranch serve): each project's active branch and proxy password, and how
+    // long a branch (or, inherited, any branch of a project) may stay idle before it is
+    // suspended.
+    R"sql(
+ALTER TABLE projects ADD COLUMN active_branch_id INTEGER;
+ALTER TABLE projects ADD COLUMN proxy_password TEXT NOT NULL DEFAULT '';
+ALTER TABLE projects ADD COLUMN suspend_after_s INTEGER;
+ALTER TABLE branches ADD COLUMN suspend_after_s INTEGER;
+)sql",
 };
 
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
@@ -229,10 +238,10 @@ Status Relaxed(sqlite3* db, const std::function<Status()>& body) {
 
 constexpr const char* kProjectColumns =
     "id, name, runtime, pg_bin, pg_version, pg_major, superuser, listen_address, created_at, "
-    "image, server_uid, server_gid";
+    "image, server_uid, server_gid, active_branch_id, proxy_password, suspend_after_s";
 constexpr const char* kBranchColumns =
     "id, project_id, name, parent_id, snapshot_id, state, port, password, volume, created_at, "
-    "recovery_target";
+    "recovery_target, suspend_after_s";
 constexpr const char* kSnapshotColumns =
     "id, branch_id, volume, name, label, implicit, created_at, wal_lsn, wal_time_us";
 
@@ -250,6 +259,9 @@ ProjectRow ReadProject(const Stmt& s) {
   r.image = s.Text(9);
   r.server_uid = s.Int(10);
   r.server_gid = s.Int(11);
+  r.active_branch_id = s.OptInt(12);
+  r.proxy_password = s.Text(13);
+  r.suspend_after_s = s.OptInt(14);
   return r;
 }
 
@@ -266,6 +278,7 @@ BranchRow ReadBranch(const Stmt& s) {
   r.volume = s.Text(8);
   r.created_at = s.Text(9);
   r.recovery_target = s.Text(10);
+  r.suspend_after_s = s.OptInt(11);
   return r;
 }
 
@@ -587,11 +600,12 @@ Result<int64_t> Catalog::InsertProject(const ProjectRow& r) {
   PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
   Stmt s(db,
          "INSERT INTO projects (name, runtime, pg_bin, pg_version, pg_major, superuser, "
-         "listen_address, created_at, image, server_uid, server_gid) "
-         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+         "listen_address, created_at, image, server_uid, server_gid, active_branch_id, "
+         "proxy_password, suspend_after_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   s.Bind(r.name).Bind(r.runtime).Bind(r.pg_bin).Bind(r.pg_version).Bind(r.pg_major);
   s.Bind(r.superuser).Bind(r.listen_address).Bind(r.created_at);
   s.Bind(r.image).Bind(r.server_uid).Bind(r.server_gid);
+  s.Bind(r.active_branch_id).Bind(r.proxy_password).Bind(r.suspend_after_s);
   PGB_RETURN_IF_ERROR(s.Run());
   return sqlite3_last_insert_rowid(db);
 }
@@ -636,9 +650,11 @@ Result<int64_t> Catalog::InsertBranch(const BranchRow& r) {
   PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
   Stmt s(db,
          "INSERT INTO branches (project_id, name, parent_id, snapshot_id, state, port, "
-         "password, volume, created_at, recovery_target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+         "password, volume, created_at, recovery_target, suspend_after_s) "
+         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   s.Bind(r.project_id).Bind(r.name).Bind(r.parent_id).Bind(r.snapshot_id).Bind(r.state);
   s.Bind(r.port).Bind(r.password).Bind(r.volume).Bind(r.created_at).Bind(r.recovery_target);
+  s.Bind(r.suspend_after_s);
   PGB_RETURN_IF_ERROR(s.Run());
   return sqlite3_last_insert_rowid(db);
 }
@@ -681,11 +697,11 @@ Status Catalog::UpdateBranch(const BranchRow& r) {
   PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
   Stmt s(db,
          "UPDATE branches SET project_id = ?, name = ?, parent_id = ?, snapshot_id = ?, "
-         "state = ?, port = ?, password = ?, volume = ?, created_at = ?, recovery_target = ? "
-         "WHERE id = ?");
+         "state = ?, port = ?, password = ?, volume = ?, created_at = ?, recovery_target = ?, "
+         "suspend_after_s = ? WHERE id = ?");
   s.Bind(r.project_id).Bind(r.name).Bind(r.parent_id).Bind(r.snapshot_id).Bind(r.state);
   s.Bind(r.port).Bind(r.password).Bind(r.volume).Bind(r.created_at).Bind(r.recovery_target);
-  s.Bind(r.id);
+  s.Bind(r.suspend_after_s).Bind(r.id);
   PGB_RETURN_IF_ERROR(s.Run());
   return ExpectChanged(db, "branch", r.id);
 }
@@ -816,6 +832,16 @@ Result<std::vector<EventRow>> Catalog::ListEvents(int64_t branch_id) {
     r.detail = st.Text(4);
     return r;
   });
+}
+
+Status Catalog::UpdateProjectProxy(const ProjectRow& r) {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db,
+         "UPDATE projects SET active_branch_id = ?, proxy_password = ?, suspend_after_s = ? "
+         "WHERE id = ?");
+  s.Bind(r.active_branch_id).Bind(r.proxy_password).Bind(r.suspend_after_s).Bind(r.id);
+  PGB_RETURN_IF_ERROR(s.Run());
+  return ExpectChanged(db, "project", r.id);
 }
 
 Status Catalog::UpdateProjectName(int64_t id, const std::string& name) {

@@ -27,6 +27,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -53,6 +54,13 @@ struct ProjectRow {
   std::string image;
   int64_t server_uid = -1;
   int64_t server_gid = -1;
+  // The proxy (pgbranch serve): the branch the project-level route leads to (`pgbranch use`;
+  // unset: main), the password a client gives the proxy for the superuser of any branch of the
+  // project (empty until first needed), and how long a branch of the project may stay idle
+  // before it is suspended (unset: never), unless the branch sets its own.
+  std::optional<int64_t> active_branch_id;
+  std::string proxy_password;
+  std::optional<int64_t> suspend_after_s;
 };
 
 // Stored branch states. What a user sees for running/stopped comes from the runtime.
@@ -61,6 +69,14 @@ inline constexpr const char* kStateRunning = "running";
 inline constexpr const char* kStateStopped = "stopped";
 inline constexpr const char* kStateFailed = "failed";
 inline constexpr const char* kStateDeleting = "deleting";
+// Stopped by `branch suspend` or by `serve` after an idle spell: a fast shutdown, data kept;
+// a connection through the proxy (or, while `serve` runs, to its own port) starts it again.
+inline constexpr const char* kStateSuspended = "suspended";
+
+// True for the states in which a branch exists and no operation is making or removing it.
+inline bool IsSettledState(std::string_view state) {
+  return state == kStateRunning || state == kStateStopped || state == kStateSuspended;
+}
 
 struct BranchRow {
   int64_t id = 0;
@@ -75,6 +91,8 @@ struct BranchRow {
   std::string created_at;
   // For a branch made by point-in-time recovery, the target as the user gave it; else empty.
   std::string recovery_target;
+  // Idle time after which `serve` suspends it; unset: the project's; 0: never.
+  std::optional<int64_t> suspend_after_s;
 };
 
 struct SnapshotRow {
@@ -234,6 +252,8 @@ class Catalog {
   Status DeleteSnapshot(int64_t id);
 
   Status UpdateProjectName(int64_t id, const std::string& name);
+  // Writes `row`'s active_branch_id, proxy_password and suspend_after_s.
+  Status UpdateProjectProxy(const ProjectRow& row);
 
   // The audit trail: appends rows; lists the newest `limit`, oldest first.
   Status InsertAudit(const std::vector<AuditRow>& rows);

@@ -1,0 +1,278 @@
+#include "server/serve.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <asio.hpp>
+#include <condition_variable>
+#include <map>
+#include <set>
+#include <thread>
+#include <utility>
+
+#include "common/fs.h"
+#include "common/time.h"
+#include "proxy/proxy.h"
+
+namespace pgb::server {
+
+namespace {
+
+// How many ports after the default one `serve` tries when the default is taken.
+constexpr int kPortFallbacks = 20;
+
+}  // namespace
+
+Result<proxy::Endpoint> EngineRouter::Resolve(const proxy::Route& route) {
+  PGB_ASSIGN_OR_RETURN(ProxyTarget target, engine_.ResolveRoute(route.project, route.branch));
+  BranchRef ref{target.project, target.branch};
+  if (target.state == kStateSuspended) {
+    auto started = std::chrono::steady_clock::now();
+    PGB_RETURN_IF_ERROR(engine_.StartBranch(ref).status());
+    spdlog::info("serve: woke {} in {} ms", ref.ToString(),
+                 std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::steady_clock::now() - started)
+                     .count());
+  } else if (target.state == kStateStopped) {
+    return Status::FailedPrecondition(
+        fmt::format("branch {} is stopped; start it with 'pgbranch branch start {}'",
+                    ref.ToString(), ref.ToString()));
+  } else if (!IsSettledState(target.state)) {
+    return Status::FailedPrecondition(fmt::format("branch {} is {}", ref.ToString(), target.state));
+  }
+  proxy::Endpoint e;
+  e.project = target.project;
+  e.branch = target.branch;
+  e.socket_path = target.socket_path;
+  e.superuser = target.superuser;
+  e.host = target.host;
+  e.port = target.port;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& verifier = verifiers_[target.proxy_password];
+  if (!verifier) {
+    verifier = std::make_shared<const proxy::ScramVerifier>(
+        proxy::ScramVerifier::Make(target.proxy_password));
+  }
+  e.verifier = verifier;
+  return e;
+}
+
+namespace {
+
+// Suspends branches idle past their suspend-after time, and keeps the proxy's own certificate
+// covering every project's SNI names. Runs on its own thread until Stop().
+class Scheduler {
+ public:
+  Scheduler(Engine& engine, std::chrono::milliseconds interval,
+            std::function<void()> projects_changed)
+      : engine_(engine), interval_(interval), projects_changed_(std::move(projects_changed)) {
+    thread_ = std::thread([this] { Loop(); });
+  }
+  ~Scheduler() { Stop(); }
+
+  // Asks for the certificate to be reloaded on the scheduler's thread (SIGHUP).
+  void RequestReload() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      reload_ = true;
+    }
+    cv_.notify_all();
+  }
+
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stop_) {
+      bool reload = std::exchange(reload_, false);
+      lock.unlock();
+      if (reload) projects_changed_();
+      Tick();
+      lock.lock();
+      cv_.wait_for(lock, interval_, [this] { return stop_ || reload_; });
+    }
+  }
+
+  void Tick() {
+    auto targets = engine_.ProxyTargets();
+    if (!targets.ok()) {
+      spdlog::warn("serve: read the catalog: {}", targets.status().message());
+      return;
+    }
+    auto now = std::chrono::steady_clock::now();
+    std::set<std::string> projects;
+    std::map<int64_t, std::chrono::steady_clock::time_point> seen;
+    for (const auto& t : *targets) {
+      projects.insert(t.project);
+      if (!t.suspend_after_s || *t.suspend_after_s <= 0 || t.state != kStateRunning) continue;
+      auto last = last_active_.find(t.branch_id);
+      auto since = last == last_active_.end() ? now : last->second;
+      BranchRef ref{t.project, t.branch};
+      auto activity = engine_.Activity(ref);
+      if (!activity.ok() || activity->client_sessions > 0 || activity->wal_senders > 0) {
+        since = now;  // busy, or not up: the idle spell starts again
+      } else if (now - since >= std::chrono::seconds(*t.suspend_after_s)) {
+        auto suspended = engine_.SuspendBranch(ref);
+        if (suspended.ok()) {
+          spdlog::info("serve: suspended {} after {} s idle", ref.ToString(), *t.suspend_after_s);
+          continue;
+        }
+        spdlog::warn("serve: suspend {}: {}", ref.ToString(), suspended.status().message());
+        since = now;
+      }
+      seen[t.branch_id] = since;
+    }
+    last_active_ = std::move(seen);
+    if (projects != projects_) {
+      bool first = projects_.empty();
+      projects_ = std::move(projects);
+      if (!first) projects_changed_();
+    }
+  }
+
+  Engine& engine_;
+  std::chrono::milliseconds interval_;
+  std::function<void()> projects_changed_;
+  std::map<int64_t, std::chrono::steady_clock::time_point> last_active_;
+  std::set<std::string> projects_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  bool reload_ = false;
+  std::thread thread_;
+};
+
+}  // namespace
+
+Status Serve(Engine& engine, const ServeOptions& options,
+             const std::function<void(const std::string&)>& note) {
+  proxy::ProxyOptions po;
+  po.listen_host = options.listen_host;
+  po.sni_domain = options.sni_domain;
+  po.max_connections = options.max_connections;
+  const bool own_certificate = options.tls_cert.empty();
+  if (own_certificate) {
+    PGB_ASSIGN_OR_RETURN(std::string dir, engine.ProxyCertificate(options.sni_domain));
+    po.tls_cert = JoinPath(dir, "server.crt");
+    po.tls_key = JoinPath(dir, "server.key");
+  } else {
+    po.tls_cert = options.tls_cert;
+    po.tls_key = options.tls_key;
+  }
+
+  asio::io_context io;
+  EngineRouter router(engine);
+  std::unique_ptr<proxy::Proxy> proxy;
+  int tries = options.port_given ? 1 : kPortFallbacks + 1;
+  Status listened;
+  for (int i = 0; i < tries; ++i) {
+    po.listen_port = options.listen_port == 0 ? 0 : options.listen_port + i;
+    proxy = std::make_unique<proxy::Proxy>(io, router, po);
+    listened = proxy->Listen();
+    if (listened.ok() || !listened.Is(StatusCode::kUnavailable)) break;
+    if (i + 1 < tries) {
+      note(fmt::format("port {} is in use; trying {}", po.listen_port, po.listen_port + 1));
+    }
+  }
+  PGB_RETURN_IF_ERROR(listened);
+
+  ServeRecord record;
+  record.pid = ::getpid();
+  record.proxy_host = options.listen_host == "0.0.0.0" ? "127.0.0.1"
+                      : options.listen_host == "::"    ? "::1"
+                                                       : options.listen_host;
+  record.proxy_port = proxy->port();
+  record.sni_domain = options.sni_domain;
+  record.started_at = FormatTimestamp(SystemClock().Now());
+  PGB_RETURN_IF_ERROR(engine.WriteServeRecord(record));
+  note(fmt::format("proxy listening on {}:{} (TLS {}; SNI routes BRANCH.PROJECT.{})",
+                   options.listen_host, record.proxy_port,
+                   own_certificate ? "from the local CA" : options.tls_cert, options.sni_domain));
+
+  auto reload = [&] {
+    if (own_certificate) {
+      auto dir = engine.ProxyCertificate(options.sni_domain);
+      if (!dir.ok()) {
+        spdlog::warn("serve: reissue the proxy certificate: {}", dir.status().message());
+        return;
+      }
+    }
+    asio::post(io, [&] {
+      Status s = proxy->ReloadTls();
+      if (s.ok()) {
+        spdlog::info("serve: TLS certificate reloaded");
+      } else {
+        spdlog::warn("serve: {}; the previous certificate stays in use", s.message());
+      }
+    });
+  };
+
+  Scheduler scheduler(engine, options.idle_check, [&] { reload(); });
+  asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
+  asio::steady_timer grace(io);
+  bool stopping = false;
+  std::chrono::steady_clock::time_point deadline;
+  // Every 100 ms during the grace period: done when no session is left or time is up.
+  std::function<void()> check = [&] {
+    if (proxy->stats().sessions == 0 || std::chrono::steady_clock::now() >= deadline) {
+      if (proxy->stats().sessions > 0) {
+        note(fmt::format("closing {} session(s) still open", proxy->stats().sessions));
+      }
+      proxy->CloseAll();
+      io.stop();
+      return;
+    }
+    grace.expires_after(std::chrono::milliseconds(100));
+    grace.async_wait([&check](const asio::error_code& e) {
+      if (!e) check();
+    });
+  };
+  std::function<void(const asio::error_code&, int)> on_signal = [&](const asio::error_code& ec,
+                                                                    int signo) {
+    if (ec) return;
+    if (signo == SIGHUP) {
+      // The certificate may take a moment to reissue: off the event loop.
+      scheduler.RequestReload();
+      signals.async_wait(on_signal);
+      return;
+    }
+    if (stopping) {
+      note("second signal: closing every session now");
+      proxy->CloseAll();
+      io.stop();
+      return;
+    }
+    stopping = true;
+    sd_notify(0, "STOPPING=1");
+    proxy->StopAccepting();
+    size_t open = proxy->stats().sessions;
+    note(fmt::format("stopping: {} session(s) open, waiting up to {} s for them", open,
+                     options.grace.count()));
+    deadline = std::chrono::steady_clock::now() + options.grace;
+    check();
+    signals.async_wait(on_signal);
+  };
+  signals.async_wait(on_signal);
+
+  sd_notifyf(0, "READY=1\nSTATUS=proxy on %s:%d\nMAINPID=%d", options.listen_host.c_str(),
+             record.proxy_port, static_cast<int>(::getpid()));
+  io.run();
+  scheduler.Stop();
+  proxy.reset();
+  Status removed = engine.RemoveServeRecord();
+  if (!removed.ok()) spdlog::warn("serve: {}", removed.message());
+  note("stopped");
+  return Status::OK();
+}
+
+}  // namespace pgb::server
