@@ -62,6 +62,8 @@ fi
 # started here and stopped afterwards (only if this run started them). Podman needs no daemon.
 ./scripts/daemon.sh zfs-fuse start
 ./scripts/daemon.sh dockerd start
+# The proxy tests' node-postgres client, from the npm registry as its lockfile pins it.
+./tests/clients/node/install.sh
 # The container tests run PostgreSQL 13, 15 and 17 from images built here (no registry).
 ./scripts/container-images.sh build/test/pgbranch
 

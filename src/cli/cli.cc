@@ -186,9 +186,10 @@ class Cli {
 
   void DefineUse() {
     auto* use = app_.add_subcommand(
-        "use", "Make PROJECT/BRANCH the active branch: where the project's route through "
-               "'pgbranch serve' (PROJECT/@, 'pgbranch project url') leads from the next "
-               "connection on");
+        "use",
+        "Make PROJECT/BRANCH the active branch: where the project's route through "
+        "'pgbranch serve' (PROJECT/@, 'pgbranch project url') leads from the next "
+        "connection on");
     use->add_option("branch", ref_text_, "PROJECT/BRANCH")->required();
     use->add_flag("--terminate", terminate_,
                   "Also end the client sessions of the branch that was active before");
@@ -226,31 +227,33 @@ class Cli {
     serve->add_option("--sni-domain", sni_domain_,
                       "Domain of TLS server-name routes BRANCH.PROJECT.DOMAIN (default "
                       "localhost)");
-    serve->add_option("--max-connections", max_connections_,
-                      "Client connections at once (default 1000)")
+    serve
+        ->add_option("--max-connections", max_connections_,
+                     "Client connections at once (default 1000)")
         ->transform(DecimalIn(1, 100000));
-    serve->add_option("--grace", grace_seconds_,
-                      "On SIGTERM, seconds open sessions may go on (default 30)")
+    serve
+        ->add_option("--grace", grace_seconds_,
+                     "On SIGTERM, seconds open sessions may go on (default 30)")
         ->transform(DecimalIn(0, 86400));
     serve->callback([this] {
       action_ = [this] {
         return With("serve", "", [&](Engine& e) -> Status {
           server::ServeOptions o;
           size_t colon = proxy_listen_.rfind(':');
-          std::string host = colon == std::string::npos ? "127.0.0.1"
-                                                        : proxy_listen_.substr(0, colon);
-          std::string port = colon == std::string::npos ? proxy_listen_
-                                                        : proxy_listen_.substr(colon + 1);
+          std::string host =
+              colon == std::string::npos ? "127.0.0.1" : proxy_listen_.substr(0, colon);
+          std::string port =
+              colon == std::string::npos ? proxy_listen_ : proxy_listen_.substr(colon + 1);
           if (host.size() > 1 && host.front() == '[' && host.back() == ']') {
             host = host.substr(1, host.size() - 2);
           }
           int value = 0;
           auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-          if (ec != std::errc() || end != port.data() + port.size() || value < 0 ||
-              value > 65535 || host.empty()) {
-            return Status::InvalidArgument(fmt::format(
-                "--proxy-listen {}: expected ADDRESS:PORT, e.g. 127.0.0.1:5432",
-                QuoteForDisplay(proxy_listen_)));
+          if (ec != std::errc() || end != port.data() + port.size() || value < 0 || value > 65535 ||
+              host.empty()) {
+            return Status::InvalidArgument(
+                fmt::format("--proxy-listen {}: expected ADDRESS:PORT, e.g. 127.0.0.1:5432",
+                            QuoteForDisplay(proxy_listen_)));
           }
           o.listen_host = host;
           o.listen_port = value;
@@ -879,18 +882,19 @@ class Cli {
                        {"postgresql", p.pg_version + " (" + p.pg_bin + ")"},
                        {"runtime", p.image.empty() ? p.runtime : p.runtime + " (" + p.image + ")"},
                        {"created", p.created_at},
-                       {"branches", std::to_string(p.branch_count)}});
+                       {"branches", std::to_string(p.branch_count)},
+                       {"active branch", p.name + "/" + p.active_branch}});
           return Status::OK();
         });
       };
     });
 
     auto* url = project->add_subcommand(
-        "url", "Print the project's connection URI through 'pgbranch serve': it reaches the "
-               "active branch (see 'pgbranch use')");
+        "url",
+        "Print the project's connection URI through 'pgbranch serve': it reaches the "
+        "active branch (see 'pgbranch use')");
     url->add_option("name", name_, "Project name")->required();
-    url->add_flag("--verify", verify_,
-                  "Require TLS and verify the proxy against pgbranch's CA");
+    url->add_flag("--verify", verify_, "Require TLS and verify the proxy against pgbranch's CA");
     url->callback([this] {
       action_ = [this] {
         return With("project url", name_, [&](Engine& e) -> Status {
@@ -1508,8 +1512,10 @@ class Cli {
       // A container that ended by itself says how ("exited (code 137)").
       std::string state =
           b.state == "exited" || b.state == "restarting" ? b.runtime_detail : b.state;
-      rows.push_back({b.project + "/" + b.name, parent, Cell(state, StateTone(b.state)),
-                      std::to_string(b.port), Bytes(b.size_bytes), Bytes(b.exclusive_bytes),
+      // The project's active branch (where PROJECT/@ leads through `serve`) is marked '*'.
+      rows.push_back({b.project + "/" + b.name + (b.active ? " *" : ""), parent,
+                      Cell(state, StateTone(b.state)), std::to_string(b.port), Bytes(b.size_bytes),
+                      Bytes(b.exclusive_bytes),
                       b.uptime_seconds ? FormatAge(std::chrono::seconds(*b.uptime_seconds)) : "-",
                       WindowText(b.window), b.masked_uri});
     }
@@ -1533,7 +1539,7 @@ class Cli {
         [&](const BranchInfo& b, const std::string& prefix, bool last, bool root) {
           std::string ref = b.project + "/" + b.name;
           out_->Print(fmt::format("{}{}{}  {}  {}", prefix, root ? "" : (last ? "└── " : "├── "),
-                                  root ? ref : b.name,
+                                  (root ? ref : b.name) + (b.active ? " *" : ""),
                                   out_->Paint(Shown(b.state), StateTone(b.state)), b.port));
           const auto& kids = children[ref];
           for (size_t i = 0; i < kids.size(); ++i) {
@@ -1664,17 +1670,17 @@ class Cli {
   bool fast_ = false;
   bool force_ = false;
   bool recursive_ = false;
-  bool verify_ = false;           // branch url --verify
-  bool service_ = false;          // branch url --service
-  bool proxy_ = false;            // branch url --proxy
-  bool terminate_ = false;        // use --terminate
-  std::optional<int64_t> suspend_after_;  // --suspend-after, in seconds (0: never)
+  bool verify_ = false;                          // branch url --verify
+  bool service_ = false;                         // branch url --service
+  bool proxy_ = false;                           // branch url --proxy
+  bool terminate_ = false;                       // use --terminate
+  std::optional<int64_t> suspend_after_;         // --suspend-after, in seconds (0: never)
   std::string proxy_listen_ = "127.0.0.1:5432";  // serve --proxy-listen
   std::string tls_cert_, tls_key_;               // serve --tls-cert/--tls-key
   std::string sni_domain_ = "localhost";         // serve --sni-domain
   size_t max_connections_ = 1000;                // serve --max-connections
   int grace_seconds_ = 30;                       // serve --grace
-  std::string ca_cert_, ca_key_;  // ca import
+  std::string ca_cert_, ca_key_;                 // ca import
   struct {
     std::string user;
     std::string dir;

@@ -64,18 +64,18 @@ CLI::Validator IdleDuration() {
         std::string value = input;
         std::string error;
         try {
-          error = CLI::AsNumberWithUnit(std::map<std::string, int64_t>{{"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400}},
-                                        CLI::AsNumberWithUnit::CASE_SENSITIVE)(value);
+          error = CLI::AsNumberWithUnit(
+              std::map<std::string, int64_t>{{"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400}},
+              CLI::AsNumberWithUnit::CASE_SENSITIVE)(value);
         } catch (const CLI::ValidationError& e) {
           error = e.what();
         }
         int64_t seconds = 0;
-        bool whole = std::from_chars(value.data(), value.data() + value.size(), seconds).ec ==
-                         std::errc() &&
-                     value.find_first_not_of("0123456789") == std::string::npos;
+        bool whole =
+            std::from_chars(value.data(), value.data() + value.size(), seconds).ec == std::errc() &&
+            value.find_first_not_of("0123456789") == std::string::npos;
         if (!error.empty() || !whole || seconds > 365 * 86400) {
-          return fmt::format("{} is not an idle time: write e.g. 30s, 10m, 2h, 1d or never",
-                             input);
+          return fmt::format("{} is not an idle time: write e.g. 30s, 10m, 2h, 1d or never", input);
         }
         input = value;
         return "";

@@ -196,6 +196,8 @@ nlohmann::json ToJson(const BranchInfo& b, UriForm uri) {
       {"recovery_target",
        b.recovery_target.empty() ? nlohmann::json(nullptr) : nlohmann::json(b.recovery_target)},
       {"recoverable", b.window ? ToJson(*b.window) : nlohmann::json(nullptr)},
+      {"active", b.active},
+      {"suspend_after_s", Optional(b.suspend_after_s)},
   };
 }
 
@@ -214,6 +216,8 @@ nlohmann::json ToJson(const ProjectInfo& p) {
       {"pg_bin", p.pg_bin},
       {"created_at", p.created_at},
       {"branch_count", p.branch_count},
+      {"active_branch", p.active_branch},
+      {"suspend_after_s", Optional(p.suspend_after_s)},
   };
 }
 

@@ -1112,6 +1112,15 @@ Status Engine::DeleteBranch(const BranchRef& ref, bool recursive) {
                           ref.ToString(), JoinNames(project, below)));
         }
         below.push_back(row);
+        // The project route stops leading to a branch that goes: it leads to main again.
+        PGB_ASSIGN_OR_RETURN(ProjectRow current, catalog_->GetProject(project.id));
+        for (const auto& b : below) {
+          if (current.active_branch_id && *current.active_branch_id == b.id) {
+            current.active_branch_id.reset();
+            PGB_RETURN_IF_ERROR(catalog_->UpdateProjectProxy(current));
+            Note(fmt::format("{}/@ leads to the project's main branch again", project.name));
+          }
+        }
         return MarkForDeletion(project, below, {}, op, {});
       });
 }

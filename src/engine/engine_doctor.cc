@@ -93,6 +93,24 @@ Result<std::vector<DoctorFinding>> Engine::Doctor(const DoctorOptions& options) 
     add("os user", "fail", user.status().message());
   }
 
+  // The daemon: whether `pgbranch serve` runs, and where.
+  auto serve = ReadServeRecord();
+  if (!serve.ok()) {
+    add("serve", "warn", serve.status().message());
+  } else if (!*serve) {
+    add("serve", "ok", "pgbranch serve is not running (it has not run in this home)");
+  } else if ((*serve)->alive) {
+    add("serve", "ok",
+        fmt::format("pgbranch serve runs (pid {}), proxy on {}:{}", (*serve)->pid,
+                    (*serve)->proxy_host, (*serve)->proxy_port));
+  } else {
+    // Its record outlived it (a kill -9, a crash): say so; the next `serve` replaces it.
+    add("serve", "warn",
+        fmt::format("pgbranch serve is not running: pid {} of serve.json is gone (it did not "
+                    "stop cleanly); branches suspended by it wake only when it runs again",
+                    (*serve)->pid));
+  }
+
   // PostgreSQL binaries of every project.
   PGB_ASSIGN_OR_RETURN(auto projects, catalog_->ListProjects());
   std::set<std::string> engines_in_use;

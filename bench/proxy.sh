@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The proxy (`pgbranch serve`) beside a direct connection to the same branch, in one run:
+# pgbench select-only over long-lived connections (what the relay costs per query), select-only
+# with a new connection per transaction (-C: what routing, SCRAM and the login through the
+# proxy cost), TPC-B, and the wake of a suspended branch on connect beside `branch start` +
+# connect. Figures, not assertions; ratios are proxy / direct. Needs root (image pool).
+# Usage: sudo bench/proxy.sh [--scale 10] [--seconds 10] [--clients 4] [--wakes 5]
+#        PGBRANCH=build/test/pgbranch bench/proxy.sh ...   (skip the release build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scale=10 seconds=10 clients=4 wakes=5
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --scale) scale=$2; shift 2 ;;
+    --seconds) seconds=$2; shift 2 ;;
+    --clients) clients=$2; shift 2 ;;
+    --wakes) wakes=$2; shift 2 ;;
+    *) echo "usage: $0 [--scale N] [--seconds N] [--clients N] [--wakes N]" >&2; exit 2 ;;
+  esac
+done
+if [[ -z ${PGBRANCH:-} ]]; then
+  ./scripts/install-deps.sh >/dev/null
+  ./scripts/build.sh release >/dev/null
+  PGBRANCH=$PWD/build/release/pgbranch
+fi
+home=$(mktemp -d /tmp/pgb-bench-proxy.XXXXXX)
+proxy_port=63190
+serve_pid=
+cleanup() {
+  set +e
+  [[ -n $serve_pid ]] && kill -TERM "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null
+  "$PGBRANCH" --home "$home" -q project delete demo --force >/dev/null 2>&1
+  umount -l "$home/pool" 2>/dev/null
+  rm -rf "$home"
+}
+trap cleanup EXIT
+pgb() { "$PGBRANCH" --home "$home" -q "$@"; }
+
+pgb init --image "$home/pool.img" --size 4G --port-range 63100-63139 >/dev/null
+pgb project create demo >/dev/null
+pgb branch create demo/dev >/dev/null
+"$PGBRANCH" --home "$home" serve --proxy-listen "127.0.0.1:$proxy_port" 2>"$home/serve.log" &
+serve_pid=$!
+for _ in $(seq 50); do [[ -f $home/serve.json ]] && break; sleep 0.1; done
+
+# Passwords reach pgbench and psql through PGPASSWORD only, never argv.
+direct_uri=$(pgb branch url demo/dev)
+proxy_uri=$(pgb branch url demo/dev --proxy)
+password_of() { local u=${1#postgresql://*:}; echo "${u%%@*}"; }
+direct_pw=$(password_of "$direct_uri")
+proxy_pw=$(password_of "$proxy_uri")
+direct_port=$(pgb branch get demo/dev --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["port"])')
+direct() { PGPASSWORD=$direct_pw PGHOST=127.0.0.1 PGPORT=$direct_port PGUSER=postgres PGDATABASE=postgres "$@"; }
+proxied() { PGPASSWORD=$proxy_pw PGHOST=127.0.0.1 PGPORT=$proxy_port PGUSER=postgres PGDATABASE=demo/dev "$@"; }
+
+direct pgbench -q -i -s "$scale" >/dev/null 2>&1
+tps() { sed -n 's/^tps = \([0-9.]*\) .*/\1/p' | head -1; }
+run() {  # run <label> <pgbench args...>
+  local label=$1; shift
+  local d p
+  d=$(direct pgbench "$@" -c "$clients" -j 2 -T "$seconds" 2>/dev/null | tps)
+  p=$(proxied pgbench "$@" -c "$clients" -j 2 -T "$seconds" 2>/dev/null | tps)
+  printf '%-40s %12.0f %12.0f %10.2f\n' "$label" "$d" "$p" "$(awk -v a="$p" -v b="$d" 'BEGIN {print a / b}')"
+}
+
+echo "pgbench on demo/dev (scale $scale, -c $clients -j 2 -T $seconds), PostgreSQL $(pgb project get demo --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["pg_version"])')"
+printf '%-40s %12s %12s %10s\n' "workload (TPS)" "direct" "proxy" "proxy/dir"
+run "select-only (-S)" -S
+run "select-only, new connection each (-S -C)" -S -C
+run "TPC-B (default)"
+
+# Wake: a suspended branch answering its first query through the proxy, beside starting it
+# with the CLI and then connecting directly. Milliseconds, the median of $wakes.
+now_ms() { date +%s%3N; }
+wake=() start=()
+for _ in $(seq "$wakes"); do
+  pgb branch suspend demo/dev >/dev/null
+  t0=$(now_ms); proxied psql -XAtqc 'select 1' >/dev/null; t1=$(now_ms)
+  wake+=($((t1 - t0)))
+  pgb branch stop demo/dev >/dev/null
+  t0=$(now_ms); pgb branch start demo/dev >/dev/null; direct psql -XAtqc 'select 1' >/dev/null
+  t1=$(now_ms)
+  start+=($((t1 - t0)))
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+mw=$(median "${wake[@]}") ms=$(median "${start[@]}")
+printf '\n%-40s %12s %12s %10s\n' "to the first answer (ms, median of $wakes)" "start+direct" "proxy wake" "proxy/dir"
+printf '%-40s %12d %12d %10.2f\n' "stopped/suspended branch, select 1" "$ms" "$mw" "$(awk -v a="$mw" -v b="$ms" 'BEGIN {print a / b}')"
