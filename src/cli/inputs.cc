@@ -74,7 +74,9 @@ CLI::Validator IdleDuration() {
         bool whole =
             std::from_chars(value.data(), value.data() + value.size(), seconds).ec == std::errc() &&
             value.find_first_not_of("0123456789") == std::string::npos;
-        if (!error.empty() || !whole || seconds > 365 * 86400) {
+        // AsNumberWithUnit reads a bare unit ("m") as one of it: a number must come first.
+        bool number_first = !input.empty() && input[0] >= '0' && input[0] <= '9';
+        if (!error.empty() || !whole || !number_first || seconds > 365 * 86400) {
           return fmt::format("{} is not an idle time: write e.g. 30s, 10m, 2h, 1d or never", input);
         }
         input = value;

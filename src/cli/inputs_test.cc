@@ -167,3 +167,47 @@ TEST(InputsTest, CliRefusesBadValuesBeforeTouchingAnything) {
 
 }  // namespace
 }  // namespace pgb
+
+namespace pgb {
+namespace {
+
+TEST(IdleDurationTest, UnitsAndNever) {
+  CLI::App app;
+  std::optional<int64_t> seconds;
+  app.add_option("--suspend-after", seconds)->transform(IdleDuration());
+  struct Case {
+    std::string text;
+    std::optional<int64_t> want;  // nullopt: refused
+  };
+  for (const Case& c : std::vector<Case>{{"30s", 30},
+                                         {"10m", 600},
+                                         {"2h", 7200},
+                                         {"1d", 86400},
+                                         {"45", 45},
+                                         {"never", 0},
+                                         {"0", 0},
+                                         {"-5m", std::nullopt},
+                                         {"1.5h", std::nullopt},
+                                         {"10x", std::nullopt},
+                                         {"m", std::nullopt},
+                                         {"400d", std::nullopt}}) {
+    seconds.reset();
+    std::vector<std::string> args = {"--suspend-after", c.text};
+    std::reverse(args.begin(), args.end());
+    bool parsed = true;
+    try {
+      app.parse(args);
+    } catch (const CLI::ParseError&) {
+      parsed = false;
+    }
+    if (c.want) {
+      EXPECT_TRUE(parsed) << c.text;
+      EXPECT_EQ(seconds, c.want) << c.text;
+    } else {
+      EXPECT_FALSE(parsed) << c.text;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace pgb

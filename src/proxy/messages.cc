@@ -77,14 +77,14 @@ std::optional<std::string_view> TakeCString(std::string_view& body) {
 
 Result<std::optional<Message>> PeekMessage(std::string_view buffer, size_t max_size) {
   if (buffer.size() < kHeader) return std::optional<Message>();
-  const uint32_t length = ReadUint32(buffer, 1);
+  // An Int32, as PostgreSQL reads it: a negative length is as invalid as a short one.
+  const auto length = static_cast<int32_t>(ReadUint32(buffer, 1));
   const char type = buffer[0];
   if (length < 4) {
-    return Status::InvalidArgument(
-        fmt::format("invalid message length {} (type 0x{:02x})", static_cast<int32_t>(length),
-                    static_cast<unsigned char>(type)));
+    return Status::InvalidArgument(fmt::format("invalid message length {} (type 0x{:02x})", length,
+                                               static_cast<unsigned char>(type)));
   }
-  const uint64_t size = uint64_t{length} + 1;
+  const uint64_t size = static_cast<uint64_t>(length) + 1;
   if (size > max_size) {
     return Status::InvalidArgument(
         fmt::format("message of {} bytes (type 0x{:02x}) exceeds the limit of {} bytes", size,
@@ -189,8 +189,8 @@ Result<Authentication> ParseAuthentication(std::string_view body) {
 
 Result<KeyData> ParseBackendKeyData(std::string_view body) {
   if (body.size() < 4 + kMinKey || body.size() > 4 + kMaxKey) {
-    return Status::InvalidArgument(
-        fmt::format("invalid BackendKeyData: {} bytes, expected 8 to {}", body.size(), 4 + kMaxKey));
+    return Status::InvalidArgument(fmt::format("invalid BackendKeyData: {} bytes, expected 8 to {}",
+                                               body.size(), 4 + kMaxKey));
   }
   KeyData k;
   k.pid = static_cast<int32_t>(ReadUint32(body, 0));
@@ -236,9 +236,8 @@ Result<SaslInitial> ParseSaslInitialResponse(std::string_view body) {
         "invalid SASL initial response: no client-first-message (length -1)");
   }
   if (length < 0 || static_cast<size_t>(length) != body.size()) {
-    return Status::InvalidArgument(
-        fmt::format("invalid SASL initial response: data length {} but {} bytes follow", length,
-                    body.size()));
+    return Status::InvalidArgument(fmt::format(
+        "invalid SASL initial response: data length {} but {} bytes follow", length, body.size()));
   }
   SaslInitial s;
   s.mechanism = std::string(*mechanism);

@@ -13,6 +13,9 @@ namespace {
 // "P/B" or "P/@" as a route; nullopt if either part is empty or P is '@'.
 std::optional<Route> RouteOf(std::string_view project, std::string_view branch) {
   if (project.empty() || branch.empty() || project == "@") return std::nullopt;
+  if (project.find('/') != std::string_view::npos || branch.find('/') != std::string_view::npos) {
+    return std::nullopt;
+  }
   Route r;
   r.project = std::string(project);
   if (branch != "@") r.branch = std::string(branch);

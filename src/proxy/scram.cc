@@ -47,7 +47,7 @@ std::string Base64(const void* data, size_t n) {
 std::string Base64(std::string_view s) { return Base64(s.data(), s.size()); }
 std::string Base64(const Key& k) { return Base64(k.data(), k.size()); }
 
-// Decodes standard padded base64 (RFC 4648 section 4), nullopt for anything else. The
+// Decodes canonical padded base64 (RFC 4648 sections 3.5 and 4), nullopt for anything else. The
 // characters are checked here because EVP_DecodeBlock skips surrounding whitespace and keeps
 // the padding's zero bytes in its output.
 std::optional<std::string> FromBase64(std::string_view text) {
@@ -69,6 +69,9 @@ std::optional<std::string> FromBase64(std::string_view text) {
                           static_cast<int>(text.size()));
   if (n < 0 || static_cast<size_t>(n) != out.size()) return std::nullopt;
   out.resize(out.size() - padding);
+  // Only the canonical spelling: the unused low bits of the last character must be zero, so
+  // one key has one encoding.
+  if (Base64(out) != text) return std::nullopt;
   return out;
 }
 
@@ -242,7 +245,8 @@ std::string ScramVerifier::ToString() const {
 // --- ScramServer ---
 
 ScramServer::ScramServer(ScramVerifier verifier, std::string nonce)
-    : verifier_(std::move(verifier)), server_nonce_(nonce.empty() ? NewNonce() : std::move(nonce)) {}
+    : verifier_(std::move(verifier)),
+      server_nonce_(nonce.empty() ? NewNonce() : std::move(nonce)) {}
 
 Result<std::string> ScramServer::ClientFirst(std::string_view message) {
   if (first_done_ || !nonce_.empty()) {
@@ -277,8 +281,8 @@ Result<std::string> ScramServer::ClientFirst(std::string_view message) {
 
   nonce_ = std::string(client_nonce) + server_nonce_;
   client_first_bare_ = std::string(bare);
-  server_first_ = fmt::format("r={},s={},i={}", nonce_, Base64(verifier_.salt),
-                              verifier_.iterations);
+  server_first_ =
+      fmt::format("r={},s={},i={}", nonce_, Base64(verifier_.salt), verifier_.iterations);
   cbind_flag_ = flag;
   first_done_ = true;
   return server_first_;
@@ -379,9 +383,8 @@ Status ScramClient::ServerFinal(std::string_view message) {
   std::optional<std::vector<Attribute>> attrs = SplitAttributes(message);
   if (!attrs) return Malformed("invalid attribute in server-final-message");
   if ((*attrs)[0].name == 'e') {
-    return Status::InvalidArgument(
-        fmt::format("SCRAM authentication failed on the server: {}",
-                    (*attrs)[0].value.substr(0, 100)));
+    return Status::InvalidArgument(fmt::format("SCRAM authentication failed on the server: {}",
+                                               (*attrs)[0].value.substr(0, 100)));
   }
   if ((*attrs)[0].name != 'v') return Malformed("server-final-message must be v=...");
   std::optional<Key> signature = KeyFromBase64((*attrs)[0].value);

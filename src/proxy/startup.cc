@@ -64,16 +64,16 @@ Status ParseParams(std::string_view body,
     std::string_view name = body.substr(offset, name_end - offset);
     size_t value_start = name_end + 1;
     if (value_start >= body.size()) {
-      return Status::InvalidArgument(fmt::format(
-          "invalid startup packet layout: parameter {} has no value", Describe(name)));
+      return Status::InvalidArgument(
+          fmt::format("invalid startup packet layout: parameter {} has no value", Describe(name)));
     }
     size_t value_end = body.find('\0', value_start);
     std::string_view value = body.substr(value_start, value_end - value_start);
-    bool repeated = std::any_of(params.begin(), params.end(),
-                                [&](const auto& p) { return p.first == name; });
+    bool repeated =
+        std::any_of(params.begin(), params.end(), [&](const auto& p) { return p.first == name; });
     if (repeated) {
-      return Status::InvalidArgument(fmt::format(
-          "invalid startup packet layout: parameter {} given twice", Describe(name)));
+      return Status::InvalidArgument(
+          fmt::format("invalid startup packet layout: parameter {} given twice", Describe(name)));
     }
     params.emplace_back(std::string(name), std::string(value));
     offset = value_end + 1;
@@ -97,7 +97,8 @@ std::optional<std::string> StartupPacket::Get(std::string_view name) const {
 }
 
 void StartupPacket::Set(std::string_view name, std::optional<std::string> value) {
-  auto it = std::find_if(params.begin(), params.end(), [&](const auto& p) { return p.first == name; });
+  auto it =
+      std::find_if(params.begin(), params.end(), [&](const auto& p) { return p.first == name; });
   if (!value) {
     if (it != params.end()) params.erase(it);
   } else if (it != params.end()) {
@@ -126,9 +127,9 @@ Result<StartupPacket> ParseStartupPacket(std::string_view packet) {
   }
   PGB_ASSIGN_OR_RETURN(size_t length, StartupPacketLength(packet.substr(0, 4)));
   if (length != packet.size()) {
-    return Status::InvalidArgument(fmt::format(
-        "invalid length of startup packet: {} says the length word, {} bytes received", length,
-        packet.size()));
+    return Status::InvalidArgument(
+        fmt::format("invalid length of startup packet: {} says the length word, {} bytes received",
+                    length, packet.size()));
   }
   const uint32_t code = ReadUint32(packet, 4);
   StartupPacket out;
