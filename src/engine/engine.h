@@ -248,10 +248,10 @@ struct BranchInfo {
   std::string pg_version;
   std::string log_path;   // native: the server's log file; containers: empty (branch logs)
   std::string container;  // containers: the container's name
-  std::optional<int64_t> snapshot_id;  // the snapshot it was cloned from
-  std::string recovery_target;         // for a point-in-time branch, its target
-  std::optional<WalWindow> window;     // with sizes: what it can be recovered to
-  bool active = false;                 // the project route of `pgbranch serve` leads here
+  std::optional<int64_t> snapshot_id;      // the snapshot it was cloned from
+  std::string recovery_target;             // for a point-in-time branch, its target
+  std::optional<WalWindow> window;         // with sizes: what it can be recovered to
+  bool active = false;                     // the project route of `pgbranch serve` leads here
   std::optional<int64_t> suspend_after_s;  // effective (the branch's, else the project's)
 };
 
@@ -331,7 +331,7 @@ struct ProjectInfo {
   std::string pg_bin;
   std::string created_at;
   int branch_count = 0;
-  std::string active_branch;                // where the project route leads ("main")
+  std::string active_branch;               // where the project route leads ("main")
   std::optional<int64_t> suspend_after_s;  // the project's default; unset: never
 };
 
@@ -608,6 +608,9 @@ class Engine {
   Result<std::optional<FileOwner>> PrepareStart(const ProjectRow& project, const BranchRow& branch,
                                                 const InstanceSpec& spec);
   InstanceConfig ConfigFor(const ProjectRow& project, const BranchRow& branch) const;
+  // ResolveRoute's and ProxyTargets' answer for `row`; `active` is where the project route leads.
+  ProxyTarget TargetOf(const ProjectRow& project, const BranchRow& row,
+                       const BranchRow* active) const;
   // StopBranch and SuspendBranch: the stored state afterwards is `state`.
   Result<BranchInfo> StopBranchAs(const BranchRef& ref, const std::string& state);
   std::string LogPath(const BranchRow& branch) const;

@@ -70,20 +70,24 @@ Result<ProxyTarget> Engine::ResolveRoute(const std::string& project_name,
                     branch_name.value_or("(active)"),
                     names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "))));
   }
-  const BranchRow* active = ActiveOf(project, branches);
+  return TargetOf(project, *row, ActiveOf(project, branches));
+}
+
+ProxyTarget Engine::TargetOf(const ProjectRow& project, const BranchRow& row,
+                             const BranchRow* active) const {
   ProxyTarget t;
   t.project = project.name;
-  t.branch = row->name;
+  t.branch = row.name;
   t.project_id = project.id;
-  t.branch_id = row->id;
-  t.state = row->state;
-  t.socket_path = JoinPath(SocketDir(project), fmt::format(".s.PGSQL.{}", row->port));
+  t.branch_id = row.id;
+  t.state = row.state;
+  t.socket_path = JoinPath(SocketDir(project), fmt::format(".s.PGSQL.{}", row.port));
   t.host = ClientHost(project.listen_address);
-  t.port = row->port;
+  t.port = row.port;
   t.superuser = project.superuser;
   t.proxy_password = project.proxy_password;
-  t.suspend_after_s = row->suspend_after_s ? row->suspend_after_s : project.suspend_after_s;
-  t.active = active && active->id == row->id;
+  t.suspend_after_s = row.suspend_after_s ? row.suspend_after_s : project.suspend_after_s;
+  t.active = active && active->id == row.id;
   return t;
 }
 
@@ -94,21 +98,7 @@ Result<std::vector<ProxyTarget>> Engine::ProxyTargets() {
   for (const auto& project : projects) {
     const BranchRow* active = ActiveOf(project, branches);
     for (const auto& row : branches) {
-      if (row.project_id != project.id) continue;
-      ProxyTarget t;
-      t.project = project.name;
-      t.branch = row.name;
-      t.project_id = project.id;
-      t.branch_id = row.id;
-      t.state = row.state;
-      t.socket_path = JoinPath(SocketDir(project), fmt::format(".s.PGSQL.{}", row.port));
-      t.host = ClientHost(project.listen_address);
-      t.port = row.port;
-      t.superuser = project.superuser;
-      t.proxy_password = project.proxy_password;
-      t.suspend_after_s = row.suspend_after_s ? row.suspend_after_s : project.suspend_after_s;
-      t.active = active && active->id == row.id;
-      out.push_back(std::move(t));
+      if (row.project_id == project.id) out.push_back(TargetOf(project, row, active));
     }
   }
   return out;

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "proxy/wire.h"
+
 namespace pgb::proxy {
 
 namespace {
@@ -9,19 +11,6 @@ namespace {
 constexpr size_t kHeader = 5;  // type byte + Int32 length
 constexpr size_t kMinKey = 4;
 constexpr size_t kMaxKey = 256;
-
-uint32_t ReadUint32(std::string_view bytes, size_t offset) {
-  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data() + offset);
-  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
-}
-
-void AppendInt32(std::string& out, int32_t value) {
-  const auto v = static_cast<uint32_t>(value);
-  out.push_back(static_cast<char>(v >> 24));
-  out.push_back(static_cast<char>(v >> 16));
-  out.push_back(static_cast<char>(v >> 8));
-  out.push_back(static_cast<char>(v));
-}
 
 // A protocol String. A NUL inside `s` would end it early and shift every field after it, so
 // the string is cut at its first NUL instead: the message stays well-formed.

@@ -16,6 +16,7 @@
 #include "common/error_class.h"
 #include "proxy/messages.h"
 #include "proxy/startup.h"
+#include "proxy/wire.h"
 
 namespace pgb::proxy {
 
@@ -97,9 +98,7 @@ class Reader {
     co_await Fill(5);
     auto peek = PeekMessage(buffer_);
     if (!peek.ok()) co_return peek.status();
-    uint32_t length = (static_cast<uint8_t>(buffer_[1]) << 24) |
-                      (static_cast<uint8_t>(buffer_[2]) << 16) |
-                      (static_cast<uint8_t>(buffer_[3]) << 8) | static_cast<uint8_t>(buffer_[4]);
+    uint32_t length = ReadUint32(buffer_, 1);
     co_return co_await Take(1 + static_cast<size_t>(length));
   }
 

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "common/bytes.h"
+#include "proxy/wire.h"
 
 namespace pgb::proxy {
 
@@ -19,18 +20,6 @@ constexpr uint16_t kLatestMinor = 2;
 // A CancelRequest: length, code, pid, then the key.
 constexpr size_t kCancelHeader = 12;
 constexpr size_t kMinCancelKey = 4;
-
-uint32_t ReadUint32(std::string_view bytes, size_t offset) {
-  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data() + offset);
-  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
-}
-
-void AppendUint32(std::string& out, uint32_t value) {
-  out.push_back(static_cast<char>(value >> 24));
-  out.push_back(static_cast<char>(value >> 16));
-  out.push_back(static_cast<char>(value >> 8));
-  out.push_back(static_cast<char>(value));
-}
 
 // Writes the total length into the first four bytes of `packet`.
 void PatchLength(std::string& packet) {

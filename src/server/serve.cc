@@ -156,6 +156,12 @@ class Scheduler {
 
 Status Serve(Engine& engine, const ServeOptions& options,
              const std::function<void(const std::string&)>& note) {
+  PGB_ASSIGN_OR_RETURN(auto running, engine.ReadServeRecord());
+  if (running && running->alive && running->pid != ::getpid()) {
+    return Status::FailedPrecondition(
+        fmt::format("pgbranch serve already runs for {} (pid {}, proxy on {}:{})", engine.home(),
+                    running->pid, running->proxy_host, running->proxy_port));
+  }
   proxy::ProxyOptions po;
   po.listen_host = options.listen_host;
   po.sni_domain = options.sni_domain;
