@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "common/fs.h"
 #include "common/proc.h"
@@ -38,11 +39,28 @@ const BranchRow* ActiveOf(const ProjectRow& project, const std::vector<BranchRow
   return root;
 }
 
+// "a, b, c" sorted, or "none".
+std::string ListOrNone(std::vector<std::string> names) {
+  if (names.empty()) return "none";
+  std::sort(names.begin(), names.end());
+  return fmt::format("{}", fmt::join(names, ", "));
+}
+
 }  // namespace
 
 Result<ProxyTarget> Engine::ResolveRoute(const std::string& project_name,
                                          const std::optional<std::string>& branch_name) {
-  PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(project_name));
+  auto loaded = LoadProject(project_name);
+  if (!loaded.ok() && loaded.status().Is(StatusCode::kNotFound)) {
+    // What exists, as the issue of a route that leads nowhere asks (the proxy's 3D000).
+    PGB_ASSIGN_OR_RETURN(auto projects, catalog_->ListProjects());
+    std::vector<std::string> names;
+    for (const auto& p : projects) names.push_back(p.name);
+    return Status::NotFound(fmt::format("project {} does not exist; the projects: {}", project_name,
+                                        ListOrNone(std::move(names))));
+  }
+  PGB_RETURN_IF_ERROR(loaded.status());
+  ProjectRow project = std::move(*loaded);
   if (project.proxy_password.empty()) {
     // Made once, under the project's lock, so two first connections agree on it.
     PGB_ASSIGN_OR_RETURN(LockHandle lock, LockProjectOf(project, nullptr));
@@ -64,11 +82,9 @@ Result<ProxyTarget> Engine::ResolveRoute(const std::string& project_name,
   if (!row) {
     std::vector<std::string> names;
     for (const auto& b : branches) names.push_back(b.name);
-    std::sort(names.begin(), names.end());
-    return Status::NotFound(
-        fmt::format("project {} has no branch {}; its branches: {}", project.name,
-                    branch_name.value_or("(active)"),
-                    names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "))));
+    return Status::NotFound(fmt::format("project {} has no branch {}; its branches: {}",
+                                        project.name, branch_name.value_or("(active)"),
+                                        ListOrNone(std::move(names))));
   }
   return TargetOf(project, *row, ActiveOf(project, branches));
 }

@@ -135,6 +135,8 @@ struct Refusal {
   std::string sqlstate;
   std::string message;
   std::string detail;
+  bool sent = false;   // the branch's own ErrorResponse, already relayed to the client
+  bool retry = false;  // the branch was not ready and nothing reached the client: try again
 };
 
 }  // namespace
@@ -327,6 +329,10 @@ class Proxy::Impl::Session : public std::enable_shared_from_this<Session> {
     if (refusal) {
       ++proxy.stats_.refused;
       spdlog::info("proxy: {} refused ({}): {}", self->peer_, refusal->sqlstate, refusal->message);
+      if (refusal->sent) {
+        self->Close();
+        co_return;
+      }
       try {
         std::string error =
             ErrorResponse("FATAL", refusal->sqlstate, refusal->message, refusal->detail);
@@ -453,12 +459,37 @@ class Proxy::Impl::Session : public std::enable_shared_from_this<Session> {
       auto refused = co_await AuthenticateSuperuser(user);
       if (refused) co_return refused;
     }
-    auto connected = co_await ConnectBackend(route, user == endpoint_.superuser, started);
-    if (connected) co_return connected;
-    backend_reader_ = std::make_unique<Reader>(backend_.get());
+    const bool superuser = user == endpoint_.superuser;
     std::string packet = SerializeStartupMessage(forwarded);
-    co_await backend_->WriteAll(asio::buffer(packet));
-    auto outcome = co_await LogIn(user == endpoint_.superuser);
+    Outcome outcome;
+    for (;;) {
+      auto connected = co_await ConnectBackend(route, superuser, started);
+      if (connected) co_return connected;
+      backend_reader_ = std::make_unique<Reader>(backend_.get());
+      try {
+        co_await backend_->WriteAll(asio::buffer(packet));
+        outcome = co_await LogIn(superuser);
+      } catch (const std::system_error& e) {
+        // The branch hung up before saying anything to the client (it was stopping for a
+        // reset or a restart): as good as refused.
+        if (forwarded_ || closed_) throw;
+        outcome = Refusal{"57P03", fmt::format("branch {}: {}", endpoint_.Ref(), e.what()), {}};
+        outcome->retry = true;
+      }
+      if (!outcome || !outcome->retry) break;
+      if (Clock::now() - started > proxy.options_.connect_wait || closed_) {
+        outcome->retry = false;
+        break;
+      }
+      // Not ready yet (starting up, shutting down, in recovery): the client waits, bounded.
+      backend_->Close();
+      asio::error_code ec;
+      asio::steady_timer pause(proxy.io_, std::chrono::milliseconds(100));
+      co_await pause.async_wait(asio::redirect_error(use_awaitable, ec));
+      auto again = co_await Resolve(route);
+      if (!again.ok()) co_return Refuse(again.status());
+      endpoint_ = *again;
+    }
     if (!outcome) {
       spdlog::info(
           "proxy: {} user={} route={} -> {} ({} ms)", peer_, user, route_, endpoint_.Ref(),
@@ -582,6 +613,10 @@ class Proxy::Impl::Session : public std::enable_shared_from_this<Session> {
   awaitable<Outcome> LogIn(bool superuser) {
     Impl& proxy = *proxy_;
     bool authenticated = false;
+    // From AuthenticationOk to ReadyForQuery the branch's messages are held and sent in one
+    // write: until then nothing of this attempt has reached the client, so for the superuser
+    // (whose password the proxy checked itself) a branch that goes away mid-login is retried.
+    std::string held;
     for (;;) {
       auto message = co_await backend_reader_->MessageBytes();
       if (!message.ok()) {
@@ -591,10 +626,20 @@ class Proxy::Impl::Session : public std::enable_shared_from_this<Session> {
       std::string_view body = std::string_view(*message).substr(5);
       char type = (*message)[0];
       if (type == 'E') {
-        co_await client_->WriteAll(asio::buffer(*message));
-        Close();
-        closed_ = true;
-        co_return std::nullopt;
+        auto fields = ParseErrorFields(body);
+        std::string code = fields.ok() ? (*fields)['C'] : "08P01";
+        std::string text = fields.ok() ? (*fields)['M'] : fields.status().message();
+        // 57P03 "the database system is starting up / shutting down / not yet accepting
+        // connections", 57P01/57P02 a shutdown ending the login: the branch is restarting
+        // (a reset); nothing reached the client yet, so it may wait for the branch.
+        if (!forwarded_ && (code == "57P03" || code == "57P01" || code == "57P02")) {
+          co_return Refusal{
+              code, fmt::format("branch {}: {}", endpoint_.Ref(), text), {}, false, true};
+        }
+        forwarded_ = true;
+        held += *message;
+        co_await client_->WriteAll(asio::buffer(held));
+        co_return Refusal{code, fmt::format("branch {}: {}", endpoint_.Ref(), text), {}, true};
       }
       if (type == 'R' && !authenticated) {
         auto auth = ParseAuthentication(body);
@@ -602,7 +647,7 @@ class Proxy::Impl::Session : public std::enable_shared_from_this<Session> {
         if (auth->code == 0) {
           authenticated = true;
           // The superuser already got SASLFinal from the proxy: now AuthenticationOk.
-          co_await client_->WriteAll(asio::buffer(*message));
+          held += *message;
           continue;
         }
         if (superuser) {
@@ -611,6 +656,7 @@ class Proxy::Impl::Session : public std::enable_shared_from_this<Session> {
                                         endpoint_.Ref()),
                             {}};
         }
+        forwarded_ = true;
         co_await client_->WriteAll(asio::buffer(*message));
         if (auth->code == 12) continue;  // SASLFinal: AuthenticationOk or an error follows
         auto reply = co_await reader_.MessageBytes();
@@ -641,14 +687,18 @@ class Proxy::Impl::Session : public std::enable_shared_from_this<Session> {
           pid &= 0x7fffffff;
           secret.assign(reinterpret_cast<const char*>(random.data()) + 4, 4);
         } while (pid == 0 || proxy.cancel_keys_.count(KeyOf(pid, secret)));
+        if (!cancel_key_.empty()) proxy.cancel_keys_.erase(cancel_key_);  // an earlier attempt's
         cancel_key_ = KeyOf(pid, secret);
         proxy.cancel_keys_[cancel_key_] = std::move(target);
-        std::string key_data = BackendKeyData(pid, secret);
-        co_await client_->WriteAll(asio::buffer(key_data));
+        held += BackendKeyData(pid, secret);
         continue;
       }
-      co_await client_->WriteAll(asio::buffer(*message));
-      if (type == 'Z') co_return std::nullopt;
+      held += *message;
+      if (type == 'Z') {
+        forwarded_ = true;
+        co_await client_->WriteAll(asio::buffer(held));
+        co_return std::nullopt;
+      }
     }
   }
 
@@ -688,6 +738,7 @@ class Proxy::Impl::Session : public std::enable_shared_from_this<Session> {
   std::string route_;
   std::string cancel_key_;
   bool tls_started_ = false;
+  bool forwarded_ = false;  // LogIn has relayed something of the branch's to the client
   bool relaying_ = false;
   bool closed_ = false;
 };

@@ -156,6 +156,10 @@ class Scheduler {
 
 Status Serve(Engine& engine, const ServeOptions& options,
              const std::function<void(const std::string&)>& note) {
+  // Signals are caught from here on (queued until the event loop runs): a SIGTERM or SIGHUP
+  // that comes as soon as serve.json exists must stop or reload serve, not be lost or kill it.
+  asio::io_context io;
+  asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
   PGB_ASSIGN_OR_RETURN(auto running, engine.ReadServeRecord());
   if (running && running->alive && running->pid != ::getpid()) {
     return Status::FailedPrecondition(
@@ -176,7 +180,6 @@ Status Serve(Engine& engine, const ServeOptions& options,
     po.tls_key = options.tls_key;
   }
 
-  asio::io_context io;
   EngineRouter router(engine);
   std::unique_ptr<proxy::Proxy> proxy;
   int tries = options.port_given ? 1 : kPortFallbacks + 1;
@@ -224,7 +227,6 @@ Status Serve(Engine& engine, const ServeOptions& options,
   };
 
   Scheduler scheduler(engine, options.idle_check, [&] { reload(); });
-  asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
   asio::steady_timer grace(io);
   bool stopping = false;
   std::chrono::steady_clock::time_point deadline;
