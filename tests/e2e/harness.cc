@@ -168,6 +168,14 @@ Home::~Home() {
     auto r = runner->Run(del);
     if (!r.ok() || !r->Succeeded()) ADD_FAILURE() << "teardown: userdel " << name;
   }
+  // Never remove a home with something still mounted in it (a pool whose unmount failed):
+  // remove_all would delete data under a live server. Leave it, and say so.
+  std::string mounts;
+  if (auto text = ReadFile("/proc/mounts"); text.ok()) mounts = *text;
+  if (mounts.find(" " + path_ + "/") != std::string::npos) {
+    ADD_FAILURE() << "teardown: " << path_ << " still has a mount in it; left in place";
+    return;
+  }
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
 }
