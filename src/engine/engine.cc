@@ -1245,6 +1245,12 @@ Result<ImageInfo> Engine::BuildImage(ImageBuildOptions options) {
 }
 
 Result<BranchInfo> Engine::StartBranch(const BranchRef& ref) {
+  struct RemoveAtEnd {
+    std::string path;
+    ~RemoveAtEnd() {
+      if (!path.empty()) (void)RemoveFile(path);
+    }
+  } marker{PrepareSuspendedStart(ref)};
   PGB_ASSIGN_OR_RETURN(LockHandle home, HomeShared("branch start " + ref.ToString()));
   std::optional<BranchInfo> info;
   PGB_RETURN_IF_ERROR(RunOperation(

@@ -484,6 +484,14 @@ class Engine {
   // and, per project P, "P.<sni_domain>" and "*.P.<sni_domain>" (the SNI routes), kept while
   // current (EnsureServerCertificate). Returns the directory holding server.crt and server.key.
   Result<std::string> ProxyCertificate(const std::string& sni_domain);
+  // Before a suspended branch is started (by anyone: `resume`, `start`, serve's wake): writes
+  // StartMarkerPath, which keeps `serve` from listening on the branch's port until the caller
+  // removes it after the start; and if serve holds the port already (to wake the branch on a
+  // client's connection), makes it let go (one connection that sends nothing) and waits, up
+  // to 2 s, until the port is free. Returns the marker's path ("" for a branch not suspended).
+  std::string PrepareSuspendedStart(const BranchRef& ref);
+  // $PGBRANCH_HOME/locks/starting-<branch id>: present while a suspended branch starts.
+  std::string StartMarkerPath(int64_t branch_id) const;
   // serve.json: written by `serve` (atomically), read by the others; nullopt if absent.
   Status WriteServeRecord(const ServeRecord& record);
   Result<std::optional<ServeRecord>> ReadServeRecord();

@@ -490,9 +490,12 @@ Result<std::vector<DoctorFinding>> Engine::Doctor(const DoctorOptions& options) 
   // Socket lock files of servers that are gone (a reboot: the pid in them may now be anyone's).
   PGB_RETURN_IF_ERROR(CheckSocketLocks(branches, project_of, fix, &out));
 
-  // Ports: a stopped branch whose port a stranger holds could not start.
+  // Ports: a stopped branch whose port a stranger holds could not start. A suspended branch's
+  // port is held by `serve` while it runs, to wake it on a connection.
+  bool serve_alive = serve.ok() && *serve && (*serve)->alive;
   for (const auto& b : branches) {
     if (!IsSettledState(b.state)) continue;
+    if (b.state == kStateSuspended && serve_alive) continue;
     const ProjectRow& p = project_of[b.project_id];
     auto spec = Spec(p, b);
     if (!spec.ok()) continue;

@@ -2,7 +2,9 @@
 // project (`pgbranch use`), idle times, a branch's sessions, and the daemon's own record.
 
 #include <fmt/format.h>
+#include <netdb.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -279,5 +281,43 @@ Result<std::optional<ServeRecord>> Engine::ReadServeRecord() {
 }
 
 Status Engine::RemoveServeRecord() { return RemoveFile(ServeRecordPath(env_.home)); }
+
+std::string Engine::StartMarkerPath(int64_t branch_id) const {
+  return JoinPath(env_.home, fmt::format("locks/starting-{}", branch_id));
+}
+
+std::string Engine::PrepareSuspendedStart(const BranchRef& ref) {
+  auto project = LoadProject(ref.project);
+  if (!project.ok()) return "";
+  auto row = LoadBranch(*project, ref.branch);
+  if (!row.ok() || row->state != kStateSuspended) return "";
+  // Until the start is over, serve does not listen on the port (it reads this file first).
+  std::string marker = StartMarkerPath(row->id);
+  if (!WriteFileAtomic(marker, "", 0600).ok()) marker.clear();
+  if (env_.ports->IsFree(project->listen_address, row->port)) return marker;
+  auto record = ReadServeRecord();
+  if (!record.ok() || !*record || !(*record)->alive) return marker;
+  // serve holds the port of a suspended branch for its clients (Proxy::ListenForBranch) and
+  // lets go of it at the first connection: this one, which then sends nothing.
+  std::string host = ClientHost(project->listen_address);
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  std::string port = std::to_string(row->port);
+  if (::getaddrinfo(host.c_str(), port.c_str(), &hints, &found) != 0) return marker;
+  int fd = ::socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd >= 0) {
+    Status ignored = ::connect(fd, found->ai_addr, found->ai_addrlen) == 0
+                         ? Status::OK()
+                         : Status::IOError("connect");
+    (void)ignored;
+    ::close(fd);
+  }
+  ::freeaddrinfo(found);
+  for (int i = 0; i < 40 && !env_.ports->IsFree(project->listen_address, row->port); ++i) {
+    ::usleep(50'000);
+  }
+  return marker;
+}
 
 }  // namespace pgb

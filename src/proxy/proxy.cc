@@ -154,28 +154,58 @@ class Proxy::Impl : public std::enable_shared_from_this<Proxy::Impl> {
 
   Status Listen() {
     PGB_RETURN_IF_ERROR(ReloadTls());
-    asio::error_code ec;
-    auto address = asio::ip::make_address(options_.listen_host, ec);
-    if (ec) {
-      return Status::InvalidArgument(
-          fmt::format("listen on {}: not an IP address", options_.listen_host));
+    PGB_RETURN_IF_ERROR(Bind(acceptor_, options_.listen_host, options_.listen_port));
+    asio::co_spawn(io_, Accept(shared_from_this()), asio::detached);
+    return Status::OK();
+  }
+
+  Status ListenForBranch(const std::string& host, int port, const Route& route) {
+    if (branch_listeners_.count(port)) return Status::OK();
+    auto woken = woken_at_.find(port);
+    if (woken != woken_at_.end() && Clock::now() - woken->second < kRelistenAfter) {
+      return Status::OK();  // its server may be about to bind the port
     }
-    asio::ip::tcp::endpoint endpoint(address, static_cast<unsigned short>(options_.listen_port));
-    acceptor_.open(endpoint.protocol(), ec);
-    if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec) acceptor_.bind(endpoint, ec);
-    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    auto listener = std::make_shared<BranchListener>(io_, route);
+    PGB_RETURN_IF_ERROR(Bind(listener->acceptor, host, port));
+    branch_listeners_[port] = listener;
+    asio::co_spawn(io_, AcceptForBranch(shared_from_this(), listener, port), asio::detached);
+    return Status::OK();
+  }
+
+  void StopListeningForBranch(int port) {
+    auto it = branch_listeners_.find(port);
+    if (it == branch_listeners_.end()) return;
+    asio::error_code ignored;
+    it->second->acceptor.close(ignored);
+    branch_listeners_.erase(it);
+  }
+
+  std::vector<int> BranchListenerPorts() const {
+    std::vector<int> out;
+    for (const auto& [port, listener] : branch_listeners_) out.push_back(port);
+    return out;
+  }
+
+  // Binds and listens on host:port, close-on-exec.
+  static Status Bind(asio::ip::tcp::acceptor& acceptor, const std::string& host, int port) {
+    asio::error_code ec;
+    auto address = asio::ip::make_address(host, ec);
+    if (ec) return Status::InvalidArgument(fmt::format("listen on {}: not an IP address", host));
+    asio::ip::tcp::endpoint endpoint(address, static_cast<unsigned short>(port));
+    acceptor.open(endpoint.protocol(), ec);
+    if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor.bind(endpoint, ec);
+    if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) {
       asio::error_code ignored;
-      acceptor_.close(ignored);
-      std::string where = fmt::format("{}:{}", options_.listen_host, options_.listen_port);
+      acceptor.close(ignored);
+      std::string where = fmt::format("{}:{}", host, port);
       if (ec == asio::error::address_in_use) {
         return Status::Unavailable(fmt::format("listen on {}: address in use", where));
       }
       return Status::IOError(fmt::format("listen on {}: {}", where, ec.message()));
     }
-    SetCloseOnExec(acceptor_.native_handle());
-    asio::co_spawn(io_, Accept(shared_from_this()), asio::detached);
+    SetCloseOnExec(acceptor.native_handle());
     return Status::OK();
   }
 
@@ -214,6 +244,8 @@ class Proxy::Impl : public std::enable_shared_from_this<Proxy::Impl> {
   void StopAccepting() {
     asio::error_code ignored;
     acceptor_.close(ignored);
+    for (auto& [port, listener] : branch_listeners_) listener->acceptor.close(ignored);
+    branch_listeners_.clear();
   }
 
   void CloseAll();
@@ -227,7 +259,19 @@ class Proxy::Impl : public std::enable_shared_from_this<Proxy::Impl> {
  private:
   class Session;
 
+  // A suspended branch's own port, held for it until its first client comes.
+  struct BranchListener {
+    BranchListener(asio::io_context& io, Route r) : acceptor(io), route(std::move(r)) {}
+    asio::ip::tcp::acceptor acceptor;
+    Route route;
+  };
+  // After a wake, a branch's port is not listened on again for this long: its server is
+  // starting and must be able to bind it.
+  static constexpr std::chrono::seconds kRelistenAfter{10};
+
   static awaitable<void> Accept(std::shared_ptr<Impl> self);
+  static awaitable<void> AcceptForBranch(std::shared_ptr<Impl> self,
+                                         std::shared_ptr<BranchListener> listener, int port);
 
   // Runs `fn` (which blocks) on a worker thread; resumes the awaiting coroutine on the event
   // loop with its result. A callback, not a coroutine: GCC 12 destroys a coroutine's
@@ -279,15 +323,21 @@ class Proxy::Impl : public std::enable_shared_from_this<Proxy::Impl> {
   asio::thread_pool workers_;
   std::shared_ptr<asio::ssl::context> tls_;
   std::unordered_set<Session*> sessions_;
+  std::map<int, std::shared_ptr<BranchListener>> branch_listeners_;
+  std::map<int, Clock::time_point> woken_at_;
   std::map<std::string, CancelTarget> cancel_keys_;
   ProxyStats stats_;
 };
 
 class Proxy::Impl::Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(std::shared_ptr<Impl> proxy, asio::ip::tcp::socket socket)
+  // `fixed_route`: the session came to a suspended branch's own port, and goes to that branch
+  // with its startup message unchanged, its password checked by the branch.
+  Session(std::shared_ptr<Impl> proxy, asio::ip::tcp::socket socket,
+          std::optional<Route> fixed_route = std::nullopt)
       : proxy_(std::move(proxy)),
         peer_(Describe(socket)),
+        fixed_route_(std::move(fixed_route)),
         raw_(std::move(socket)),
         deadline_(proxy_->io_),
         reader_(nullptr) {
@@ -414,25 +464,13 @@ class Proxy::Impl::Session : public std::enable_shared_from_this<Session> {
 
     // The route, and the startup message the branch gets.
     std::string user = startup.Get("user").value_or("");
-    auto routed =
-        RouteStartup(startup.Get("database").value_or(""), startup.Get("options").value_or(""),
-                     server_name, proxy.options_.sni_domain);
-    if (!routed.ok()) co_return Refusal{"3D000", routed.status().message(), {}};
-    if (!routed->route) {
-      co_return Refusal{
-          "3D000",
-          fmt::format("database \"{}\" names no branch", startup.Get("database").value_or(user)),
-          "Connect with database PROJECT/BRANCH[/DATABASE] (PROJECT/@ for the active branch), "
-          "options '-c pgbranch.branch=PROJECT/BRANCH', or TLS server name "
-          "BRANCH.PROJECT." +
-              proxy.options_.sni_domain};
-    }
-    Route route = *routed->route;
     StartupPacket forwarded = startup;
-    if (!routed->database.empty()) forwarded.Set("database", routed->database);
-    if (routed->options_changed) {
-      forwarded.Set("options",
-                    routed->options.empty() ? std::nullopt : std::optional(routed->options));
+    Route route;
+    if (fixed_route_) {
+      route = *fixed_route_;  // the branch's own port: everything goes to it as sent
+    } else {
+      std::optional<Refusal> refused = RouteFrom(startup, server_name, &route, &forwarded);
+      if (refused) co_return refused;
     }
     std::vector<std::string> unrecognized;
     for (const auto& [name, value] : startup.params) {
@@ -455,11 +493,12 @@ class Proxy::Impl::Session : public std::enable_shared_from_this<Session> {
     endpoint_ = *endpoint;
     route_ = route.ToString();
 
-    if (user == endpoint_.superuser) {
+    // On a branch's own port the client gave the branch's password: the branch checks it.
+    const bool superuser = !fixed_route_ && user == endpoint_.superuser;
+    if (superuser) {
       auto refused = co_await AuthenticateSuperuser(user);
       if (refused) co_return refused;
     }
-    const bool superuser = user == endpoint_.superuser;
     std::string packet = SerializeStartupMessage(forwarded);
     Outcome outcome;
     for (;;) {
@@ -496,6 +535,33 @@ class Proxy::Impl::Session : public std::enable_shared_from_this<Session> {
           std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count());
     }
     co_return outcome;
+  }
+
+  // The route a startup message names (route.h), and the startup message the branch gets:
+  // the real database, the options without the route. A refusal (3D000) if it names none.
+  std::optional<Refusal> RouteFrom(const StartupPacket& startup, const std::string& server_name,
+                                   Route* route, StartupPacket* forwarded) const {
+    const std::string& domain = proxy_->options_.sni_domain;
+    auto routed = RouteStartup(startup.Get("database").value_or(""),
+                               startup.Get("options").value_or(""), server_name, domain);
+    if (!routed.ok()) return Refusal{"3D000", routed.status().message(), {}};
+    if (!routed->route) {
+      std::string user = startup.Get("user").value_or("");
+      return Refusal{
+          "3D000",
+          fmt::format("database \"{}\" names no branch", startup.Get("database").value_or(user)),
+          "Connect with database PROJECT/BRANCH[/DATABASE] (PROJECT/@ for the active branch), "
+          "options '-c pgbranch.branch=PROJECT/BRANCH', or TLS server name "
+          "BRANCH.PROJECT." +
+              domain};
+    }
+    *route = *routed->route;
+    if (!routed->database.empty()) forwarded->Set("database", routed->database);
+    if (routed->options_changed) {
+      forwarded->Set("options",
+                     routed->options.empty() ? std::nullopt : std::optional(routed->options));
+    }
+    return std::nullopt;
   }
 
   awaitable<Result<Endpoint>> Resolve(const Route& route) {
@@ -664,7 +730,7 @@ class Proxy::Impl::Session : public std::enable_shared_from_this<Session> {
         co_await backend_->WriteAll(asio::buffer(*reply));
         continue;
       }
-      if (type == 'K') {
+      if (type == 'K' && !fixed_route_) {
         auto key = ParseBackendKeyData(body);
         if (!key.ok()) co_return Refusal{"08P01", key.status().message(), {}};
         CancelTarget target;
@@ -727,6 +793,7 @@ class Proxy::Impl::Session : public std::enable_shared_from_this<Session> {
 
   std::shared_ptr<Impl> proxy_;
   std::string peer_;
+  std::optional<Route> fixed_route_;
   asio::ip::tcp::socket raw_;
   asio::steady_timer deadline_;
   std::unique_ptr<Stream> client_;
@@ -764,6 +831,28 @@ awaitable<void> Proxy::Impl::Accept(std::shared_ptr<Impl> self) {
   }
 }
 
+awaitable<void> Proxy::Impl::AcceptForBranch(std::shared_ptr<Impl> self,
+                                             std::shared_ptr<BranchListener> listener, int port) {
+  asio::error_code ec;
+  asio::ip::tcp::socket socket =
+      co_await listener->acceptor.async_accept(asio::redirect_error(use_awaitable, ec));
+  // The first client: the port goes back at once, for the branch's server to bind it.
+  asio::error_code ignored;
+  listener->acceptor.close(ignored);
+  auto it = self->branch_listeners_.find(port);
+  if (it != self->branch_listeners_.end() && it->second == listener) {
+    self->branch_listeners_.erase(it);
+  }
+  if (ec) co_return;
+  self->woken_at_[port] = Clock::now();
+  SetCloseOnExec(socket.native_handle());
+  socket.set_option(asio::ip::tcp::no_delay(true), ec);
+  ++self->stats_.accepted;
+  spdlog::info("proxy: a client on port {} wakes {}", port, listener->route.ToString());
+  auto session = std::make_shared<Session>(self, std::move(socket), listener->route);
+  asio::co_spawn(self->io_, Session::Run(session), asio::detached);
+}
+
 void Proxy::Impl::CloseAll() {
   for (auto* session : sessions_) session->Close();
 }
@@ -777,6 +866,11 @@ Proxy::~Proxy() {
 Status Proxy::Listen() { return impl_->Listen(); }
 int Proxy::port() const { return impl_->port(); }
 Status Proxy::ReloadTls() { return impl_->ReloadTls(); }
+Status Proxy::ListenForBranch(const std::string& host, int port, const Route& route) {
+  return impl_->ListenForBranch(host, port, route);
+}
+void Proxy::StopListeningForBranch(int port) { impl_->StopListeningForBranch(port); }
+std::vector<int> Proxy::BranchListenerPorts() const { return impl_->BranchListenerPorts(); }
 void Proxy::StopAccepting() { impl_->StopAccepting(); }
 void Proxy::CloseAll() { impl_->CloseAll(); }
 ProxyStats Proxy::stats() const { return impl_->stats(); }

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "proxy/route.h"
 #include "proxy/router.h"
 
 namespace pgb::proxy {
@@ -83,7 +84,17 @@ class Proxy {
   // Reads the TLS files again; new connections use them, open ones keep theirs. On error the
   // old ones stay in use.
   Status ReloadTls();
-  // Stops accepting; open sessions go on.
+  // Scale-to-zero on a branch's own connection string: listens on `host`:`port` (a suspended
+  // branch's address) until the first client comes; then the listener closes (so the branch's
+  // server can bind the port), the router wakes the branch, and that client's connection is
+  // relayed to it over TCP unchanged (the branch checks the password). Clients that come
+  // while it starts are refused by the kernel, as by any server that is starting. Not listened
+  // on again for 10 s after a wake. OK if already listening; Unavailable if the port is taken
+  // (the branch runs).
+  Status ListenForBranch(const std::string& host, int port, const Route& route);
+  void StopListeningForBranch(int port);
+  std::vector<int> BranchListenerPorts() const;
+  // Stops accepting (the proxy's port and the branches' own); open sessions go on.
   void StopAccepting();
   // Closes every open session.
   void CloseAll();

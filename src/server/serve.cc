@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -61,13 +62,32 @@ Result<proxy::Endpoint> EngineRouter::Resolve(const proxy::Route& route) {
 
 namespace {
 
-// Suspends branches idle past their suspend-after time, and keeps the proxy's own certificate
-// covering every project's SNI names. Runs on its own thread until Stop().
+// A suspended branch's own address, and the file that says it is being started.
+struct SuspendedPort {
+  std::string host;
+  proxy::Route route;
+  std::string start_marker;  // Engine::StartMarkerPath
+};
+using SuspendedPorts = std::map<int, SuspendedPort>;
+
+// Whether `path` was written in the last 30 s: a start in progress (an older one is a crash's).
+bool Recent(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return false;
+  return ::time(nullptr) - st.st_mtime < 30;
+}
+
+// Suspends branches idle past their suspend-after time, keeps the proxy's own certificate
+// covering every project's SNI names, and tells which suspended branches' ports to listen on.
+// Runs on its own thread until Stop().
 class Scheduler {
  public:
   Scheduler(Engine& engine, std::chrono::milliseconds interval,
-            std::function<void()> projects_changed)
-      : engine_(engine), interval_(interval), projects_changed_(std::move(projects_changed)) {
+            std::function<void()> projects_changed, std::function<void(SuspendedPorts)> suspended)
+      : engine_(engine),
+        interval_(interval),
+        projects_changed_(std::move(projects_changed)),
+        suspended_(std::move(suspended)) {
     thread_ = std::thread([this] { Loop(); });
   }
   ~Scheduler() { Stop(); }
@@ -112,8 +132,13 @@ class Scheduler {
     auto now = std::chrono::steady_clock::now();
     std::set<std::string> projects;
     std::map<int64_t, std::chrono::steady_clock::time_point> seen;
+    SuspendedPorts suspended;
     for (const auto& t : *targets) {
       projects.insert(t.project);
+      if (t.state == kStateSuspended) {
+        suspended[t.port] = {t.host, proxy::Route{t.project, t.branch},
+                             engine_.StartMarkerPath(t.branch_id)};
+      }
       if (!t.suspend_after_s || *t.suspend_after_s <= 0 || t.state != kStateRunning) continue;
       auto last = last_active_.find(t.branch_id);
       auto since = last == last_active_.end() ? now : last->second;
@@ -133,6 +158,7 @@ class Scheduler {
       seen[t.branch_id] = since;
     }
     last_active_ = std::move(seen);
+    suspended_(std::move(suspended));
     if (projects != projects_) {
       bool first = projects_.empty();
       projects_ = std::move(projects);
@@ -143,6 +169,7 @@ class Scheduler {
   Engine& engine_;
   std::chrono::milliseconds interval_;
   std::function<void()> projects_changed_;
+  std::function<void(SuspendedPorts)> suspended_;
   std::map<int64_t, std::chrono::steady_clock::time_point> last_active_;
   std::set<std::string> projects_;
   std::mutex mu_;
@@ -226,9 +253,26 @@ Status Serve(Engine& engine, const ServeOptions& options,
     });
   };
 
-  Scheduler scheduler(engine, options.idle_check, [&] { reload(); });
-  asio::steady_timer grace(io);
   bool stopping = false;
+  // A suspended branch's own port is listened on, so that its own connection string wakes it
+  // too (Proxy::ListenForBranch); a branch no longer suspended gets its port back.
+  auto follow_suspended = [&](SuspendedPorts want) {
+    asio::post(io, [&, want = std::move(want)] {
+      if (stopping) return;
+      for (int port : proxy->BranchListenerPorts()) {
+        if (!want.count(port)) proxy->StopListeningForBranch(port);
+      }
+      for (const auto& [port, where] : want) {
+        // Not while someone starts it: its server is about to bind the port.
+        if (Recent(where.start_marker)) continue;
+        Status s = proxy->ListenForBranch(where.host, port, where.route);
+        if (!s.ok()) spdlog::debug("serve: {} ({})", s.message(), where.route.ToString());
+      }
+    });
+  };
+  Scheduler scheduler(
+      engine, options.idle_check, [&] { reload(); }, follow_suspended);
+  asio::steady_timer grace(io);
   std::chrono::steady_clock::time_point deadline;
   // Every 100 ms during the grace period: done when no session is left or time is up.
   std::function<void()> check = [&] {

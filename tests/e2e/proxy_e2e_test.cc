@@ -999,6 +999,77 @@ TEST_F(ProxyE2eTest, IdleBranchIsSuspendedAndWokenAgain) {
   EXPECT_EQ(StateOf("demo/idle"), "running");
 }
 
+// While a branch is suspended, serve listens on the branch's own port: a client with the
+// branch's own connection string (its port and password, no proxy) wakes it and gets in; from
+// then on its server holds the port. `branch resume` by hand while serve holds the port works.
+TEST_F(ProxyE2eTest, OwnPortWakesASuspendedBranch) {
+  nlohmann::json own = CreateBranch("own");
+  const int port = own["port"];
+  std::string uri = Cli({"branch", "url", "demo/own"});
+  size_t colon = uri.find(':', uri.find("postgres:")) + 1;
+  const std::string password = uri.substr(colon, uri.find('@') - colon);
+  const Params direct = {
+      {"host", "127.0.0.1"},           {"port", std::to_string(port)}, {"user", "postgres"},
+      {"password", password},          {"dbname", "postgres"},         {"sslmode", "disable"},
+      {"application_name", "own-port"}};
+  auto held_by_serve = [&](double seconds) {
+    auto start = Clock::now();
+    while (SecondsSince(start) < seconds && PortIsFree(port)) std::this_thread::sleep_for(100ms);
+    return !PortIsFree(port);
+  };
+
+  home_->Ok({"branch", "suspend", "demo/own"});
+  ASSERT_TRUE(held_by_serve(10)) << "serve did not listen on the suspended branch's port\n"
+                                 << serve_->Log();
+  EXPECT_EQ(StateOf("demo/own"), "suspended");
+  // doctor knows whose port it is.
+  CliResult doctor = home_->Run({"doctor"});
+  EXPECT_FALSE(Contains(doctor.out, fmt::format("port {} of demo/own", port))) << doctor.out;
+
+  auto start = Clock::now();
+  QueryResult r = Ask(direct, "SELECT current_setting('port')");
+  std::cout << "[ wake     ] demo/own answered on its own port " << SecondsSince(start) * 1000
+            << " ms after connecting\n";
+  ASSERT_TRUE(r.ok) << r.sqlstate << " " << r.error << "\n" << serve_->Log();
+  EXPECT_EQ(r.Value(), std::to_string(port));
+  EXPECT_EQ(StateOf("demo/own"), "running");
+  EXPECT_TRUE(Contains(serve_->Log(), fmt::format("a client on port {} wakes demo/own", port)))
+      << serve_->Log();
+  // A wrong password on the own port is the branch's to refuse.
+  EXPECT_EQ(Ask(With(direct, {{"password", "wrong"}}), "SELECT 1").sqlstate, "28P01");
+
+  // Suspended again (serve listens once the wake's grace is over), then resumed by hand.
+  home_->Ok({"branch", "suspend", "demo/own"});
+  ASSERT_TRUE(held_by_serve(20)) << serve_->Log();
+  home_->Ok({"branch", "resume", "demo/own"});
+  EXPECT_EQ(StateOf("demo/own"), "running");
+  EXPECT_EQ(Ask(direct, "SELECT current_setting('port')").Value(), std::to_string(port));
+}
+
+// serve killed with SIGKILL leaves serve.json behind: doctor says serve is not running; a new
+// serve takes over (same port), keeps the active branch, and wakes what was suspended meanwhile.
+TEST_F(ProxyE2eTest, KilledServeRestartedPicksUpWhereItWas) {
+  nlohmann::json phoenix = CreateBranch("phoenix");
+  const std::string port = std::to_string(phoenix["port"].get<int>());
+  home_->Ok({"use", "demo/phoenix"});
+  EXPECT_EQ(Ask(Proxy("demo/@"), "SELECT current_setting('port')").Value(), port);
+
+  const pid_t old_pid = serve_->pid();
+  ASSERT_TRUE(serve_->Stop(SIGKILL, 10s));
+  EXPECT_TRUE(PathExists(home_->path() + "/serve.json"));
+  CliResult doctor = home_->Run({"doctor"});
+  EXPECT_TRUE(Contains(doctor.out, fmt::format("pid {} of serve.json is gone", old_pid)))
+      << doctor.out;
+  home_->Ok({"branch", "suspend", "demo/phoenix"});
+
+  StartServe();
+  ASSERT_TRUE(serve_ && serve_->running());
+  QueryResult r = Ask(Proxy("demo/@"), "SELECT current_setting('port')");
+  EXPECT_EQ(r.Value(), port) << r.sqlstate << " " << r.error;
+  EXPECT_EQ(StateOf("demo/phoenix"), "running");
+  EXPECT_TRUE(Contains(home_->Run({"doctor"}).out, "pgbranch serve runs"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. Cancel
 
