@@ -134,17 +134,23 @@ Home::~Home() {
   }
   auto runner = NewRealProcessRunner();
   if (!zpool_.empty()) {
-    // zfs-fuse may answer "pool is busy" just after the last dataset is unmounted.
+    // zfs-fuse may answer "pool is busy" for a while after the last dataset is unmounted
+    // (seconds, on a loaded machine after a pool was filled): retry for up to 60 s.
     bool gone = false;
-    for (int attempt = 0; attempt < 20 && !gone; ++attempt) {
+    std::string last;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (!gone && std::chrono::steady_clock::now() < deadline) {
       Command destroy;
       destroy.argv = {"zpool", "destroy", "-f", zpool_};
       destroy.timeout = std::chrono::seconds(30);
       auto r = runner->Run(destroy);
       gone = r.ok() && r->Succeeded();
-      if (!gone) usleep(250000);
+      if (!gone) {
+        last = r.ok() ? r->err : r.status().ToString();
+        usleep(250000);
+      }
     }
-    if (!gone) ADD_FAILURE() << "teardown: zpool destroy " << zpool_ << " failed";
+    if (!gone) ADD_FAILURE() << "teardown: zpool destroy " << zpool_ << " failed: " << last;
   }
   if (!ext4_mount_.empty()) {
     Command umount;
