@@ -314,7 +314,10 @@ std::string Engine::PrepareSuspendedStart(const BranchRef& ref) {
     ::close(fd);
   }
   ::freeaddrinfo(found);
-  for (int i = 0; i < 40 && !env_.ports->IsFree(project->listen_address, row->port); ++i) {
+  // Bounded (2 s) and interruptible: the start that follows reports a port still held.
+  for (int i = 0; i < 40 && !env_.ports->IsFree(project->listen_address, row->port) &&
+                  !(env_.cancel && env_.cancel->cancelled());
+       ++i) {
     ::usleep(50'000);
   }
   return marker;
