@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds pgbranch. Usage: scripts/build.sh [release|test|tsan|thread-safety]
-#   release (default): build/release/pgbranch, optimised, no tests, no fail points.
+#   release (default): build/release/pgbranch, optimised, no tests, no fail points; and the
+#                      dashboard (scripts/build-web.sh: web/dist).
 #   test:              build/test/, with unit + end-to-end tests and fail points compiled in.
 #   tsan:              build/tsan/pgbranch and pgbranch_test built with ThreadSanitizer
 #                      (-fsanitize=thread) and fail points; $CXX picks the compiler (g++ by
@@ -32,3 +33,5 @@ case "$kind" in
 esac
 cmake -S . -B "$dir" -G Ninja "${flags[@]}" >/dev/null
 cmake --build "$dir" "${targets[@]}"
+# The dashboard `pgbranch serve` serves (web/dist, found beside a binary in build/<kind>/).
+case "$kind" in release|test) ./scripts/build-web.sh >/dev/null ;; esac

@@ -11,6 +11,10 @@ fi
 ./scripts/install-deps.sh
 ./scripts/build.sh release
 install -m 0755 build/release/pgbranch /usr/local/bin/pgbranch
+# The dashboard of `pgbranch serve`, where it looks beside /usr/local/bin/pgbranch.
+rm -rf /usr/local/share/pgbranch/web
+install -d /usr/local/share/pgbranch/web
+cp -r web/dist/. /usr/local/share/pgbranch/web/
 
 scale="${PGBRANCH_DEMO_SCALE:-10}"
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }

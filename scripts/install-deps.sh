@@ -24,11 +24,14 @@ packages=(
   btrfs-progs util-linux xfsprogs zfs-fuse
   # container runtimes (docker, podman) and what builds their images without a registry
   docker.io podman debootstrap
-  # the daemon (`pgbranch serve`): Asio's event loop, sd_notify for systemd's Type=notify
-  libasio-dev libsystemd-dev
+  # the daemon (`pgbranch serve`): Asio's event loop, sd_notify for systemd's Type=notify,
+  # cpp-httplib for the HTTP API and dashboard
+  libasio-dev libsystemd-dev libcpp-httplib-dev
   # tests: openssl makes a team's own CA for the `ca import` test; the proxy tests' real
   # clients (psycopg2 for Debian's python3, pgjdbc with a JDK to compile its client)
   openssl python3 python3-psycopg2 libpostgresql-jdbc-java default-jdk-headless
+  # the API tests check every response against api/openapi.json (JSON Schema 2020-12)
+  python3-jsonschema
 )
 
 missing=()

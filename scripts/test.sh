@@ -47,12 +47,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The end-to-end groups' servers take ports 56000-62999 (CMakeLists.txt PGB_E2E_GROUPS), inside
+# The end-to-end groups' servers take ports 56000-63999 (CMakeLists.txt PGB_E2E_GROUPS), inside
 # Linux's ephemeral range: a client socket of another group may take a port a branch was just
 # given ("could not bind ... Address already in use"). Keep the kernel from handing those out as
 # ephemeral ports for the run (ip-sysctl.txt, ip_local_reserved_ports); restored afterwards.
 if reserved_before=$(cat /proc/sys/net/ipv4/ip_local_reserved_ports 2>/dev/null); then
-  echo "${reserved_before:+$reserved_before,}56000-62999" \
+  echo "${reserved_before:+$reserved_before,}56000-63999" \
     > /proc/sys/net/ipv4/ip_local_reserved_ports 2>/dev/null || unset reserved_before
 else
   unset reserved_before
@@ -62,8 +62,10 @@ fi
 # started here and stopped afterwards (only if this run started them). Podman needs no daemon.
 ./scripts/daemon.sh zfs-fuse start
 ./scripts/daemon.sh dockerd start
-# The proxy tests' node-postgres client, from the npm registry as its lockfile pins it.
+# The proxy tests' node-postgres client and the OpenAPI validator of the API tests, from the npm
+# registry as their lockfiles pin them.
 ./tests/clients/node/install.sh
+./scripts/npm-ci.sh tests/api
 # The container tests run PostgreSQL 13, 15 and 17 from images built here (no registry).
 ./scripts/container-images.sh build/test/pgbranch
 

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <limits>
 #include <map>
@@ -56,6 +57,43 @@ std::string Age(const std::string& iso, const pgb::Clock& clock) {
 constexpr int64_t kMaxId = std::numeric_limits<int64_t>::max();
 
 std::string Bytes(const std::optional<uint64_t>& b) { return b ? FormatBytes(*b) : "-"; }
+
+// "ADDRESS:PORT" (an IPv6 address in brackets) of `option`: the address and the port (0-65535).
+Result<std::pair<std::string, int>> ParseListenAddress(const char* option,
+                                                       const std::string& text) {
+  size_t colon = text.rfind(':');
+  std::string host = colon == std::string::npos ? "127.0.0.1" : text.substr(0, colon);
+  std::string port = colon == std::string::npos ? text : text.substr(colon + 1);
+  if (host.size() > 1 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  int value = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (ec != std::errc() || end != port.data() + port.size() || value < 0 || value > 65535 ||
+      host.empty()) {
+    return Status::InvalidArgument(fmt::format(
+        "{} {}: expected ADDRESS:PORT, e.g. 127.0.0.1:{}", option, QuoteForDisplay(text),
+        std::string_view(option) == "--api-listen" ? 8432 : 5432));
+  }
+  return std::make_pair(host, value);
+}
+
+// Where the dashboard's built files are: $PGBRANCH_WEB_DIR, else installed beside the binary
+// (<prefix>/share/pgbranch/web for <prefix>/bin/pgbranch), else a source tree's web/dist for a
+// binary built in build/<kind>/. Empty when none has an index.html.
+std::string DefaultWebDir() {
+  if (const char* env = std::getenv("PGBRANCH_WEB_DIR"); env && *env) return env;
+  std::error_code ec;
+  std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return "";
+  for (const auto& dir :
+       {exe.parent_path() / "../share/pgbranch/web", exe.parent_path() / "../../web/dist"}) {
+    if (std::filesystem::exists(dir / "index.html", ec)) {
+      return std::filesystem::weakly_canonical(dir, ec).string();
+    }
+  }
+  return "";
+}
 
 // SIGINT and SIGTERM cancel what the engine is doing: the operation undoes its steps and the
 // command exits 130 (ninja's Cleanup() on SIGINT). A second signal changes nothing: the undo
@@ -182,6 +220,66 @@ class Cli {
     DefineSetup();
     DefineUse();
     DefineServe();
+    DefineToken();
+  }
+
+  // `pgbranch token`: the bearer tokens of the HTTP API (`pgbranch serve`).
+  void DefineToken() {
+    auto* token = app_.add_subcommand("token", "Bearer tokens of the HTTP API of 'pgbranch serve'");
+    token->require_subcommand(1);
+    auto* create = token->add_subcommand(
+        "create", "Make a token; it is printed once, alone on the last line of stdout");
+    create->add_option("name", name_, "A name for it (who or what uses it)")->required();
+    create->add_option("--scope", scope_, "read, write (default) or admin")
+        ->check(CLI::IsMember({"read", "write", "admin"}));
+    AddJson(create);
+    create->callback([this] {
+      action_ = [this] {
+        return With("token create", name_, [&](Engine& e) -> Status {
+          PGB_ASSIGN_OR_RETURN(NewToken t, e.CreateToken(name_, scope_));
+          if (json_) {
+            nlohmann::json j = ToJson(t.info);
+            j["token"] = t.token;
+            out_->Json(j);
+            return Status::OK();
+          }
+          out_->Print(fmt::format("token {} ({}); it is not shown again:", Shown(t.info.name),
+                                  t.info.scope));
+          out_->Print(t.token);
+          return Status::OK();
+        });
+      };
+    });
+    auto* list = token->add_subcommand("list", "The tokens: name, scope, when made and last used");
+    AddJson(list);
+    list->callback([this] {
+      action_ = [this] {
+        return With("token list", "", [&](Engine& e) -> Status {
+          PGB_ASSIGN_OR_RETURN(auto tokens, e.ListTokens());
+          if (json_) {
+            out_->Json(ToJsonArray(tokens));
+            return Status::OK();
+          }
+          std::vector<std::vector<Cell>> rows;
+          for (const auto& t : tokens) {
+            rows.push_back({t.name, t.scope, t.created_at, t.last_used_at.value_or("never")});
+          }
+          out_->Table({"NAME", "SCOPE", "CREATED", "LAST USED"}, rows);
+          return Status::OK();
+        });
+      };
+    });
+    auto* revoke = token->add_subcommand("revoke", "Delete a token: it stops working at once");
+    revoke->add_option("name", name_, "The token's name")->required();
+    revoke->callback([this] {
+      action_ = [this] {
+        return With("token revoke", name_, [&](Engine& e) -> Status {
+          PGB_RETURN_IF_ERROR(e.RevokeToken(name_));
+          out_->Print(fmt::format("revoked token {}", Shown(name_)));
+          return Status::OK();
+        });
+      };
+    });
   }
 
   void DefineUse() {
@@ -235,26 +333,31 @@ class Cli {
         ->add_option("--grace", grace_seconds_,
                      "On SIGTERM, seconds open sessions may go on (default 30)")
         ->transform(DecimalIn(0, 86400));
+    auto* no_api = serve->add_flag("--no-api", no_api_, "Serve no HTTP API and dashboard");
+    serve
+        ->add_option("--api-listen", api_listen_,
+                     "ADDRESS:PORT of the HTTP API and dashboard (default 127.0.0.1:8432, or "
+                     "the next free port when 8432 is taken); an address other than loopback "
+                     "needs TLS")
+        ->excludes(no_api);
+    serve->add_flag("--api-tls", api_tls_,
+                    "Serve the API over HTTPS with a certificate from pgbranch's CA");
+    auto* api_cert = serve->add_option("--api-tls-cert", api_tls_cert_,
+                                       "The API's TLS certificate chain, PEM (implies HTTPS)");
+    auto* api_key = serve->add_option("--api-tls-key", api_tls_key_, "Its private key, PEM");
+    api_cert->needs(api_key);
+    api_key->needs(api_cert);
+    serve->add_flag("--insecure-http", insecure_http_,
+                    "Allow plain HTTP on an address other than loopback (tokens then cross the "
+                    "network readable)");
+    serve->add_option("--web-dir", web_dir_,
+                      "The dashboard's built files (default: installed beside pgbranch)");
     serve->callback([this] {
       action_ = [this] {
         return With("serve", "", [&](Engine& e) -> Status {
           server::ServeOptions o;
-          size_t colon = proxy_listen_.rfind(':');
-          std::string host =
-              colon == std::string::npos ? "127.0.0.1" : proxy_listen_.substr(0, colon);
-          std::string port =
-              colon == std::string::npos ? proxy_listen_ : proxy_listen_.substr(colon + 1);
-          if (host.size() > 1 && host.front() == '[' && host.back() == ']') {
-            host = host.substr(1, host.size() - 2);
-          }
-          int value = 0;
-          auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-          if (ec != std::errc() || end != port.data() + port.size() || value < 0 || value > 65535 ||
-              host.empty()) {
-            return Status::InvalidArgument(
-                fmt::format("--proxy-listen {}: expected ADDRESS:PORT, e.g. 127.0.0.1:5432",
-                            QuoteForDisplay(proxy_listen_)));
-          }
+          PGB_ASSIGN_OR_RETURN(auto proxy_at, ParseListenAddress("--proxy-listen", proxy_listen_));
+          auto [host, value] = proxy_at;
           o.listen_host = host;
           o.listen_port = value;
           o.port_given = proxy_listen_ != "127.0.0.1:5432";
@@ -263,6 +366,20 @@ class Cli {
           o.sni_domain = sni_domain_;
           o.max_connections = max_connections_;
           o.grace = std::chrono::seconds(grace_seconds_);
+          if (no_api_) {
+            o.api.reset();
+          } else {
+            PGB_ASSIGN_OR_RETURN(auto api_at, ParseListenAddress("--api-listen", api_listen_));
+            o.api->host = api_at.first;
+            o.api->port = api_at.second;
+            o.api->port_given = api_listen_ != "127.0.0.1:8432";
+            o.api->tls = api_tls_;
+            o.api->tls_cert = api_tls_cert_;
+            o.api->tls_key = api_tls_key_;
+            o.api->insecure_http = insecure_http_;
+            o.api->sni_domain = sni_domain_;
+            o.api->web_dir = web_dir_.empty() ? DefaultWebDir() : web_dir_;
+          }
           if (!verbose_) spdlog::set_level(spdlog::level::info);
           return server::Serve(e, o, [this](const std::string& line) { out_->Note(line); });
         });
@@ -385,14 +502,7 @@ class Cli {
           PGB_ASSIGN_OR_RETURN(std::optional<BranchRef> ref, OptionalRef());
           PGB_ASSIGN_OR_RETURN(CleanupReport r, e.CleanupSnapshots(ref, days_, dry_run_));
           if (json_) {
-            nlohmann::json removed = nlohmann::json::array(), kept = nlohmann::json::array();
-            for (const auto& s : r.removed) removed.push_back(ToJson(s));
-            for (const auto& [s, why] : r.kept) {
-              nlohmann::json j = ToJson(s);
-              j["kept_because"] = why;
-              kept.push_back(j);
-            }
-            out_->Json({{"dry_run", dry_run_}, {"removed", removed}, {"kept", kept}});
+            out_->Json(ToJson(r, dry_run_));
             return Status::OK();
           }
           for (const auto& snap : r.removed) {
@@ -457,12 +567,7 @@ class Cli {
           PGB_ASSIGN_OR_RETURN(BranchRef ref, ParseBranchRef(ref_text_));
           PGB_ASSIGN_OR_RETURN(WalCleanupReport r, e.CleanupWal(ref, days_, dry_run_));
           if (json_) {
-            out_->Json({{"dry_run", dry_run_},
-                        {"removed", r.removed},
-                        {"removed_bytes", r.removed_bytes},
-                        {"kept_for_window", r.kept_for_window},
-                        {"keep_from_segment", r.keep_from_segment},
-                        {"oldest_base_snapshot", r.oldest_base_snapshot}});
+            out_->Json(ToJson(r, dry_run_));
             return Status::OK();
           }
           for (const auto& name : r.removed) {
@@ -499,10 +604,7 @@ class Cli {
           PGB_ASSIGN_OR_RETURN(BranchRef ref, ParseBranchRef(ref_text_));
           PGB_ASSIGN_OR_RETURN(auto log, e.BranchLog(ref));
           if (json_) {
-            nlohmann::json arr = nlohmann::json::array();
-            for (const auto& l : log)
-              arr.push_back({{"at", l.at}, {"kind", l.kind}, {"text", l.text}});
-            out_->Json(arr);
+            out_->Json(ToJsonArray(log));
             return Status::OK();
           }
           for (const auto& l : log) {
@@ -524,22 +626,7 @@ class Cli {
         return With("audit", "", [&](Engine& e) -> Status {
           PGB_ASSIGN_OR_RETURN(auto rows, e.Audit(limit_));
           if (json_) {
-            nlohmann::json arr = nlohmann::json::array();
-            for (const auto& r : rows) {
-              arr.push_back({{"id", r.id},
-                             {"at", r.at},
-                             {"command", r.command},
-                             {"operation", r.operation},
-                             {"object", r.object},
-                             {"detail", r.detail},
-                             {"duration_ms", r.duration_ms},
-                             {"ok", r.ok},
-                             {"error", r.error},
-                             {"operation_id",
-                              r.operation_id ? nlohmann::json(*r.operation_id) : nlohmann::json()},
-                             {"step", r.step}});
-            }
-            out_->Json(arr);
+            out_->Json(ToJsonArray(rows));
             return Status::OK();
           }
           std::vector<std::vector<Cell>> table;
@@ -582,11 +669,7 @@ class Cli {
           PGB_ASSIGN_OR_RETURN(auto findings, e.Doctor(options));
           for (const auto& f : findings) failed |= f.status == "fail";
           if (json_) {
-            nlohmann::json arr = nlohmann::json::array();
-            for (const auto& f : findings) {
-              arr.push_back({{"check", f.check}, {"status", f.status}, {"detail", f.detail}});
-            }
-            out_->Json(arr);
+            out_->Json(ToJsonArray(findings));
             return Status::OK();
           }
           for (const auto& f : findings) {
@@ -1635,6 +1718,15 @@ class Cli {
     std::string os_user;
   } init_;
   std::string name_;
+  std::string scope_ = "write";  // token create --scope
+  // serve: the HTTP API
+  bool no_api_ = false;
+  std::string api_listen_ = "127.0.0.1:8432";
+  bool api_tls_ = false;
+  std::string api_tls_cert_;
+  std::string api_tls_key_;
+  bool insecure_http_ = false;
+  std::string web_dir_;
   std::string ref_text_;
   std::vector<std::string> psql_args_;
   std::optional<Command> exec_after_;

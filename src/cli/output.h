@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "engine/json.h"
 
 namespace pgb {
 
@@ -65,22 +66,6 @@ class Output : public Progress {
   bool color_out_;
   bool color_err_;
 };
-
-// JSON shapes of the engine's results (documented in README.md, "JSON output").
-// Which URI a branch's "uri" carries: commands about one branch, which a user runs to reach it
-// (create, get, reset, start, stop, rename), carry the password; lists (branch list, project
-// get, status) carry it masked as "****", so no listing shows every branch's secret.
-enum class UriForm { kWithPassword, kMasked };
-nlohmann::json ToJson(const BranchInfo& b, UriForm uri);
-// `branch get`: the branch with `limit_bytes`, its space limit as the pool holds it (null: none).
-nlohmann::json ToJson(const BranchInfo& b, const std::optional<uint64_t>& limit_bytes);
-nlohmann::json ToJson(const WalWindow& w);
-nlohmann::json ToJson(const WalInfo& w);
-nlohmann::json ToJson(const ProjectInfo& p);
-nlohmann::json ToJson(const StatusInfo& s);
-nlohmann::json ToJson(const SnapshotInfo& s);
-nlohmann::json ToJson(const OperationInfo& o);
-nlohmann::json ToJson(const CatalogBackup& b);
 
 // `text` from a user, a server or the catalog, escaped for a terminal (common/bytes.h).
 std::string Shown(std::string_view text);

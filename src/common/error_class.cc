@@ -17,6 +17,7 @@ constexpr ErrorClass kClasses[] = {
     {StatusCode::kInternal, 1, 500, "XX000"},                  // internal_error
     {StatusCode::kCancelled, kExitInterrupted, 499, "57014"},  // query_canceled
     {StatusCode::kUnauthenticated, 1, 401, "28P01"},           // invalid_password
+    {StatusCode::kPermissionDenied, 1, 403, "42501"},          // insufficient_privilege
 };
 
 }  // namespace

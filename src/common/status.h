@@ -30,6 +30,7 @@ enum class StatusCode {
   kInternal,            // a bug or an impossible state
   kCancelled,           // interrupted (SIGINT/SIGTERM, a cancelled request); undone
   kUnauthenticated,     // credentials missing or wrong (a password, a token)
+  kPermissionDenied,    // authenticated, but not allowed (a read token writing)
 };
 
 // Returns the stable lower-case name of `code` ("not_found"), used in JSON errors.
@@ -60,6 +61,9 @@ class [[nodiscard]] Status {
   static Status Cancelled(std::string m) { return {StatusCode::kCancelled, std::move(m)}; }
   static Status Unauthenticated(std::string m) {
     return {StatusCode::kUnauthenticated, std::move(m)};
+  }
+  static Status PermissionDenied(std::string m) {
+    return {StatusCode::kPermissionDenied, std::move(m)};
   }
 
   bool ok() const { return code_ == StatusCode::kOk; }

@@ -247,15 +247,25 @@ Status Engine::ExplainStartFailure(const ProjectRow& project, const InstanceSpec
 // ---------------------------------------------------------------------------------------------
 // Settings, pool, paths
 
+namespace {
+thread_local Progress* t_progress = nullptr;  // ProgressScope's binding
+}  // namespace
+
+ProgressScope::ProgressScope(Progress* progress) : previous_(t_progress) { t_progress = progress; }
+ProgressScope::~ProgressScope() { t_progress = previous_; }
+
+Progress* Engine::CurrentProgress() const { return t_progress ? t_progress : env_.progress; }
+
 void Engine::Note(std::string_view message) {
-  if (env_.progress) env_.progress->Note(message);
+  if (Progress* p = CurrentProgress()) p->Note(message);
 }
 
 Status Engine::Timed(std::string_view step, const std::function<Status()>& body) {
-  if (env_.progress) env_.progress->StepStarted(step);
+  Progress* progress = CurrentProgress();
+  if (progress) progress->StepStarted(step);
   auto start = std::chrono::steady_clock::now();
   Status s = body();
-  if (s.ok() && env_.progress) env_.progress->Step(step, std::chrono::steady_clock::now() - start);
+  if (s.ok() && progress) progress->Step(step, std::chrono::steady_clock::now() - start);
   return s;
 }
 

@@ -71,6 +71,20 @@ class Progress {
   virtual void Note(std::string_view message) = 0;
 };
 
+// Binds `progress` to the calling thread for the scope's lifetime: the engine reports the
+// progress of work done on this thread there instead of EngineEnv::progress (the daemon records
+// each API operation's steps on it). Scopes nest; not copyable.
+class ProgressScope {
+ public:
+  explicit ProgressScope(Progress* progress);
+  ~ProgressScope();
+  ProgressScope(const ProgressScope&) = delete;
+  ProgressScope& operator=(const ProgressScope&) = delete;
+
+ private:
+  Progress* previous_;
+};
+
 // What the engine runs on. Everything that touches the OS and that a test may want to control
 // is here; the pointers must outlive the Engine.
 struct EngineEnv {
@@ -311,6 +325,7 @@ struct ServeRecord {
   int proxy_port = 0;
   std::string sni_domain;  // TLS SNI routes are BRANCH.PROJECT.<sni_domain>
   std::string started_at;  // ISO 8601 UTC
+  std::string api_url;     // the HTTP API and dashboard ("http://127.0.0.1:8432"); empty: none
   bool alive = false;      // the process `pid` is a pgbranch serve now
 };
 
@@ -322,6 +337,23 @@ struct ProxyUrl {
   std::string database;    // the route as the startup message's database ("demo/dev", "demo/@")
   bool serve_running = false;
 };
+
+// A bearer token of the API as listed (`pgbranch token list`); never the secret.
+struct TokenInfo {
+  std::string name;
+  std::string scope;       // read, write, admin
+  std::string created_at;  // ISO 8601 UTC
+  std::optional<std::string> last_used_at;
+};
+
+// What `pgbranch token create` returns: the token, shown once ("pgbt_<id>_<43 characters>").
+struct NewToken {
+  TokenInfo info;
+  std::string token;
+};
+
+// Whether a token of scope `have` may do what needs scope `need` (read < write < admin).
+bool ScopeAllows(std::string_view have, std::string_view need);
 
 struct ProjectInfo {
   std::string name;
@@ -457,6 +489,20 @@ class Engine {
   // by `branch suspend` and by `serve` for a branch idle past its suspend-after time.
   Result<BranchInfo> SuspendBranch(const BranchRef& ref);
   Result<BranchInfo> RestartBranch(const BranchRef& ref);
+
+  // --- API tokens (engine_tokens.cc) ---
+
+  // Makes token `name` (ValidateName's rules) with `scope` (read, write or admin): 256 random
+  // bits, of which only the SHA-256 is stored. InvalidArgument for a bad name or scope,
+  // AlreadyExists for a name in use. Thread-safe.
+  Result<NewToken> CreateToken(const std::string& name, const std::string& scope);
+  Result<std::vector<TokenInfo>> ListTokens();
+  // NotFound for an unknown name.
+  Status RevokeToken(const std::string& name);
+  // The token `presented` is, if its secret matches the stored hash (compared in constant
+  // time); records its use (at most once a minute). Unauthenticated for a malformed, unknown
+  // or revoked token, saying no more. Thread-safe.
+  Result<TokenInfo> AuthenticateToken(std::string_view presented);
 
   // --- The proxy (engine_proxy.cc) ---
 
@@ -680,6 +726,8 @@ class Engine {
   Result<BranchInfo> Describe(const ProjectRow& project, const BranchRow& branch, bool with_sizes);
   Status Timed(std::string_view step, const std::function<Status()>& body);
   void Note(std::string_view message);
+  // The calling thread's ProgressScope, else EngineEnv::progress (may be null).
+  Progress* CurrentProgress() const;
   // The commit of a delete: locks `rows` (branches in destroy order, deepest first) and
   // `also_lock`, marks the rows deleting and commits `op` with the destroy of each, `also`,
   // then a sweep of implicit snapshots. The destroying happens after, as the finish.

@@ -256,7 +256,8 @@ Status Engine::WriteServeRecord(const ServeRecord& record) {
                       {"proxy_host", record.proxy_host},
                       {"proxy_port", record.proxy_port},
                       {"sni_domain", record.sni_domain},
-                      {"started_at", record.started_at}};
+                      {"started_at", record.started_at},
+                      {"api_url", record.api_url}};
   return WriteFileAtomic(ServeRecordPath(env_.home), j.dump(2) + "\n", 0644);
 }
 
@@ -272,6 +273,7 @@ Result<std::optional<ServeRecord>> Engine::ReadServeRecord() {
     r.proxy_port = j.at("proxy_port").get<int>();
     r.sni_domain = j.value("sni_domain", "localhost");
     r.started_at = j.value("started_at", "");
+    r.api_url = j.value("api_url", "");
   } catch (const nlohmann::json::exception& e) {
     return Status::FailedPrecondition(fmt::format("read {}: {}", path, e.what()));
   }

@@ -1,7 +1,6 @@
 // Container engines' command lines, container names, and the images pgbranch runs (container.h).
 
 #include <fmt/format.h>
-#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
@@ -12,6 +11,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "common/digest.h"
 #include "common/fs.h"
 #include "common/random.h"
 #include "pg/cluster.h"
@@ -108,12 +108,7 @@ std::vector<std::string> EngineRunFlags(std::string_view engine) {
           "nproc=" + limit(RLIMIT_NPROC, 32768)};
 }
 
-std::string HomeTag(const std::string& home) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_Digest(home.data(), home.size(), digest, &length, EVP_sha256(), nullptr);
-  return fmt::format("{:02x}{:02x}{:02x}{:02x}", digest[0], digest[1], digest[2], digest[3]);
-}
+std::string HomeTag(const std::string& home) { return Sha256Hex(home).substr(0, 8); }
 
 std::string ContainerName(const std::string& home, const std::string& project,
                           const std::string& branch) {
@@ -125,9 +120,9 @@ Status EngineError(std::string_view engine, std::string_view what, const std::st
   if (err.find("Cannot connect to the Docker daemon") != std::string::npos ||
       err.find("Is the docker daemon running") != std::string::npos ||
       err.find("cannot connect to Podman") != std::string::npos) {
-    return Status::Unavailable(fmt::format(
-        "cannot {}: the {} engine is not running ({}); start it{}", what, engine, last,
-        engine == "docker" ? " (dockerd, or 'systemctl start docker')" : ""));
+    return Status::Unavailable(
+        fmt::format("cannot {}: the {} engine is not running ({}); start it{}", what, engine, last,
+                    engine == "docker" ? " (dockerd, or 'systemctl start docker')" : ""));
   }
   return Status::CommandFailed(fmt::format("cannot {}: {}", what, last));
 }
@@ -136,9 +131,12 @@ std::string DefaultImageName(int major) { return fmt::format("{}:{}", kImageRepo
 
 Result<std::string> DebianReleaseFor(int major) {
   switch (major) {
-    case 13: return std::string("bullseye");
-    case 15: return std::string("bookworm");
-    case 17: return std::string("trixie");
+    case 13:
+      return std::string("bullseye");
+    case 15:
+      return std::string("bookworm");
+    case 17:
+      return std::string("trixie");
     default:
       return Status::InvalidArgument(fmt::format(
           "no Debian release pgbranch builds from ships PostgreSQL {}; choose 13 (bullseye), "
@@ -153,17 +151,17 @@ namespace {
 // `engine image inspect --format FORMAT image`'s output; NotFound with how to get the image.
 Result<std::string> InspectImage(ProcessRunner& runner, std::string_view engine,
                                  const std::string& image, const std::string& format) {
-  PGB_ASSIGN_OR_RETURN(CommandResult r, runner.Run(EngineCommand(
-                                            engine, {"image", "inspect", "--format", format,
-                                                     image})));
+  PGB_ASSIGN_OR_RETURN(
+      CommandResult r,
+      runner.Run(EngineCommand(engine, {"image", "inspect", "--format", format, image})));
   if (r.Succeeded()) return r.out;
   if (r.err.find("No such image") != std::string::npos ||
       r.err.find("image not known") != std::string::npos ||
       r.err.find("no such image") != std::string::npos) {
-    return Status::NotFound(fmt::format(
-        "image {} is not in {}'s image store; build one with 'pgbranch image build "
-        "--pg-version N --runtime {}' or fetch it with '{} pull {}'",
-        image, engine, engine, engine, image));
+    return Status::NotFound(
+        fmt::format("image {} is not in {}'s image store; build one with 'pgbranch image build "
+                    "--pg-version N --runtime {}' or fetch it with '{} pull {}'",
+                    image, engine, engine, engine, image));
   }
   return EngineError(engine, fmt::format("inspect image {}", image), r.err);
 }
@@ -178,9 +176,9 @@ Result<std::string> ImageId(ProcessRunner& runner, std::string_view engine,
 
 Result<std::vector<std::string>> ListImages(ProcessRunner& runner, std::string_view engine,
                                             const std::string& repository) {
-  PGB_ASSIGN_OR_RETURN(CommandResult r,
-                       runner.Run(EngineCommand(engine, {"image", "ls", "--format",
-                                                         "{{.Repository}}:{{.Tag}}"})));
+  PGB_ASSIGN_OR_RETURN(
+      CommandResult r,
+      runner.Run(EngineCommand(engine, {"image", "ls", "--format", "{{.Repository}}:{{.Tag}}"})));
   if (!r.Succeeded()) return EngineError(engine, "list images", r.err);
   std::vector<std::string> out;
   for (const std::string& line : SplitLines(r.out)) {
@@ -228,9 +226,9 @@ Result<ImageInfo> ProbeImage(ProcessRunner& runner, std::string_view engine,
   }
   std::string tried;
   for (const auto& dir : candidates) {
-    PGB_ASSIGN_OR_RETURN(CommandResult r, runner.Run(ThrowawayCommand(
-                                                     engine, image, JoinPath(dir, "postgres"),
-                                                     {"--version"})));
+    PGB_ASSIGN_OR_RETURN(
+        CommandResult r,
+        runner.Run(ThrowawayCommand(engine, image, JoinPath(dir, "postgres"), {"--version"})));
     if (r.exit_code == 125 && !r.Succeeded()) {
       // The engine could not even create the container (no such file, permission): try on.
       tried += (tried.empty() ? "" : ", ") + dir;
@@ -277,10 +275,9 @@ Result<ImageInfo> BuildImage(ProcessRunner& runner, const ImageBuildOptions& opt
                              const std::function<void(std::string_view)>& progress) {
   PGB_ASSIGN_OR_RETURN(std::string release, DebianReleaseFor(options.major));
   if (options.engines.empty()) return Status::InvalidArgument("no container engine to import into");
-  const std::string image =
-      options.image.empty() ? DefaultImageName(options.major) : options.image;
-  const std::string root = JoinPath(
-      options.work_dir, fmt::format("image-{}-{}", options.major, RandomPassword(8)));
+  const std::string image = options.image.empty() ? DefaultImageName(options.major) : options.image;
+  const std::string root =
+      JoinPath(options.work_dir, fmt::format("image-{}-{}", options.major, RandomPassword(8)));
   const std::string tarball = root + ".tar";
   PGB_RETURN_IF_ERROR(EnsureDir(options.work_dir, 0700));
   auto cleanup = [&] {
@@ -304,14 +301,15 @@ Result<ImageInfo> BuildImage(ProcessRunner& runner, const ImageBuildOptions& opt
                         root,
                         options.mirror};
     debootstrap.env = {{"DEBIAN_FRONTEND", "noninteractive"}};
-    PGB_RETURN_IF_ERROR(run(fmt::format("debootstrap {} with postgresql-{} (a few minutes)",
-                                        release, options.major),
-                            debootstrap));
+    PGB_RETURN_IF_ERROR(run(
+        fmt::format("debootstrap {} with postgresql-{} (a few minutes)", release, options.major),
+        debootstrap));
     // Debian's packaging made a cluster of its own; pgbranch runs initdb itself.
     std::error_code ec;
     std::filesystem::remove_all(JoinPath(root, fmt::format("var/lib/postgresql/{}", options.major)),
                                 ec);
-    std::filesystem::remove_all(JoinPath(root, fmt::format("etc/postgresql/{}", options.major)), ec);
+    std::filesystem::remove_all(JoinPath(root, fmt::format("etc/postgresql/{}", options.major)),
+                                ec);
     std::filesystem::remove_all(JoinPath(root, "var/cache/apt/archives"), ec);
     std::filesystem::create_directories(JoinPath(root, "var/cache/apt/archives/partial"), ec);
     UnmountBelow(root);

@@ -82,12 +82,15 @@ bool Recent(const std::string& path) {
 // Runs on its own thread until Stop().
 class Scheduler {
  public:
+  // `api` (may be null) hears of branch changes after each look (ApiServer::PollBranches).
   Scheduler(Engine& engine, std::chrono::milliseconds interval,
-            std::function<void()> projects_changed, std::function<void(SuspendedPorts)> suspended)
+            std::function<void()> projects_changed, std::function<void(SuspendedPorts)> suspended,
+            ApiServer* api)
       : engine_(engine),
         interval_(interval),
         projects_changed_(std::move(projects_changed)),
-        suspended_(std::move(suspended)) {
+        suspended_(std::move(suspended)),
+        api_(api) {
     thread_ = std::thread([this] { Loop(); });
   }
   ~Scheduler() { Stop(); }
@@ -118,6 +121,7 @@ class Scheduler {
       lock.unlock();
       if (reload) projects_changed_();
       Tick();
+      if (api_) api_->PollBranches();
       lock.lock();
       cv_.wait_for(lock, interval_, [this] { return stop_ || reload_; });
     }
@@ -170,6 +174,7 @@ class Scheduler {
   std::chrono::milliseconds interval_;
   std::function<void()> projects_changed_;
   std::function<void(SuspendedPorts)> suspended_;
+  ApiServer* api_;
   std::map<int64_t, std::chrono::steady_clock::time_point> last_active_;
   std::set<std::string> projects_;
   std::mutex mu_;
@@ -222,6 +227,17 @@ Status Serve(Engine& engine, const ServeOptions& options,
   }
   PGB_RETURN_IF_ERROR(listened);
 
+  std::unique_ptr<ApiServer> api;
+  if (options.api) {
+    api = std::make_unique<ApiServer>(engine, *options.api);
+    PGB_RETURN_IF_ERROR(api->Listen(note));
+  }
+  // Lines for the user go to the API's log view too.
+  auto say = [&](const std::string& line) {
+    note(line);
+    if (api) api->Log(line);
+  };
+
   ServeRecord record;
   record.pid = ::getpid();
   record.proxy_host = options.listen_host == "0.0.0.0" ? "127.0.0.1"
@@ -230,10 +246,16 @@ Status Serve(Engine& engine, const ServeOptions& options,
   record.proxy_port = proxy->port();
   record.sni_domain = options.sni_domain;
   record.started_at = FormatTimestamp(SystemClock().Now());
+  if (api) record.api_url = api->BaseUrl();
   PGB_RETURN_IF_ERROR(engine.WriteServeRecord(record));
-  note(fmt::format("proxy listening on {}:{} (TLS {}; SNI routes BRANCH.PROJECT.{})",
-                   options.listen_host, record.proxy_port,
-                   own_certificate ? "from the local CA" : options.tls_cert, options.sni_domain));
+  say(fmt::format("proxy listening on {}:{} (TLS {}; SNI routes BRANCH.PROJECT.{})",
+                  options.listen_host, record.proxy_port,
+                  own_certificate ? "from the local CA" : options.tls_cert, options.sni_domain));
+  if (api) {
+    say(fmt::format("API and dashboard on {}/ (tokens: pgbranch token create NAME)",
+                    api->BaseUrl()));
+    api->Start();
+  }
 
   auto reload = [&] {
     if (own_certificate) {
@@ -271,7 +293,7 @@ Status Serve(Engine& engine, const ServeOptions& options,
     });
   };
   Scheduler scheduler(
-      engine, options.idle_check, [&] { reload(); }, follow_suspended);
+      engine, options.idle_check, [&] { reload(); }, follow_suspended, api.get());
   asio::steady_timer grace(io);
   std::chrono::steady_clock::time_point deadline;
   // Every 100 ms during the grace period: done when no session is left or time is up.
@@ -320,6 +342,7 @@ Status Serve(Engine& engine, const ServeOptions& options,
              record.proxy_port, static_cast<int>(::getpid()));
   io.run();
   scheduler.Stop();
+  if (api) api->Stop(options.grace);
   proxy.reset();
   Status removed = engine.RemoveServeRecord();
   if (!removed.ok()) spdlog::warn("serve: {}", removed.message());

@@ -1,5 +1,5 @@
 // `pgbranch serve`: the daemon. One process hosting the proxy (proxy/proxy.h) over the engine,
-// and the scheduler that suspends idle branches.
+// the HTTP API and dashboard (api.h), and the scheduler that suspends idle branches.
 //
 // Lifecycle: listen (the given port, or the next free one when the default is taken) →
 // write $PGBRANCH_HOME/serve.json (engine.h ServeRecord) → tell systemd READY=1
@@ -18,6 +18,7 @@
 #include "common/status.h"
 #include "engine/engine.h"
 #include "proxy/router.h"
+#include "server/api.h"
 
 namespace pgb::server {
 
@@ -32,6 +33,8 @@ struct ServeOptions {
   size_t max_connections = 1000;
   std::chrono::seconds grace{30};              // SIGTERM: how long sessions may go on
   std::chrono::milliseconds idle_check{1000};  // how often the scheduler looks at idle branches
+  // The HTTP API and dashboard (api.h); nullopt: none (--no-api).
+  std::optional<ApiOptions> api = ApiOptions{};
 };
 
 // The proxy's Router over the engine: resolves routes from the catalog as it is at each

@@ -130,6 +130,18 @@ ALTER TABLE projects ADD COLUMN proxy_password TEXT NOT NULL DEFAULT '';
 ALTER TABLE projects ADD COLUMN suspend_after_s INTEGER;
 ALTER TABLE branches ADD COLUMN suspend_after_s INTEGER;
 )sql",
+    // 7: the API's bearer tokens (pgbranch token): a name, a scope and the SHA-256 of the
+    // secret, never the secret itself.
+    R"sql(
+CREATE TABLE tokens (
+  id            INTEGER PRIMARY KEY AUTOINCREMENT,
+  name          TEXT NOT NULL UNIQUE,
+  scope         TEXT NOT NULL,
+  secret_sha256 TEXT NOT NULL,
+  created_at    TEXT NOT NULL,
+  last_used_at  TEXT NOT NULL DEFAULT ''
+);
+)sql",
 };
 
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
@@ -810,6 +822,63 @@ Result<std::vector<AuditRow>> Catalog::ListAudit(int limit) {
     r.step = st.Text(10);
     return r;
   });
+}
+
+Result<int64_t> Catalog::InsertToken(const TokenRow& r) {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db,
+         "INSERT INTO tokens (name, scope, secret_sha256, created_at, last_used_at) "
+         "VALUES (?, ?, ?, ?, ?)");
+  s.Bind(r.name).Bind(r.scope).Bind(r.secret_sha256).Bind(r.created_at).Bind(r.last_used_at);
+  PGB_RETURN_IF_ERROR(s.Run());
+  return sqlite3_last_insert_rowid(db);
+}
+
+namespace {
+TokenRow TokenFrom(const Stmt& st) {
+  TokenRow r;
+  r.id = st.Int(0);
+  r.name = st.Text(1);
+  r.scope = st.Text(2);
+  r.secret_sha256 = st.Text(3);
+  r.created_at = st.Text(4);
+  r.last_used_at = st.Text(5);
+  return r;
+}
+}  // namespace
+
+Result<std::vector<TokenRow>> Catalog::ListTokens() {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db,
+         "SELECT id, name, scope, secret_sha256, created_at, last_used_at FROM tokens "
+         "ORDER BY name");
+  return Collect<TokenRow>(s, TokenFrom);
+}
+
+Result<TokenRow> Catalog::GetToken(int64_t id) {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db,
+         "SELECT id, name, scope, secret_sha256, created_at, last_used_at FROM tokens "
+         "WHERE id = ?");
+  s.Bind(id);
+  PGB_ASSIGN_OR_RETURN(auto rows, Collect<TokenRow>(s, TokenFrom));
+  if (rows.empty()) return Status::NotFound(fmt::format("token {} does not exist", id));
+  return rows[0];
+}
+
+Result<bool> Catalog::DeleteToken(const std::string& name) {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, "DELETE FROM tokens WHERE name = ?");
+  s.Bind(name);
+  PGB_RETURN_IF_ERROR(s.Run());
+  return sqlite3_changes(db) > 0;
+}
+
+Status Catalog::TouchToken(int64_t id, const std::string& at) {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, "UPDATE tokens SET last_used_at = ? WHERE id = ?");
+  s.Bind(at).Bind(id);
+  return s.Run();
 }
 
 Status Catalog::InsertEvent(const EventRow& r) {

@@ -126,6 +126,17 @@ struct AuditRow {
   std::string step;                     // and that operation's step
 };
 
+// A bearer token of the API (`pgbranch token`). The secret is never stored: only its SHA-256,
+// which a presented token's secret is compared with in constant time.
+struct TokenRow {
+  int64_t id = 0;
+  std::string name;           // unique: "ci"
+  std::string scope;          // read, write, admin
+  std::string secret_sha256;  // lowercase hex
+  std::string created_at;     // ISO 8601 UTC
+  std::string last_used_at;   // empty: never used
+};
+
 // A step in a branch's history, for `pgbranch log`: created, reset, renamed.
 struct EventRow {
   int64_t id = 0;
@@ -258,6 +269,14 @@ class Catalog {
   // The audit trail: appends rows; lists the newest `limit`, oldest first.
   Status InsertAudit(const std::vector<AuditRow>& rows);
   Result<std::vector<AuditRow>> ListAudit(int limit);
+
+  // API tokens. Insert returns the new id (AlreadyExists-like SQLite constraint error for a
+  // name in use: the engine checks first); Delete returns whether a row went.
+  Result<int64_t> InsertToken(const TokenRow& row);
+  Result<std::vector<TokenRow>> ListTokens();  // by name
+  Result<TokenRow> GetToken(int64_t id);       // NotFound if missing
+  Result<bool> DeleteToken(const std::string& name);
+  Status TouchToken(int64_t id, const std::string& at);
 
   // Branch history.
   Status InsertEvent(const EventRow& row);

@@ -1,14 +1,17 @@
 #include "tests/e2e/harness.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -335,6 +338,26 @@ const Home& BackendTest::home() {
   auto& slot = BackendHomes()[GetParam()];
   if (!slot) slot = std::make_unique<Home>(GetParam(), "4G");
   return *slot;
+}
+
+pid_t SpawnServe(const std::string& home, const std::vector<std::string>& args,
+                 const std::string& log, const std::string& notify_socket) {
+  std::vector<std::string> argv_s = {PGBRANCH_BINARY, "--home", home, "serve"};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid != 0) return pid;
+  ::prctl(PR_SET_PDEATHSIG, SIGTERM);  // a serve whose test binary died goes too
+  if (::getppid() != parent) ::_exit(127);
+  int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  ::dup2(out, 1);
+  ::dup2(out, 2);
+  if (!notify_socket.empty()) ::setenv("NOTIFY_SOCKET", notify_socket.c_str(), 1);
+  ::execv(PGBRANCH_BINARY, argv.data());
+  ::_exit(127);
 }
 
 }  // namespace pgb::e2e

@@ -111,6 +111,11 @@ bool PortIsFree(int port);
 // PGB_E2E_PORT_BASE, 56000 by default). Not thread-safe.
 int NextPortBlock();
 
+// `pgbranch --home HOME serve ARGS` as a child, its stdout and stderr in `log`, with
+// $NOTIFY_SOCKET set to `notify_socket` unless it is empty. Returns its pid (-1 if fork failed).
+pid_t SpawnServe(const std::string& home, const std::vector<std::string>& args,
+                 const std::string& log, const std::string& notify_socket);
+
 // Pids of running (not zombie) postgres processes whose command line mentions `data_dir`.
 std::vector<int> PostmastersOf(const std::string& data_dir);
 

@@ -515,6 +515,11 @@ class ProxyE2eTest : public ::testing::Test {
     if (!listen)
       args.insert(args.end(), {"--proxy-listen", fmt::format("127.0.0.1:{}", proxy_port_)});
     if (!grace) args.insert(args.end(), {"--grace", "2"});
+    // The API on a port of the kernel's choosing: tests in parallel never contend for 8432.
+    if (std::find(args.begin(), args.end(), "--api-listen") == args.end() &&
+        std::find(args.begin(), args.end(), "--no-api") == args.end()) {
+      args.insert(args.end(), {"--api-listen", "127.0.0.1:0"});
+    }
     serve_log_ = fmt::format("{}/serve-{}.log", home_->path(), ++serve_count_);
     serve_ = std::make_unique<ServeProcess>(*home_, args, serve_log_, probe);
   }

@@ -34,21 +34,6 @@ std::string LogOf(const std::string& path) {
   return text.ok() ? *text : "";
 }
 
-// `pgbranch --home HOME serve --proxy-listen LISTEN` as a child, its output in `log`, with
-// $NOTIFY_SOCKET set to `notify_socket` unless it is empty. Returns its pid (-1 if fork failed).
-pid_t StartServe(const std::string& home, const std::string& listen, const std::string& log,
-                 const std::string& notify_socket) {
-  pid_t pid = ::fork();
-  if (pid != 0) return pid;
-  int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  ::dup2(out, 1);
-  ::dup2(out, 2);
-  if (!notify_socket.empty()) ::setenv("NOTIFY_SOCKET", notify_socket.c_str(), 1);
-  ::execl(PGBRANCH_BINARY, "pgbranch", "--home", home.c_str(), "serve", "--proxy-listen",
-          listen.c_str(), static_cast<char*>(nullptr));
-  ::_exit(127);
-}
-
 // The next datagram on `fd`, or "" after `timeout`.
 std::string Receive(int fd, std::chrono::milliseconds timeout) {
   pollfd p{fd, POLLIN, 0};
@@ -75,7 +60,8 @@ TEST(ServeSystemdTest, NotifiesReadyAndStopping) {
   int port = NextPortBlock() + 39;
   std::string listen = fmt::format("127.0.0.1:{}", port);
   std::string log = dir + "/serve.log";
-  pid_t pid = StartServe(home, listen, log, socket_path);
+  pid_t pid =
+      SpawnServe(home, {"--proxy-listen", listen, "--api-listen", "127.0.0.1:0"}, log, socket_path);
   ASSERT_GT(pid, 0);
 
   std::string ready = Receive(fd, std::chrono::seconds(30));
@@ -152,7 +138,7 @@ TEST(ServeDaemonTest, MalformedPacketsLeaveItServing) {
   int port = NextPortBlock() + 39;
   std::string listen = fmt::format("127.0.0.1:{}", port);
   std::string log = dir + "/serve.log";
-  pid_t pid = StartServe(home, listen, log, "");
+  pid_t pid = SpawnServe(home, {"--proxy-listen", listen, "--api-listen", "127.0.0.1:0"}, log, "");
   ASSERT_GT(pid, 0);
   for (int i = 0; i < 300 && PortIsFree(port); ++i) ::usleep(50'000);
   ASSERT_FALSE(PortIsFree(port)) << LogOf(log);

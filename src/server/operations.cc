@@ -1,0 +1,290 @@
+#include "server/operations.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "common/error_class.h"
+#include "common/random.h"
+#include "common/time.h"
+
+namespace pgb::server {
+namespace {
+
+constexpr size_t kMaxQueuedEvents = 1000;
+constexpr size_t kKeptOperations = 1000;
+
+std::string Now() { return FormatTimestamp(SystemClock().Now()); }
+
+// The operation the calling thread runs, if any (OperationRunner::Run binds it).
+thread_local ApiOperation* t_current = nullptr;
+
+}  // namespace
+
+std::optional<Event> EventHub::Subscription::Next(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, timeout, [&] { return closed_ || !queue_.empty(); });
+  if (queue_.empty()) return std::nullopt;
+  Event e = std::move(queue_.front());
+  queue_.pop_front();
+  return e;
+}
+
+bool EventHub::Subscription::closed() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return closed_;
+}
+
+std::shared_ptr<EventHub::Subscription> EventHub::Subscribe() {
+  auto sub = std::make_shared<Subscription>();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (closed_) {
+    sub->closed_ = true;
+  } else {
+    subs_.push_back(sub);
+  }
+  return sub;
+}
+
+void EventHub::Unsubscribe(const std::shared_ptr<Subscription>& sub) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::erase(subs_, sub);
+}
+
+void EventHub::Publish(std::string name, nlohmann::json data) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Event e{++seq_, std::move(name), std::move(data)};
+  for (auto it = subs_.begin(); it != subs_.end();) {
+    auto& sub = **it;
+    bool drop = false;
+    {
+      std::lock_guard<std::mutex> sl(sub.mu_);
+      if (sub.queue_.size() >= kMaxQueuedEvents) {
+        sub.closed_ = true;  // too slow a reader: its stream ends, EventSource reconnects
+        drop = true;
+      } else {
+        sub.queue_.push_back(e);
+      }
+    }
+    sub.cv_.notify_all();
+    it = drop ? subs_.erase(it) : it + 1;
+  }
+}
+
+void EventHub::CloseAll() {
+  std::lock_guard<std::mutex> lock(mu_);
+  closed_ = true;
+  for (auto& sub : subs_) {
+    {
+      std::lock_guard<std::mutex> sl(sub->mu_);
+      sub->closed_ = true;
+    }
+    sub->cv_.notify_all();
+  }
+  subs_.clear();
+}
+
+nlohmann::json ErrorJson(const Status& status, const std::string& prefix) {
+  return {{"code", StatusCodeName(status.code())},
+          {"message", prefix.empty() ? status.message() : prefix + ": " + status.message()}};
+}
+
+nlohmann::json ToJson(const ApiOperation& op) {
+  auto opt = [](const std::string& s) { return s.empty() ? nlohmann::json() : nlohmann::json(s); };
+  nlohmann::json steps = nlohmann::json::array();
+  for (const auto& s : op.steps) {
+    steps.push_back({{"name", s.name},
+                     {"started_at", s.started_at},
+                     {"ended_at", opt(s.ended_at)},
+                     {"seconds", s.seconds ? nlohmann::json(*s.seconds) : nlohmann::json()}});
+  }
+  return {{"id", op.id},
+          {"kind", op.kind},
+          {"target", op.target},
+          {"status", op.status},
+          {"steps", steps},
+          {"notes", op.notes},
+          {"error", op.error.ok() ? nlohmann::json() : ErrorJson(op.error, op.error_prefix)},
+          {"result", op.result ? *op.result : nlohmann::json()},
+          {"created_at", op.created_at},
+          {"started_at", opt(op.started_at)},
+          {"ended_at", opt(op.ended_at)},
+          {"token", op.token}};
+}
+
+OperationRunner::~OperationRunner() { Shutdown(std::chrono::hours(1)); }
+
+Result<std::string> OperationRunner::Submit(Request request) {
+  auto entry = std::make_shared<Entry>();
+  entry->op.id = "op-" + RandomHex(6);
+  entry->op.kind = std::move(request.kind);
+  entry->op.target = std::move(request.target);
+  entry->op.status = "queued";
+  entry->op.error_prefix = std::move(request.error_prefix);
+  entry->op.token = std::move(request.token);
+  entry->op.success_status = request.success_status;
+  entry->op.created_at = Now();
+  entry->body = std::move(request.body);
+  entry->key = std::move(request.key);
+  ApiOperation snapshot;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shutting_down_) return Status::Unavailable("the server is stopping");
+    by_id_[entry->op.id] = entry;
+    order_.push_back(entry->op.id);
+    while (order_.size() > kKeptOperations) {
+      auto old = by_id_.find(order_.front());
+      // Only ended ones are forgotten; the rest stay until they end.
+      if (old != by_id_.end() && old->second->op.ended_at.empty()) break;
+      if (old != by_id_.end()) by_id_.erase(old);
+      order_.pop_front();
+    }
+    ++unfinished_;
+    auto& queue = queues_[entry->key];
+    queue.push_back(entry);
+    if (queue.size() == 1) StartNext(entry->key);
+    snapshot = entry->op;
+  }
+  Publish(snapshot);
+  return snapshot.id;
+}
+
+void OperationRunner::StartNext(const std::string& key) {
+  auto it = queues_.find(key);
+  if (it == queues_.end() || it->second.empty()) {
+    if (it != queues_.end()) queues_.erase(it);
+    return;
+  }
+  std::thread(&OperationRunner::Run, this, it->second.front()).detach();
+}
+
+void OperationRunner::Run(std::shared_ptr<Entry> entry) {
+  ApiOperation snapshot;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    entry->op.status = "running";
+    entry->op.started_at = Now();
+    snapshot = entry->op;
+  }
+  Publish(snapshot);
+  t_current = &entry->op;
+  Result<nlohmann::json> result = Status::Internal("operation did not run");
+  {
+    ProgressScope scope(this);
+    try {
+      result = entry->body();
+    } catch (const std::exception& e) {
+      result = Status::Internal(fmt::format("unexpected exception: {}", e.what()));
+    }
+  }
+  t_current = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    entry->op.ended_at = Now();
+    if (result.ok()) {
+      entry->op.status = "succeeded";
+      entry->op.result = std::move(*result);
+    } else {
+      entry->op.status = "failed";
+      entry->op.error = result.status();
+    }
+    for (auto& s : entry->op.steps) {
+      if (s.ended_at.empty()) s.ended_at = entry->op.ended_at;  // the step it failed in
+    }
+    entry->body = nullptr;
+    snapshot = entry->op;
+  }
+  if (!snapshot.error.ok()) {
+    spdlog::info("serve: operation {} {} {} failed: {}", snapshot.id, snapshot.kind,
+                 snapshot.target, snapshot.error.message());
+  }
+  Publish(snapshot);
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& queue = queues_[entry->key];
+  if (!queue.empty() && queue.front() == entry) queue.pop_front();
+  StartNext(entry->key);
+  --unfinished_;
+  ended_.notify_all();
+}
+
+std::optional<ApiOperation> OperationRunner::Get(const std::string& id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = by_id_.find(id);
+  if (it == by_id_.end()) return std::nullopt;
+  return it->second->op;
+}
+
+std::vector<ApiOperation> OperationRunner::List(size_t limit) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<ApiOperation> out;
+  for (auto it = order_.rbegin(); it != order_.rend() && out.size() < limit; ++it) {
+    auto e = by_id_.find(*it);
+    if (e != by_id_.end()) out.push_back(e->second->op);
+  }
+  return out;
+}
+
+std::optional<ApiOperation> OperationRunner::Wait(const std::string& id,
+                                                  std::chrono::milliseconds timeout) const {
+  std::unique_lock<std::mutex> lock(mu_);
+  auto it = by_id_.find(id);
+  if (it == by_id_.end()) return std::nullopt;
+  std::shared_ptr<Entry> entry = it->second;
+  ended_.wait_for(lock, timeout, [&] { return !entry->op.ended_at.empty(); });
+  return entry->op;
+}
+
+size_t OperationRunner::Shutdown(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  shutting_down_ = true;
+  ended_.wait_for(lock, timeout, [&] { return unfinished_ == 0; });
+  return unfinished_;
+}
+
+void OperationRunner::Publish(const ApiOperation& op) { events_.Publish("operation", ToJson(op)); }
+
+void OperationRunner::StepStarted(std::string_view name) {
+  if (!t_current) return;
+  ApiOperation snapshot;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    t_current->steps.push_back({std::string(name), Now(), "", std::nullopt});
+    snapshot = *t_current;
+  }
+  Publish(snapshot);
+}
+
+void OperationRunner::Step(std::string_view name, std::chrono::nanoseconds took) {
+  if (!t_current) return;
+  ApiOperation snapshot;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    OperationStepRecord* step = nullptr;
+    for (auto it = t_current->steps.rbegin(); it != t_current->steps.rend(); ++it) {
+      if (it->name == name && it->ended_at.empty()) {
+        step = &*it;
+        break;
+      }
+    }
+    if (!step) {  // a step reported only when it ended
+      t_current->steps.push_back({std::string(name), Now(), "", std::nullopt});
+      step = &t_current->steps.back();
+    }
+    step->ended_at = Now();
+    step->seconds = std::chrono::duration<double>(took).count();
+    snapshot = *t_current;
+  }
+  Publish(snapshot);
+}
+
+void OperationRunner::Note(std::string_view message) {
+  if (!t_current) return;
+  ApiOperation snapshot;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    t_current->notes.emplace_back(message);
+    snapshot = *t_current;
+  }
+  Publish(snapshot);
+}
+
+}  // namespace pgb::server
