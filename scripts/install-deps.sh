@@ -30,8 +30,9 @@ packages=(
   # tests: openssl makes a team's own CA for the `ca import` test; the proxy tests' real
   # clients (psycopg2 for Debian's python3, pgjdbc with a JDK to compile its client)
   openssl python3 python3-psycopg2 libpostgresql-jdbc-java default-jdk-headless
-  # the API tests check every response against api/openapi.json (JSON Schema 2020-12)
-  python3-jsonschema
+  # the API tests check every response against api/openapi.json (JSON Schema 2020-12); the
+  # dashboard's tests drive a real headless Chromium through WebDriver (Selenium)
+  python3-jsonschema chromium chromium-driver python3-selenium
 )
 
 missing=()

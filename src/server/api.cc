@@ -684,7 +684,9 @@ std::vector<std::pair<std::string, std::string>> ApiServer::Routes() {
   add("GET", "/api/v1/operations", read("operation list", [this](const Req& req) -> Result<json> {
         PGB_ASSIGN_OR_RETURN(int64_t limit, QueryInt(req, "limit", 100, 1, 1000));
         json arr = json::array();
-        for (const auto& op : runner_.List(static_cast<size_t>(limit))) arr.push_back(ToJson(op));
+        for (const auto& op : runner_.List(static_cast<size_t>(limit))) {
+          arr.push_back(ToJson(op, /*secrets=*/false));
+        }
         return arr;
       }));
   add("GET", "/api/v1/operations/{id}", [this, h](const Req& req, Res& res) {

@@ -88,7 +88,30 @@ nlohmann::json ErrorJson(const Status& status, const std::string& prefix) {
           {"message", prefix.empty() ? status.message() : prefix + ": " + status.message()}};
 }
 
-nlohmann::json ToJson(const ApiOperation& op) {
+namespace {
+
+// "postgresql://user:secret@host..." with the password replaced by "****".
+std::string MaskPassword(const std::string& uri) {
+  size_t scheme = uri.find("://");
+  size_t at = uri.find('@');
+  if (scheme == std::string::npos || at == std::string::npos || at < scheme) return uri;
+  size_t colon = uri.find(':', scheme + 3);
+  if (colon == std::string::npos || colon > at) return uri;
+  return uri.substr(0, colon + 1) + "****" + uri.substr(at);
+}
+
+nlohmann::json MaskedResult(nlohmann::json result, bool secrets) {
+  if (secrets || !result.is_object()) return result;
+  for (const char* key : {"uri", "proxy_uri"}) {
+    auto it = result.find(key);
+    if (it != result.end() && it->is_string()) *it = MaskPassword(it->get<std::string>());
+  }
+  return result;
+}
+
+}  // namespace
+
+nlohmann::json ToJson(const ApiOperation& op, bool secrets) {
   auto opt = [](const std::string& s) { return s.empty() ? nlohmann::json() : nlohmann::json(s); };
   nlohmann::json steps = nlohmann::json::array();
   for (const auto& s : op.steps) {
@@ -104,7 +127,7 @@ nlohmann::json ToJson(const ApiOperation& op) {
           {"steps", steps},
           {"notes", op.notes},
           {"error", op.error.ok() ? nlohmann::json() : ErrorJson(op.error, op.error_prefix)},
-          {"result", op.result ? *op.result : nlohmann::json()},
+          {"result", op.result ? MaskedResult(*op.result, secrets) : nlohmann::json()},
           {"created_at", op.created_at},
           {"started_at", opt(op.started_at)},
           {"ended_at", opt(op.ended_at)},
@@ -240,7 +263,9 @@ size_t OperationRunner::Shutdown(std::chrono::milliseconds timeout) {
   return unfinished_;
 }
 
-void OperationRunner::Publish(const ApiOperation& op) { events_.Publish("operation", ToJson(op)); }
+void OperationRunner::Publish(const ApiOperation& op) {
+  events_.Publish("operation", ToJson(op, /*secrets=*/false));
+}
 
 void OperationRunner::StepStarted(std::string_view name) {
   if (!t_current) return;

@@ -97,8 +97,10 @@ struct ApiOperation {
   int success_status = 200;  // 201 for creates: the status of ?wait=true when it succeeds
 };
 
-// The JSON of an operation (api/openapi.json "Operation").
-nlohmann::json ToJson(const ApiOperation& op);
+// The JSON of an operation (api/openapi.json "Operation"). Without `secrets`, the passwords in
+// its result's connection strings ("uri", "proxy_uri") are masked as "****": what lists and the
+// event stream show (only GET /api/v1/operations/{id} and the answer to ?wait=true show them).
+nlohmann::json ToJson(const ApiOperation& op, bool secrets = true);
 // {"code", "message"} of a failed status, the message prefixed with `prefix`.
 nlohmann::json ErrorJson(const Status& status, const std::string& prefix);
 

@@ -201,15 +201,15 @@ class OpenApiCheckTest(unittest.TestCase):
     # --- validate_response
 
     def test_valid_branch_bodies_pass(self):
-        self.assertEqual(self.check("GET", BRANCH_PATH, 200, branch(limit_bytes=None)), [])
-        self.assertEqual(self.check("GET", BRANCH_PATH, 200, branch(limit_bytes=2 << 30)), [])
+        self.assertEqual(self.check("GET", BRANCH_PATH, 200, branch(limit_bytes=None, proxy_uri=None)), [])
+        self.assertEqual(self.check("GET", BRANCH_PATH, 200, branch(limit_bytes=2 << 30, proxy_uri="postgresql://postgres:****@127.0.0.1:5432/demo/dev")), [])
         main = branch(name="main", parent=None, recoverable=None, size_bytes=None, pid=None,
                       started_at=None, uptime_seconds=None, snapshot_id=None)
         self.assertEqual(self.check("GET", "/api/v1/projects/demo/branches?sizes=false", 200,
                                     [main, branch()]), [])
 
     def test_a_body_missing_a_required_field_fails(self):
-        body = branch(limit_bytes=None)
+        body = branch(limit_bytes=None, proxy_uri=None)
         del body["uri"]
         errors = self.check("GET", BRANCH_PATH, 200, body)
         self.assertEqual(len(errors), 1, errors)
@@ -223,7 +223,7 @@ class OpenApiCheckTest(unittest.TestCase):
         self.assertTrue(any("surprise" in e for e in errors), errors)
         # A list's branch has no limit_bytes.
         self.assertNotEqual(self.check("GET", "/api/v1/projects/demo/branches", 200,
-                                       [branch(limit_bytes=None)]), [])
+                                       [branch(limit_bytes=None, proxy_uri=None)]), [])
 
     def test_an_undocumented_status_fails(self):
         errors = self.check("GET", BRANCH_PATH, 418, error("internal"))
@@ -307,7 +307,7 @@ class OpenApiCheckTest(unittest.TestCase):
         code, out = self.run_main([
             {"method": "GET", "path": "/api/v1/health", "status": 200,
              "body": {"status": "ok", "version": "0.1.0"}},
-            {"method": "GET", "path": BRANCH_PATH, "status": 200, "body": branch(limit_bytes=None)},
+            {"method": "GET", "path": BRANCH_PATH, "status": 200, "body": branch(limit_bytes=None, proxy_uri=None)},
         ])
         self.assertEqual(code, 0, out)
         self.assertIn("2 of 44 routes exercised", out)

@@ -246,7 +246,16 @@ TEST_F(ApiE2eTest, BranchLifecycle) {
     seen |= b["name"] == "life";
   }
   EXPECT_TRUE(seen);
-  EXPECT_EQ(list.text.find(got.body["uri"].get<std::string>().substr(14, 20)), std::string::npos);
+  std::string password = got.body["uri"];
+  password = password.substr(password.find(':', 14) + 1);
+  password = password.substr(0, password.find('@'));
+  ASSERT_GE(password.size(), 16u);
+  EXPECT_EQ(list.text.find(password), std::string::npos) << "a password in a list";
+  // The create's own operation shows it; the list of operations does not.
+  EXPECT_NE(
+      Call("GET", "/api/v1/operations/" + op["id"].get<std::string>(), "r").text.find(password),
+      std::string::npos);
+  EXPECT_EQ(Call("GET", "/api/v1/operations", "r").text.find(password), std::string::npos);
 
   Reply snap = Wait("POST", Branches() + "/life/snapshots", R"({"label": "before"})");
   ASSERT_EQ(snap.status, 201) << snap.text;
@@ -497,9 +506,13 @@ TEST_F(ApiE2eTest, EventsStreamOperationsAndCliChanges) {
   EXPECT_TRUE(has("\"status\":\"succeeded\"")) << stream;
   home_->Ok({"branch", "create", "api/ev-cli"});
   EXPECT_TRUE(has("\"branch\":\"ev-cli\"")) << stream;
+  std::string password = home_->Branch("api/ev-http")["uri"];
+  password = password.substr(password.find(':', 14) + 1);
+  password = password.substr(0, password.find('@'));
   {
     std::lock_guard<std::mutex> lock(mu);
     EXPECT_NE(stream.find("event: branch"), std::string::npos);
+    EXPECT_EQ(stream.find(password), std::string::npos) << "a password in the event stream";
   }
   stop = true;
   Call("POST", Branches() + "/ev-cli/stop", "w", "{}");  // one more event ends the reader
@@ -572,6 +585,51 @@ TEST_F(ApiE2eTest, ReadsAndCleanups) {
   // Doctor with repairs needs admin.
   EXPECT_EQ(Call("POST", "/api/v1/doctor", "w", R"({"fix": true})").status, 403);
   EXPECT_EQ(Wait("POST", "/api/v1/doctor", R"({"fix": false})").status, 200);
+}
+
+// The API refuses plain HTTP on an address other than loopback, in one line, before it starts;
+// --api-tls serves HTTPS with a certificate of the home's CA, which a client verifies.
+TEST(ApiListenTest, NonLoopbackNeedsTlsAndTlsIsVerifiable) {
+  Home home("");
+  auto runner = NewRealProcessRunner();
+  Command c;
+  c.argv = {PGBRANCH_BINARY,  "--home",      home.path(),    "serve",
+            "--proxy-listen", "127.0.0.1:0", "--api-listen", "0.0.0.0:0"};
+  c.env = {{"NO_COLOR", "1"}};
+  c.timeout = 30s;
+  auto r = runner->Run(c);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->exit_code, 1);
+  EXPECT_NE(r->err.find("needs TLS"), std::string::npos) << r->err;
+  EXPECT_EQ(std::count(r->err.begin(), r->err.end(), '\n'), 1) << r->err;
+  EXPECT_FALSE(PathExists(home.path() + "/serve.json"));
+
+  std::string log = home.path() + "/serve.log";
+  pid_t pid = SpawnServe(
+      home.path(), {"--proxy-listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0", "--api-tls"},
+      log, "");
+  std::string url;
+  for (int i = 0; i < 600 && url.empty(); ++i) {
+    auto record = ReadFile(home.path() + "/serve.json");
+    if (record.ok()) {
+      json j = json::parse(*record, nullptr, false);
+      if (!j.is_discarded()) url = j.value("api_url", "");
+    }
+    if (url.empty()) std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_EQ(url.rfind("https://127.0.0.1:", 0), 0u) << url;
+  auto ca = ReadFile(home.path() + "/tls/ca.crt");
+  ASSERT_TRUE(ca.ok()) << "no CA at " << home.path() << "/tls/ca.crt";
+  httplib::SSLClient client("127.0.0.1", std::stoi(url.substr(url.rfind(':') + 1)));
+  client.set_ca_cert_path((home.path() + "/tls/ca.crt").c_str());
+  client.enable_server_certificate_verification(true);
+  auto health = client.Get("/api/v1/health");
+  ASSERT_TRUE(health) << httplib::to_string(health.error());
+  EXPECT_EQ(health->status, 200);
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 }  // namespace
