@@ -28,6 +28,9 @@ constexpr auto kFailureWindow = std::chrono::seconds(60);
 constexpr auto kSessionLifetime = std::chrono::hours(12);
 constexpr const char* kSessionCookie = "pgb_session";
 constexpr size_t kKeptLogLines = 1000;
+// How long a branch list or status may be reused (ReadCache): changes made through the API
+// show at once (an operation's end drops them), the CLI's within this.
+constexpr auto kCachedReadAge = std::chrono::milliseconds(1000);
 
 bool IsLoopback(const std::string& host) {
   return host == "127.0.0.1" || host == "::1" || host == "localhost" || host.rfind("127.", 0) == 0;
@@ -306,6 +309,43 @@ std::string Param(const httplib::Request& req, size_t i) { return req.matches[i]
 
 }  // namespace
 
+Result<json> ReadCache::Get(const std::string& key, std::chrono::milliseconds max_age,
+                            const std::function<Result<json>()>& read) {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    Slot& slot = slots_[key];
+    if (slot.loading) {
+      cv_.wait(lock);
+      continue;
+    }
+    if (slot.valid && slot.generation == generation_ &&
+        std::chrono::steady_clock::now() - slot.at <= max_age) {
+      return slot.value;
+    }
+    slot.loading = true;
+    uint64_t generation = generation_;
+    auto started = std::chrono::steady_clock::now();
+    lock.unlock();
+    Result<json> r = read();
+    lock.lock();
+    Slot& done = slots_[key];
+    done.loading = false;
+    done.valid = r.ok();
+    if (r.ok()) {
+      done.value = *r;
+      done.at = started;
+      done.generation = generation;
+    }
+    cv_.notify_all();
+    return r;
+  }
+}
+
+void ReadCache::Invalidate() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++generation_;
+}
+
 ApiServer::ApiServer(Engine& engine, ApiOptions options)
     : engine_(engine), options_(std::move(options)) {}
 
@@ -357,6 +397,7 @@ void ApiServer::PollBranches() {
     branch_states_ = std::move(now);
     polled_ = true;
   }
+  if (!changes.empty()) reads_.Invalidate();
   for (auto& c : changes) events_.Publish("branch", std::move(c));
 }
 
@@ -569,9 +610,11 @@ std::vector<std::pair<std::string, std::string>> ApiServer::Routes() {
     };
   };
   Engine& e = engine_;
-  add("GET", "/api/v1/status", read("status", [&e](const Req&) -> Result<json> {
-        PGB_ASSIGN_OR_RETURN(StatusInfo s, e.GetStatus());
-        return ToJson(s);
+  add("GET", "/api/v1/status", read("status", [this, &e](const Req&) -> Result<json> {
+        return reads_.Get("status", kCachedReadAge, [&e]() -> Result<json> {
+          PGB_ASSIGN_OR_RETURN(StatusInfo s, e.GetStatus());
+          return ToJson(s);
+        });
       }));
   add("GET", "/api/v1/projects", read("project list", [&e](const Req&) -> Result<json> {
         PGB_ASSIGN_OR_RETURN(auto projects, e.ListProjects());
@@ -589,7 +632,7 @@ std::vector<std::pair<std::string, std::string>> ApiServer::Routes() {
       return Status::OK();
     });
   });
-  add("GET", "/api/v1/projects/{p}/branches", [h, &e](const Req& req, Res& res) {
+  add("GET", "/api/v1/projects/{p}/branches", [this, h, &e](const Req& req, Res& res) {
     if (!h->Auth(req, res, "read")) return;
     std::string p = Param(req, 1);
     Guard(res, "branch list " + Named(p), [&]() -> Status {
@@ -598,9 +641,13 @@ std::vector<std::pair<std::string, std::string>> ApiServer::Routes() {
         PGB_ASSIGN_OR_RETURN(bool sizes, QueryBool(req, "sizes"));
         return !sizes;
       }());
-      PGB_RETURN_IF_ERROR(e.GetProject(p).status());
-      PGB_ASSIGN_OR_RETURN(auto branches, e.ListBranches(p, !no_sizes));
-      SendJson(res, 200, ToJsonArray(branches, UriForm::kMasked));
+      std::string key = fmt::format("branches {} {}", p, no_sizes ? "" : "sizes");
+      PGB_ASSIGN_OR_RETURN(json list, reads_.Get(key, kCachedReadAge, [&]() -> Result<json> {
+        PGB_RETURN_IF_ERROR(e.GetProject(p).status());
+        PGB_ASSIGN_OR_RETURN(auto branches, e.ListBranches(p, !no_sizes));
+        return ToJsonArray(branches, UriForm::kMasked);
+      }));
+      SendJson(res, 200, list);
       return Status::OK();
     });
   });

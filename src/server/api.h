@@ -19,11 +19,13 @@
 #define PGBRANCH_SERVER_API_H_
 
 #include <chrono>
+#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <utility>
@@ -56,6 +58,29 @@ struct ApiOptions {
   std::chrono::seconds read_timeout{10};  // a client that sends nothing for this long is cut
   size_t threads = 64;                    // requests (and SSE streams) served at once
   std::chrono::seconds max_wait{3600};    // the longest ?wait=true
+};
+
+// Reads shared by concurrent requests: one request reads, the others arriving meanwhile wait
+// for its answer, and an answer is reused for up to `max_age` unless Invalidate() came after
+// the read began. Errors are not kept. Thread-safe.
+class ReadCache {
+ public:
+  Result<nlohmann::json> Get(const std::string& key, std::chrono::milliseconds max_age,
+                             const std::function<Result<nlohmann::json>()>& read);
+  void Invalidate();
+
+ private:
+  struct Slot {
+    nlohmann::json value;
+    std::chrono::steady_clock::time_point at;
+    uint64_t generation = 0;
+    bool valid = false;
+    bool loading = false;
+  };
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, Slot> slots_;
+  uint64_t generation_ = 0;
 };
 
 class ApiServer {
@@ -107,7 +132,11 @@ class ApiServer {
   Engine& engine_;
   ApiOptions options_;
   EventHub events_;
-  OperationRunner runner_{events_};
+  // Branch lists and status: the engine describes every branch (its runtime's view, sizes)
+  // for each, so a dashboard's and a CI fleet's polling share one read per second. Dropped at
+  // the end of every operation and when the poll sees a branch change.
+  ReadCache reads_;
+  OperationRunner runner_{events_, [this] { reads_.Invalidate(); }};
   std::unique_ptr<httplib::Server> http_;
   std::thread thread_;
   int port_ = 0;

@@ -200,6 +200,7 @@ void OperationRunner::Run(std::shared_ptr<Entry> entry) {
     }
   }
   t_current = nullptr;
+  if (changed_) changed_();
   {
     std::lock_guard<std::mutex> lock(mu_);
     entry->op.ended_at = Now();

@@ -106,7 +106,10 @@ nlohmann::json ErrorJson(const Status& status, const std::string& prefix);
 
 class OperationRunner : public Progress {
  public:
-  explicit OperationRunner(EventHub& events) : events_(events) {}
+  // `changed` (may be empty) is called on the operation's thread as soon as its work has
+  // returned, before anyone can see it ended (the API drops its cached reads there).
+  explicit OperationRunner(EventHub& events, std::function<void()> changed = nullptr)
+      : events_(events), changed_(std::move(changed)) {}
   ~OperationRunner() override;
 
   struct Request {
@@ -146,6 +149,7 @@ class OperationRunner : public Progress {
   void Publish(const ApiOperation& op);
 
   EventHub& events_;
+  std::function<void()> changed_;
   mutable std::mutex mu_;
   mutable std::condition_variable ended_;
   bool shutting_down_ = false;
