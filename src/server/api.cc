@@ -1,8 +1,10 @@
 #include "server/api.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <httplib.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <charconv>
 #include <filesystem>
@@ -314,13 +316,13 @@ Result<json> ReadCache::Get(const std::string& key, std::chrono::milliseconds ma
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     Slot& slot = slots_[key];
+    const bool current = slot.valid && slot.generation == generation_;
+    if (current && (slot.loading || std::chrono::steady_clock::now() - slot.at <= max_age)) {
+      return slot.value;  // fresh, or being refreshed by another request: this one is enough
+    }
     if (slot.loading) {
       cv_.wait(lock);
       continue;
-    }
-    if (slot.valid && slot.generation == generation_ &&
-        std::chrono::steady_clock::now() - slot.at <= max_age) {
-      return slot.value;
     }
     slot.loading = true;
     uint64_t generation = generation_;
@@ -433,14 +435,32 @@ Status ApiServer::Listen(const std::function<void(const std::string&)>& note) {
   http_->set_write_timeout(std::chrono::seconds(30));
   http_->set_keep_alive_timeout(5);
   Routes();
+  // cpp-httplib listens with a backlog of 5: a burst of new connections overflows it and the
+  // kernel drops SYNs, which clients resend after 1 s. Its socket is taken here (before bind)
+  // and listened on again with the system's maximum once bound (listen(2) on a listening
+  // socket only changes the backlog).
+  int listen_fd = -1;
+  http_->set_socket_options([&listen_fd](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    ::fcntl(sock, F_SETFD, FD_CLOEXEC);
+    listen_fd = sock;
+  });
+  auto widen_backlog = [&] {
+    if (listen_fd >= 0) ::listen(listen_fd, SOMAXCONN);
+  };
   int tries = options_.port_given || options_.port == 0 ? 1 : kPortFallbacks + 1;
   for (int i = 0; i < tries; ++i) {
     int port = options_.port == 0 ? 0 : options_.port + i;
     if (port == 0) {
       port_ = http_->bind_to_any_port(options_.host);
-      if (port_ > 0) return Status::OK();
+      if (port_ > 0) {
+        widen_backlog();
+        return Status::OK();
+      }
     } else if (http_->bind_to_port(options_.host, port)) {
       port_ = port;
+      widen_backlog();
       return Status::OK();
     }
     if (i + 1 < tries) note(fmt::format("API port {} is in use; trying {}", port, port + 1));

@@ -60,9 +60,11 @@ struct ApiOptions {
   std::chrono::seconds max_wait{3600};    // the longest ?wait=true
 };
 
-// Reads shared by concurrent requests: one request reads, the others arriving meanwhile wait
-// for its answer, and an answer is reused for up to `max_age` unless Invalidate() came after
-// the read began. Errors are not kept. Thread-safe.
+// Reads shared by concurrent requests. An answer is reused for up to `max_age`; after that the
+// next request reads again while the others keep getting the previous answer until it is done
+// (stale while revalidating: one request pays for a refresh, not every one). Invalidate()
+// makes every answer read before it unusable: requests then wait for a new read. Errors are
+// not kept. Thread-safe.
 class ReadCache {
  public:
   Result<nlohmann::json> Get(const std::string& key, std::chrono::milliseconds max_age,
