@@ -478,14 +478,28 @@ std::vector<std::pair<std::string, std::string>> ApiServer::RouteTable() {
 }
 
 void ApiServer::Start() {
-  thread_ = std::thread([this] { http_->listen_after_bind(); });
+  thread_ = std::thread([this] {
+    http_->listen_after_bind();
+    stopped_ = true;
+  });
+  // cpp-httplib's stop() does nothing until its loop runs: wait for it, so that a Stop() that
+  // follows at once (a SIGTERM right after serve.json) is not lost and the join does not hang.
+  for (int i = 0; i < 5000 && !http_->is_running(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
 void ApiServer::Stop(std::chrono::milliseconds grace) {
   if (!http_) return;
   events_.CloseAll();
-  http_->stop();
-  if (thread_.joinable()) thread_.join();
+  if (thread_.joinable()) {
+    // Until its loop has seen the stop (it may not have started when Start gave up waiting).
+    while (!http_->is_running() && !stopped_.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    http_->stop();
+    thread_.join();
+  }
   size_t left = runner_.Shutdown(grace);
   if (left > 0)
     spdlog::warn("serve: {} API operation(s) still running at exit; doctor finishes them", left);

@@ -18,6 +18,7 @@
 #ifndef PGBRANCH_SERVER_API_H_
 #define PGBRANCH_SERVER_API_H_
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -141,6 +142,7 @@ class ApiServer {
   OperationRunner runner_{events_, [this] { reads_.Invalidate(); }};
   std::unique_ptr<httplib::Server> http_;
   std::thread thread_;
+  std::atomic<bool> stopped_{false};  // listen_after_bind returned
   int port_ = 0;
   bool tls_ = false;
 

@@ -331,13 +331,15 @@ template <typename Row>
 Result<Row> Required(Result<std::optional<Row>> r, std::string_view what, int64_t id) {
   if (!r.ok()) return r.status();
   if (!r->has_value())
-    return Status::NotFound(fmt::format("{} {} is not in the catalog", what, id));
+    return Status::NotFound(
+        fmt::format("{} {} does not exist (no longer in the catalog)", what, id));
   return std::move(**r);
 }
 
 Status ExpectChanged(sqlite3* db, std::string_view what, int64_t id) {
   if (sqlite3_changes(db) == 0) {
-    return Status::NotFound(fmt::format("{} {} is not in the catalog", what, id));
+    return Status::NotFound(
+        fmt::format("{} {} does not exist (no longer in the catalog)", what, id));
   }
   return Status::OK();
 }
