@@ -99,6 +99,15 @@ Status OnlyKeys(const json& j, std::initializer_list<const char*> known) {
   return Status::OK();
 }
 
+// The body's "new_name" of a rename, a valid name of a `what` ("project", "branch").
+Result<std::string> NewName(const json& body, const char* what) {
+  PGB_RETURN_IF_ERROR(OnlyKeys(body, {"new_name"}));
+  PGB_ASSIGN_OR_RETURN(auto to, OptString(body, "new_name"));
+  if (!to) return Status::InvalidArgument("\"new_name\" is required");
+  PGB_RETURN_IF_ERROR(ValidateName(what, *to));
+  return *to;
+}
+
 Result<bool> QueryBool(const httplib::Request& req, const char* key) {
   if (!req.has_param(key)) return false;
   std::string v = req.get_param_value(key);
@@ -367,11 +376,9 @@ void ApiServer::Log(const std::string& line) {
   while (log_.size() > kKeptLogLines) log_.pop_front();
 }
 
-void ApiServer::PollBranches() {
-  auto targets = engine_.ProxyTargets();
-  if (!targets.ok()) return;
+void ApiServer::PollBranches(const std::vector<ProxyTarget>& targets) {
   std::map<std::string, std::string> now;
-  for (const auto& t : *targets) now[t.Ref()] = t.state;
+  for (const auto& t : targets) now[t.Ref()] = t.state;
   std::vector<json> changes;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -878,12 +885,8 @@ std::vector<std::pair<std::string, std::string>> ApiServer::Routes() {
     Guard(res, prefix, [&]() -> Status {
       PGB_RETURN_IF_ERROR(h->CheckWaitParams(req));
       PGB_ASSIGN_OR_RETURN(json body, BodyObject(req));
-      PGB_RETURN_IF_ERROR(OnlyKeys(body, {"new_name"}));
-      PGB_ASSIGN_OR_RETURN(auto to, OptString(body, "new_name"));
-      if (!to) return Status::InvalidArgument("\"new_name\" is required");
-      PGB_RETURN_IF_ERROR(ValidateName("project", *to));
+      PGB_ASSIGN_OR_RETURN(std::string n, NewName(body, "project"));
       PGB_RETURN_IF_ERROR(e.GetProject(p).status());
-      std::string n = *to;
       h->Submit(req, res, *who, "project.rename", p, "project:" + p, prefix, 200,
                 [&e, p, n]() -> Result<json> {
                   PGB_ASSIGN_OR_RETURN(ProjectInfo info, e.RenameProject(p, n));
@@ -1037,11 +1040,7 @@ std::vector<std::pair<std::string, std::string>> ApiServer::Routes() {
       branch_action(
           "branch rename", "branch.rename", 200,
           [&e, branch_result](const Req&, const json& body, const BranchRef& ref) -> Result<Work> {
-            PGB_RETURN_IF_ERROR(OnlyKeys(body, {"new_name"}));
-            PGB_ASSIGN_OR_RETURN(auto to, OptString(body, "new_name"));
-            if (!to) return Status::InvalidArgument("\"new_name\" is required");
-            PGB_RETURN_IF_ERROR(ValidateName("branch", *to));
-            std::string n = *to;
+            PGB_ASSIGN_OR_RETURN(std::string n, NewName(body, "branch"));
             return branch_result([&e, ref, n] { return e.RenameBranch(ref, n); });
           }));
   add("POST", "/api/v1/projects/{p}/branches/{b}/use",

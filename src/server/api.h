@@ -113,10 +113,10 @@ class ApiServer {
 
   // A line of serve's own log for GET /api/v1/serve/log (the newest 1000 are kept).
   void Log(const std::string& line);
-  // Compares the branches in the catalog with the last look and publishes a "branch" event for
-  // each one created, deleted or changed state (from any source: the CLI too). The scheduler
-  // calls it every second.
-  void PollBranches();
+  // Compares `targets` (every branch in the catalog, as the scheduler just read them) with the
+  // last look and publishes a "branch" event for each one created, deleted or changed state
+  // (from any source: the CLI too). The scheduler calls it every second.
+  void PollBranches(const std::vector<ProxyTarget>& targets);
 
  private:
   struct Principal {

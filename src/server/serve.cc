@@ -121,7 +121,6 @@ class Scheduler {
       lock.unlock();
       if (reload) projects_changed_();
       Tick();
-      if (api_) api_->PollBranches();
       lock.lock();
       cv_.wait_for(lock, interval_, [this] { return stop_ || reload_; });
     }
@@ -133,6 +132,7 @@ class Scheduler {
       spdlog::warn("serve: read the catalog: {}", targets.status().message());
       return;
     }
+    if (api_) api_->PollBranches(*targets);  // the same read: no second one for the API
     auto now = std::chrono::steady_clock::now();
     std::set<std::string> projects;
     std::map<int64_t, std::chrono::steady_clock::time_point> seen;
