@@ -1047,6 +1047,10 @@ class Cli {
                                 o.port = port_;
                                 if (!pitr_.empty()) o.pitr = pitr_;
                                 o.max_size_bytes = max_size_;
+                                o.ttl_s = ttl_;
+                                o.idle_ttl_s = idle_ttl_;
+                                o.protect = protect_;
+                                PGB_ASSIGN_OR_RETURN(o.labels, ParseLabels(labels_));
                                 PGB_ASSIGN_OR_RETURN(BranchInfo b, e.CreateBranch(ref, o));
                                 if (suspend_after_) {
                                   PGB_RETURN_IF_ERROR(e.SetSuspendAfter(ref, suspend_after_));
@@ -1082,16 +1086,64 @@ class Cli {
                      "a connection through the proxy wakes it: 30s, 10m, 2h, 1d or never "
                      "(default: the project's)")
         ->transform(IdleDuration());
+    AddLifetimeOptions(create);
+    create->add_flag("--protect", protect_,
+                     "Protect it from delete, reset and expiry (as 'branch protect')");
     AddJson(create);
+
+    auto* set = BranchVerb(
+        branch, "set", "Change a branch's TTL, idle TTL or labels",
+        [this](Engine& e, const BranchRef& ref) -> Status {
+          BranchChanges c;
+          c.ttl_s = ttl_;
+          c.idle_ttl_s = idle_ttl_;
+          c.clear_ttl = no_ttl_;
+          PGB_ASSIGN_OR_RETURN(c.add_labels, ParseLabels(labels_));
+          c.remove_labels = unlabels_;
+          if (!c.ttl_s && !c.idle_ttl_s && !c.clear_ttl && c.add_labels.empty() &&
+              c.remove_labels.empty()) {
+            return Status::InvalidArgument("set " + ref.ToString() +
+                                           ": nothing to change; give --ttl, --idle-ttl, --no-ttl, "
+                                           "--label or --unlabel");
+          }
+          PGB_ASSIGN_OR_RETURN(BranchInfo b, e.SetBranch(ref, c));
+          out_->Note(fmt::format("{}: expires {}; labels {}", ref.ToString(), ExpiryText(b),
+                                 LabelText(b.labels)));
+          if (json_) out_->Json(ToJson(b, UriForm::kMasked));
+          return Status::OK();
+        });
+    AddLifetimeOptions(set);
+    set->add_flag("--no-ttl", no_ttl_, "Remove the TTL and the idle TTL");
+    set->add_option("--unlabel", unlabels_, "Remove the label with this key (repeatable)");
+    AddJson(set);
+
+    for (bool protect : {true, false}) {
+      auto* cmd =
+          BranchVerb(branch, protect ? "protect" : "unprotect",
+                     protect ? "Refuse delete, reset and expiry of a branch unless forced"
+                             : "Let a protected branch be deleted, reset and expired again",
+                     [this, protect](Engine& e, const BranchRef& ref) -> Status {
+                       PGB_ASSIGN_OR_RETURN(BranchInfo b, e.ProtectBranch(ref, protect));
+                       out_->Note(fmt::format("{} is {}", ref.ToString(),
+                                              protect ? "protected" : "no longer protected"));
+                       if (json_) out_->Json(ToJson(b, UriForm::kMasked));
+                       return Status::OK();
+                     });
+      AddJson(cmd);
+    }
 
     auto* list = branch->add_subcommand("list", "List branches")->alias("ls");
     list->add_option("project", name_, "Only this project");
+    list->add_option("--label", labels_,
+                     "Only branches with this label, key=value or key (repeatable: all of them)");
     list->add_flag("--tree", tree_, "Show the lineage: each branch under its parent");
     AddJson(list);
     list->callback([this] {
       action_ = [this] {
         return With("branch list", name_, [&](Engine& e) -> Status {
           PGB_ASSIGN_OR_RETURN(auto branches, e.ListBranches(name_, /*with_sizes=*/!tree_));
+          PGB_ASSIGN_OR_RETURN(LabelFilter filter, ParseLabelFilter(labels_));
+          std::erase_if(branches, [&](const BranchInfo& b) { return !filter.Matches(b.labels); });
           if (tree_ && !json_) {
             PrintTree(branches);
           } else {
@@ -1129,13 +1181,14 @@ class Cli {
     auto* del = BranchVerb(branch, "delete", "Delete a branch and its data",
                            [this](Engine& e, const BranchRef& ref) -> Status {
                              auto start = Clock::now();
-                             PGB_RETURN_IF_ERROR(e.DeleteBranch(ref, recursive_));
+                             PGB_RETURN_IF_ERROR(e.DeleteBranch(ref, recursive_, force_));
                              out_->Done(fmt::format("Branch {} deleted", ref.ToString()),
                                         Clock::now() - start);
                              return Status::OK();
                            });
     del->alias("rm");
     del->add_flag("--recursive", recursive_, "Also delete the branches made from it");
+    del->add_flag("--force", force_, "Delete it even if it (or a child) is protected");
 
     auto* reset =
         BranchVerb(branch, "reset",
@@ -1146,6 +1199,7 @@ class Cli {
                      ResetOptions o;
                      o.fast = fast_;
                      o.snapshot = snapshot_id_;
+                     o.force = force_;
                      PGB_ASSIGN_OR_RETURN(BranchInfo b, e.ResetBranch(ref, o));
                      out_->Done(fmt::format("Branch {} reset to {}", ref.ToString(), b.parent),
                                 Clock::now() - start);
@@ -1157,6 +1211,7 @@ class Cli {
         ->add_option("--snapshot", snapshot_id_,
                      "Reset to this snapshot (of the branch or of its parent) instead")
         ->transform(DecimalIn(1, kMaxId));
+    reset->add_flag("--force", force_, "Reset it even if it is protected");
     AddJson(reset);
 
     using Verb = Result<BranchInfo> (Engine::*)(const BranchRef&);
@@ -1600,11 +1655,11 @@ class Cli {
                       Cell(state, StateTone(b.state)), std::to_string(b.port), Bytes(b.size_bytes),
                       Bytes(b.exclusive_bytes),
                       b.uptime_seconds ? FormatAge(std::chrono::seconds(*b.uptime_seconds)) : "-",
-                      WindowText(b.window), b.masked_uri});
+                      WindowText(b.window), ExpiryText(b, /*brief=*/true), b.masked_uri});
     }
-    out_->Table(
-        {"BRANCH", "PARENT", "STATE", "PORT", "SIZE", "EXCLUSIVE", "UPTIME", "RECOVERABLE", "URI"},
-        rows);
+    out_->Table({"BRANCH", "PARENT", "STATE", "PORT", "SIZE", "EXCLUSIVE", "UPTIME", "RECOVERABLE",
+                 "EXPIRES", "URI"},
+                rows);
   }
 
   // Each branch under its parent, as `git log --graph` draws a tree.
@@ -1674,12 +1729,64 @@ class Cli {
          {"space limit", LimitText(limit)},
          {"created", b.created_at},
          {"recovery target", OrDash(b.recovery_target)},
+         {"expires", ExpiryText(b)},
+         {"protected", b.is_protected ? "yes (delete, reset and expiry need --force)" : "no"},
+         {"labels", LabelText(b.labels)},
          {"uptime", b.uptime_seconds ? FormatAge(std::chrono::seconds(*b.uptime_seconds)) : "-"},
          {"postgresql", b.pg_version},
          {"data_dir", OrDash(b.data_dir)},
          {"log", b.container.empty() ? b.log_path
                                      : fmt::format("pgbranch branch logs {}/{} (container {})",
                                                    b.project, b.name, b.container)}});
+  }
+
+  void AddLifetimeOptions(CLI::App* cmd) {
+    cmd->add_option("--ttl", ttl_,
+                    "Delete it this long from now ('pgbranch serve' does): 30m, 12h, 2d")
+        ->transform(Lifetime());
+    cmd->add_option("--idle-ttl", idle_ttl_,
+                    "Delete it after this long without a client session ('pgbranch serve' "
+                    "watches): 2h, 7d")
+        ->transform(Lifetime());
+    cmd->add_option("--label", labels_, "A label key=value, for filtering lists (repeatable)");
+  }
+
+  static Result<std::map<std::string, std::string>> ParseLabels(
+      const std::vector<std::string>& texts) {
+    std::map<std::string, std::string> out;
+    for (const auto& t : texts) {
+      PGB_ASSIGN_OR_RETURN(auto kv, ParseLabel(t));
+      out[kv.first] = kv.second;
+    }
+    return out;
+  }
+
+  static std::string LabelText(const std::map<std::string, std::string>& labels) {
+    if (labels.empty()) return "-";
+    std::vector<std::string> parts;
+    for (const auto& [k, v] : labels) parts.push_back(k + "=" + v);
+    return fmt::format("{}", fmt::join(parts, ", "));
+  }
+
+  // When `serve` deletes the branch: "in 1d23h (2026-12-05T10:00:00.000Z)", "after 2h without
+  // a session", both, or "never"; brief (for tables): "1d23h", "idle 2h". A protected branch
+  // says so: expiry passes it by.
+  static std::string ExpiryText(const BranchInfo& b, bool brief = false) {
+    std::vector<std::string> parts;
+    if (b.expires_at) {
+      auto at = ParseTimestamp(*b.expires_at);
+      std::string left =
+          at.ok() ? FormatAge(SecondsBetween(SystemClock().Now(), *at)) : *b.expires_at;
+      parts.push_back(brief ? left : fmt::format("in {} ({})", left, *b.expires_at));
+    }
+    if (b.idle_ttl_s) {
+      std::string idle = FormatAge(std::chrono::seconds(*b.idle_ttl_s));
+      parts.push_back(brief ? "idle " + idle : fmt::format("after {} without a session", idle));
+    }
+    std::string text = parts.empty() ? (brief ? "-" : "never")
+                                     : fmt::format("{}", fmt::join(parts, brief ? ", " : " or "));
+    if (b.is_protected) text += brief ? " (protected)" : " (protected: expiry passes it by)";
+    return text;
   }
 
   // After create/reset: JSON with the full URI, or a line with the masked one.
@@ -1767,6 +1874,12 @@ class Cli {
   bool proxy_ = false;                           // branch url --proxy
   bool terminate_ = false;                       // use --terminate
   std::optional<int64_t> suspend_after_;         // --suspend-after, in seconds (0: never)
+  std::optional<int64_t> ttl_;                   // --ttl, in seconds
+  std::optional<int64_t> idle_ttl_;              // --idle-ttl, in seconds
+  bool protect_ = false;                         // --protect
+  bool no_ttl_ = false;                          // --no-ttl
+  std::vector<std::string> labels_;              // --label key=value (list: key or key=value)
+  std::vector<std::string> unlabels_;            // --unlabel key
   std::string proxy_listen_ = "127.0.0.1:5432";  // serve --proxy-listen
   std::string tls_cert_, tls_key_;               // serve --tls-cert/--tls-key
   std::string sni_domain_ = "localhost";         // serve --sni-domain

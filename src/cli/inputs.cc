@@ -54,10 +54,13 @@ CLI::Validator DecimalIn(int64_t lo, int64_t hi, const std::string& unit) {
       fmt::format("INT in [{} - {}]", lo, hi));
 }
 
-CLI::Validator IdleDuration() {
+namespace {
+
+// A whole number with a unit s, m, h or d, up to 365 days; "never" (0) where `never` is allowed.
+CLI::Validator DurationValidator(bool never, std::string what) {
   return CLI::Validator(
-      [](std::string& input) -> std::string {
-        if (input == "never") {
+      [never, what](std::string& input) -> std::string {
+        if (never && input == "never") {
           input = "0";
           return "";
         }
@@ -76,14 +79,22 @@ CLI::Validator IdleDuration() {
             value.find_first_not_of("0123456789") == std::string::npos;
         // AsNumberWithUnit reads a bare unit ("m") as one of it: a number must come first.
         bool number_first = !input.empty() && input[0] >= '0' && input[0] <= '9';
-        if (!error.empty() || !whole || !number_first || seconds > 365 * 86400) {
-          return fmt::format("{} is not an idle time: write e.g. 30s, 10m, 2h, 1d or never", input);
+        if (!error.empty() || !whole || !number_first || seconds > 365 * 86400 ||
+            (!never && seconds == 0)) {
+          return fmt::format("{} is not {}: write e.g. 30s, 10m, 2h, 1d{}", input, what,
+                             never ? " or never" : "");
         }
         input = value;
         return "";
       },
       "DURATION");
 }
+
+}  // namespace
+
+CLI::Validator IdleDuration() { return DurationValidator(true, "an idle time"); }
+
+CLI::Validator Lifetime() { return DurationValidator(false, "a lifetime"); }
 
 CLI::Validator ImageSize() { return SizeAtLeast(kMinImagePoolSize, "an image pool"); }
 

@@ -34,6 +34,8 @@ CLI::Validator SizeAtLeast(uint64_t min_bytes, const std::string& what);
 // An idle time for --suspend-after: a whole number with a unit s, m, h or d (CLI11's
 // AsNumberWithUnit; none means seconds), or "never" (0). Rewrites the value as seconds.
 CLI::Validator IdleDuration();
+// A lifetime for --ttl and --idle-ttl: the same forms, up to 365 days, but not 0 or "never".
+CLI::Validator Lifetime();
 
 // Printable text: not empty, well-formed UTF-8, no control character (common/bytes.h
 // IsPrintableText). Such a value can reach a terminal, a log and JSON unchanged.

@@ -209,5 +209,30 @@ TEST(IdleDurationTest, UnitsAndNever) {
   }
 }
 
+TEST(LifetimeOptionTest, UnitsButNeverNoneOrZero) {
+  for (const auto& [text, want] :
+       std::vector<std::pair<std::string, std::optional<int64_t>>>{{"2d", 172800},
+                                                                   {"90m", 5400},
+                                                                   {"never", std::nullopt},
+                                                                   {"0", std::nullopt},
+                                                                   {"0h", std::nullopt},
+                                                                   {"366d", std::nullopt},
+                                                                   {"-1d", std::nullopt}}) {
+    CLI::App app;
+    std::optional<int64_t> seconds;
+    app.add_option("--ttl", seconds)->transform(Lifetime());
+    bool parsed = true;
+    try {
+      app.parse(std::vector<std::string>{text, "--ttl"});
+    } catch (const CLI::ParseError& e) {
+      parsed = false;
+      if (text == "never")
+        EXPECT_NE(std::string(e.what()).find("is not a lifetime"), std::string::npos);
+    }
+    EXPECT_EQ(parsed, want.has_value()) << text;
+    if (want) EXPECT_EQ(seconds, want) << text;
+  }
+}
+
 }  // namespace
 }  // namespace pgb

@@ -749,6 +749,7 @@ Status Engine::DeleteProject(const std::string& name, bool force) {
           fmt::format("project {} has branches {}; delete them first or use --force", name,
                       JoinNames(project, others)));
     }
+    PGB_RETURN_IF_ERROR(CheckNotProtected(project, branches, "delete the project", force));
     // Deepest first, so no branch is destroyed before the ones cloned from it.
     std::vector<BranchRow> order;
     for (const auto& b : branches) {
@@ -992,6 +993,7 @@ Result<BranchInfo> Engine::CreateBranch(const BranchRef& ref, const BranchCreate
   row.password = RandomPassword(kPasswordLength);
   row.volume = NewVolumeName();
   row.created_at = FormatTimestamp(env_.clock->Now());
+  PGB_RETURN_IF_ERROR(ApplyLifetime("create " + ref.ToString(), options, &row));
   std::string created_from;
   Status s = RunOperation(
       "branch.create", ref.ToString(), project.id, std::nullopt, [&](Operation& op) -> Status {
@@ -1095,7 +1097,7 @@ Result<std::vector<BranchRow>> Engine::Descendants(const BranchRow& branch) {
   return out;
 }
 
-Status Engine::DeleteBranch(const BranchRef& ref, bool recursive) {
+Status Engine::DeleteBranch(const BranchRef& ref, bool recursive, bool force) {
   PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(ref.project));
   PGB_ASSIGN_OR_RETURN(LockHandle home, HomeShared("branch delete " + ref.ToString()));
   return RunOperation(
@@ -1122,6 +1124,7 @@ Status Engine::DeleteBranch(const BranchRef& ref, bool recursive) {
                           ref.ToString(), JoinNames(project, below)));
         }
         below.push_back(row);
+        PGB_RETURN_IF_ERROR(CheckNotProtected(project, below, "delete", force));
         // The project route stops leading to a branch that goes: it leads to main again.
         PGB_ASSIGN_OR_RETURN(ProjectRow current, catalog_->GetProject(project.id));
         for (const auto& b : below) {
@@ -1181,6 +1184,7 @@ Result<BranchInfo> Engine::ResetBranch(const BranchRef& ref, const ResetOptions&
           if (!IsSettledState(row.state)) {
             return Status::FailedPrecondition(fmt::format("{} is {}", ref.ToString(), row.state));
           }
+          PGB_RETURN_IF_ERROR(CheckNotProtected(project, {row}, "reset", options.force));
           if (needs_parent && !IsSettledState(parent.state)) {
             return Status::FailedPrecondition(
                 fmt::format("parent {} is {}", parent_name, parent.state));
@@ -1369,6 +1373,7 @@ Result<BranchInfo> Engine::Describe(const ProjectRow& project, const BranchRow& 
   info.active =
       project.active_branch_id ? branch.id == *project.active_branch_id : !branch.parent_id;
   info.suspend_after_s = branch.suspend_after_s ? branch.suspend_after_s : project.suspend_after_s;
+  DescribeLifetime(branch, &info);
 
   auto pool = RequirePool(false);
   if (!pool.ok()) return info;  // no pool (yet): nothing more to learn

@@ -137,6 +137,39 @@ struct BranchCreateOptions {
   // The most new data the branch may write, in bytes, instead of the default (engine_space.cc);
   // refused where the pool cannot limit branches. Not with `pitr`.
   std::optional<uint64_t> max_size_bytes;
+  // Lifetime, enforced by `serve` (Engine::ExpireBranches): deleted `ttl_s` seconds after it
+  // is created, or after `idle_ttl_s` seconds without a client session. Unset: no limit.
+  std::optional<int64_t> ttl_s;
+  std::optional<int64_t> idle_ttl_s;
+  bool protect = false;                       // --protect: as `branch protect` right away
+  std::map<std::string, std::string> labels;  // --label key=value (ValidateLabel)
+};
+
+// A filter on labels (`branch list --label`, GET .../branches?label=): each of "key=value",
+// or "key" for any value; a branch matches when it carries all of them. ParseLabelFilter is
+// InvalidArgument for a malformed label.
+struct LabelFilter {
+  std::vector<std::pair<std::string, std::optional<std::string>>> wanted;
+  bool Matches(const std::map<std::string, std::string>& labels) const;
+};
+Result<LabelFilter> ParseLabelFilter(const std::vector<std::string>& wanted);
+
+// `branch set`: what changes on a branch; what is unset stays as it is.
+struct BranchChanges {
+  std::optional<int64_t> ttl_s;       // expire this long from now
+  std::optional<int64_t> idle_ttl_s;  // expire after this long without sessions
+  bool clear_ttl = false;             // --no-ttl: neither limit any more
+  std::map<std::string, std::string> add_labels;
+  std::vector<std::string> remove_labels;
+};
+
+// What `serve` found when it looked for expired branches (Engine::ExpireBranches).
+struct Expiry {
+  std::string branch;  // "demo/pr-7"
+  std::string
+      reason;  // "its TTL ended at 2026-12-03T08:00:00.000Z", "idle for 2h05m (idle TTL 2h)"
+  bool deleted = false;
+  std::string kept_because;  // why not deleted: "it is protected", "it has child branches (...)"
 };
 
 // The span of time a branch can be recovered to (`wal info`, `status`).
@@ -169,6 +202,7 @@ struct WalCleanupReport {
 struct ResetOptions {
   std::optional<int64_t> snapshot;  // a snapshot of the branch or of its parent
   bool fast = false;
+  bool force = false;  // reset a protected branch too
 };
 
 struct SnapshotInfo {
@@ -267,6 +301,13 @@ struct BranchInfo {
   std::optional<WalWindow> window;         // with sizes: what it can be recovered to
   bool active = false;                     // the project route of `pgbranch serve` leads here
   std::optional<int64_t> suspend_after_s;  // effective (the branch's, else the project's)
+  // When `serve` deletes it: at its TTL, or after its idle TTL without sessions (the time it
+  // would be, counted from the last session `serve` saw). Unset: no limit.
+  std::optional<std::string> expires_at;
+  std::optional<int64_t> idle_ttl_s;
+  std::optional<std::string> idle_expires_at;
+  bool is_protected = false;
+  std::map<std::string, std::string> labels;
 };
 
 // How to reach a branch as its superuser without its password in any command line: the libpq
@@ -305,7 +346,8 @@ struct ProxyTarget {
   std::string proxy_password;  // the project's (ProjectRow::proxy_password)
   // Idle time after which `serve` suspends it: the branch's, else the project's; unset: never.
   std::optional<int64_t> suspend_after_s;
-  bool active = false;  // the project route leads here
+  std::optional<int64_t> idle_ttl_s;  // `serve` notes sessions on it (Engine::MarkBranchActive)
+  bool active = false;                // the project route leads here
   std::string Ref() const { return project + "/" + branch; }
 };
 
@@ -410,9 +452,10 @@ class Engine {
   // The branch's connection parameters; (re)writes its password file first, atomically. The
   // file is removed with the branch. NotFound for an unknown branch.
   Result<BranchConnection> ConnectionOf(const BranchRef& ref);
-  // Deletes a branch. Refused for a branch with children (naming them) unless `recursive`, and
-  // for main (delete the project instead).
-  Status DeleteBranch(const BranchRef& ref, bool recursive);
+  // Deletes a branch. Refused for a branch with children (naming them) unless `recursive`, for
+  // main (delete the project instead), and for a protected branch (or, with `recursive`, a
+  // protected child) unless `force`.
+  Status DeleteBranch(const BranchRef& ref, bool recursive, bool force = false);
   // Replaces a branch's data with its parent's current data (a new snapshot and clone), or with
   // a snapshot of the branch or its parent, keeping its port and password, so its URI stays the
   // same. The branch is running afterwards. On failure the old data runs again.
@@ -520,6 +563,20 @@ class Engine {
   // The idle time after which `serve` suspends `ref` (or, with ref.branch empty, any branch of
   // the project that sets none): seconds, 0 never, nullopt to inherit / unset.
   Status SetSuspendAfter(const BranchRef& ref, std::optional<int64_t> seconds);
+  // `branch set`: TTL, idle TTL and labels. InvalidArgument for a bad label or a negative or
+  // too long (over kMaxDays) duration; nothing changes then. Returns the branch as it is now.
+  Result<BranchInfo> SetBranch(const BranchRef& ref, const BranchChanges& changes);
+  // `branch protect|unprotect`: a protected branch refuses delete, reset and expiry without
+  // force. Main may be protected too (then `project delete` needs --force).
+  Result<BranchInfo> ProtectBranch(const BranchRef& ref, bool protect);
+  // Notes that `serve` saw a client session on the branch now: its idle TTL counts from here.
+  Status MarkBranchActive(int64_t branch_id);
+  // Deletes every branch past its TTL or idle TTL, as `serve` does each minute, and reports
+  // each one found: deleted, or kept and why (protected, has child branches, main, busy in
+  // another operation). Each deletion is an operation of its own ("branch.delete", audit
+  // command "serve: expire P/B") and a kept one is logged by the caller; one failing does not
+  // stop the others. Thread-safe.
+  Result<std::vector<Expiry>> ExpireBranches() EXCLUDES(expiry_mu_);
   // The sessions on `ref`'s server now. Unavailable if it is not running.
   Result<BranchActivity> Activity(const BranchRef& ref);
   // The proxy's connection string for `ref` (branch.empty(): the project route).
@@ -670,6 +727,13 @@ class Engine {
   std::string LogPath(const BranchRow& branch) const;
   std::string PassfilePath(const BranchRow& branch) const;
   Status CheckPoolSpace(Pool& pool);
+  // engine_lifetime.cc: a new branch's TTL, idle TTL, protection and labels, checked (errors
+  // start with `what`) and written into `row`; the same fields into a BranchInfo; and the
+  // refusal of `doing` on protected rows unless `force`.
+  Status ApplyLifetime(const std::string& what, const BranchCreateOptions& options, BranchRow* row);
+  void DescribeLifetime(const BranchRow& branch, BranchInfo* info);
+  Status CheckNotProtected(const ProjectRow& project, const std::vector<BranchRow>& rows,
+                           const std::string& doing, bool force);
   // Reserves `row` (state creating, a free port; its parent and, if set, its origin snapshot)
   // in the catalog, in the same transaction as the undo that removes it (op).
   Status ReserveBranch(const ProjectRow& project, BranchRow* row, std::optional<int> port,
@@ -821,6 +885,9 @@ class Engine {
   bool by_ids_ = true;
   Mutex command_mu_;
   std::string command_ GUARDED_BY(command_mu_);  // what the CLI runs, for records
+  // ExpireBranches: why each due branch was last kept, so the audit trail says it once.
+  Mutex expiry_mu_;
+  std::map<std::string, std::string> expiry_kept_ GUARDED_BY(expiry_mu_);
   // Made on first use, from any thread.
   Mutex open_mu_;  // held while a pool is opened (mounted); taken before init_mu_
   Mutex init_mu_;

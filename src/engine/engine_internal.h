@@ -65,6 +65,22 @@ constexpr const char* kCatalogLost = "catalog.lost";
 // Decided once per home, when a command first opens it (Engine::DecideNaming).
 constexpr const char* kNaming = "storage.naming";
 
+// While one lives, the operations the calling thread runs record `command` (operations list,
+// audit trail) instead of the engine's (Engine::SetCommand): `serve` names what it does on its
+// own ("serve: expire demo/pr-7"). Scopes nest.
+class CommandScope {
+ public:
+  explicit CommandScope(std::string command);
+  ~CommandScope();
+  CommandScope(const CommandScope&) = delete;
+  CommandScope& operator=(const CommandScope&) = delete;
+  // The innermost scope's command on this thread; empty outside any.
+  static const std::string& Current();
+
+ private:
+  std::string previous_;
+};
+
 }  // namespace internal
 }  // namespace pgb
 

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "common/failpoint.h"
 #include "common/fs.h"
@@ -16,6 +17,17 @@
 
 namespace pgb {
 using namespace internal;  // NOLINT: the engine's own private helpers
+
+namespace internal {
+namespace {
+thread_local std::string t_command;
+}  // namespace
+
+CommandScope::CommandScope(std::string command) : previous_(std::exchange(t_command, command)) {}
+CommandScope::~CommandScope() { t_command = std::move(previous_); }
+const std::string& CommandScope::Current() { return t_command; }
+
+}  // namespace internal
 
 void Engine::SetCommand(std::string command) {
   {
@@ -76,8 +88,8 @@ Status Engine::RunOperation(const std::string& kind, const std::string& target,
                             std::optional<int64_t> project_id, std::optional<int64_t> branch_id,
                             const std::function<Status(Operation&)>& body) {
   CancelScope cancel(env_.cancel);
-  std::string command;
-  {
+  std::string command = CommandScope::Current();
+  if (command.empty()) {
     MutexLock lock(command_mu_);
     command = command_.empty() ? fmt::format("{} {}", kind, target) : command_;
   }

@@ -61,6 +61,11 @@ nlohmann::json ToJson(const BranchInfo& b, UriForm uri) {
       {"recoverable", b.window ? ToJson(*b.window) : nlohmann::json(nullptr)},
       {"active", b.active},
       {"suspend_after_s", Optional(b.suspend_after_s)},
+      {"expires_at", Optional(b.expires_at)},
+      {"idle_ttl_s", Optional(b.idle_ttl_s)},
+      {"idle_expires_at", Optional(b.idle_expires_at)},
+      {"protected", b.is_protected},
+      {"labels", b.labels},
   };
 }
 

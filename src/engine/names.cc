@@ -59,4 +59,45 @@ Result<BranchRef> ParseBranchRef(std::string_view text) {
   return ref;
 }
 
+namespace {
+
+bool IsLabelChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '_' || c == '.' || c == '/';
+}
+
+bool IsAlnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+}  // namespace
+
+Status ValidateLabel(std::string_view key, std::string_view value) {
+  auto bad = [&](std::string_view why) {
+    return Status::InvalidArgument(
+        fmt::format("label {}: {}", QuoteForDisplay(fmt::format("{}={}", key, value)), why));
+  };
+  if (key.empty() || key.size() > 63 || !IsAlnum(key[0])) {
+    return bad("the key must be 1-63 characters starting with a letter or digit");
+  }
+  if (value.size() > 63) return bad("the value must be at most 63 characters");
+  for (std::string_view part : {key, value}) {
+    for (char c : part) {
+      if (!IsLabelChar(c)) return bad("use only letters, digits, '-', '_', '.' and '/'");
+    }
+  }
+  return Status::OK();
+}
+
+Result<std::pair<std::string, std::string>> ParseLabel(std::string_view text) {
+  size_t eq = text.find('=');
+  if (eq == std::string_view::npos) {
+    return Status::InvalidArgument(fmt::format("label {}: write key=value", QuoteForDisplay(text)));
+  }
+  std::string key(text.substr(0, eq));
+  std::string value(text.substr(eq + 1));
+  PGB_RETURN_IF_ERROR(ValidateLabel(key, value));
+  return std::make_pair(key, value);
+}
+
 }  // namespace pgb

@@ -32,6 +32,13 @@ struct BranchRef {
 // Parses "project/branch"; both parts validated. InvalidArgument for anything else.
 Result<BranchRef> ParseBranchRef(std::string_view text);
 
+// A label on a branch (`--label key=value`), as Kubernetes labels are written: the key 1-63
+// characters of ASCII letters, digits, '-', '_', '.' and '/', starting with a letter or digit;
+// the value 0-63 of the same (empty allowed). InvalidArgument naming the rule otherwise.
+Status ValidateLabel(std::string_view key, std::string_view value);
+// Parses "key=value" (ValidateLabel); InvalidArgument otherwise.
+Result<std::pair<std::string, std::string>> ParseLabel(std::string_view text);
+
 // `text` made safe to print in a message: printable ASCII kept, anything else (control
 // characters, escape sequences, non-ASCII bytes) shown as \xNN, and cut at 80 characters.
 std::string QuoteForDisplay(std::string_view text);

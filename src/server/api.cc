@@ -89,6 +89,56 @@ Result<bool> OptBool(const json& j, const char* key) {
   return it->get<bool>();
 }
 
+// The longest TTL or idle TTL the API takes, in seconds (as the engine: kMaxDays).
+constexpr int64_t kMaxLifetime = int64_t{kMaxDays} * 86400;
+
+// The body's `key`: an object of label values (strings; null, where `null_removes`, for a
+// label to remove), each checked by ValidateLabel. Absent: empty.
+Result<std::map<std::string, std::optional<std::string>>> OptLabels(const json& j, const char* key,
+                                                                    bool null_removes) {
+  std::map<std::string, std::optional<std::string>> out;
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return out;
+  if (!it->is_object()) {
+    return Status::InvalidArgument(fmt::format("\"{}\" must be an object of strings", key));
+  }
+  for (const auto& [k, v] : it->items()) {
+    if (v.is_null() && null_removes) {
+      PGB_RETURN_IF_ERROR(ValidateLabel(k, ""));
+      out[k] = std::nullopt;
+      continue;
+    }
+    if (!v.is_string()) {
+      return Status::InvalidArgument(fmt::format("\"{}\" must be an object of strings{}", key,
+                                                 null_removes ? " (null removes one)" : ""));
+    }
+    PGB_RETURN_IF_ERROR(ValidateLabel(k, v.get<std::string>()));
+    out[k] = v.get<std::string>();
+  }
+  return out;
+}
+
+// The values of ?label= in the request's query, read from the raw target: cpp-httplib's own
+// parse keeps only what follows the last '=' of "label=key=value" unless the client encoded it
+// as %3D, and both forms must mean the same.
+std::vector<std::string> LabelParams(const httplib::Request& req) {
+  std::vector<std::string> out;
+  size_t q = req.target.find('?');
+  if (q == std::string::npos) return out;
+  std::string_view query(req.target);
+  query.remove_prefix(q + 1);
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view part = query.substr(0, amp);
+    if (part.rfind("label=", 0) == 0) {
+      out.push_back(httplib::detail::decode_url(std::string(part.substr(6)), true));
+    }
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return out;
+}
+
 // Refuses members other than `known` (a typo must not pass silently).
 Status OnlyKeys(const json& j, std::initializer_list<const char*> known) {
   for (const auto& [k, v] : j.items()) {
@@ -537,6 +587,7 @@ std::vector<std::pair<std::string, std::string>> ApiServer::Routes() {
     if (method == "POST") srv.Post(re, std::move(fn));
     if (method == "PUT") srv.Put(re, std::move(fn));
     if (method == "DELETE") srv.Delete(re, std::move(fn));
+    if (method == "PATCH") srv.Patch(re, std::move(fn));
   };
   using Req = httplib::Request;
   using Res = httplib::Response;
@@ -688,6 +739,17 @@ std::vector<std::pair<std::string, std::string>> ApiServer::Routes() {
         PGB_ASSIGN_OR_RETURN(auto branches, e.ListBranches(p, !no_sizes));
         return ToJsonArray(branches, UriForm::kMasked);
       }));
+      std::vector<std::string> wanted = LabelParams(req);
+      if (!wanted.empty()) {  // ?label=key=value&label=key: the branches that carry all of them
+        PGB_ASSIGN_OR_RETURN(LabelFilter filter, ParseLabelFilter(wanted));
+        json kept = json::array();
+        for (const auto& b : list) {
+          if (filter.Matches(b["labels"].get<std::map<std::string, std::string>>())) {
+            kept.push_back(b);
+          }
+        }
+        list = std::move(kept);
+      }
       SendJson(res, 200, list);
       return Status::OK();
     });
@@ -908,11 +970,13 @@ std::vector<std::pair<std::string, std::string>> ApiServer::Routes() {
       std::string name;
       if (put) {
         PGB_RETURN_IF_ERROR(
-            OnlyKeys(body, {"parent", "snapshot", "pitr", "fast", "port", "max_size_bytes"}));
+            OnlyKeys(body, {"parent", "snapshot", "pitr", "fast", "port", "max_size_bytes", "ttl_s",
+                            "idle_ttl_s", "protect", "labels"}));
         name = Param(req, 2);
       } else {
-        PGB_RETURN_IF_ERROR(OnlyKeys(
-            body, {"name", "parent", "snapshot", "pitr", "fast", "port", "max_size_bytes"}));
+        PGB_RETURN_IF_ERROR(
+            OnlyKeys(body, {"name", "parent", "snapshot", "pitr", "fast", "port", "max_size_bytes",
+                            "ttl_s", "idle_ttl_s", "protect", "labels"}));
         PGB_ASSIGN_OR_RETURN(auto n, OptString(body, "name"));
         if (!n) return Status::InvalidArgument("\"name\" is required");
         name = *n;
@@ -937,6 +1001,11 @@ std::vector<std::pair<std::string, std::string>> ApiServer::Routes() {
       if (port) o.port = static_cast<int>(*port);
       PGB_ASSIGN_OR_RETURN(auto max, OptInt(body, "max_size_bytes", 1, INT64_MAX));
       if (max) o.max_size_bytes = static_cast<uint64_t>(*max);
+      PGB_ASSIGN_OR_RETURN(o.ttl_s, OptInt(body, "ttl_s", 1, kMaxLifetime));
+      PGB_ASSIGN_OR_RETURN(o.idle_ttl_s, OptInt(body, "idle_ttl_s", 1, kMaxLifetime));
+      PGB_ASSIGN_OR_RETURN(o.protect, OptBool(body, "protect"));
+      PGB_ASSIGN_OR_RETURN(auto labels, OptLabels(body, "labels", /*null_removes=*/false));
+      for (const auto& [k, v] : labels) o.labels[k] = *v;
       if (o.snapshot && o.pitr)
         return Status::InvalidArgument("give \"snapshot\" or \"pitr\", not both");
       PGB_RETURN_IF_ERROR(e.GetProject(p).status());
@@ -1001,8 +1070,9 @@ std::vector<std::pair<std::string, std::string>> ApiServer::Routes() {
       branch_action("branch delete", "branch.delete", 200,
                     [&e](const Req& req, const json&, const BranchRef& ref) -> Result<Work> {
                       PGB_ASSIGN_OR_RETURN(bool recursive, QueryBool(req, "recursive"));
-                      return Work([&e, ref, recursive]() -> Result<json> {
-                        PGB_RETURN_IF_ERROR(e.DeleteBranch(ref, recursive));
+                      PGB_ASSIGN_OR_RETURN(bool force, QueryBool(req, "force"));
+                      return Work([&e, ref, recursive, force]() -> Result<json> {
+                        PGB_RETURN_IF_ERROR(e.DeleteBranch(ref, recursive, force));
                         return json();
                       });
                     }));
@@ -1010,10 +1080,11 @@ std::vector<std::pair<std::string, std::string>> ApiServer::Routes() {
       branch_action(
           "branch reset", "branch.reset", 200,
           [&e, branch_result](const Req&, const json& body, const BranchRef& ref) -> Result<Work> {
-            PGB_RETURN_IF_ERROR(OnlyKeys(body, {"snapshot", "fast"}));
+            PGB_RETURN_IF_ERROR(OnlyKeys(body, {"snapshot", "fast", "force"}));
             ResetOptions o;
             PGB_ASSIGN_OR_RETURN(o.snapshot, OptInt(body, "snapshot", 1, INT64_MAX));
             PGB_ASSIGN_OR_RETURN(o.fast, OptBool(body, "fast"));
+            PGB_ASSIGN_OR_RETURN(o.force, OptBool(body, "force"));
             return branch_result([&e, ref, o] { return e.ResetBranch(ref, o); });
           }));
   struct Simple {
@@ -1042,6 +1113,38 @@ std::vector<std::pair<std::string, std::string>> ApiServer::Routes() {
           [&e, branch_result](const Req&, const json& body, const BranchRef& ref) -> Result<Work> {
             PGB_ASSIGN_OR_RETURN(std::string n, NewName(body, "branch"));
             return branch_result([&e, ref, n] { return e.RenameBranch(ref, n); });
+          }));
+  for (bool protect : {true, false}) {
+    add("POST",
+        fmt::format("/api/v1/projects/{{p}}/branches/{{b}}/{}", protect ? "protect" : "unprotect"),
+        branch_action(protect ? "branch protect" : "branch unprotect",
+                      protect ? "branch.protect" : "branch.unprotect", 200,
+                      [&e, branch_result, protect](const Req&, const json& body,
+                                                   const BranchRef& ref) -> Result<Work> {
+                        PGB_RETURN_IF_ERROR(OnlyKeys(body, {}));
+                        return branch_result(
+                            [&e, ref, protect] { return e.ProtectBranch(ref, protect); });
+                      }));
+  }
+  // `branch set`: TTL, idle TTL and labels ({"labels": {"k": "v", "gone": null}}).
+  add("PATCH", "/api/v1/projects/{p}/branches/{b}",
+      branch_action(
+          "branch set", "branch.set", 200,
+          [&e, branch_result](const Req&, const json& body, const BranchRef& ref) -> Result<Work> {
+            PGB_RETURN_IF_ERROR(OnlyKeys(body, {"ttl_s", "idle_ttl_s", "no_ttl", "labels"}));
+            BranchChanges c;
+            PGB_ASSIGN_OR_RETURN(c.ttl_s, OptInt(body, "ttl_s", 1, kMaxLifetime));
+            PGB_ASSIGN_OR_RETURN(c.idle_ttl_s, OptInt(body, "idle_ttl_s", 1, kMaxLifetime));
+            PGB_ASSIGN_OR_RETURN(c.clear_ttl, OptBool(body, "no_ttl"));
+            PGB_ASSIGN_OR_RETURN(auto labels, OptLabels(body, "labels", /*null_removes=*/true));
+            for (const auto& [k, v] : labels) {
+              if (v) {
+                c.add_labels[k] = *v;
+              } else {
+                c.remove_labels.push_back(k);
+              }
+            }
+            return branch_result([&e, ref, c] { return e.SetBranch(ref, c); });
           }));
   add("POST", "/api/v1/projects/{p}/branches/{b}/use",
       branch_action("use", "branch.use", 200,

@@ -148,7 +148,6 @@ Result<std::string> OperationRunner::Submit(Request request) {
   entry->op.created_at = Now();
   entry->body = std::move(request.body);
   entry->key = std::move(request.key);
-  ApiOperation snapshot;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (shutting_down_) return Status::Unavailable("the server is stopping");
@@ -164,11 +163,12 @@ Result<std::string> OperationRunner::Submit(Request request) {
     ++unfinished_;
     auto& queue = queues_[entry->key];
     queue.push_back(entry);
+    // Published before the worker can start, under mu_, so that subscribers
+    // see every operation's changes in the order they happened.
+    Publish(entry->op);
     if (queue.size() == 1) StartNext(entry->key);
-    snapshot = entry->op;
   }
-  Publish(snapshot);
-  return snapshot.id;
+  return entry->op.id;
 }
 
 void OperationRunner::StartNext(const std::string& key) {
@@ -181,14 +181,12 @@ void OperationRunner::StartNext(const std::string& key) {
 }
 
 void OperationRunner::Run(std::shared_ptr<Entry> entry) {
-  ApiOperation snapshot;
   {
     std::lock_guard<std::mutex> lock(mu_);
     entry->op.status = "running";
     entry->op.started_at = Now();
-    snapshot = entry->op;
+    Publish(entry->op);
   }
-  Publish(snapshot);
   t_current = &entry->op;
   Result<nlohmann::json> result = Status::Internal("operation did not run");
   {
@@ -215,14 +213,13 @@ void OperationRunner::Run(std::shared_ptr<Entry> entry) {
       if (s.ended_at.empty()) s.ended_at = entry->op.ended_at;  // the step it failed in
     }
     entry->body = nullptr;
-    snapshot = entry->op;
   }
-  if (!snapshot.error.ok()) {
-    spdlog::info("serve: operation {} {} {} failed: {}", snapshot.id, snapshot.kind,
-                 snapshot.target, snapshot.error.message());
+  if (!result.ok()) {
+    spdlog::info("serve: operation {} {} {} failed: {}", entry->op.id, entry->op.kind,
+                 entry->op.target, result.status().message());
   }
-  Publish(snapshot);
   std::lock_guard<std::mutex> lock(mu_);
+  Publish(entry->op);
   auto& queue = queues_[entry->key];
   if (!queue.empty() && queue.front() == entry) queue.pop_front();
   StartNext(entry->key);
@@ -270,18 +267,13 @@ void OperationRunner::Publish(const ApiOperation& op) {
 
 void OperationRunner::StepStarted(std::string_view name) {
   if (!t_current) return;
-  ApiOperation snapshot;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    t_current->steps.push_back({std::string(name), Now(), "", std::nullopt});
-    snapshot = *t_current;
-  }
-  Publish(snapshot);
+  std::lock_guard<std::mutex> lock(mu_);
+  t_current->steps.push_back({std::string(name), Now(), "", std::nullopt});
+  Publish(*t_current);
 }
 
 void OperationRunner::Step(std::string_view name, std::chrono::nanoseconds took) {
   if (!t_current) return;
-  ApiOperation snapshot;
   {
     std::lock_guard<std::mutex> lock(mu_);
     OperationStepRecord* step = nullptr;
@@ -297,20 +289,15 @@ void OperationRunner::Step(std::string_view name, std::chrono::nanoseconds took)
     }
     step->ended_at = Now();
     step->seconds = std::chrono::duration<double>(took).count();
-    snapshot = *t_current;
+    Publish(*t_current);
   }
-  Publish(snapshot);
 }
 
 void OperationRunner::Note(std::string_view message) {
   if (!t_current) return;
-  ApiOperation snapshot;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    t_current->notes.emplace_back(message);
-    snapshot = *t_current;
-  }
-  Publish(snapshot);
+  std::lock_guard<std::mutex> lock(mu_);
+  t_current->notes.emplace_back(message);
+  Publish(*t_current);
 }
 
 }  // namespace pgb::server

@@ -146,6 +146,8 @@ class OperationRunner : public Progress {
   };
   void Run(std::shared_ptr<Entry> entry);
   void StartNext(const std::string& key);  // REQUIRES: mu_ held
+  // Sends op's state to the event hub. REQUIRES: mu_ held, so that every
+  // subscriber sees one operation's changes in the order they were made.
   void Publish(const ApiOperation& op);
 
   EventHub& events_;

@@ -143,12 +143,16 @@ class Scheduler {
         suspended[t.port] = {t.host, proxy::Route{t.project, t.branch},
                              engine_.StartMarkerPath(t.branch_id)};
       }
-      if (!t.suspend_after_s || *t.suspend_after_s <= 0 || t.state != kStateRunning) continue;
-      auto last = last_active_.find(t.branch_id);
-      auto since = last == last_active_.end() ? now : last->second;
+      bool suspends = t.suspend_after_s && *t.suspend_after_s > 0;
+      if ((!suspends && !t.idle_ttl_s) || t.state != kStateRunning) continue;
       BranchRef ref{t.project, t.branch};
       auto activity = engine_.Activity(ref);
-      if (!activity.ok() || activity->client_sessions > 0 || activity->wal_senders > 0) {
+      bool used = activity.ok() && (activity->client_sessions > 0 || activity->wal_senders > 0);
+      if (used && t.idle_ttl_s) NoteUse(t.branch_id, now);
+      if (!suspends) continue;
+      auto last = last_active_.find(t.branch_id);
+      auto since = last == last_active_.end() ? now : last->second;
+      if (!activity.ok() || used) {
         since = now;  // busy, or not up: the idle spell starts again
       } else if (now - since >= std::chrono::seconds(*t.suspend_after_s)) {
         auto suspended = engine_.SuspendBranch(ref);
@@ -163,6 +167,10 @@ class Scheduler {
     }
     last_active_ = std::move(seen);
     suspended_(std::move(suspended));
+    if (now - last_expiry_ >= kExpiryInterval) {
+      last_expiry_ = now;
+      Expire();
+    }
     if (projects != projects_) {
       bool first = projects_.empty();
       projects_ = std::move(projects);
@@ -170,7 +178,45 @@ class Scheduler {
     }
   }
 
+  // Records a session seen on a branch with an idle TTL: at most once a minute per branch, so
+  // a busy branch does not write the catalog at every look.
+  void NoteUse(int64_t branch_id, std::chrono::steady_clock::time_point now) {
+    auto it = marked_.find(branch_id);
+    if (it != marked_.end() && now - it->second < std::chrono::minutes(1)) return;
+    Status s = engine_.MarkBranchActive(branch_id);
+    if (!s.ok()) spdlog::warn("serve: note a session on branch {}: {}", branch_id, s.message());
+    marked_[branch_id] = now;
+  }
+
+  // Deletes branches past their TTL or idle TTL; logs each deletion, and each refusal once.
+  void Expire() {
+    auto found = engine_.ExpireBranches();
+    if (!found.ok()) {
+      spdlog::warn("serve: expire branches: {}", found.status().message());
+      return;
+    }
+    std::map<std::string, std::string> kept;
+    for (const auto& e : *found) {
+      if (e.deleted) {
+        spdlog::info("serve: deleted {}: {}", e.branch, e.reason);
+        continue;
+      }
+      kept[e.branch] = e.kept_because;
+      auto said = kept_.find(e.branch);
+      if (said == kept_.end() || said->second != e.kept_because) {
+        spdlog::info("serve: kept {} although {}: {}", e.branch, e.reason, e.kept_because);
+      }
+    }
+    kept_ = std::move(kept);
+  }
+
+  // How often expired branches are looked for.
+  static constexpr auto kExpiryInterval = std::chrono::seconds(5);
+
   Engine& engine_;
+  std::map<int64_t, std::chrono::steady_clock::time_point> marked_;
+  std::map<std::string, std::string> kept_;
+  std::chrono::steady_clock::time_point last_expiry_{};
   std::chrono::milliseconds interval_;
   std::function<void()> projects_changed_;
   std::function<void(SuspendedPorts)> suspended_;

@@ -142,6 +142,16 @@ CREATE TABLE tokens (
   last_used_at  TEXT NOT NULL DEFAULT ''
 );
 )sql",
+    // 8: a branch's lifetime and guard: when it expires (ISO 8601, empty: never), how long it
+    // may go without sessions before `serve` deletes it, when `serve` last saw a session on
+    // it, whether it is protected from delete/reset, and its labels ("key=value" lines).
+    R"sql(
+ALTER TABLE branches ADD COLUMN expires_at TEXT NOT NULL DEFAULT '';
+ALTER TABLE branches ADD COLUMN idle_ttl_s INTEGER;
+ALTER TABLE branches ADD COLUMN last_active_at TEXT NOT NULL DEFAULT '';
+ALTER TABLE branches ADD COLUMN protected INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE branches ADD COLUMN labels TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
@@ -248,12 +258,37 @@ Status Relaxed(sqlite3* db, const std::function<Status()>& body) {
   return s.ok() ? back : s;
 }
 
+// Labels are stored as "key=value" lines, sorted by key (keys never hold '=' or a newline:
+// engine/names.h ValidateLabel).
+std::map<std::string, std::string> ParseLabelLines(const std::string& text) {
+  std::map<std::string, std::string> out;
+  size_t at = 0;
+  while (at < text.size()) {
+    size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    std::string_view line(text.data() + at, end - at);
+    size_t eq = line.find('=');
+    if (eq != std::string_view::npos) out[std::string(line.substr(0, eq))] = line.substr(eq + 1);
+    at = end + 1;
+  }
+  return out;
+}
+
+std::string FormatLabelLines(const std::map<std::string, std::string>& labels) {
+  std::string out;
+  for (const auto& [k, v] : labels) {
+    if (!out.empty()) out += '\n';
+    out += k + "=" + v;
+  }
+  return out;
+}
+
 constexpr const char* kProjectColumns =
     "id, name, runtime, pg_bin, pg_version, pg_major, superuser, listen_address, created_at, "
     "image, server_uid, server_gid, active_branch_id, proxy_password, suspend_after_s";
 constexpr const char* kBranchColumns =
     "id, project_id, name, parent_id, snapshot_id, state, port, password, volume, created_at, "
-    "recovery_target, suspend_after_s";
+    "recovery_target, suspend_after_s, expires_at, idle_ttl_s, last_active_at, protected, labels";
 constexpr const char* kSnapshotColumns =
     "id, branch_id, volume, name, label, implicit, created_at, wal_lsn, wal_time_us";
 
@@ -291,6 +326,11 @@ BranchRow ReadBranch(const Stmt& s) {
   r.created_at = s.Text(9);
   r.recovery_target = s.Text(10);
   r.suspend_after_s = s.OptInt(11);
+  r.expires_at = s.Text(12);
+  r.idle_ttl_s = s.OptInt(13);
+  r.last_active_at = s.Text(14);
+  r.is_protected = s.Int(15) != 0;
+  r.labels = ParseLabelLines(s.Text(16));
   return r;
 }
 
@@ -664,11 +704,13 @@ Result<int64_t> Catalog::InsertBranch(const BranchRow& r) {
   PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
   Stmt s(db,
          "INSERT INTO branches (project_id, name, parent_id, snapshot_id, state, port, "
-         "password, volume, created_at, recovery_target, suspend_after_s) "
-         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+         "password, volume, created_at, recovery_target, suspend_after_s, expires_at, "
+         "idle_ttl_s, last_active_at, protected, labels) "
+         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   s.Bind(r.project_id).Bind(r.name).Bind(r.parent_id).Bind(r.snapshot_id).Bind(r.state);
   s.Bind(r.port).Bind(r.password).Bind(r.volume).Bind(r.created_at).Bind(r.recovery_target);
-  s.Bind(r.suspend_after_s);
+  s.Bind(r.suspend_after_s).Bind(r.expires_at).Bind(r.idle_ttl_s).Bind(r.last_active_at);
+  s.Bind(r.is_protected).Bind(FormatLabelLines(r.labels));
   PGB_RETURN_IF_ERROR(s.Run());
   return sqlite3_last_insert_rowid(db);
 }
@@ -712,10 +754,12 @@ Status Catalog::UpdateBranch(const BranchRow& r) {
   Stmt s(db,
          "UPDATE branches SET project_id = ?, name = ?, parent_id = ?, snapshot_id = ?, "
          "state = ?, port = ?, password = ?, volume = ?, created_at = ?, recovery_target = ?, "
-         "suspend_after_s = ? WHERE id = ?");
+         "suspend_after_s = ?, expires_at = ?, idle_ttl_s = ?, last_active_at = ?, "
+         "protected = ?, labels = ? WHERE id = ?");
   s.Bind(r.project_id).Bind(r.name).Bind(r.parent_id).Bind(r.snapshot_id).Bind(r.state);
   s.Bind(r.port).Bind(r.password).Bind(r.volume).Bind(r.created_at).Bind(r.recovery_target);
-  s.Bind(r.suspend_after_s).Bind(r.id);
+  s.Bind(r.suspend_after_s).Bind(r.expires_at).Bind(r.idle_ttl_s).Bind(r.last_active_at);
+  s.Bind(r.is_protected).Bind(FormatLabelLines(r.labels)).Bind(r.id);
   PGB_RETURN_IF_ERROR(s.Run());
   return ExpectChanged(db, "branch", r.id);
 }
@@ -726,6 +770,13 @@ Status Catalog::SetBranchState(int64_t id, const std::string& state) {
   s.Bind(state).Bind(id);
   PGB_RETURN_IF_ERROR(s.Run());
   return ExpectChanged(db, "branch", id);
+}
+
+Status Catalog::SetBranchLastActive(int64_t id, const std::string& at) {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, "UPDATE branches SET last_active_at = ? WHERE id = ?");
+  s.Bind(at).Bind(id);
+  return s.Run();
 }
 
 Status Catalog::DeleteBranch(int64_t id) {

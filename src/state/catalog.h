@@ -93,6 +93,15 @@ struct BranchRow {
   std::string recovery_target;
   // Idle time after which `serve` suspends it; unset: the project's; 0: never.
   std::optional<int64_t> suspend_after_s;
+  // When `serve` deletes it (ISO 8601 UTC; empty: never), and how long it may go without a
+  // client session before `serve` deletes it (unset: no limit), counted from the later of
+  // created_at and last_active_at (the last time `serve` saw a session on it; empty: never).
+  std::string expires_at;
+  std::optional<int64_t> idle_ttl_s;
+  std::string last_active_at;
+  // Protected: delete, reset and expiry refuse it unless forced.
+  bool is_protected = false;
+  std::map<std::string, std::string> labels;  // --label key=value
 };
 
 struct SnapshotRow {
@@ -248,6 +257,8 @@ class Catalog {
   // Writes every column of `row` (matched by id). NotFound if the row is gone.
   Status UpdateBranch(const BranchRow& row);
   Status SetBranchState(int64_t id, const std::string& state);
+  // Writes the branch's last_active_at alone (no error when the row is gone).
+  Status SetBranchLastActive(int64_t id, const std::string& at);
   Status DeleteBranch(int64_t id);
   // Ports held by any branch, whatever its state.
   Result<std::set<int>> UsedPorts();

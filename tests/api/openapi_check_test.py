@@ -32,6 +32,9 @@ CONTRACT_ROUTES = {
     ("POST", "/api/v1/projects"),
     ("GET", "/api/v1/projects/{p}"),
     ("DELETE", "/api/v1/projects/{p}"),
+    ("PATCH", "/api/v1/projects/{p}/branches/{b}"),
+    ("POST", "/api/v1/projects/{p}/branches/{b}/protect"),
+    ("POST", "/api/v1/projects/{p}/branches/{b}/unprotect"),
     ("POST", "/api/v1/projects/{p}/rename"),
     ("GET", "/api/v1/projects/{p}/branches"),
     ("POST", "/api/v1/projects/{p}/branches"),
@@ -103,6 +106,11 @@ def branch(**changes):
         },
         "active": False,
         "suspend_after_s": None,
+        "expires_at": "2026-12-04T16:00:00.000Z",
+        "idle_ttl_s": None,
+        "idle_expires_at": None,
+        "protected": True,
+        "labels": {"pr": "42"},
     }
     body.update(changes)
     return body
@@ -233,8 +241,8 @@ class OpenApiCheckTest(unittest.TestCase):
 
     def test_an_undocumented_path_or_method_fails(self):
         self.assertIn("no path", self.check("GET", "/api/v1/nope", 200, {})[0])
-        self.assertIn("PATCH is not documented",
-                      self.check("PATCH", BRANCH_PATH, 200, branch())[0])
+        self.assertIn("OPTIONS is not documented",
+                      self.check("OPTIONS", BRANCH_PATH, 200, branch())[0])
 
     def test_errors(self):
         self.assertEqual(self.check("GET", BRANCH_PATH, 404, error("not_found")), [])
@@ -310,7 +318,7 @@ class OpenApiCheckTest(unittest.TestCase):
             {"method": "GET", "path": BRANCH_PATH, "status": 200, "body": branch(limit_bytes=None, proxy_uri=None)},
         ])
         self.assertEqual(code, 0, out)
-        self.assertIn("2 of 44 routes exercised", out)
+        self.assertIn("2 of 47 routes exercised", out)
         self.assertIn("  POST /api/v1/snapshots/cleanup", out)
         self.assertNotIn("  GET /api/v1/health\n", out)
 

@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <fstream>
@@ -92,7 +93,9 @@ class ApiE2eTest : public ::testing::Test {
 
   // Every response of the test against api/openapi.json.
   void TearDown() override {
-    for (const auto& ref : branches_) home_->Run({"branch", "delete", ref, "--recursive"});
+    for (const auto& ref : branches_) {
+      home_->Run({"branch", "delete", ref, "--recursive", "--force"});
+    }
     if (!PathExists(records_)) return;
     auto runner = NewRealProcessRunner();
     Command c;
@@ -126,10 +129,11 @@ class ApiE2eTest : public ::testing::Test {
       headers.emplace("Authorization",
                       token.rfind("Bearer ", 0) == 0 ? token : "Bearer " + tokens_[token]);
     }
-    httplib::Result r = method == "GET"    ? c.Get(path, headers)
-                        : method == "POST" ? c.Post(path, headers, body, "application/json")
-                        : method == "PUT"  ? c.Put(path, headers, body, "application/json")
-                                           : c.Delete(path, headers, body, "application/json");
+    httplib::Result r = method == "GET"     ? c.Get(path, headers)
+                        : method == "POST"  ? c.Post(path, headers, body, "application/json")
+                        : method == "PUT"   ? c.Put(path, headers, body, "application/json")
+                        : method == "PATCH" ? c.Patch(path, headers, body, "application/json")
+                                            : c.Delete(path, headers, body, "application/json");
     Reply reply;
     if (!r) {
       ADD_FAILURE() << method << " " << path << ": " << httplib::to_string(r.error());
@@ -310,6 +314,95 @@ TEST_F(ApiE2eTest, PutIsIdempotent) {
   ASSERT_EQ(again.status, 200) << again.text;
   EXPECT_EQ(again.body["port"], first.body["result"]["port"]);
   EXPECT_EQ(again.body["created_at"], first.body["result"]["created_at"]);
+}
+
+// TTL, idle TTL, protection and labels, over HTTP and the CLI, with serve's expiry running:
+// an expired branch goes, a protected one stays (said in serve's log) until unprotected, a
+// branch with a session outlives its idle TTL and goes once idle, and lists filter by label.
+TEST_F(ApiE2eTest, LifetimeProtectionAndLabels) {
+  branches_ = {"api/ttl-a", "api/keep", "api/busy", "api/idle"};
+  ASSERT_EQ(Wait("POST", Branches(), R"({"name": "keep", "ttl_s": 4, "protect": true,
+                                        "labels": {"ci": "yes", "pr": "7"}})")
+                .status,
+            201);
+  auto start = Clock::now();
+  ASSERT_EQ(
+      Wait("POST", Branches(), R"({"name": "ttl-a", "ttl_s": 4, "labels": {"ci": "yes"}})").status,
+      201);
+  // A session held open past its idle TTL of 3 s (psql through the CLI: no password in argv).
+  ASSERT_EQ(Wait("POST", Branches(), R"({"name": "busy", "idle_ttl_s": 3})").status, 201);
+  std::thread session([] { home_->Run({"psql", "api/busy", "--", "-Xc", "SELECT pg_sleep(14)"}); });
+
+  auto names = [&](const std::string& query) {
+    std::vector<std::string> out;
+    for (const auto& b : Call("GET", Branches() + "?sizes=false" + query, "r").body) {
+      out.push_back(b["name"]);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  EXPECT_EQ(names("&label=ci=yes"), (std::vector<std::string>{"keep", "ttl-a"}));
+  EXPECT_EQ(names("&label=ci%3Dyes"), (std::vector<std::string>{"keep", "ttl-a"}));
+  EXPECT_EQ(names("&label=pr&label=ci=yes"), (std::vector<std::string>{"keep"}));
+  EXPECT_EQ(Call("GET", Branches() + "?label=-bad", "r").status, 400);
+  Reply got = Call("GET", Branches() + "/keep", "r");
+  EXPECT_EQ(got.body["protected"], true);
+  EXPECT_FALSE(got.body["expires_at"].is_null());
+
+  // Protection refuses delete and reset, over HTTP and in the CLI.
+  Reply refused = Wait("DELETE", Branches() + "/keep");
+  EXPECT_EQ(refused.status, 409) << refused.text;
+  EXPECT_NE(refused.text.find("api/keep is protected"), std::string::npos) << refused.text;
+  EXPECT_EQ(Wait("POST", Branches() + "/keep/reset", "{}").status, 409);
+  CliResult cli_delete = home_->Run({"branch", "delete", "api/keep"});
+  EXPECT_NE(cli_delete.exit_code, 0);
+  EXPECT_NE(cli_delete.err.find("protected"), std::string::npos) << cli_delete.err;
+
+  // PATCH: a label removed, another added.
+  Reply patched =
+      Wait("PATCH", Branches() + "/keep", R"({"labels": {"pr": null, "owner": "ann"}})");
+  ASSERT_EQ(patched.status, 200) << patched.text;
+  EXPECT_EQ(patched.body["result"]["labels"], (json{{"ci", "yes"}, {"owner", "ann"}}));
+  EXPECT_EQ(Call("PATCH", Branches() + "/keep", "w", R"({"ttl_s": 0})").status, 400);
+
+  // serve looks every 5 s: ttl-a goes; keep stays and the log says why; busy stays while its
+  // session lasts.
+  auto gone = [&](const std::string& name, std::chrono::seconds within) {
+    const auto deadline = Clock::now() + within;
+    while (Clock::now() < deadline) {
+      if (Call("GET", Branches() + "/" + name, "r").status == 404) return true;
+      std::this_thread::sleep_for(250ms);
+    }
+    return false;
+  };
+  EXPECT_TRUE(gone("ttl-a", 30s));
+  EXPECT_GE(Clock::now() - start, 4s);
+  EXPECT_EQ(Call("GET", Branches() + "/keep", "r").status, 200);
+  std::this_thread::sleep_for(6s);  // another look by serve
+  EXPECT_EQ(Call("GET", Branches() + "/keep", "r").status, 200);
+  std::string log = LogText();
+  EXPECT_NE(log.find("serve: deleted api/ttl-a: its TTL ended at"), std::string::npos) << log;
+  EXPECT_NE(log.find("serve: kept api/keep although its TTL ended"), std::string::npos) << log;
+  EXPECT_EQ(Call("GET", Branches() + "/busy", "r").status, 200) << "deleted with a session open";
+  session.join();
+  EXPECT_TRUE(gone("busy", 30s));
+
+  // The CLI: an idle TTL set afterwards, shown by branch get; unprotect lets expiry take keep.
+  home_->Ok({"branch", "create", "api/idle", "--label", "ci=no"});
+  EXPECT_EQ(home_->Branch("api/idle")["labels"], (json{{"ci", "no"}}));
+  home_->Ok({"branch", "set", "api/idle", "--idle-ttl", "2s"});
+  CliResult shown = home_->Ok({"branch", "get", "api/idle"});
+  EXPECT_NE(shown.out.find("after 2s without a session"), std::string::npos) << shown.out;
+  EXPECT_NE(home_->Run({"branch", "set", "api/idle", "--ttl", "never"}).exit_code, 0);
+  home_->Ok({"branch", "unprotect", "api/keep"});
+  EXPECT_TRUE(gone("keep", 30s));
+  EXPECT_TRUE(gone("idle", 30s));
+  bool audited = false;
+  for (const auto& row : Call("GET", "/api/v1/audit?limit=500", "r").body) {
+    audited |=
+        row["command"].get<std::string>().rfind("serve: expire api/keep (its TTL ended", 0) == 0;
+  }
+  EXPECT_TRUE(audited) << "the audit trail does not name the expiry";
 }
 
 // Every class of error: one JSON shape, the CLI's codes, nothing created.
