@@ -221,6 +221,87 @@ class Cli {
     DefineUse();
     DefineServe();
     DefineToken();
+    DefineSchedule();
+  }
+
+  // `pgbranch schedule`: snapshots on a cron schedule with retention, run by `pgbranch serve`.
+  void DefineSchedule() {
+    auto* schedule =
+        app_.add_subcommand("schedule", "Snapshots on a cron schedule, taken by 'pgbranch serve'");
+    schedule->require_subcommand(1);
+    auto* add = schedule->add_subcommand(
+        "add", "Snapshot a branch on a schedule, keeping the newest N and/or those younger than D");
+    add->add_option("branch", ref_text_, "PROJECT/BRANCH")->required();
+    add->add_option("--snapshot", cron_,
+                    "When, as crontab(5) in UTC: \"0 */6 * * *\", \"@daily\"; a run missed while "
+                    "serve was down is made once when it is back")
+        ->required();
+    add->add_option("--keep", keep_, "Keep the newest N snapshots it made (older ones go)")
+        ->transform(DecimalIn(1, 100000));
+    add->add_option("--max-age", max_age_, "Delete the snapshots it made once older than this: 7d")
+        ->transform(Lifetime());
+    AddJson(add);
+    add->callback([this] {
+      action_ = [this] {
+        return With("schedule add", ref_text_, [&](Engine& e) -> Status {
+          PGB_ASSIGN_OR_RETURN(BranchRef ref, ParseBranchRef(ref_text_));
+          ScheduleOptions o;
+          o.snapshot_cron = cron_;
+          o.keep = keep_;
+          o.max_age_s = max_age_;
+          PGB_ASSIGN_OR_RETURN(ScheduleInfo info, e.AddSchedule(ref, o));
+          if (json_) {
+            out_->Json(ToJson(info));
+            return Status::OK();
+          }
+          out_->Print(fmt::format("schedule {}: snapshot {} at \"{}\" (UTC); next {}", info.id,
+                                  info.branch, info.cron, info.next_run));
+          out_->Print(out_->Paint("'pgbranch serve' takes them; it must be running", Tone::kDim));
+          return Status::OK();
+        });
+      };
+    });
+    auto* list = schedule->add_subcommand("list", "The schedules, their last and next runs");
+    list->add_option("project", name_, "Only this project");
+    AddJson(list);
+    list->callback([this] {
+      action_ = [this] {
+        return With("schedule list", name_, [&](Engine& e) -> Status {
+          PGB_ASSIGN_OR_RETURN(auto schedules, e.ListSchedules(name_));
+          if (json_) {
+            out_->Json(ToJsonArray(schedules));
+            return Status::OK();
+          }
+          std::vector<std::vector<Cell>> rows;
+          for (const auto& s : schedules) {
+            std::string keep = s.keep ? fmt::format("{} newest", *s.keep) : "";
+            if (s.max_age_s) {
+              keep += (keep.empty() ? "" : ", ") +
+                      fmt::format("{} max", FormatAge(std::chrono::seconds(*s.max_age_s)));
+            }
+            rows.push_back({std::to_string(s.id), s.branch, s.cron, OrDash(keep),
+                            OrDash(s.last_run), OrDash(s.last_result), OrDash(s.next_run)});
+          }
+          out_->Table({"ID", "BRANCH", "CRON (UTC)", "KEEPS", "LAST RUN", "RESULT", "NEXT RUN"},
+                      rows);
+          return Status::OK();
+        });
+      };
+    });
+    auto* remove =
+        schedule->add_subcommand("remove", "Stop a schedule (its snapshots stay)")->alias("rm");
+    remove->add_option("id", schedule_id_, "The schedule's id (schedule list)")
+        ->required()
+        ->transform(DecimalIn(1, kMaxId));
+    remove->callback([this] {
+      action_ = [this] {
+        return With("schedule remove", std::to_string(schedule_id_), [&](Engine& e) -> Status {
+          PGB_RETURN_IF_ERROR(e.RemoveSchedule(schedule_id_));
+          out_->Note(fmt::format("schedule {} removed; its snapshots stay", schedule_id_));
+          return Status::OK();
+        });
+      };
+    });
   }
 
   // `pgbranch token`: the bearer tokens of the HTTP API (`pgbranch serve`).
@@ -1102,9 +1183,8 @@ class Cli {
           c.remove_labels = unlabels_;
           if (!c.ttl_s && !c.idle_ttl_s && !c.clear_ttl && c.add_labels.empty() &&
               c.remove_labels.empty()) {
-            return Status::InvalidArgument("set " + ref.ToString() +
-                                           ": nothing to change; give --ttl, --idle-ttl, --no-ttl, "
-                                           "--label or --unlabel");
+            return Status::InvalidArgument(
+                "nothing to change; give --ttl, --idle-ttl, --no-ttl, --label or --unlabel");
           }
           PGB_ASSIGN_OR_RETURN(BranchInfo b, e.SetBranch(ref, c));
           out_->Note(fmt::format("{}: expires {}; labels {}", ref.ToString(), ExpiryText(b),
@@ -1874,6 +1954,10 @@ class Cli {
   bool proxy_ = false;                           // branch url --proxy
   bool terminate_ = false;                       // use --terminate
   std::optional<int64_t> suspend_after_;         // --suspend-after, in seconds (0: never)
+  std::string cron_;                             // schedule add --snapshot
+  std::optional<int64_t> keep_;                  // schedule add --keep
+  std::optional<int64_t> max_age_;               // schedule add --max-age, in seconds
+  int64_t schedule_id_ = 0;                      // schedule remove ID
   std::optional<int64_t> ttl_;                   // --ttl, in seconds
   std::optional<int64_t> idle_ttl_;              // --idle-ttl, in seconds
   bool protect_ = false;                         // --protect

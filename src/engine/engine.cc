@@ -993,7 +993,7 @@ Result<BranchInfo> Engine::CreateBranch(const BranchRef& ref, const BranchCreate
   row.password = RandomPassword(kPasswordLength);
   row.volume = NewVolumeName();
   row.created_at = FormatTimestamp(env_.clock->Now());
-  PGB_RETURN_IF_ERROR(ApplyLifetime("create " + ref.ToString(), options, &row));
+  PGB_RETURN_IF_ERROR(ApplyLifetime(options, &row));
   std::string created_from;
   Status s = RunOperation(
       "branch.create", ref.ToString(), project.id, std::nullopt, [&](Operation& op) -> Status {

@@ -217,6 +217,37 @@ struct SnapshotInfo {
   std::string name;                       // its name in the pool
 };
 
+// A snapshot schedule (`pgbranch schedule`), as `schedule list` shows it.
+struct ScheduleInfo {
+  int64_t id = 0;
+  std::string branch;                // "demo/main": whose snapshots it takes
+  std::string kind;                  // "snapshot"
+  std::string cron;                  // crontab(5), UTC (common/cron.h)
+  std::optional<int64_t> keep;       // keeps at most this many of its snapshots
+  std::optional<int64_t> max_age_s;  // and none older than this
+  std::string created_at;
+  std::string last_run;     // the slot it last ran for, ISO 8601 UTC; empty: never
+  std::string last_result;  // "snapshot 12", or that run's error
+  std::string next_run;     // the next slot, ISO 8601 UTC
+};
+
+struct ScheduleOptions {
+  std::string snapshot_cron;         // --snapshot "0 */6 * * *"
+  std::optional<int64_t> keep;       // --keep N (>= 1)
+  std::optional<int64_t> max_age_s;  // --max-age 7d
+};
+
+// One schedule that was due when `serve` looked (Engine::RunDueSchedules).
+struct ScheduleRun {
+  int64_t schedule_id = 0;
+  std::string branch;
+  std::string slot;    // the slot it ran for (one run, however many slots were missed)
+  std::string result;  // "snapshot 12" or the error
+  bool ok = false;
+  std::vector<int64_t> removed;   // snapshots its retention deleted
+  std::vector<std::string> kept;  // "snapshot 9: branch demo/dev made from it"
+};
+
 struct CleanupReport {
   std::vector<SnapshotInfo> removed;                       // or, with dry_run, that would be
   std::vector<std::pair<SnapshotInfo, std::string>> kept;  // and why
@@ -577,6 +608,22 @@ class Engine {
   // command "serve: expire P/B") and a kept one is logged by the caller; one failing does not
   // stop the others. Thread-safe.
   Result<std::vector<Expiry>> ExpireBranches() EXCLUDES(expiry_mu_);
+
+  // Snapshot schedules (engine_schedules.cc). AddSchedule: InvalidArgument for a bad cron
+  // expression (ParseCron's message), one that never runs, or keep/max-age out of range;
+  // NotFound for an unknown branch. The first slot counted is the first after now.
+  Result<ScheduleInfo> AddSchedule(const BranchRef& ref, const ScheduleOptions& options);
+  // All schedules, or those of one project.
+  Result<std::vector<ScheduleInfo>> ListSchedules(const std::string& project);
+  // NotFound for an unknown id. The snapshots it made stay.
+  Status RemoveSchedule(int64_t id);
+  // Runs every due schedule once (common/cron.h DueRun: after downtime a schedule runs once,
+  // not once per missed slot): a snapshot, then its retention, which deletes its own
+  // snapshots beyond `keep` or older than `max_age` but never one a branch was made from
+  // (kept, and said so). Each snapshot and deletion is an operation with command
+  // "serve: schedule N". One failing does not stop the others; its error is recorded as the
+  // schedule's last result, and the slot counts as run. Thread-safe.
+  Result<std::vector<ScheduleRun>> RunDueSchedules();
   // The sessions on `ref`'s server now. Unavailable if it is not running.
   Result<BranchActivity> Activity(const BranchRef& ref);
   // The proxy's connection string for `ref` (branch.empty(): the project route).
@@ -727,11 +774,17 @@ class Engine {
   std::string LogPath(const BranchRow& branch) const;
   std::string PassfilePath(const BranchRow& branch) const;
   Status CheckPoolSpace(Pool& pool);
-  // engine_lifetime.cc: a new branch's TTL, idle TTL, protection and labels, checked (errors
-  // start with `what`) and written into `row`; the same fields into a BranchInfo; and the
+  // engine_lifetime.cc: a new branch's TTL, idle TTL, protection and labels, checked and
+  // written into `row`; the same fields into a BranchInfo; and the
   // refusal of `doing` on protected rows unless `force`.
-  Status ApplyLifetime(const std::string& what, const BranchCreateOptions& options, BranchRow* row);
+  Status ApplyLifetime(const BranchCreateOptions& options, BranchRow* row);
   void DescribeLifetime(const BranchRow& branch, BranchInfo* info);
+  // engine_schedules.cc: a schedule as listed; a snapshot made by a schedule (`schedule_id`
+  // recorded with it, in one transaction); the retention of a schedule after its run.
+  Result<ScheduleInfo> DescribeSchedule(const ScheduleRow& row);
+  Result<SnapshotInfo> CreateSnapshotOf(const BranchRef& ref, const std::string& label, bool fast,
+                                        std::optional<int64_t> schedule_id);
+  void ApplyRetention(const ScheduleRow& row, TimePoint now, ScheduleRun* run);
   Status CheckNotProtected(const ProjectRow& project, const std::vector<BranchRow>& rows,
                            const std::string& doing, bool force);
   // Reserves `row` (state creating, a free port; its parent and, if set, its origin snapshot)

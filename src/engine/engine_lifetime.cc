@@ -17,11 +17,10 @@ namespace {
 // The longest TTL or idle TTL: the same bound as every day count (common/time.h).
 constexpr int64_t kMaxLifetimeSeconds = int64_t{kMaxDays} * 86400;
 
-Status CheckLifetime(const std::string& what, const std::string& option,
-                     std::optional<int64_t> seconds) {
+Status CheckLifetime(const std::string& option, std::optional<int64_t> seconds) {
   if (seconds && (*seconds <= 0 || *seconds > kMaxLifetimeSeconds)) {
     return Status::InvalidArgument(
-        fmt::format("{}: {} must be between 1 second and {} days", what, option, kMaxDays));
+        fmt::format("{} must be between 1 second and {} days", option, kMaxDays));
   }
   return Status::OK();
 }
@@ -60,10 +59,9 @@ bool LabelFilter::Matches(const std::map<std::string, std::string>& labels) cons
   });
 }
 
-Status Engine::ApplyLifetime(const std::string& what, const BranchCreateOptions& options,
-                             BranchRow* row) {
-  PGB_RETURN_IF_ERROR(CheckLifetime(what, "--ttl", options.ttl_s));
-  PGB_RETURN_IF_ERROR(CheckLifetime(what, "--idle-ttl", options.idle_ttl_s));
+Status Engine::ApplyLifetime(const BranchCreateOptions& options, BranchRow* row) {
+  PGB_RETURN_IF_ERROR(CheckLifetime("--ttl", options.ttl_s));
+  PGB_RETURN_IF_ERROR(CheckLifetime("--idle-ttl", options.idle_ttl_s));
   for (const auto& [k, v] : options.labels) PGB_RETURN_IF_ERROR(ValidateLabel(k, v));
   if (options.ttl_s) {
     row->expires_at = FormatTimestamp(env_.clock->Now() + std::chrono::seconds(*options.ttl_s));
@@ -88,10 +86,10 @@ void Engine::DescribeLifetime(const BranchRow& branch, BranchInfo* info) {
 
 Result<BranchInfo> Engine::SetBranch(const BranchRef& ref, const BranchChanges& changes) {
   std::string what = "set " + ref.ToString();
-  PGB_RETURN_IF_ERROR(CheckLifetime(what, "--ttl", changes.ttl_s));
-  PGB_RETURN_IF_ERROR(CheckLifetime(what, "--idle-ttl", changes.idle_ttl_s));
+  PGB_RETURN_IF_ERROR(CheckLifetime("--ttl", changes.ttl_s));
+  PGB_RETURN_IF_ERROR(CheckLifetime("--idle-ttl", changes.idle_ttl_s));
   if (changes.clear_ttl && (changes.ttl_s || changes.idle_ttl_s)) {
-    return Status::InvalidArgument(what + ": --no-ttl goes alone, without --ttl or --idle-ttl");
+    return Status::InvalidArgument("--no-ttl goes alone, without --ttl or --idle-ttl");
   }
   for (const auto& [k, v] : changes.add_labels) PGB_RETURN_IF_ERROR(ValidateLabel(k, v));
   PGB_ASSIGN_OR_RETURN(LockHandle home, HomeShared(what));

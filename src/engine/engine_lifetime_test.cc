@@ -2,6 +2,7 @@
 // a copy pool (no server runs): what expiry deletes, what it keeps and says once, and what
 // protection refuses.
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -220,6 +221,97 @@ TEST(LabelTest, KeysAndValuesFollowTheRule) {
   ASSERT_TRUE(kv.ok());
   EXPECT_EQ(kv->first, "team");
   EXPECT_EQ(kv->second, "web");
+}
+
+}  // namespace
+}  // namespace pgb
+
+namespace pgb {
+namespace {
+
+using engine_test::EngineFixture;
+using engine_test::TestEpoch;
+
+class ScheduleTest : public EngineFixture {};
+
+// A schedule runs at its slots, once after downtime however many slots it missed, keeps its
+// newest N snapshots but never one a branch was made from, and touches no other snapshot.
+TEST_F(ScheduleTest, RunsOncePerDueSlotAndKeepsWhatBranchesNeed) {
+  InitCopyPool();
+  int64_t p = AddProject("p");
+  BranchRow main = AddBranch(p, "main", 54400, MakeVolume());
+  BranchRef ref{"p", "main"};
+
+  ScheduleOptions bad;
+  bad.snapshot_cron = "61 * * * *";
+  auto refused = engine_->AddSchedule(ref, bad);
+  EXPECT_EQ(refused.status().message(),
+            "parse schedule \"61 * * * *\": minute 61 is out of range 0-59");
+  bad.snapshot_cron = "0 0 30 2 *";
+  EXPECT_EQ(engine_->AddSchedule(ref, bad).status().code(), StatusCode::kInvalidArgument);
+  ScheduleOptions o;
+  o.snapshot_cron = "0 */6 * * *";
+  o.keep = 2;
+  EXPECT_EQ(engine_->AddSchedule(BranchRef{"p", "nope"}, o).status().code(), StatusCode::kNotFound);
+  auto manual = engine_->CreateSnapshot(ref, "by hand", false);  // not the schedule's
+  ASSERT_TRUE(manual.ok()) << manual.status().ToString();
+
+  auto added = engine_->AddSchedule(ref, o);
+  ASSERT_TRUE(added.ok()) << added.status().ToString();
+  EXPECT_EQ(added->next_run, "2026-11-21T18:00:00.000Z");
+  auto runs = engine_->RunDueSchedules();
+  ASSERT_TRUE(runs.ok());
+  EXPECT_TRUE(runs->empty());  // 12:00 is when it was made, not a slot after it
+
+  clock_.Advance(std::chrono::minutes(6 * 60 + 1));  // 18:01
+  runs = engine_->RunDueSchedules();
+  ASSERT_TRUE(runs.ok());
+  ASSERT_EQ(runs->size(), 1u);
+  EXPECT_EQ((*runs)[0].slot, "2026-11-21T18:00:00.000Z");
+  EXPECT_TRUE((*runs)[0].ok) << (*runs)[0].result;
+  EXPECT_TRUE(engine_->RunDueSchedules()->empty());  // the slot ran: not again
+
+  // A branch made from the first scheduled snapshot.
+  auto first = engine_->ListSnapshots(ref);
+  ASSERT_TRUE(first.ok());
+  int64_t first_id = first->back().id;
+  AddBranch(p, "dev", 54401, MakeVolume(), kStateStopped, main.id, first_id);
+
+  // Three days down: one run, for the latest slot (2026-11-24T18:00), not twelve.
+  clock_.Advance(std::chrono::hours(72));
+  runs = engine_->RunDueSchedules();
+  ASSERT_TRUE(runs.ok());
+  ASSERT_EQ(runs->size(), 1u);
+  EXPECT_EQ((*runs)[0].slot, "2026-11-24T18:00:00.000Z");
+  clock_.Advance(std::chrono::hours(6));
+  runs = engine_->RunDueSchedules();
+  ASSERT_EQ(runs->size(), 1u);
+  // Three of its snapshots, keep 2: the oldest has a branch, so it stays and is said.
+  EXPECT_TRUE((*runs)[0].removed.empty());
+  ASSERT_EQ((*runs)[0].kept.size(), 1u);
+  EXPECT_EQ((*runs)[0].kept[0], fmt::format("snapshot {}: p/dev made from it", first_id));
+  clock_.Advance(std::chrono::hours(6));
+  runs = engine_->RunDueSchedules();
+  ASSERT_EQ(runs->size(), 1u);
+  EXPECT_EQ((*runs)[0].removed.size(), 1u);  // the second one, without dependents
+
+  auto left = engine_->ListSnapshots(ref);
+  ASSERT_TRUE(left.ok());
+  std::vector<std::string> labels;
+  for (const auto& s : *left) labels.push_back(s.label);
+  ASSERT_EQ(labels.size(), 4u);
+  EXPECT_EQ(labels[0], "by hand");
+  EXPECT_EQ(labels[1], "schedule 1 at 2026-11-21T18:00:00.000Z");
+
+  auto listed = engine_->ListSchedules("p");
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].last_run, "2026-11-25T06:00:00.000Z");
+  EXPECT_EQ((*listed)[0].next_run, "2026-11-25T12:00:00.000Z");
+  EXPECT_EQ(engine_->RemoveSchedule(99).code(), StatusCode::kNotFound);
+  ASSERT_TRUE(engine_->RemoveSchedule(added->id).ok());
+  EXPECT_TRUE(engine_->ListSchedules("")->empty());
+  EXPECT_EQ(engine_->ListSnapshots(ref)->size(), 4u);  // its snapshots stay
 }
 
 }  // namespace

@@ -66,6 +66,11 @@ Result<SnapshotInfo> Engine::DescribeSnapshot(const SnapshotRow& snap, bool with
 
 Result<SnapshotInfo> Engine::CreateSnapshot(const BranchRef& ref, const std::string& label,
                                             bool fast) {
+  return CreateSnapshotOf(ref, label, fast, std::nullopt);
+}
+
+Result<SnapshotInfo> Engine::CreateSnapshotOf(const BranchRef& ref, const std::string& label,
+                                              bool fast, std::optional<int64_t> schedule_id) {
   PGB_RETURN_IF_ERROR(ValidateLabel(label));
   PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(ref.project));
   PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
@@ -80,6 +85,7 @@ Result<SnapshotInfo> Engine::CreateSnapshot(const BranchRef& ref, const std::str
         PGB_RETURN_IF_ERROR(
             TakeSnapshot(b.project, b.row, fast, label, /*implicit=*/false, op, &snap));
         PGB_RETURN_IF_ERROR(op.Step("commit"));
+        snap.schedule_id = schedule_id;
         return catalog_->Transaction([&]() -> Status {
           PGB_ASSIGN_OR_RETURN(snap.id, catalog_->InsertSnapshot(snap));
           return op.MarkCommitted({});

@@ -89,6 +89,22 @@ nlohmann::json ToJson(const ProjectInfo& p) {
   };
 }
 
+nlohmann::json ToJson(const ScheduleInfo& s) {
+  auto opt = [](const std::string& t) { return t.empty() ? nlohmann::json() : nlohmann::json(t); };
+  return {
+      {"id", s.id},
+      {"branch", s.branch},
+      {"kind", s.kind},
+      {"cron", s.cron},
+      {"keep", Optional(s.keep)},
+      {"max_age_s", Optional(s.max_age_s)},
+      {"created_at", s.created_at},
+      {"last_run", opt(s.last_run)},
+      {"last_result", opt(s.last_result)},
+      {"next_run", opt(s.next_run)},
+  };
+}
+
 nlohmann::json ToJson(const SnapshotInfo& s) {
   return {
       {"id", s.id},

@@ -25,6 +25,7 @@ nlohmann::json ToJson(const WalInfo& w);
 nlohmann::json ToJson(const ProjectInfo& p);
 nlohmann::json ToJson(const StatusInfo& s);
 nlohmann::json ToJson(const SnapshotInfo& s);
+nlohmann::json ToJson(const ScheduleInfo& s);
 nlohmann::json ToJson(const OperationInfo& o);
 nlohmann::json ToJson(const CatalogBackup& b);
 

@@ -170,6 +170,7 @@ class Scheduler {
     if (now - last_expiry_ >= kExpiryInterval) {
       last_expiry_ = now;
       Expire();
+      RunSchedules();
     }
     if (projects != projects_) {
       bool first = projects_.empty();
@@ -210,7 +211,31 @@ class Scheduler {
     kept_ = std::move(kept);
   }
 
-  // How often expired branches are looked for.
+  // Takes the snapshots that schedules say are due, and logs what their retention did.
+  void RunSchedules() {
+    auto runs = engine_.RunDueSchedules();
+    if (!runs.ok()) {
+      spdlog::warn("serve: run schedules: {}", runs.status().message());
+      return;
+    }
+    for (const auto& r : *runs) {
+      if (r.ok) {
+        spdlog::info("serve: schedule {} ({}) for {}: {}", r.schedule_id, r.branch, r.slot,
+                     r.result);
+      } else {
+        spdlog::warn("serve: schedule {} ({}) for {} failed: {}", r.schedule_id, r.branch, r.slot,
+                     r.result);
+      }
+      for (int64_t id : r.removed) {
+        spdlog::info("serve: schedule {}: deleted snapshot {} (retention)", r.schedule_id, id);
+      }
+      for (const auto& k : r.kept) {
+        spdlog::info("serve: schedule {}: kept {}", r.schedule_id, k);
+      }
+    }
+  }
+
+  // How often expired branches and due schedules are looked for.
   static constexpr auto kExpiryInterval = std::chrono::seconds(5);
 
   Engine& engine_;

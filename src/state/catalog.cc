@@ -152,6 +152,22 @@ ALTER TABLE branches ADD COLUMN last_active_at TEXT NOT NULL DEFAULT '';
 ALTER TABLE branches ADD COLUMN protected INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE branches ADD COLUMN labels TEXT NOT NULL DEFAULT '';
 )sql",
+    // 9: snapshot schedules run by `serve` (pgbranch schedule), and which schedule made a
+    // snapshot (its retention touches only those).
+    R"sql(
+CREATE TABLE schedules (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  branch_id   INTEGER NOT NULL,
+  kind        TEXT NOT NULL,
+  cron        TEXT NOT NULL,
+  keep        INTEGER,
+  max_age_s   INTEGER,
+  created_at  TEXT NOT NULL,
+  last_slot   TEXT NOT NULL DEFAULT '',
+  last_result TEXT NOT NULL DEFAULT ''
+);
+ALTER TABLE snapshots ADD COLUMN schedule_id INTEGER;
+)sql",
 };
 
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
@@ -290,7 +306,9 @@ constexpr const char* kBranchColumns =
     "id, project_id, name, parent_id, snapshot_id, state, port, password, volume, created_at, "
     "recovery_target, suspend_after_s, expires_at, idle_ttl_s, last_active_at, protected, labels";
 constexpr const char* kSnapshotColumns =
-    "id, branch_id, volume, name, label, implicit, created_at, wal_lsn, wal_time_us";
+    "id, branch_id, volume, name, label, implicit, created_at, wal_lsn, wal_time_us, schedule_id";
+constexpr const char* kScheduleColumns =
+    "id, branch_id, kind, cron, keep, max_age_s, created_at, last_slot, last_result";
 
 ProjectRow ReadProject(const Stmt& s) {
   ProjectRow r;
@@ -345,6 +363,21 @@ SnapshotRow ReadSnapshot(const Stmt& s) {
   r.created_at = s.Text(6);
   r.wal_lsn = s.Text(7);
   r.wal_time_us = s.OptInt(8);
+  r.schedule_id = s.OptInt(9);
+  return r;
+}
+
+ScheduleRow ReadSchedule(const Stmt& s) {
+  ScheduleRow r;
+  r.id = s.Int(0);
+  r.branch_id = s.Int(1);
+  r.kind = s.Text(2);
+  r.cron = s.Text(3);
+  r.keep = s.OptInt(4);
+  r.max_age_s = s.OptInt(5);
+  r.created_at = s.Text(6);
+  r.last_slot = s.Text(7);
+  r.last_result = s.Text(8);
   return r;
 }
 
@@ -781,6 +814,9 @@ Status Catalog::SetBranchLastActive(int64_t id, const std::string& at) {
 
 Status Catalog::DeleteBranch(int64_t id) {
   PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt schedules(db, "DELETE FROM schedules WHERE branch_id = ?");  // they go with it
+  schedules.Bind(id);
+  PGB_RETURN_IF_ERROR(schedules.Run());
   Stmt s(db, "DELETE FROM branches WHERE id = ?");
   s.Bind(id);
   PGB_RETURN_IF_ERROR(s.Run());
@@ -799,9 +835,9 @@ Result<int64_t> Catalog::InsertSnapshot(const SnapshotRow& r) {
   PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
   Stmt s(db,
          "INSERT INTO snapshots (id, branch_id, volume, name, label, implicit, created_at, "
-         "wal_lsn, wal_time_us) VALUES (NULLIF(?, 0), ?, ?, ?, ?, ?, ?, ?, ?)");
+         "wal_lsn, wal_time_us, schedule_id) VALUES (NULLIF(?, 0), ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   s.Bind(r.id).Bind(r.branch_id).Bind(r.volume).Bind(r.name).Bind(r.label).Bind(r.implicit);
-  s.Bind(r.created_at).Bind(r.wal_lsn).Bind(r.wal_time_us);
+  s.Bind(r.created_at).Bind(r.wal_lsn).Bind(r.wal_time_us).Bind(r.schedule_id);
   PGB_RETURN_IF_ERROR(s.Run());
   return sqlite3_last_insert_rowid(db);
 }
@@ -978,11 +1014,52 @@ Status Catalog::UpdateSnapshot(const SnapshotRow& r) {
   PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
   Stmt s(db,
          "UPDATE snapshots SET branch_id = ?, volume = ?, name = ?, label = ?, implicit = ?, "
-         "created_at = ?, wal_lsn = ?, wal_time_us = ? WHERE id = ?");
+         "created_at = ?, wal_lsn = ?, wal_time_us = ?, schedule_id = ? WHERE id = ?");
   s.Bind(r.branch_id).Bind(r.volume).Bind(r.name).Bind(r.label).Bind(r.implicit);
-  s.Bind(r.created_at).Bind(r.wal_lsn).Bind(r.wal_time_us).Bind(r.id);
+  s.Bind(r.created_at).Bind(r.wal_lsn).Bind(r.wal_time_us).Bind(r.schedule_id).Bind(r.id);
   PGB_RETURN_IF_ERROR(s.Run());
   return ExpectChanged(db, "snapshot", r.id);
+}
+
+Result<int64_t> Catalog::InsertSchedule(const ScheduleRow& r) {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db,
+         "INSERT INTO schedules (branch_id, kind, cron, keep, max_age_s, created_at, last_slot, "
+         "last_result) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+  s.Bind(r.branch_id).Bind(r.kind).Bind(r.cron).Bind(r.keep).Bind(r.max_age_s);
+  s.Bind(r.created_at).Bind(r.last_slot).Bind(r.last_result);
+  PGB_RETURN_IF_ERROR(s.Run());
+  return sqlite3_last_insert_rowid(db);
+}
+
+Result<std::vector<ScheduleRow>> Catalog::ListSchedules() {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, fmt::format("SELECT {} FROM schedules ORDER BY id", kScheduleColumns).c_str());
+  return Collect<ScheduleRow>(s, ReadSchedule);
+}
+
+Result<ScheduleRow> Catalog::GetSchedule(int64_t id) {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, fmt::format("SELECT {} FROM schedules WHERE id = ?", kScheduleColumns).c_str());
+  s.Bind(id);
+  return Required(MaybeOne<ScheduleRow>(s, ReadSchedule), "schedule", id);
+}
+
+Status Catalog::UpdateScheduleRun(int64_t id, const std::string& last_slot,
+                                  const std::string& last_result) {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, "UPDATE schedules SET last_slot = ?, last_result = ? WHERE id = ?");
+  s.Bind(last_slot).Bind(last_result).Bind(id);
+  PGB_RETURN_IF_ERROR(s.Run());
+  return ExpectChanged(db, "schedule", id);
+}
+
+Result<bool> Catalog::DeleteSchedule(int64_t id) {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, "DELETE FROM schedules WHERE id = ?");
+  s.Bind(id);
+  PGB_RETURN_IF_ERROR(s.Run());
+  return sqlite3_changes(db) > 0;
 }
 
 Status Catalog::DeleteSnapshot(int64_t id) {

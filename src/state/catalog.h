@@ -118,6 +118,20 @@ struct SnapshotRow {
   // recorded them): such a snapshot cannot start a point-in-time recovery.
   std::string wal_lsn;
   std::optional<int64_t> wal_time_us;
+  std::optional<int64_t> schedule_id;  // the schedule that made it (its retention may drop it)
+};
+
+// A snapshot schedule (`pgbranch schedule add`), run by `serve`.
+struct ScheduleRow {
+  int64_t id = 0;
+  int64_t branch_id = 0;             // the branch it snapshots
+  std::string kind;                  // "snapshot"
+  std::string cron;                  // crontab(5) expression (common/cron.h), UTC
+  std::optional<int64_t> keep;       // keep at most this many of its snapshots
+  std::optional<int64_t> max_age_s;  // and none older than this
+  std::string created_at;            // ISO 8601 UTC
+  std::string last_slot;             // the slot it last ran for (DueRun's rule); empty: never ran
+  std::string last_result;           // "snapshot 12", or the error of that run
 };
 
 // One storage or runtime operation, or one external command, done on behalf of a command.
@@ -259,7 +273,7 @@ class Catalog {
   Status SetBranchState(int64_t id, const std::string& state);
   // Writes the branch's last_active_at alone (no error when the row is gone).
   Status SetBranchLastActive(int64_t id, const std::string& at);
-  Status DeleteBranch(int64_t id);
+  Status DeleteBranch(int64_t id);  // and its schedules
   // Ports held by any branch, whatever its state.
   Result<std::set<int>> UsedPorts();
 
@@ -283,6 +297,15 @@ class Catalog {
 
   // API tokens. Insert returns the new id (AlreadyExists-like SQLite constraint error for a
   // name in use: the engine checks first); Delete returns whether a row went.
+  // Snapshot schedules. DeleteSchedule returns whether a row went; GetSchedule is NotFound for
+  // an unknown id.
+  Result<int64_t> InsertSchedule(const ScheduleRow& row);
+  Result<std::vector<ScheduleRow>> ListSchedules();  // by id
+  Result<ScheduleRow> GetSchedule(int64_t id);
+  Status UpdateScheduleRun(int64_t id, const std::string& last_slot,
+                           const std::string& last_result);
+  Result<bool> DeleteSchedule(int64_t id);
+
   Result<int64_t> InsertToken(const TokenRow& row);
   Result<std::vector<TokenRow>> ListTokens();  // by name
   Result<TokenRow> GetToken(int64_t id);       // NotFound if missing

@@ -22,6 +22,7 @@ dialog errors and the browser console's errors.
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -444,9 +445,22 @@ class DashboardTest(unittest.TestCase):
         self.click(f"action-create-{feature}")
         self.el("dialog-create")
         self.assertEqual(self.el("create-parent").get_attribute("value"), feature)
+        # With a TTL and labels: shown in the table, sent as the API's fields.
+        self.el("create-ttl").send_keys("2d")
+        self.el("create-labels").send_keys("pr=42, team=web")
         self.create_from_dialog("feature-child")
         self.wait_running(child)
         self.assert_no_error_banner("creating the child")
+        got = self.api(f"/api/v1/projects/{PROJECT}/branches/feature-child")
+        self.assertEqual(got["labels"], {"pr": "42", "team": "web"})
+        self.assertIsNotNone(got["expires_at"])
+        self.assertIn("pr=42", self.el(f"labels-{child}").text)
+        # Two days, give or take the page's clock (it ticks every 30 s): "in 2d" or "in 1d 23h".
+        self.wait_for(
+            "the expiry in the table",
+            lambda: re.match(r"in (2d|1d 23h)", self.el(f"expires-{child}").text),
+            10,
+        )
         # The lineage at its fullest: the screenshot of the tree and table.
         self.dismiss_notices()
         self.d.execute_script("window.scrollTo(0, 0)")

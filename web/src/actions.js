@@ -33,5 +33,18 @@ export function allowedActions(branch) {
     resume: state === 'suspended',
     // main goes with its project (`project delete`), never alone.
     delete: !!branch?.parent && !busy,
+    // Lifetime and guard (PATCH, .../protect, .../unprotect): any branch not in an operation.
+    // serve never expires main, so a TTL is offered only for the others.
+    protect: !!state && !busy && !branch?.protected,
+    unprotect: !!state && !busy && !!branch?.protected,
+    ttl: !!branch?.parent && !!state && !busy,
   };
 }
+
+// The lifetime actions, shown after VERBS: one button that protects or unprotects (whichever
+// applies), and "Set TTL".
+export const LIFETIME_LABELS = {
+  protect: 'Protect',
+  unprotect: 'Unprotect',
+  ttl: 'Set TTL',
+};

@@ -154,10 +154,19 @@ export function createApi(options = {}) {
 
     // Mutations (each returns an Operation).
     createBranch: (p, body) => mutate('POST', `/api/v1/projects/${enc(p)}/branches`, body),
-    // `recursive` only when the user accepted deleting the dependents too.
-    deleteBranch: (p, b, recursive = false) =>
-      mutate('DELETE', branchPath(p, b), undefined, recursive ? { recursive: 'true' } : {}),
+    // `recursive` only when the user accepted deleting the dependents too; `force` only when
+    // the user accepted deleting a protected branch.
+    deleteBranch: (p, b, recursive = false, force = false) =>
+      mutate('DELETE', branchPath(p, b), undefined, {
+        ...(recursive ? { recursive: 'true' } : {}),
+        ...(force ? { force: 'true' } : {}),
+      }),
+    // body: {snapshot?, force?}
     resetBranch: (p, b, body = {}) => mutate('POST', `${branchPath(p, b)}/reset`, body),
+    // body (BranchSetRequest): {ttl_s?, idle_ttl_s?} | {no_ttl: true}, and/or {labels}.
+    setBranch: (p, b, body) => mutate('PATCH', branchPath(p, b), body),
+    protectBranch: (p, b) => mutate('POST', `${branchPath(p, b)}/protect`, {}),
+    unprotectBranch: (p, b) => mutate('POST', `${branchPath(p, b)}/unprotect`, {}),
     snapshotBranch: (p, b, body = {}) => mutate('POST', `${branchPath(p, b)}/snapshots`, body),
     // verb: start | stop | suspend | resume
     branchVerb: (p, b, verb) => mutate('POST', `${branchPath(p, b)}/${verb}`, {}),

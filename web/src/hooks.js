@@ -17,3 +17,14 @@ export function useLoad(load, deps) {
   }, deps);
   return state;
 }
+
+// The current time in ms, renewed every `intervalMs` while the component is shown: enough for
+// "in 1d 23h" to count down without a reload.
+export function useNow(intervalMs = 30000) {
+  const [now, setNow] = useState(() => Date.now());
+  useEffect(() => {
+    const timer = setInterval(() => setNow(Date.now()), intervalMs);
+    return () => clearInterval(timer);
+  }, [intervalMs]);
+  return now;
+}

@@ -31,6 +31,12 @@ function server() {
     if (path === '/api/v1/projects/demo/branches') return json(200, branches);
     if (path === '/api/v1/snapshots') return json(200, snapshots);
     if (path === '/api/v1/operations') return json(200, []);
+    if (path === '/api/v1/projects/demo/branches/dev/protect' && init.method === 'POST') {
+      return json(202, { id: 'op-00000000000a', kind: 'branch.protect', target: 'demo/dev', status: 'queued', steps: [] });
+    }
+    if (path === '/api/v1/operations/op-00000000000a') {
+      return json(200, { id: 'op-00000000000a', kind: 'branch.protect', target: 'demo/dev', status: 'succeeded', steps: [] });
+    }
     return json(404, { error: { code: 'not_found', message: path } });
   };
   return { state, fetchImpl };
@@ -56,8 +62,8 @@ afterEach(() => {
 });
 
 const $ = (id) => root.querySelector(`[data-testid="${id}"]`);
-async function until(check, what) {
-  for (let i = 0; i < 100; i++) {
+async function until(check, what, tries = 100) {
+  for (let i = 0; i < tries; i++) {
     await act(async () => {
       await new Promise((r) => setTimeout(r, 5));
     });
@@ -104,5 +110,22 @@ describe('App', () => {
     });
     await until(() => $('login-token'), 'the login form again');
     expect(root.textContent).toContain('session has ended');
+  });
+
+  it('protects a branch with one click: POST .../protect with the CSRF header, followed in a notice', async () => {
+    const { state, fetchImpl } = server();
+    state.session = true;
+    location.hash = '#/projects/demo';
+    act(() => render(<App fetchImpl={fetchImpl} storage={null} EventSourceImpl={NoEvents} />, root));
+    await until(() => $('action-protect-demo/dev'), 'the branch table');
+    act(() => $('action-protect-demo/dev').click());
+    await until(() => $('op-banner-op-00000000000a'), 'the operation notice');
+    const call = state.calls.find((c) => c.url.startsWith('/api/v1/projects/demo/branches/dev/protect'));
+    expect(call.method).toBe('POST');
+    expect(call.url).toBe('/api/v1/projects/demo/branches/dev/protect?wait=false');
+    expect(call.headers['X-CSRF-Token']).toBe('c1');
+    await until(() => state.calls.some((c) => c.url === '/api/v1/operations/op-00000000000a'), 'the operation to be followed', 400);
+    // It ended well: the notice says so.
+    await until(() => $('op-banner-op-00000000000a')?.textContent.includes('succeeded'), 'the notice to say succeeded');
   });
 });

@@ -79,6 +79,45 @@ describe('api client', () => {
     expect(calls[1].url).toBe('/api/v1/projects/demo/branches/x?recursive=true&wait=false');
   });
 
+  it('sends force=true only when asked to, on delete and in the reset body', async () => {
+    const { fetchImpl, calls } = stubFetch({
+      'DELETE /api/v1/projects/demo/branches/x': [202, OP],
+      'POST /api/v1/projects/demo/branches/x/reset': [202, OP],
+    });
+    const api = createApi({ fetchImpl, storage: null });
+    await api.deleteBranch('demo', 'x', false, true);
+    await api.deleteBranch('demo', 'x', true, true);
+    await api.resetBranch('demo', 'x', { snapshot: 2, force: true });
+    expect(calls[0].url).toBe('/api/v1/projects/demo/branches/x?force=true&wait=false');
+    expect(calls[1].url).toBe('/api/v1/projects/demo/branches/x?recursive=true&force=true&wait=false');
+    expect(JSON.parse(calls[2].body)).toEqual({ snapshot: 2, force: true });
+  });
+
+  it('sets the TTL with PATCH and protects/unprotects with POST, each with the CSRF header', async () => {
+    const { fetchImpl, calls } = stubFetch({
+      'POST /api/v1/session': [200, { name: 'ci', scope: 'write', csrf_token: 'c2' }],
+      'PATCH /api/v1/projects/demo/branches/x': [202, OP],
+      'POST /api/v1/projects/demo/branches/x/protect': [202, OP],
+      'POST /api/v1/projects/demo/branches/x/unprotect': [202, OP],
+    });
+    const api = createApi({ fetchImpl, storage: null });
+    await api.login('t');
+    expect(await api.setBranch('demo', 'x', { ttl_s: 3600 })).toEqual(OP);
+    await api.protectBranch('demo', 'x');
+    await api.unprotectBranch('demo', 'x');
+    const [patch, protect, unprotect] = calls.slice(1);
+    expect(patch.method).toBe('PATCH');
+    expect(patch.url).toBe('/api/v1/projects/demo/branches/x?wait=false');
+    expect(JSON.parse(patch.body)).toEqual({ ttl_s: 3600 });
+    expect(protect.url).toBe('/api/v1/projects/demo/branches/x/protect?wait=false');
+    expect(JSON.parse(protect.body)).toEqual({});
+    expect(unprotect.url).toBe('/api/v1/projects/demo/branches/x/unprotect?wait=false');
+    for (const c of [patch, protect, unprotect]) {
+      expect(c.headers['X-CSRF-Token']).toBe('c2');
+      expect(c.headers['Content-Type']).toBe('application/json');
+    }
+  });
+
   it('picks up a CSRF token kept in session storage (a reload)', async () => {
     const { fetchImpl, calls } = stubFetch({ 'POST /api/v1/projects/demo/branches/x/start': [202, OP] });
     const storage = memoryStorage();

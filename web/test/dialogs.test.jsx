@@ -2,7 +2,7 @@
 import { render } from 'preact';
 import { act } from 'preact/test-utils';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { DeleteDialog, VerbDialog } from '../src/components/BranchDialogs.jsx';
+import { DeleteDialog, ResetDialog, TtlDialog, VerbDialog } from '../src/components/BranchDialogs.jsx';
 import { CreateBranchDialog } from '../src/components/CreateBranchDialog.jsx';
 import { LineageTree } from '../src/components/LineageTree.jsx';
 import { dependentsOf } from '../src/tree.js';
@@ -68,7 +68,7 @@ describe('DeleteDialog', () => {
     expect($('dialog-confirm').disabled).toBe(false);
     act(() => $('dialog-confirm').click());
     await flush();
-    expect(onSubmit).toHaveBeenCalledWith(true);
+    expect(onSubmit).toHaveBeenCalledWith(true, false);
   });
 
   it('sends a plain delete for a branch without dependents', async () => {
@@ -77,7 +77,42 @@ describe('DeleteDialog', () => {
     expect($('delete-recursive')).toBeNull();
     act(() => $('dialog-confirm').click());
     await flush();
-    expect(onSubmit).toHaveBeenCalledWith(false);
+    expect(onSubmit).toHaveBeenCalledWith(false, false);
+    expect($('delete-force')).toBeNull(); // nothing protected, nothing to force
+  });
+
+  it('names the protected branch and sends force only once the user ticks it', async () => {
+    const onSubmit = vi.fn(async () => {});
+    act(() =>
+      render(<DeleteDialog refName="demo/dev" dependents={[]} protectedRefs={['demo/dev']} onSubmit={onSubmit} onClose={() => {}} />, root),
+    );
+    expect($('delete-force-note').textContent).toContain('demo/dev is protected: delete refuses it unless forced');
+    expect($('dialog-confirm').disabled).toBe(true);
+    act(() => $('dialog-confirm').closest('form').dispatchEvent(new Event('submit', { cancelable: true })));
+    expect(onSubmit).not.toHaveBeenCalled();
+    act(() => $('delete-force').click());
+    expect($('dialog-confirm').disabled).toBe(false);
+    act(() => $('dialog-confirm').click());
+    await flush();
+    expect(onSubmit).toHaveBeenCalledWith(false, true);
+  });
+
+  it('needs both boxes when a dependent is protected', async () => {
+    const onSubmit = vi.fn(async () => {});
+    act(() =>
+      render(
+        <DeleteDialog refName="demo/pr-42" dependents={['demo/pr-42-fix']} protectedRefs={['demo/pr-42-fix']} onSubmit={onSubmit} onClose={() => {}} />,
+        root,
+      ),
+    );
+    expect($('delete-force-note').textContent).toContain('demo/pr-42-fix is protected');
+    act(() => $('delete-recursive').click());
+    expect($('dialog-confirm').disabled).toBe(true);
+    act(() => $('delete-force').click());
+    expect($('dialog-confirm').disabled).toBe(false);
+    act(() => $('dialog-confirm').click());
+    await flush();
+    expect(onSubmit).toHaveBeenCalledWith(true, true);
   });
 
   it('shows why the server refused', () => {
@@ -127,6 +162,54 @@ describe('CreateBranchDialog', () => {
     expect($('create-name').getAttribute('aria-invalid')).toBe('true');
   });
 
+  it('sends TTL, idle TTL, protect and labels only when given', async () => {
+    const onSubmit = mount({ initial: { kind: 'branch', parent: 'demo/dev' } });
+    type($('create-name'), 'pr-7');
+    type($('create-ttl'), '2d');
+    type($('create-idle-ttl'), '12h');
+    type($('create-labels'), 'team=web,\npr=7');
+    act(() => $('create-protect').click());
+    act(() => $('dialog-confirm').click());
+    await flush();
+    expect(onSubmit).toHaveBeenCalledWith({
+      name: 'pr-7',
+      parent: 'demo/dev',
+      ttl_s: 172800,
+      idle_ttl_s: 43200,
+      protect: true,
+      labels: { team: 'web', pr: '7' },
+    });
+  });
+
+  it('refuses a bad TTL or bad labels with a message next to the field', async () => {
+    const onSubmit = mount({ initial: { kind: 'branch', parent: 'demo/dev' } });
+    type($('create-name'), 'pr-7');
+    type($('create-ttl'), '2 weeks');
+    type($('create-labels'), 'team=web, owner');
+    act(() => $('dialog-confirm').click());
+    await flush();
+    expect(onSubmit).not.toHaveBeenCalled();
+    expect($('create-ttl').getAttribute('aria-invalid')).toBe('true');
+    expect($('create-ttl-help').textContent).toContain('"weeks" is not a unit');
+    expect($('create-labels').getAttribute('aria-invalid')).toBe('true');
+    expect($('create-labels-help').textContent).toBe('label "owner": write key=value');
+    expect($('create-idle-ttl').getAttribute('aria-invalid')).toBeNull();
+    expect(document.activeElement).toBe($('create-ttl')); // the first field to fix
+
+    type($('create-ttl'), '2w');
+    expect($('create-ttl-help').textContent).toContain('"w" is not a unit');
+    type($('create-ttl'), '14d');
+    type($('create-labels'), 'team=web, owner=me');
+    act(() => $('dialog-confirm').click());
+    await flush();
+    expect(onSubmit).toHaveBeenCalledWith({
+      name: 'pr-7',
+      parent: 'demo/dev',
+      ttl_s: 14 * 86400,
+      labels: { team: 'web', owner: 'me' },
+    });
+  });
+
   it('creates from a snapshot, with the snapshot\'s branch as parent', async () => {
     const onSubmit = mount({ initial: { kind: 'snapshot', snapshotId: 2 } });
     expect($('create-source-snapshot').checked).toBe(true);
@@ -168,6 +251,123 @@ describe('CreateBranchDialog', () => {
     await flush();
     expect($('create-pitr')).toBeNull();
     expect($('create-pitr-none').textContent).toContain('no recoverable window');
+  });
+});
+
+describe('ResetDialog', () => {
+  const snaps = snapshots.filter((x) => x.branch === 'demo/main');
+  it('sends no force for a branch that is not protected', async () => {
+    const onSubmit = vi.fn(async () => {});
+    act(() => render(<ResetDialog refName="demo/dev" parent="demo/main" snapshots={snaps} onSubmit={onSubmit} onClose={() => {}} />, root));
+    expect($('reset-force')).toBeNull();
+    act(() => $('dialog-confirm').click());
+    await flush();
+    expect(onSubmit).toHaveBeenCalledWith({});
+  });
+
+  it('explains that a protected branch is protected and sends force once ticked', async () => {
+    const onSubmit = vi.fn(async () => {});
+    act(() =>
+      render(<ResetDialog refName="demo/dev" parent="demo/main" snapshots={snaps} isProtected onSubmit={onSubmit} onClose={() => {}} />, root),
+    );
+    expect($('reset-force-note').textContent).toContain('demo/dev is protected: reset refuses it unless forced');
+    expect($('dialog-confirm').disabled).toBe(true);
+    act(() => {
+      $('reset-snapshot').value = '2';
+      $('reset-snapshot').dispatchEvent(new Event('change', { bubbles: true }));
+    });
+    act(() => $('reset-force').click());
+    act(() => $('dialog-confirm').click());
+    await flush();
+    expect(onSubmit).toHaveBeenCalledWith({ snapshot: 2, force: true });
+  });
+});
+
+describe('VerbDialog for unprotect', () => {
+  it('asks before unprotecting and says what that means', async () => {
+    const onSubmit = vi.fn(async () => {});
+    act(() => render(<VerbDialog verb="unprotect" refName="demo/main" onSubmit={onSubmit} onClose={() => {}} />, root));
+    expect($('dialog-unprotect').textContent).toContain('Unprotect demo/main?');
+    expect($('dialog-unprotect').textContent).toContain('delete, reset and expiry no longer refuse it');
+    expect($('dialog-confirm').textContent).toBe('Unprotect');
+    act(() => $('dialog-confirm').click());
+    await flush();
+    expect(onSubmit).toHaveBeenCalledTimes(1);
+  });
+});
+
+describe('TtlDialog', () => {
+  const NOW = Date.parse('2026-12-02T18:00:00Z');
+  const mount = (b = branches[2]) => {
+    const onSubmit = vi.fn(async () => {});
+    act(() => render(<TtlDialog refName={`demo/${b.name}`} branch={b} now={() => NOW} onSubmit={onSubmit} onClose={() => {}} />, root));
+    return onSubmit;
+  };
+
+  it('shows the current TTL, focuses the first field and sends what was typed', async () => {
+    const onSubmit = mount();
+    expect($('ttl-current').textContent).toContain('TTL: deleted at 2026-12-04 17:30:00Z (in 1d 23h)');
+    expect(document.activeElement).toBe($('ttl-ttl'));
+    type($('ttl-ttl'), '2d');
+    type($('ttl-idle'), '30m');
+    act(() => $('dialog-confirm').click());
+    await flush();
+    expect(onSubmit).toHaveBeenCalledWith({ ttl_s: 172800, idle_ttl_s: 1800 });
+  });
+
+  it('sends only the field that was filled in (the other stays as it is)', async () => {
+    const onSubmit = mount();
+    type($('ttl-idle'), '7d');
+    act(() => $('dialog-confirm').click());
+    await flush();
+    expect(onSubmit).toHaveBeenCalledWith({ idle_ttl_s: 604800 });
+  });
+
+  it('refuses bad input with a message next to the field, and sends nothing', async () => {
+    const onSubmit = mount();
+    type($('ttl-ttl'), 'tomorrow');
+    act(() => $('dialog-confirm').click());
+    await flush();
+    expect(onSubmit).not.toHaveBeenCalled();
+    expect($('ttl-ttl').getAttribute('aria-invalid')).toBe('true');
+    expect($('ttl-ttl-help').textContent).toContain('"tomorrow" is not a duration');
+    expect($('ttl-ttl').getAttribute('aria-describedby')).toBe('ttl-ttl-help');
+    expect(document.activeElement).toBe($('ttl-ttl'));
+    expect($('ttl-nothing')).toBeNull(); // something was given: only what is wrong with it
+  });
+
+  it('shows a bad value once the user leaves the field', () => {
+    mount();
+    type($('ttl-idle'), '5');
+    expect($('ttl-idle').getAttribute('aria-invalid')).toBeNull();
+    act(() => $('ttl-idle').dispatchEvent(new FocusEvent('blur')));
+    expect($('ttl-idle').getAttribute('aria-invalid')).toBe('true');
+    expect($('ttl-idle-help').textContent).toContain('has no unit');
+  });
+
+  it('asks for something when both fields are empty', async () => {
+    const onSubmit = mount();
+    act(() => $('dialog-confirm').click());
+    await flush();
+    expect(onSubmit).not.toHaveBeenCalled();
+    expect($('ttl-nothing').textContent).toContain('Give a TTL or an idle TTL');
+  });
+
+  it('removes both with no_ttl alone, the fields disabled', async () => {
+    const onSubmit = mount();
+    type($('ttl-ttl'), 'junk');
+    act(() => $('ttl-remove').click());
+    expect($('ttl-ttl').disabled).toBe(true);
+    expect($('ttl-idle').disabled).toBe(true);
+    expect($('dialog-confirm').textContent).toBe('Remove TTL');
+    act(() => $('dialog-confirm').click());
+    await flush();
+    expect(onSubmit).toHaveBeenCalledWith({ no_ttl: true });
+  });
+
+  it('says when a branch has no TTL', () => {
+    mount(branches[1]);
+    expect($('ttl-current').textContent).toBe('demo/dev has no TTL: pgbranch serve keeps it.');
   });
 });
 

@@ -1,6 +1,7 @@
 // A project as the API returns it (shapes from src/cli/output.cc): main, two branches cloned
 // from one snapshot of main, one from a second snapshot, a grandchild taken straight from its
-// parent (no snapshot in the list), and a suspended branch.
+// parent (no snapshot in the list), and a suspended branch. main is protected; pr-42 has a TTL,
+// an idle TTL and labels; dev has a label; pr-43 only an idle TTL.
 export function branch(name, fields = {}) {
   return {
     name,
@@ -27,6 +28,11 @@ export function branch(name, fields = {}) {
     recoverable: null,
     active: false,
     suspend_after_s: null,
+    expires_at: null,
+    idle_ttl_s: null,
+    idle_expires_at: null,
+    protected: false,
+    labels: {},
     ...fields,
   };
 }
@@ -50,6 +56,7 @@ export const branches = [
   branch('main', {
     parent: null,
     active: true,
+    protected: true,
     port: 5432,
     created_at: '2026-12-01T10:00:00Z',
     recoverable: {
@@ -59,9 +66,24 @@ export const branches = [
       to: 'now',
     },
   }),
-  branch('dev', { snapshot_id: 1, port: 5501, created_at: '2026-12-02T12:00:01Z' }),
-  branch('pr-42', { snapshot_id: 1, port: 5502, created_at: '2026-12-02T12:00:02Z' }),
-  branch('pr-43', { snapshot_id: 2, port: 5503, state: 'suspended', uptime_seconds: null, created_at: '2026-12-02T13:00:00Z' }),
+  branch('dev', { snapshot_id: 1, port: 5501, created_at: '2026-12-02T12:00:01Z', labels: { team: 'db' } }),
+  branch('pr-42', {
+    snapshot_id: 1,
+    port: 5502,
+    created_at: '2026-12-02T12:00:02Z',
+    expires_at: '2026-12-04T17:30:00Z',
+    idle_ttl_s: 7200,
+    idle_expires_at: '2026-12-02T19:00:00Z',
+    labels: { team: 'web', pr: '42' },
+  }),
+  branch('pr-43', {
+    snapshot_id: 2,
+    port: 5503,
+    state: 'suspended',
+    uptime_seconds: null,
+    created_at: '2026-12-02T13:00:00Z',
+    idle_ttl_s: 86400 + 3600,
+  }),
   branch('pr-42-fix', { parent: 'demo/pr-42', snapshot_id: 99, port: 5504, state: 'stopped', created_at: '2026-12-02T14:00:00Z' }),
 ];
 

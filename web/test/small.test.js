@@ -37,6 +37,23 @@ describe('allowedActions', () => {
     expect(stopped).toMatchObject({ start: true, stop: false });
     expect(allowedActions({ state: 'creating', parent: 'demo/main' })).toMatchObject({ delete: false, create: false });
   });
+  it('offers protect or unprotect, whichever applies, and a TTL except for main', () => {
+    expect(allowedActions({ state: 'running', parent: 'demo/main', protected: false })).toMatchObject({
+      protect: true,
+      unprotect: false,
+      ttl: true,
+    });
+    expect(allowedActions({ state: 'stopped', parent: 'demo/main', protected: true })).toMatchObject({
+      protect: false,
+      unprotect: true,
+    });
+    expect(allowedActions({ state: 'running', parent: null }).ttl).toBe(false);
+    expect(allowedActions({ state: 'running', parent: null }).protect).toBe(true);
+    expect(allowedActions({ state: 'deleting', parent: 'demo/main', protected: true })).toMatchObject({
+      unprotect: false,
+      ttl: false,
+    });
+  });
   it('never offers to delete main', () => {
     expect(allowedActions({ state: 'running', parent: null }).delete).toBe(false);
   });

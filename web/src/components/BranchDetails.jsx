@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { copyText } from '../clipboard.js';
 import { DASH, humanBytes, maskUri, proxyUriOf, shortTime, windowOf, windowText } from '../format.js';
+import { expiryOf, labelEntries } from '../lifetime.js';
 import { StateBadge } from './StateBadge.jsx';
 
 // The selected branch: its connection strings (copied with the password, shown without),
@@ -45,6 +46,8 @@ export function BranchDetails({ api, project, branch, listed, version, onClose }
   };
   const direct = full?.uri ?? null;
   const proxy = proxyUriOf(full);
+  const expiry = expiryOf(b, Date.now());
+  const labels = labelEntries(b?.labels);
 
   return (
     <section class="panel details" aria-labelledby="details-title" data-testid={`details-${ref}`}>
@@ -104,6 +107,28 @@ export function BranchDetails({ api, project, branch, listed, version, onClose }
           <dd>{b.recovery_target ?? DASH}</dd>
           <dt>Created</dt>
           <dd>{shortTime(b.created_at)}</dd>
+          <dt>Expires</dt>
+          <dd data-testid="details-expires">
+            {expiry.none ? 'never (no TTL)' : expiry.lines.join('; ')}
+          </dd>
+          <dt>Protected</dt>
+          <dd data-testid="details-protected">
+            {b.protected ? 'yes: delete, reset and expiry refuse it unless forced' : 'no'}
+          </dd>
+          <dt>Labels</dt>
+          <dd>
+            {labels.length ? (
+              <ul class="chips" aria-label="Labels" data-testid="details-labels">
+                {labels.map(([k, v]) => (
+                  <li class="chip" key={k}>
+                    {k}={v}
+                  </li>
+                ))}
+              </ul>
+            ) : (
+              DASH
+            )}
+          </dd>
           <dt>Recoverable</dt>
           <dd>{windowText(windowOf(b))}</dd>
           <dt>PostgreSQL</dt>

@@ -1,14 +1,17 @@
 import { useEffect, useMemo, useState } from 'preact/hooks';
 import { shortTime, windowOf } from '../format.js';
+import { parseDuration, parseLabels } from '../lifetime.js';
 import { nameProblem, NAME_PATTERN } from '../names.js';
 import { isoSeconds, pitrBounds, positionToIso, positionToMs } from '../pitr.js';
 import { branchRef } from '../tree.js';
 import { FormDialog } from './Dialog.jsx';
+import { DurationField, LabelsField } from './LifetimeFields.jsx';
 
 // "Create branch": from a branch's current data, from one of its snapshots, or from a point
 // in time inside a branch's recoverable window (a slider from window.from_time to window.to,
 // "now" for a running branch). `onSubmit(body)` sends POST .../branches with
-// {name, parent} | {name, parent, snapshot} | {name, parent, pitr}.
+// {name, parent} | {name, parent, snapshot} | {name, parent, pitr}, and, only when given,
+// ttl_s, idle_ttl_s, protect: true and labels.
 export function CreateBranchDialog({
   project,
   branches,
@@ -27,6 +30,10 @@ export function CreateBranchDialog({
   const [snapshotId, setSnapshotId] = useState(
     initial.snapshotId != null ? String(initial.snapshotId) : snapshots[0] ? String(snapshots[0].id) : '',
   );
+  const [ttl, setTtl] = useState('');
+  const [idleTtl, setIdleTtl] = useState('');
+  const [protect, setProtect] = useState(false);
+  const [labelText, setLabelText] = useState('');
   const [touched, setTouched] = useState(false);
   const [busy, setBusy] = useState(false);
 
@@ -58,9 +65,24 @@ export function CreateBranchDialog({
   if (kind === 'snapshot' && !snapshotId) sourceProblem = 'choose a snapshot';
   if (kind === 'pitr' && !bounds) sourceProblem = 'this branch has no recoverable window';
 
+  const ttlParsed = parseDuration(ttl);
+  const idleParsed = parseDuration(idleTtl);
+  const labelsParsed = parseLabels(labelText);
+  const lifetimeProblem = ttlParsed.problem || idleParsed.problem || labelsParsed.problem;
+
   const submit = async () => {
     setTouched(true);
-    if (problem || sourceProblem) return;
+    if (problem || sourceProblem || lifetimeProblem) {
+      // Keyboard users land on the first field that needs fixing.
+      const bad = [
+        [problem, 'create-name'],
+        [ttlParsed.problem, 'create-ttl'],
+        [idleParsed.problem, 'create-idle-ttl'],
+        [labelsParsed.problem, 'create-labels'],
+      ].find(([why]) => why);
+      if (bad) document.getElementById(bad[1])?.focus();
+      return;
+    }
     let body;
     if (kind === 'branch') body = { name, parent };
     else if (kind === 'snapshot') {
@@ -68,6 +90,10 @@ export function CreateBranchDialog({
       // The snapshot's own branch is the new branch's parent.
       body = { name, parent: snap?.branch ?? parent, snapshot: Number(snapshotId) };
     } else body = { name, parent, pitr: pitrIso };
+    if (ttlParsed.seconds !== null) body.ttl_s = ttlParsed.seconds;
+    if (idleParsed.seconds !== null) body.idle_ttl_s = idleParsed.seconds;
+    if (protect) body.protect = true;
+    if (Object.keys(labelsParsed.labels).length) body.labels = labelsParsed.labels;
     setBusy(true);
     try {
       await onSubmit(body);
@@ -202,6 +228,46 @@ export function CreateBranchDialog({
           )}
         </div>
       )}
+
+      <fieldset class="field lifetime">
+        <legend>Lifetime and labels (optional)</legend>
+        <div class="field-pair">
+          <DurationField
+            id="create-ttl"
+            label="TTL"
+            value={ttl}
+            onInput={setTtl}
+            problem={ttlParsed.problem}
+            showProblem={touched}
+            help="deleted this long after creation: 30m, 12h, 2d"
+          />
+          <DurationField
+            id="create-idle-ttl"
+            label="Idle TTL"
+            value={idleTtl}
+            onInput={setIdleTtl}
+            problem={idleParsed.problem}
+            showProblem={touched}
+            help="deleted after this long without a client session"
+          />
+        </div>
+        <LabelsField
+          id="create-labels"
+          value={labelText}
+          onInput={setLabelText}
+          problem={labelsParsed.problem}
+          showProblem={touched}
+        />
+        <label class="checkbox">
+          <input
+            type="checkbox"
+            data-testid="create-protect"
+            checked={protect}
+            onChange={(e) => setProtect(e.currentTarget.checked)}
+          />
+          Protect it: delete, reset and expiry refuse it unless forced
+        </label>
+      </fieldset>
 
       {touched && sourceProblem && (
         <p class="field-error" role="alert">

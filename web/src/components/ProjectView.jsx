@@ -1,10 +1,11 @@
 import { useEffect, useState } from 'preact/hooks';
 import { DASH } from '../format.js';
+import { matchesLabels, parseLabelFilter } from '../lifetime.js';
 import { branchRef, dependentsOf } from '../tree.js';
 import { projectHref } from '../router.js';
 import { BranchDetails } from './BranchDetails.jsx';
 import { BranchTable } from './BranchTable.jsx';
-import { DeleteDialog, ResetDialog, SnapshotDialog, VerbDialog } from './BranchDialogs.jsx';
+import { DeleteDialog, ResetDialog, SnapshotDialog, TtlDialog, VerbDialog } from './BranchDialogs.jsx';
 import { CreateBranchDialog } from './CreateBranchDialog.jsx';
 import { LineageTree, TreeLegend } from './LineageTree.jsx';
 import { ProjectOperations } from './OperationsView.jsx';
@@ -24,6 +25,8 @@ export function ProjectView({ api, project, selectedBranch, version, runMutation
   const [loadError, setLoadError] = useState('');
   const [dialog, setDialog] = useState(null); // {verb, branch?, initial?}
   const [dialogError, setDialogError] = useState('');
+  const [actionError, setActionError] = useState(''); // an action without a dialog (protect)
+  const [filter, setFilter] = useState('');
 
   useEffect(() => {
     let live = true;
@@ -48,7 +51,11 @@ export function ProjectView({ api, project, selectedBranch, version, runMutation
     };
   }, [project, version]);
 
-  useEffect(() => setDialog(null), [project]);
+  useEffect(() => {
+    setDialog(null);
+    setActionError('');
+    setFilter('');
+  }, [project]);
 
   const open = (verb, branch = null, initial = {}) => {
     setDialogError('');
@@ -84,10 +91,27 @@ export function ProjectView({ api, project, selectedBranch, version, runMutation
   const selectedListed = branches.find((b) => branchRef(b) === selectedRef);
   const info = data.project ?? {};
 
+  // Protecting takes nothing away, so it goes without a confirmation; if the server refuses,
+  // the reason shows above the table.
+  const protect = (b) => {
+    const ref = branchRef(b);
+    setActionError('');
+    runMutation(`Protect ${ref}`, project, ref, () => api.protectBranch(project, b.name)).catch((e) => {
+      if (e.status !== 401) setActionError(`Protect ${ref}: ${e.message}`);
+    });
+  };
+
   const onAction = (verb, b) => {
     if (verb === 'create') open('create', b, { kind: 'branch', parent: branchRef(b) });
+    else if (verb === 'protect') protect(b);
     else open(verb, b);
   };
+
+  // The label filter: all branches while it is empty or not valid (it says why).
+  const labelFilter = parseLabelFilter(filter);
+  const filtering = !labelFilter.problem && labelFilter.terms.length > 0;
+  const shown = filtering ? branches.filter((b) => matchesLabels(b.labels, labelFilter.terms)) : branches;
+  const isProtected = (r) => !!branches.find((x) => branchRef(x) === r)?.protected;
 
   let dialogNode = null;
   if (dialog) {
@@ -121,6 +145,7 @@ export function ProjectView({ api, project, selectedBranch, version, runMutation
           <ResetDialog
             {...common}
             parent={b.parent}
+            isProtected={!!b.protected}
             snapshots={snapshots.filter((s) => s.branch === ref || s.branch === b.parent)}
             onSubmit={(body) => send(`Reset ${ref}`, ref, () => api.resetBranch(project, b.name, body))}
           />
@@ -134,14 +159,35 @@ export function ProjectView({ api, project, selectedBranch, version, runMutation
           />
         );
         break;
-      case 'delete':
+      case 'delete': {
+        const dependents = dependentsOf(branches, ref);
         dialogNode = (
           <DeleteDialog
             {...common}
-            dependents={dependentsOf(branches, ref)}
-            onSubmit={(recursive) =>
-              send(`Delete ${ref}`, ref, () => api.deleteBranch(project, b.name, recursive))
+            dependents={dependents}
+            protectedRefs={[ref, ...dependents].filter(isProtected)}
+            onSubmit={(recursive, force) =>
+              send(`Delete ${ref}`, ref, () => api.deleteBranch(project, b.name, recursive, force))
             }
+          />
+        );
+        break;
+      }
+      case 'unprotect':
+        dialogNode = (
+          <VerbDialog
+            {...common}
+            verb="unprotect"
+            onSubmit={() => send(`Unprotect ${ref}`, ref, () => api.unprotectBranch(project, b.name))}
+          />
+        );
+        break;
+      case 'ttl':
+        dialogNode = (
+          <TtlDialog
+            {...common}
+            branch={b}
+            onSubmit={(body) => send(`Set TTL ${ref}`, ref, () => api.setBranch(project, b.name, body))}
           />
         );
         break;
@@ -208,13 +254,53 @@ export function ProjectView({ api, project, selectedBranch, version, runMutation
       </section>
 
       <section class="panel" aria-labelledby="branches-title">
-        <h3 id="branches-title">Branches</h3>
+        <div class="panel-head">
+          <h3 id="branches-title">Branches</h3>
+          <div class="label-filter">
+            <label for="label-filter">Filter by label</label>
+            <input
+              id="label-filter"
+              type="search"
+              data-testid="label-filter"
+              value={filter}
+              placeholder="key=value or key"
+              autoComplete="off"
+              spellcheck={false}
+              aria-invalid={labelFilter.problem ? 'true' : undefined}
+              aria-describedby="label-filter-status"
+              onInput={(e) => setFilter(e.currentTarget.value)}
+            />
+          </div>
+        </div>
+        <p
+          id="label-filter-status"
+          class={labelFilter.problem ? 'field-error small' : 'muted small'}
+          role="status"
+          data-testid="label-filter-status"
+        >
+          {labelFilter.problem
+            ? `${labelFilter.problem} (showing all branches)`
+            : filtering
+              ? `${shown.length} of ${branches.length} branches have ${labelFilter.terms
+                  .map((t) => (t.value === null ? t.key : `${t.key}=${t.value}`))
+                  .join(' and ')}`
+              : ''}
+        </p>
+        {actionError && (
+          <div class="field-error action-error" role="alert" data-testid="action-error">
+            <span>{actionError}</span>
+            <button type="button" class="btn btn-small" onClick={() => setActionError('')}>
+              Dismiss
+            </button>
+          </div>
+        )}
         <BranchTable
           project={project}
-          branches={branches}
+          branches={shown}
           selected={selectedRef}
           onAction={onAction}
           readOnly={readOnly}
+          emptyText={filtering ? 'No branch has these labels.' : undefined}
         />
       </section>
 
