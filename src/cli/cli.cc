@@ -978,6 +978,14 @@ class Cli {
                      "Suspend a branch idle this long (no sessions) while 'pgbranch serve' runs, "
                      "unless the branch sets its own: 30s, 10m, 2h, 1d (default: never)")
         ->transform(IdleDuration());
+    create->add_option("--from-dump", from_dump_,
+                       "Load main from this pg_dump archive (custom -Fc or directory -Fd format) "
+                       "with pg_restore, before its first snapshot");
+    create->add_option("--jobs", restore_jobs_, "Parallel pg_restore jobs (default 2)")
+        ->transform(DecimalIn(1, 64));
+    create->add_option("--transform", transforms_,
+                       "An SQL file run in main after the load, in one transaction, before any "
+                       "branch can see the data: masking (repeatable, in order)");
     AddJson(create);
     create->callback([this] {
       action_ = [this] {
@@ -990,6 +998,9 @@ class Cli {
           o.pg_bin = pg_bin_;
           o.port = port_;
           if (!listen_.empty()) o.listen_address = listen_;
+          o.from_dump = from_dump_;
+          o.restore_jobs = restore_jobs_;
+          o.transforms = transforms_;
           PGB_ASSIGN_OR_RETURN(BranchInfo main, e.CreateProject(name_, o));
           if (suspend_after_) {
             PGB_RETURN_IF_ERROR(e.SetSuspendAfter(BranchRef{name_, ""}, suspend_after_));
@@ -1419,41 +1430,6 @@ class Cli {
     out_->Note(
         fmt::format("[{}] is in {}; connect with: psql service={}", entry.name, path, entry.name));
     return Status::OK();
-  }
-
-  // One libpq connection parameter that reaches a branch: its key word (docs 34.1.2 "Parameter
-  // Key Words"), the environment variable that sets it (34.15 "Environment Variables"), its
-  // value.
-  struct ConnectionParam {
-    const char* keyword;
-    const char* variable;
-    std::string value;
-  };
-
-  // What reaches branch `c`, verified by the CA; the password stays in its passfile.
-  static std::vector<ConnectionParam> ConnectionParams(const BranchConnection& c) {
-    return {{"host", "PGHOST", c.host},
-            {"port", "PGPORT", std::to_string(c.port)},
-            {"user", "PGUSER", c.user},
-            {"dbname", "PGDATABASE", c.database},
-            {"passfile", "PGPASSFILE", c.passfile},
-            {"sslmode", "PGSSLMODE", "verify-full"},
-            {"sslrootcert", "PGSSLROOTCERT", c.root_cert}};
-  }
-
-  // ConnectionParams as libpq key words (a service file's lines).
-  static std::vector<std::pair<std::string, std::string>> ConnectionKeywords(
-      const BranchConnection& c) {
-    std::vector<std::pair<std::string, std::string>> out;
-    for (auto& p : ConnectionParams(c)) out.emplace_back(p.keyword, std::move(p.value));
-    return out;
-  }
-
-  // ConnectionParams as the libpq environment.
-  static std::vector<std::pair<std::string, std::string>> ConnectionEnv(const BranchConnection& c) {
-    std::vector<std::pair<std::string, std::string>> out;
-    for (auto& p : ConnectionParams(c)) out.emplace_back(p.variable, std::move(p.value));
-    return out;
   }
 
   // `pgbranch psql P/B [-- psql arguments]`: psql connected to the branch, its password read
@@ -1954,6 +1930,9 @@ class Cli {
   bool proxy_ = false;                           // branch url --proxy
   bool terminate_ = false;                       // use --terminate
   std::optional<int64_t> suspend_after_;         // --suspend-after, in seconds (0: never)
+  std::string from_dump_;                        // project create --from-dump
+  int restore_jobs_ = 2;                         // project create --jobs
+  std::vector<std::string> transforms_;          // project create --transform (repeatable)
   std::string cron_;                             // schedule add --snapshot
   std::optional<int64_t> keep_;                  // schedule add --keep
   std::optional<int64_t> max_age_;               // schedule add --max-age, in seconds

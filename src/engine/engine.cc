@@ -614,6 +614,12 @@ Result<BranchInfo> Engine::CreateProject(const std::string& name,
   }
   project.listen_address = options.listen_address;
   project.created_at = FormatTimestamp(env_.clock->Now());
+  std::string pg_restore;
+  if (!options.from_dump.empty()) {
+    PGB_ASSIGN_OR_RETURN(pg_restore, CheckDumpLoad(project, options));
+  } else if (!options.transforms.empty()) {
+    return Status::InvalidArgument("--transform runs after --from-dump; give both");
+  }
 
   BranchRow main;
   main.name = kMainBranch;
@@ -681,6 +687,10 @@ Result<BranchInfo> Engine::CreateProject(const std::string& name,
         WriteInstanceConfig(pool->VolumePath(main.volume), ConfigFor(project, main), owner));
     PGB_RETURN_IF_ERROR(op.Step("start"));
     PGB_RETURN_IF_ERROR(StartInstance(project, main, /*set_password=*/true, &op));
+    if (!pg_restore.empty()) {
+      PGB_RETURN_IF_ERROR(op.Step("restore"));
+      PGB_RETURN_IF_ERROR(LoadDump(project, main, pg_restore, options));
+    }
     // Point-in-time recovery starts from a snapshot: this one lets main be recovered to any
     // time since it was made.
     PGB_RETURN_IF_ERROR(op.Step("snapshot"));
@@ -1453,6 +1463,28 @@ std::string PassfileField(const std::string& value) {
 }
 
 }  // namespace
+
+std::vector<ConnectionParam> ConnectionParams(const BranchConnection& c) {
+  return {{"host", "PGHOST", c.host},
+          {"port", "PGPORT", std::to_string(c.port)},
+          {"user", "PGUSER", c.user},
+          {"dbname", "PGDATABASE", c.database},
+          {"passfile", "PGPASSFILE", c.passfile},
+          {"sslmode", "PGSSLMODE", "verify-full"},
+          {"sslrootcert", "PGSSLROOTCERT", c.root_cert}};
+}
+
+std::vector<std::pair<std::string, std::string>> ConnectionKeywords(const BranchConnection& c) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (auto& p : ConnectionParams(c)) out.emplace_back(p.keyword, std::move(p.value));
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> ConnectionEnv(const BranchConnection& c) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (auto& p : ConnectionParams(c)) out.emplace_back(p.variable, std::move(p.value));
+  return out;
+}
 
 Result<BranchConnection> Engine::ConnectionOf(const BranchRef& ref) {
   PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(ref.project));

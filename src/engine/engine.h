@@ -124,6 +124,15 @@ struct ProjectCreateOptions {
   std::string pg_bin;                        // --pg-bin DIR; empty: find one (native)
   std::optional<int> port;                   // --port for main
   std::string listen_address = "127.0.0.1";  // --listen
+  // Logical load (`--from-dump FILE`): a pg_dump archive in custom or directory format,
+  // restored into main's `postgres` database by the project's own pg_restore with
+  // `restore_jobs` parallel jobs, then each of `transforms` (SQL files, e.g. masking) run by
+  // psql in one transaction, in order — all before main's first snapshot, so no branch ever
+  // sees the data unmasked. Any failure undoes the whole project create (nothing half-loaded
+  // is left as main); a crash leaves it to `doctor --fix`, like any create.
+  std::string from_dump;
+  int restore_jobs = 2;
+  std::vector<std::string> transforms;
 };
 
 struct BranchCreateOptions {
@@ -358,6 +367,22 @@ struct BranchConnection {
   std::string root_cert;
   std::string psql;  // the project's psql (native: in its pg_bin), else "psql" from PATH
 };
+
+// One libpq connection parameter that reaches a branch: its key word (docs 34.1.2 "Parameter
+// Key Words"), the environment variable that sets it (34.15 "Environment Variables"), its
+// value.
+struct ConnectionParam {
+  const char* keyword;
+  const char* variable;
+  std::string value;
+};
+// What reaches branch `c` as its superuser, the server verified by pgbranch's CA
+// (sslmode=verify-full); the password stays in its passfile.
+std::vector<ConnectionParam> ConnectionParams(const BranchConnection& c);
+// The same as libpq key words (a service file's lines), and as the libpq environment (for
+// psql, pg_restore, a shell).
+std::vector<std::pair<std::string, std::string>> ConnectionKeywords(const BranchConnection& c);
+std::vector<std::pair<std::string, std::string>> ConnectionEnv(const BranchConnection& c);
 
 // Where a route through the proxy (`pgbranch serve`) leads, read from the catalog as it is at
 // the call. The proxy logs in as the superuser over `socket_path` (trusted: only pgbranch's
@@ -779,6 +804,12 @@ class Engine {
   // refusal of `doing` on protected rows unless `force`.
   Status ApplyLifetime(const BranchCreateOptions& options, BranchRow* row);
   void DescribeLifetime(const BranchRow& branch, BranchInfo* info);
+  // engine_restore.cc: checks a --from-dump load before anything is made (the files are
+  // readable, pg_restore of the project's major reads the archive) and returns the pg_restore
+  // to use; then, into a running main, restores it and runs the transforms.
+  Result<std::string> CheckDumpLoad(const ProjectRow& project, const ProjectCreateOptions& options);
+  Status LoadDump(const ProjectRow& project, const BranchRow& main, const std::string& pg_restore,
+                  const ProjectCreateOptions& options);
   // engine_schedules.cc: a schedule as listed; a snapshot made by a schedule (`schedule_id`
   // recorded with it, in one transaction); the retention of a schedule after its run.
   Result<ScheduleInfo> DescribeSchedule(const ScheduleRow& row);
