@@ -1279,6 +1279,48 @@ std::vector<std::pair<std::string, std::string>> ApiServer::Routes() {
       return Status::OK();
     });
   });
+  // Snapshot schedules (`pgbranch schedule`): changes take effect at serve's next look.
+  add("GET", "/api/v1/schedules", [h, &e](const Req& req, Res& res) {
+    if (!h->Auth(req, res, "read")) return;
+    std::string project = req.get_param_value("project");
+    Guard(res, "schedule list " + Named(project), [&]() -> Status {
+      PGB_ASSIGN_OR_RETURN(auto schedules, e.ListSchedules(project));
+      SendJson(res, 200, ToJsonArray(schedules));
+      return Status::OK();
+    });
+  });
+  add("POST", "/api/v1/projects/{p}/branches/{b}/schedules", [h, &e](const Req& req, Res& res) {
+    if (!h->Auth(req, res, "write")) return;
+    std::string text = Param(req, 1) + "/" + Param(req, 2);
+    Guard(res, "schedule add " + Named(text), [&]() -> Status {
+      PGB_ASSIGN_OR_RETURN(BranchRef ref, ParseBranchRef(text));
+      PGB_ASSIGN_OR_RETURN(json body, BodyObject(req));
+      PGB_RETURN_IF_ERROR(OnlyKeys(body, {"snapshot", "keep", "max_age_s"}));
+      ScheduleOptions o;
+      PGB_ASSIGN_OR_RETURN(auto cron, OptString(body, "snapshot"));
+      if (!cron) return Status::InvalidArgument("\"snapshot\" (a cron expression) is required");
+      o.snapshot_cron = *cron;
+      PGB_ASSIGN_OR_RETURN(o.keep, OptInt(body, "keep", 1, 100000));
+      PGB_ASSIGN_OR_RETURN(o.max_age_s, OptInt(body, "max_age_s", 1, kMaxLifetime));
+      PGB_ASSIGN_OR_RETURN(ScheduleInfo info, e.AddSchedule(ref, o));
+      SendJson(res, 201, ToJson(info));
+      return Status::OK();
+    });
+  });
+  add("DELETE", "/api/v1/schedules/{id}", [h, &e](const Req& req, Res& res) {
+    if (!h->Auth(req, res, "write")) return;
+    std::string id = Param(req, 1);
+    Guard(res, "schedule remove " + Named(id), [&]() -> Status {
+      int64_t n = 0;
+      auto [end, ec] = std::from_chars(id.data(), id.data() + id.size(), n);
+      if (ec != std::errc() || end != id.data() + id.size() || n < 1) {
+        return Status::InvalidArgument("the schedule id must be a positive integer");
+      }
+      PGB_RETURN_IF_ERROR(e.RemoveSchedule(n));
+      res.status = 204;
+      return Status::OK();
+    });
+  });
   add("DELETE", "/api/v1/tokens/{name}", [h, &e](const Req& req, Res& res) {
     if (!h->Auth(req, res, "admin")) return;
     std::string name = Param(req, 1);

@@ -34,6 +34,9 @@ CONTRACT_ROUTES = {
     ("DELETE", "/api/v1/projects/{p}"),
     ("PATCH", "/api/v1/projects/{p}/branches/{b}"),
     ("POST", "/api/v1/projects/{p}/branches/{b}/protect"),
+    ("POST", "/api/v1/projects/{p}/branches/{b}/schedules"),
+    ("GET", "/api/v1/schedules"),
+    ("DELETE", "/api/v1/schedules/{id}"),
     ("POST", "/api/v1/projects/{p}/branches/{b}/unprotect"),
     ("POST", "/api/v1/projects/{p}/rename"),
     ("GET", "/api/v1/projects/{p}/branches"),
@@ -318,7 +321,7 @@ class OpenApiCheckTest(unittest.TestCase):
             {"method": "GET", "path": BRANCH_PATH, "status": 200, "body": branch(limit_bytes=None, proxy_uri=None)},
         ])
         self.assertEqual(code, 0, out)
-        self.assertIn("2 of 47 routes exercised", out)
+        self.assertIn("2 of 50 routes exercised", out)
         self.assertIn("  POST /api/v1/snapshots/cleanup", out)
         self.assertNotIn("  GET /api/v1/health\n", out)
 

@@ -405,6 +405,32 @@ TEST_F(ApiE2eTest, LifetimeProtectionAndLabels) {
   EXPECT_TRUE(audited) << "the audit trail does not name the expiry";
 }
 
+// Schedules: added, listed with their next run, refused with the parser's message, removed.
+TEST_F(ApiE2eTest, SchedulesOverHttp) {
+  Reply bad = Call("POST", Branches() + "/main/schedules", "w", R"({"snapshot": "61 * * * *"})");
+  EXPECT_EQ(bad.status, 400) << bad.text;
+  EXPECT_EQ(bad.body["error"]["message"],
+            "schedule add api/main: parse schedule \"61 * * * *\": minute 61 is out of range 0-59");
+  EXPECT_EQ(Call("POST", Branches() + "/nope/schedules", "w", R"({"snapshot": "@daily"})").status,
+            404);
+  EXPECT_EQ(Call("POST", Branches() + "/main/schedules", "r", R"({"snapshot": "@daily"})").status,
+            403);
+  Reply made =
+      Call("POST", Branches() + "/main/schedules", "w", R"({"snapshot": "@daily", "keep": 3})");
+  ASSERT_EQ(made.status, 201) << made.text;
+  EXPECT_EQ(made.body["cron"], "@daily");
+  EXPECT_EQ(made.body["keep"], 3);
+  EXPECT_EQ(made.body["next_run"].get<std::string>().substr(11), "00:00:00.000Z");
+  std::string id = std::to_string(made.body["id"].get<int64_t>());
+  Reply list = Call("GET", "/api/v1/schedules?project=api", "r");
+  ASSERT_EQ(list.status, 200);
+  ASSERT_EQ(list.body.size(), 1u);
+  EXPECT_EQ(list.body[0]["branch"], "api/main");
+  EXPECT_EQ(Call("DELETE", "/api/v1/schedules/" + id, "w").status, 204);
+  EXPECT_EQ(Call("DELETE", "/api/v1/schedules/" + id, "w").status, 404);
+  EXPECT_EQ(Call("GET", "/api/v1/schedules", "r").body.size(), 0u);
+}
+
 // Every class of error: one JSON shape, the CLI's codes, nothing created.
 TEST_F(ApiE2eTest, ErrorsAreClearAndChangeNothing) {
   branches_ = {"api/parent", "api/child"};
