@@ -198,14 +198,21 @@ TEST_F(NativeRuntimeTest, LogsTail) {
 
 // Given several start/stop rounds, the readiness wait connects only once postmaster.pid says
 // "ready", so polling leaves no "FATAL: the database system is starting up" in the log.
-// (How long a start takes is measured by bench/, not asserted here.)
+// (How long a start takes is measured by bench/, not asserted here.) Only that FATAL counts:
+// the readiness check's backend may still be exiting when the fast shutdown comes, and then
+// logs "terminating connection due to administrator command", which says nothing about
+// polling (it failed CI once, 2026-12-03).
 TEST_F(NativeRuntimeTest, ReadinessPollingLeavesNoFatalInLog) {
   for (int i = 0; i < 3; ++i) {
     ASSERT_TRUE(pg_->runtime->Start(pg_->spec).ok()) << pg_->Log();
     ASSERT_TRUE(pg_->WaitReady().ok()) << pg_->Log();
     ASSERT_TRUE(pg_->runtime->Stop(pg_->spec, StopMode::kFast, std::chrono::seconds(30)).ok());
   }
-  EXPECT_EQ(pg_->Log().find("FATAL"), std::string::npos) << pg_->Log();
+  std::string log = pg_->Log();
+  EXPECT_EQ(log.find("the database system is starting up"), std::string::npos) << log;
+  EXPECT_EQ(log.find("the database system is not yet accepting connections"), std::string::npos)
+      << log;
+  EXPECT_NE(log.find("database system is ready to accept connections"), std::string::npos) << log;
 }
 
 }  // namespace
