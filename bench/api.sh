@@ -19,11 +19,9 @@ while [[ $# -gt 0 ]]; do
     *) echo "usage: $0 [--creates N] [--branches N] [--concurrency N] [--requests N]" >&2; exit 2 ;;
   esac
 done
-if [[ -z ${PGBRANCH:-} ]]; then
-  ./scripts/install-deps.sh >/dev/null
-  ./scripts/build.sh release >/dev/null
-  PGBRANCH=$PWD/build/release/pgbranch
-fi
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+bench_binary
 home=$(mktemp -d /tmp/pgb-bench-api.XXXXXX)
 serve_pid=
 cleanup() {

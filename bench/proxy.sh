@@ -23,11 +23,9 @@ while [[ $# -gt 0 ]]; do
     *) echo "usage: $0 [--scale N] [--seconds N] [--clients N] [--wakes N] [--connects N] [--sessions N]" >&2; exit 2 ;;
   esac
 done
-if [[ -z ${PGBRANCH:-} ]]; then
-  ./scripts/install-deps.sh >/dev/null
-  ./scripts/build.sh release >/dev/null
-  PGBRANCH=$PWD/build/release/pgbranch
-fi
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+bench_binary
 home=$(mktemp -d /tmp/pgb-bench-proxy.XXXXXX)
 proxy_port=63190
 serve_pid=

@@ -981,6 +981,18 @@ class Cli {
     create->add_option("--from-dump", from_dump_,
                        "Load main from this pg_dump archive (custom -Fc or directory -Fd format) "
                        "with pg_restore, before its first snapshot");
+    create->add_option("--from-server", from_server_,
+                       "Copy main from this running server (a libpq URI or keyword string; the "
+                       "password from it or from PGPASSFILE/~/.pgpass) with pg_basebackup");
+    create->add_flag("--logical", logical_,
+                     "With --from-server: pg_dump of the URI's database (directory format, "
+                     "--jobs) restored into main, instead of a physical copy");
+    create->add_flag("--replica", replica_,
+                     "With --from-server: main stays a streaming standby of the server; branches "
+                     "are primaries of their own");
+    create->add_option("--slot", slot_,
+                       "With --replica: stream from this replication slot "
+                       "(created on the server if missing)");
     create->add_option("--jobs", restore_jobs_, "Parallel pg_restore jobs (default 2)")
         ->transform(DecimalIn(1, 64));
     create->add_option("--transform", transforms_,
@@ -998,9 +1010,9 @@ class Cli {
           o.pg_bin = pg_bin_;
           o.port = port_;
           if (!listen_.empty()) o.listen_address = listen_;
-          o.from_dump = from_dump_;
-          o.restore_jobs = restore_jobs_;
-          o.transforms = transforms_;
+          SetDataSource(&o);
+          o.replica = replica_;
+          o.slot = slot_;
           PGB_ASSIGN_OR_RETURN(BranchInfo main, e.CreateProject(name_, o));
           if (suspend_after_) {
             PGB_RETURN_IF_ERROR(e.SetSuspendAfter(BranchRef{name_, ""}, suspend_after_));
@@ -1093,6 +1105,36 @@ class Cli {
       };
     });
 
+    auto* refresh = project->add_subcommand(
+        "refresh", "Give main new data (a dump or a server); branches keep theirs until reset");
+    refresh->add_option("name", name_, "Project name")->required();
+    refresh->add_option("--from-dump", from_dump_,
+                        "The new data: a pg_dump archive (custom -Fc or directory -Fd)");
+    refresh->add_option("--from-server", from_server_,
+                        "The new data: a physical copy of this running server (libpq URI)");
+    refresh->add_flag("--logical", logical_, "With --from-server: pg_dump instead of a copy");
+    refresh->add_option("--jobs", restore_jobs_, "Parallel pg_dump/pg_restore jobs (default 2)")
+        ->transform(DecimalIn(1, 64));
+    refresh->add_option("--transform", transforms_,
+                        "An SQL file run in the new main before its snapshot (repeatable)");
+    AddJson(refresh);
+    refresh->callback([this] {
+      action_ = [this] {
+        return With("project refresh", name_, [&](Engine& e) -> Status {
+          auto start = Clock::now();
+          ProjectCreateOptions o;
+          SetDataSource(&o);
+          PGB_ASSIGN_OR_RETURN(BranchInfo main, e.RefreshProject(name_, o));
+          out_->Done(fmt::format("Project {} refreshed: {}/main has the new data; 'branch "
+                                 "rebase' moves a branch onto it",
+                                 name_, name_),
+                     Clock::now() - start);
+          PrintCreated(main);
+          return Status::OK();
+        });
+      };
+    });
+
     auto* del = project->add_subcommand("delete", "Delete a project and all its data")->alias("rm");
     del->add_option("name", name_, "Project name")->required();
     del->add_flag("--force", force_, "Also delete its branches other than main");
@@ -1106,6 +1148,36 @@ class Cli {
         });
       };
     });
+  }
+
+  // Where project create/refresh take main's data from (--from-dump, --from-server, --logical,
+  // --jobs, --transform), and the caller's PGPASSFILE for the source (pgbranch clears PG*
+  // variables for its own connections).
+  void SetDataSource(ProjectCreateOptions* o) const {
+    o->from_dump = from_dump_;
+    o->from_server = from_server_;
+    o->logical = logical_;
+    o->restore_jobs = restore_jobs_;
+    o->transforms = transforms_;
+    for (const auto& [k, v] : caller_pg_env_) {
+      if (k == "PGPASSFILE") o->source_passfile = v;
+    }
+  }
+
+  // `branch reset` and `branch rebase` (a reset onto the parent as it is now).
+  Status Reset(Engine& e, const BranchRef& ref, bool rebase) {
+    auto start = Clock::now();
+    ResetOptions o;
+    o.fast = fast_;
+    o.snapshot = snapshot_id_;
+    o.force = force_;
+    o.rebase = rebase;
+    PGB_ASSIGN_OR_RETURN(BranchInfo b, e.ResetBranch(ref, o));
+    out_->Done(fmt::format("Branch {} {} {}", ref.ToString(), rebase ? "rebased onto" : "reset to",
+                           b.parent),
+               Clock::now() - start);
+    PrintCreated(b);
+    return Status::OK();
   }
 
   // One subcommand "branch <verb> P/B" whose body gets the parsed reference.
@@ -1285,18 +1357,7 @@ class Cli {
         BranchVerb(branch, "reset",
                    "Replace a branch's data with its parent's current data (same "
                    "port and URI)",
-                   [this](Engine& e, const BranchRef& ref) -> Status {
-                     auto start = Clock::now();
-                     ResetOptions o;
-                     o.fast = fast_;
-                     o.snapshot = snapshot_id_;
-                     o.force = force_;
-                     PGB_ASSIGN_OR_RETURN(BranchInfo b, e.ResetBranch(ref, o));
-                     out_->Done(fmt::format("Branch {} reset to {}", ref.ToString(), b.parent),
-                                Clock::now() - start);
-                     PrintCreated(b);
-                     return Status::OK();
-                   });
+                   [this](Engine& e, const BranchRef& ref) { return Reset(e, ref, false); });
     reset->add_flag("--fast", fast_, "Skip the CHECKPOINT on a running parent");
     reset
         ->add_option("--snapshot", snapshot_id_,
@@ -1304,6 +1365,15 @@ class Cli {
         ->transform(DecimalIn(1, kMaxId));
     reset->add_flag("--force", force_, "Reset it even if it is protected");
     AddJson(reset);
+
+    auto* rebase = BranchVerb(
+        branch, "rebase",
+        "Move a branch onto its parent's data as it is now (after 'project refresh'); keeps its "
+        "port, password, TTL, labels and protection",
+        [this](Engine& e, const BranchRef& ref) { return Reset(e, ref, true); });
+    rebase->add_flag("--fast", fast_, "Skip the CHECKPOINT on a running parent");
+    rebase->add_flag("--force", force_, "Rebase it even if it is protected");
+    AddJson(rebase);
 
     using Verb = Result<BranchInfo> (Engine::*)(const BranchRef&);
     const std::vector<std::tuple<std::string, std::string, Verb, std::string>> simple = {
@@ -1716,6 +1786,18 @@ class Cli {
     out_->Table({"BRANCH", "PARENT", "STATE", "PORT", "SIZE", "EXCLUSIVE", "UPTIME", "RECOVERABLE",
                  "EXPIRES", "URI"},
                 rows);
+    for (const auto& b : branches) {
+      if (b.replica)
+        out_->Print(fmt::format("{}/{} {}", b.project, b.name, ReplicaText(*b.replica)));
+    }
+  }
+
+  // "follows host=... : streaming, 0 B behind (0.0 s)".
+  static std::string ReplicaText(const BranchInfo::Replica& r) {
+    std::string state = r.streaming ? "streaming" : "NOT streaming (the source is unreachable)";
+    return fmt::format("follows {}{}: {}, {} behind ({:.1f} s), replayed to {}", r.source,
+                       r.slot.empty() ? "" : " through slot " + r.slot, state,
+                       FormatBytes(r.lag_bytes), r.lag_seconds, OrDash(r.replay_lsn));
   }
 
   // Each branch under its parent, as `git log --graph` draws a tree.
@@ -1788,6 +1870,7 @@ class Cli {
          {"expires", ExpiryText(b)},
          {"protected", b.is_protected ? "yes (delete, reset and expiry need --force)" : "no"},
          {"labels", LabelText(b.labels)},
+         {"replica", b.replica ? ReplicaText(*b.replica) : "-"},
          {"uptime", b.uptime_seconds ? FormatAge(std::chrono::seconds(*b.uptime_seconds)) : "-"},
          {"postgresql", b.pg_version},
          {"data_dir", OrDash(b.data_dir)},
@@ -1931,6 +2014,10 @@ class Cli {
   bool terminate_ = false;                       // use --terminate
   std::optional<int64_t> suspend_after_;         // --suspend-after, in seconds (0: never)
   std::string from_dump_;                        // project create --from-dump
+  std::string from_server_;                      // project create --from-server
+  bool replica_ = false;                         // project create --replica
+  bool logical_ = false;                         // project create --logical
+  std::string slot_;                             // project create --slot
   int restore_jobs_ = 2;                         // project create --jobs
   std::vector<std::string> transforms_;          // project create --transform (repeatable)
   std::string cron_;                             // schedule add --snapshot

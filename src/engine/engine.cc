@@ -389,6 +389,7 @@ InstanceConfig Engine::ConfigFor(const ProjectRow& project, const BranchRow& bra
   config.archive_dir = ArchiveDir(project, branch);
   config.pg_major = project.pg_major;
   config.ssl = true;
+  config.standby = StandbyFor(project, branch);
   // Enough to rebuild the catalog rows from the volume alone (doctor --adopt).
   nlohmann::json meta = {{"project", project.name},        {"branch", branch.name},
                          {"runtime", project.runtime},     {"image", project.image},
@@ -615,11 +616,25 @@ Result<BranchInfo> Engine::CreateProject(const std::string& name,
   project.listen_address = options.listen_address;
   project.created_at = FormatTimestamp(env_.clock->Now());
   std::string pg_restore;
-  if (!options.from_dump.empty()) {
+  std::optional<SourceServer> source;
+  if (options.replica && options.from_server.empty()) {
+    return Status::InvalidArgument("--replica follows the server of --from-server; give both");
+  }
+  if (options.logical && options.from_server.empty()) {
+    return Status::InvalidArgument("--logical dumps the server of --from-server; give both");
+  }
+  if (!options.slot.empty() && !options.replica) {
+    return Status::InvalidArgument("--slot is the replica's replication slot; add --replica");
+  }
+  if (!options.from_server.empty()) {
+    PGB_ASSIGN_OR_RETURN(source, CheckServerCopy(&project, options));
+  } else if (!options.from_dump.empty()) {
     PGB_ASSIGN_OR_RETURN(pg_restore, CheckDumpLoad(project, options));
   } else if (!options.transforms.empty()) {
-    return Status::InvalidArgument("--transform runs after --from-dump; give both");
+    return Status::InvalidArgument(
+        "--transform runs after --from-dump or --from-server; give one of them");
   }
+  PGB_ASSIGN_OR_RETURN(std::vector<NamedSql> transforms, ReadTransforms(options.transforms));
 
   BranchRow main;
   main.name = kMainBranch;
@@ -678,19 +693,8 @@ Result<BranchInfo> Engine::CreateProject(const std::string& name,
     destroy.text = fmt::format("destroy the volume {} of {}/main", main.volume, name);
     PGB_RETURN_IF_ERROR(op.PushUndo(std::move(destroy)));
     PGB_RETURN_IF_ERROR(Timed("Volume", [&] { return pool->CreateVolume(main.volume, owner); }));
-    PGB_RETURN_IF_ERROR(op.Step("initdb"));
-    PGB_RETURN_IF_ERROR(Timed("initdb", [&] {
-      return InitProjectDataDir(project, pool->VolumePath(main.volume), os_user);
-    }));
-    PGB_RETURN_IF_ERROR(ReserveMainSpace(main));
     PGB_RETURN_IF_ERROR(
-        WriteInstanceConfig(pool->VolumePath(main.volume), ConfigFor(project, main), owner));
-    PGB_RETURN_IF_ERROR(op.Step("start"));
-    PGB_RETURN_IF_ERROR(StartInstance(project, main, /*set_password=*/true, &op));
-    if (!pg_restore.empty()) {
-      PGB_RETURN_IF_ERROR(op.Step("restore"));
-      PGB_RETURN_IF_ERROR(LoadDump(project, main, pg_restore, options));
-    }
+        FillMainVolume(&project, main, source, pg_restore, transforms, os_user, options, op));
     // Point-in-time recovery starts from a snapshot: this one lets main be recovered to any
     // time since it was made.
     PGB_RETURN_IF_ERROR(op.Step("snapshot"));
@@ -706,6 +710,65 @@ Result<BranchInfo> Engine::CreateProject(const std::string& name,
   PGB_RETURN_IF_ERROR(s);
   main.state = kStateRunning;
   return Describe(project, main, /*with_sizes=*/false);
+}
+
+Status Engine::FillMainVolume(ProjectRow* project, const BranchRow& main,
+                              const std::optional<SourceServer>& source,
+                              const std::string& pg_restore,
+                              const std::vector<NamedSql>& transforms,
+                              const std::optional<OsUser>& os_user,
+                              const ProjectCreateOptions& options, Operation& op) {
+  PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
+  std::optional<FileOwner> owner;
+  if (os_user) owner = FileOwner{os_user->uid, os_user->gid};
+  if (source && !options.logical) {
+    PGB_RETURN_IF_ERROR(op.Step("copy"));
+    PGB_RETURN_IF_ERROR(CopyFromServer(*project, main, *source, os_user, op));
+  } else {
+    PGB_RETURN_IF_ERROR(op.Step("initdb"));
+    PGB_RETURN_IF_ERROR(Timed("initdb", [&] {
+      return InitProjectDataDir(*project, pool->VolumePath(main.volume), os_user);
+    }));
+  }
+  PGB_RETURN_IF_ERROR(ReserveMainSpace(main));
+  PGB_RETURN_IF_ERROR(
+      WriteInstanceConfig(pool->VolumePath(main.volume), ConfigFor(*project, main), owner));
+  PGB_RETURN_IF_ERROR(op.Step("start"));
+  // A copy's roles are the source's: its bootstrap superuser becomes the project's first.
+  // A replica main is read-only: it keeps the source's passwords.
+  bool copied = source && !options.logical;
+  PGB_RETURN_IF_ERROR(StartInstance(*project, main, /*set_password=*/!copied, &op));
+  if (source && options.logical) {
+    // The dump's scratch directory goes with the project if the create fails.
+    std::string dump = JoinPath(SourceDir(*project), "dump");
+    PGB_RETURN_IF_ERROR(op.Step("dump"));
+    PGB_RETURN_IF_ERROR(DumpFromServer(*project, *source, dump, options.restore_jobs));
+    PGB_RETURN_IF_ERROR(op.Step("restore"));
+    PGB_ASSIGN_OR_RETURN(std::string bin, ClientBinDir(*project, "--logical", {"pg_restore"}));
+    PGB_RETURN_IF_ERROR(
+        LoadDump(*project, main, JoinPath(bin, "pg_restore"), dump, options.restore_jobs));
+    PGB_RETURN_IF_ERROR(RemoveTree(SourceDir(*project)));
+  }
+  if (copied) {
+    PGB_RETURN_IF_ERROR(AdoptCopiedSuperuser(project, main));
+    if (!project->replica) {
+      PGB_RETURN_IF_ERROR(op.Step("password"));
+      PGB_RETURN_IF_ERROR(Timed("Password", [&]() -> Status {
+        PGB_ASSIGN_OR_RETURN(auto conn, Connection::Open(AdminParams(*project, main)));
+        return SetRolePassword(*conn, project->superuser, main.password);
+      }));
+    }
+  }
+  if (!pg_restore.empty()) {
+    PGB_RETURN_IF_ERROR(op.Step("restore"));
+    PGB_RETURN_IF_ERROR(
+        LoadDump(*project, main, pg_restore, options.from_dump, options.restore_jobs));
+  }
+  if (!project->replica && !transforms.empty()) {
+    PGB_RETURN_IF_ERROR(op.Step("transform"));
+    PGB_RETURN_IF_ERROR(RunTransforms(*project, main, transforms));
+  }
+  return Status::OK();
 }
 
 Result<std::vector<ProjectInfo>> Engine::ListProjects() {
@@ -909,7 +972,14 @@ Status Engine::CloneFromSnapshot(const ProjectRow& project, const SnapshotRow& s
   archive.text = fmt::format("remove the WAL archive of the new volume of {}", Ref(project, *row));
   PGB_RETURN_IF_ERROR(op.PushUndo(std::move(archive)));
   std::string data_dir = pool->VolumePath(row->volume);
-  if (!recovery) {
+  // A clone of a replica main was a standby: it starts as a standby of nothing (no
+  // primary_conninfo, no restore_command), replays what its pg_wal holds, and is promoted
+  // (pg_promote) on a timeline of its own before anyone sees it; then it is masked. A promotion,
+  // unlike the end of an archive recovery, waits for no checkpoint of everything replayed.
+  PGB_ASSIGN_OR_RETURN(BranchRow from, catalog_->GetBranch(snapshot.branch_id));
+  bool promote = !recovery && project.replica && !from.parent_id;
+  PGB_ASSIGN_OR_RETURN(std::vector<NamedSql> transforms, CloneTransforms(project, snapshot));
+  if (!recovery && !promote) {
     PGB_RETURN_IF_ERROR(PrepareClonedDataDir(data_dir, ConfigFor(project, *row), owner));
     PGB_RETURN_IF_ERROR(op.Step("start"));
     PGB_RETURN_IF_ERROR(StartInstance(project, *row, /*set_password=*/true, &op));
@@ -917,9 +987,14 @@ Status Engine::CloneFromSnapshot(const ProjectRow& project, const SnapshotRow& s
     return Status::OK();
   }
   InstanceConfig config = ConfigFor(project, *row);
-  config.recovery = *recovery;
+  if (recovery) config.recovery = *recovery;
+  if (promote) config.standby = StandbySettings{};
   PGB_RETURN_IF_ERROR(PrepareClonedDataDir(data_dir, config, owner));
-  PGB_RETURN_IF_ERROR(WriteRecoverySignal(data_dir, owner));
+  if (promote) {
+    PGB_RETURN_IF_ERROR(WriteFileAtomic(JoinPath(data_dir, "standby.signal"), "", 0600, owner));
+  } else {
+    PGB_RETURN_IF_ERROR(WriteRecoverySignal(data_dir, owner));
+  }
   PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, *row));
   PGB_RETURN_IF_ERROR(PrepareStart(project, *row, spec).status());
   Runtime& runtime = RuntimeFor(project);
@@ -933,16 +1008,30 @@ Status Engine::CloneFromSnapshot(const ProjectRow& project, const SnapshotRow& s
   PGB_RETURN_IF_ERROR(op.PushUndo(std::move(stop)));
   PGB_RETURN_IF_ERROR(Timed("Recover", [&]() -> Status {
     PGB_RETURN_IF_ERROR(runtime.Start(spec));
+    if (promote) {
+      // Hot standby takes connections once consistent; pg_promote(wait) returns once the
+      // replay of pg_wal has ended and the server runs as a primary (docs 9.27.4).
+      auto still_running = [check = StillRunningCheck(runtime, spec)]() -> Status {
+        PGB_RETURN_IF_ERROR(CheckCancelled());
+        return check();
+      };
+      PGB_ASSIGN_OR_RETURN(auto conn, ConnectWhenReady(AdminParams(project, *row), kReadyTimeout,
+                                                       kReadyPoll, still_running));
+      PGB_RETURN_IF_ERROR(conn->Exec("SELECT pg_promote(true, 86400)"));
+    }
     return WaitForPromotion(project, *row, spec);
   }));
-  // Promoted: the recovery settings are spent (PostgreSQL removed recovery.signal); the next
+  // Promoted: the recovery settings are spent (PostgreSQL removed the signal file); the next
   // start is an ordinary one.
   PGB_RETURN_IF_ERROR(WriteInstanceConfig(data_dir, ConfigFor(project, *row), owner));
   PGB_RETURN_IF_ERROR(op.Step("password"));
-  return Timed("Password", [&]() -> Status {
+  PGB_RETURN_IF_ERROR(Timed("Password", [&]() -> Status {
     PGB_ASSIGN_OR_RETURN(auto conn, Connection::Open(AdminParams(project, *row)));
     return SetRolePassword(*conn, project.superuser, row->password);
-  });
+  }));
+  if (transforms.empty()) return Status::OK();
+  PGB_RETURN_IF_ERROR(op.Step("transform"));
+  return RunTransforms(project, *row, transforms);
 }
 
 Status Engine::CommitClone(BranchRow* row, SnapshotRow* snapshot, const EventRow& event,
@@ -1183,6 +1272,11 @@ Result<BranchInfo> Engine::ResetBranch(const BranchRef& ref, const ResetOptions&
             }
             to = *snap;
           }
+          if (to && options.rebase) {
+            return Status::InvalidArgument(
+                "a rebase moves a branch onto its parent's data as it is now; 'branch reset "
+                "--snapshot' goes back to a snapshot");
+          }
           // The parent's lock while its snapshot is taken (or, to reset to one of its snapshots,
           // until the clone is made); the branch's own lock for the whole reset.
           bool needs_parent = !to || to->branch_id == parent.id;
@@ -1210,23 +1304,13 @@ Result<BranchInfo> Engine::ResetBranch(const BranchRef& ref, const ResetOptions&
             PGB_RETURN_IF_ERROR(TakeSnapshot(project, parent, options.fast,
                                              fmt::format("for {}", ref.ToString()),
                                              /*implicit=*/true, op, &snapshot));
-            what = fmt::format("reset to {}", parent_name);
+            what = fmt::format("{} {}", options.rebase ? "rebased onto" : "reset to", parent_name);
             // Snapshot taken: the parent may go on (the branch's own lock is the higher id).
             if (held.size() == 2) held.erase(held.begin());
           }
         }
-        PGB_ASSIGN_OR_RETURN(InstanceStatus before, InspectBranch(project, row));
-        // The old data is about to be discarded: no shutdown checkpoint needed. It comes back if
-        // anything fails before the commit.
-        PGB_RETURN_IF_ERROR(op.Step("stop"));
-        Action restart;
-        restart.kind = "restart-branch";
-        restart.project_id = project.id;
-        restart.branch_id = row.id;
-        restart.state = before.running ? kStateRunning : kStateStopped;
-        restart.text = fmt::format("start the old data of {} again", ref.ToString());
-        PGB_RETURN_IF_ERROR(op.PushUndo(std::move(restart)));
-        PGB_RETURN_IF_ERROR(StopInstance(project, row, StopMode::kImmediate));
+        // The old data is about to be discarded: no shutdown checkpoint needed.
+        PGB_RETURN_IF_ERROR(StopForReplacement(project, row, StopMode::kImmediate, op));
         // The same port and password on a new volume: the URI does not change.
         fresh = row;
         fresh.volume = NewVolumeName();
@@ -1243,11 +1327,25 @@ Result<BranchInfo> Engine::ResetBranch(const BranchRef& ref, const ResetOptions&
         old_archive.path = ArchiveDir(project, row);
         old_archive.text = fmt::format("remove the old WAL archive of {}", ref.ToString());
         return CommitClone(
-            &fresh, &snapshot, Event(fresh, "reset", what), op,
+            &fresh, &snapshot, Event(fresh, options.rebase ? "rebase" : "reset", what), op,
             {old_volume, old_archive, SweepSnapshotsAction(project.id, project.name)});
       });
   PGB_RETURN_IF_ERROR(s);
   return Describe(project, fresh, /*with_sizes=*/false);
+}
+
+Status Engine::StopForReplacement(const ProjectRow& project, const BranchRow& row, StopMode mode,
+                                  Operation& op) {
+  PGB_ASSIGN_OR_RETURN(InstanceStatus before, InspectBranch(project, row));
+  PGB_RETURN_IF_ERROR(op.Step("stop"));
+  Action restart;
+  restart.kind = "restart-branch";
+  restart.project_id = project.id;
+  restart.branch_id = row.id;
+  restart.state = before.running ? kStateRunning : kStateStopped;
+  restart.text = fmt::format("start the old data of {} again", Ref(project, row));
+  PGB_RETURN_IF_ERROR(op.PushUndo(std::move(restart)));
+  return StopInstance(project, row, mode);
 }
 
 Result<std::string> Engine::BranchLogs(const BranchRef& ref, int tail_lines) {
@@ -1407,6 +1505,7 @@ Result<BranchInfo> Engine::Describe(const ProjectRow& project, const BranchRow& 
       }
     }
   }
+  DescribeReplica(project, branch, &info);
   if (with_sizes) {
     auto space = (*pool)->VolumeSpace(branch.volume);
     if (space.ok()) {
@@ -1494,6 +1593,9 @@ Result<BranchConnection> Engine::ConnectionOf(const BranchRef& ref) {
   c.ref = Ref(project, row);
   c.state = info.state;
   c.host = info.host;
+  // A replica main keeps the source's passwords, not pgbranch's: `psql` reaches it over the
+  // private socket, which trusts local connections (no TLS there: libpq uses none on a socket).
+  if (StandbyFor(project, row)) c.host = SocketDir(project);
   c.port = row.port;
   c.user = project.superuser;
   c.passfile = PassfilePath(row);

@@ -49,6 +49,7 @@
 #include "engine/ports.h"
 #include "pg/client.h"
 #include "pg/cluster.h"
+#include "pg/source.h"
 #include "pg/tls.h"
 #include "pg/wal.h"
 #include "runtime/container.h"
@@ -117,6 +118,12 @@ struct InitOptions {
   std::optional<std::string> os_user;      // --os-user NAME
 };
 
+// An SQL script and the name it came by (a --transform file).
+struct NamedSql {
+  std::string name;
+  std::string sql;
+};
+
 struct ProjectCreateOptions {
   std::string runtime = "native";            // --runtime native|docker|podman
   std::string image;                         // --image IMG (containers)
@@ -133,6 +140,24 @@ struct ProjectCreateOptions {
   std::string from_dump;
   int restore_jobs = 2;
   std::vector<std::string> transforms;
+  // Physical copy (`--from-server URI`, a libpq URI or keyword string): pg_basebackup with
+  // the WAL streamed into main's volume, from a server of the project's major version (refused
+  // before anything is copied otherwise). The password comes from the URI or from a password
+  // file (PGPASSFILE, ~/.pgpass, or `passfile=`) and goes to the tools only through a private
+  // passfile, never argv. Without `replica` main then starts as an independent primary and
+  // `transforms` run in it before its first snapshot. With `replica` main stays a streaming
+  // standby of the source (primary_conninfo, and `slot` if given — created on the source when
+  // missing, dropped again by `project delete`), and `transforms` run in every branch cloned
+  // from main before it is handed out, each of which starts as a primary of its own timeline.
+  // Native runtime only.
+  std::string from_server;
+  std::string source_passfile;  // the caller's PGPASSFILE, if set
+  // `--from-server URI --logical`: instead of the physical copy, pg_dump of the URI's database
+  // (directory format, `restore_jobs` jobs; the source may be of this major or older) into a
+  // scratch directory under $PGBRANCH_HOME/sources, then restored as --from-dump is.
+  bool logical = false;
+  bool replica = false;
+  std::string slot;
 };
 
 struct BranchCreateOptions {
@@ -212,6 +237,8 @@ struct ResetOptions {
   std::optional<int64_t> snapshot;  // a snapshot of the branch or of its parent
   bool fast = false;
   bool force = false;  // reset a protected branch too
+  // `branch rebase`: the same, recorded as a rebase (event "rebase"), without `snapshot`.
+  bool rebase = false;
 };
 
 struct SnapshotInfo {
@@ -348,6 +375,23 @@ struct BranchInfo {
   std::optional<std::string> idle_expires_at;
   bool is_protected = false;
   std::map<std::string, std::string> labels;
+  // Main of a replica project (`--from-server --replica`), while it runs: how far it trails the
+  // source. Read from pg_stat_wal_receiver and the replay functions (docs 28.2.5 "Streaming
+  // Replication", 9.27.4 "Recovery Control Functions").
+  struct Replica {
+    std::string source;       // "replicator@prod:5432": the source, without its password
+    std::string slot;         // the replication slot streamed from, "" if none
+    bool streaming = false;   // a WAL receiver is connected to the source now
+    std::string receive_lsn;  // the last WAL received and flushed ("" before any)
+    std::string replay_lsn;   // the last WAL replayed
+    // Bytes between the end of WAL the source last reported (latest_end_lsn) and replay; 0
+    // when nothing is received yet.
+    uint64_t lag_bytes = 0;
+    // Seconds since the last transaction replayed, when WAL is still waiting to be replayed or
+    // the receiver is not streaming; 0 when replay has caught up with what was received.
+    double lag_seconds = 0;
+  };
+  std::optional<Replica> replica;
 };
 
 // How to reach a branch as its superuser without its password in any command line: the libpq
@@ -495,6 +539,14 @@ class Engine {
 
   // Creates project `name` and its main branch (initdb + start). On success returns main.
   Result<BranchInfo> CreateProject(const std::string& name, const ProjectCreateOptions& options);
+  // `project refresh`: new data for main of a project that does not follow its source — from
+  // `options.from_dump`, or `options.from_server` (physical, or with `logical`), then
+  // `options.transforms` — into a new volume, started on main's port with main's password, and
+  // a "refresh" snapshot, before one transaction points main at it. Main is down from its stop
+  // to the new start. Branches keep their data (the snapshots they were made from stay) until
+  // `branch reset`/`branch rebase` moves them; the old volume goes once nothing needs it. A
+  // failure or crash brings the old main back. FailedPrecondition for a replica project.
+  Result<BranchInfo> RefreshProject(const std::string& name, const ProjectCreateOptions& options);
   Result<std::vector<ProjectInfo>> ListProjects();
   Result<ProjectInfo> GetProject(const std::string& name);
   // Deletes every branch (deepest first) and the project. Refused while branches other than
@@ -804,12 +856,64 @@ class Engine {
   // refusal of `doing` on protected rows unless `force`.
   Status ApplyLifetime(const BranchCreateOptions& options, BranchRow* row);
   void DescribeLifetime(const BranchRow& branch, BranchInfo* info);
-  // engine_restore.cc: checks a --from-dump load before anything is made (the files are
+  // engine_restore.cc: checks a --from-dump load before anything is made (the dump is
   // readable, pg_restore of the project's major reads the archive) and returns the pg_restore
-  // to use; then, into a running main, restores it and runs the transforms.
+  // to use; then, into a running main, restores it.
   Result<std::string> CheckDumpLoad(const ProjectRow& project, const ProjectCreateOptions& options);
   Status LoadDump(const ProjectRow& project, const BranchRow& main, const std::string& pg_restore,
-                  const ProjectCreateOptions& options);
+                  const std::string& dump, int jobs);
+  // engine_source.cc. The client tools' directory for `project` (the server's for native
+  // projects, the host's of the same major for containers); NotFound naming `what` needs which
+  // of `tools` when one is missing.
+  Result<std::string> ClientBinDir(const ProjectRow& project, const std::string& what,
+                                   const std::vector<std::string>& tools);
+  // --transform files read now (InvalidArgument for a missing file or a directory), so what
+  // runs later is what was given.
+  Result<std::vector<NamedSql>> ReadTransforms(const std::vector<std::string>& files);
+  // Runs each transform in `branch` (running) through psql in one transaction, stopping at the
+  // first error: Internal with psql's message naming the transform.
+  Status RunTransforms(const ProjectRow& project, const BranchRow& branch,
+                       const std::vector<NamedSql>& transforms);
+  // The transforms a clone of `snapshot` must run before it is handed out: a replica project's,
+  // for a clone straight from its main; none otherwise.
+  Result<std::vector<NamedSql>> CloneTransforms(const ProjectRow& project,
+                                                const SnapshotRow& snapshot);
+  // --from-server, before anything is made: the options, the tools, the source (reachable, the
+  // project's major version); fills the project's source fields. Then, in the create
+  // operation, the copy into main's empty volume (pg_basebackup) made into a pgbranch data
+  // directory, and once main runs, the copy's bootstrap superuser as the project's.
+  Result<SourceServer> CheckServerCopy(ProjectRow* project, const ProjectCreateOptions& options);
+  Status CopyFromServer(const ProjectRow& project, const BranchRow& main,
+                        const SourceServer& source, const std::optional<OsUser>& os_user,
+                        Operation& op);
+  Status AdoptCopiedSuperuser(ProjectRow* project, const BranchRow& main);
+  // Stops `row` (step "stop") before its data is replaced (reset, rebase, refresh), with the
+  // undo that starts the old data again if it was running.
+  Status StopForReplacement(const ProjectRow& project, const BranchRow& row, StopMode mode,
+                            Operation& op);
+  // The data of a new main volume (`main.volume`, created and empty), shared by project create
+  // and refresh: the copy, dump or initdb, pgbranch.conf, the start, the restore and the
+  // transforms.
+  Status FillMainVolume(ProjectRow* project, const BranchRow& main,
+                        const std::optional<SourceServer>& source, const std::string& pg_restore,
+                        const std::vector<NamedSql>& transforms,
+                        const std::optional<OsUser>& os_user, const ProjectCreateOptions& options,
+                        Operation& op);
+  // --from-server --logical, in the create operation: pg_dump of the source into `dir`.
+  Status DumpFromServer(const ProjectRow& project, const SourceServer& source,
+                        const std::string& dir, int jobs);
+  // $PGBRANCH_HOME/sources/<project id>: the private passfile a replica main's WAL receiver
+  // reads (mode 0700/0600, the server's account).
+  std::string SourceDir(const ProjectRow& project) const;
+  // A replica project's main follows the source; every other branch is a primary.
+  std::optional<StandbySettings> StandbyFor(const ProjectRow& project,
+                                            const BranchRow& branch) const;
+  // `project delete` of a project whose slot pgbranch created on the source: drops it there
+  // (pg_receivewal --drop-slot), so the source does not keep WAL for it forever. Best effort:
+  // a failure is noted with the SQL to run by hand, and the delete goes on.
+  void DropCreatedSlot(const ProjectRow& project);
+  // Fills info->replica for a replica main (its lag when it runs).
+  void DescribeReplica(const ProjectRow& project, const BranchRow& branch, BranchInfo* info);
   // engine_schedules.cc: a schedule as listed; a snapshot made by a schedule (`schedule_id`
   // recorded with it, in one transaction); the retention of a schedule after its run.
   Result<ScheduleInfo> DescribeSchedule(const ScheduleRow& row);

@@ -32,6 +32,11 @@ constexpr const char* kPoolFs = "pool.fs";
 constexpr const char* kPortRange = "ports.range";
 constexpr const char* kOsUser = "runtime.os_user";
 
+// A tool's own message from its stderr, for our one-line error: its first error line
+// ("psql:mask.sql:2: ERROR:  relation \"nope\" does not exist", "pg_restore: error: ..."),
+// else its last line.
+std::string ToolErrorLine(const std::string& err);
+
 // The client-facing host for a listen address: a wildcard is reached through loopback.
 std::string ClientHost(const std::string& listen_address);
 // "postgresql://user:password@host:port/database" (an IPv6 host in brackets). `database` goes in
@@ -41,6 +46,11 @@ std::string MakeUri(const std::string& user, const std::string& password, const 
 
 // True for a native project whose servers run as its own OS account (engine_users.cc).
 bool HasOwnOsUser(const ProjectRow& project);
+
+// The project's WAL segment size in bytes (a copied cluster keeps its source's).
+inline uint64_t SegmentSize(const ProjectRow& p) {
+  return p.wal_segment_size > 0 ? static_cast<uint64_t>(p.wal_segment_size) : uint64_t{16} << 20;
+}
 
 inline std::string Ref(const ProjectRow& p, const BranchRow& b) { return p.name + "/" + b.name; }
 

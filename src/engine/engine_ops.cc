@@ -320,8 +320,10 @@ Status Engine::RunAction(const Action& a) {
       return Status::Internal(fmt::format("refusing to remove project {}: it has {} branches",
                                           project->name, branches.size()));
     }
+    DropCreatedSlot(*project);
     PGB_RETURN_IF_ERROR(catalog_->DeleteProject(project->id));
     PGB_RETURN_IF_ERROR(RemoveTree(ArchiveRoot(*project)));
+    PGB_RETURN_IF_ERROR(RemoveTree(SourceDir(*project)));
     if (IsContainerRuntime(project->runtime) || HasOwnOsUser(*project)) {
       PGB_RETURN_IF_ERROR(RemoveTree(SocketDir(*project)));
     }

@@ -105,6 +105,8 @@ ProxyTarget Engine::TargetOf(const ProjectRow& project, const BranchRow& row,
   t.superuser = project.superuser;
   t.proxy_password = project.proxy_password;
   t.suspend_after_s = row.suspend_after_s ? row.suspend_after_s : project.suspend_after_s;
+  // A replica main must keep following its source, sessions or not.
+  if (StandbyFor(project, row)) t.suspend_after_s.reset();
   t.idle_ttl_s = row.idle_ttl_s;
   t.active = active && active->id == row.id;
   return t;

@@ -21,10 +21,9 @@ namespace {
 // How long one restore or transform may take before it is stopped.
 constexpr auto kLoadTimeout = std::chrono::hours(24);
 
-// A tool's own message from its stderr, for our one-line error: its first error line
-// ("psql:mask.sql:2: ERROR:  relation \"nope\" does not exist", "pg_restore: error: ..."),
-// else its last line.
-std::string ToolError(const std::string& err) {
+}  // namespace
+
+std::string internal::ToolErrorLine(const std::string& err) {
   std::string last;
   size_t at = 0;
   while (at < err.size()) {
@@ -40,6 +39,8 @@ std::string ToolError(const std::string& err) {
   }
   return last;
 }
+
+namespace {
 
 Status CheckReadable(const std::string& what, const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -59,25 +60,9 @@ Result<std::string> Engine::CheckDumpLoad(const ProjectRow& project,
     return Status::InvalidArgument("--jobs must be from 1 to 64");
   }
   PGB_RETURN_IF_ERROR(CheckReadable("the dump", options.from_dump));
-  for (const auto& t : options.transforms) {
-    PGB_RETURN_IF_ERROR(CheckReadable("the transform", t));
-    if (IsDirectory(t)) {
-      return Status::InvalidArgument(
-          fmt::format("the transform {} is a directory; give an SQL file", QuoteForDisplay(t)));
-    }
-  }
-  // The project's own client tools: the server's bin directory (native), else the host's
-  // installation of the same major (containers run the server; the load runs from here).
-  std::string bin = IsContainerRuntime(project.runtime)
-                        ? fmt::format("/usr/lib/postgresql/{}/bin", project.pg_major)
-                        : project.pg_bin;
+  PGB_ASSIGN_OR_RETURN(std::string bin,
+                       ClientBinDir(project, "--from-dump", {"pg_restore", "psql"}));
   std::string pg_restore = JoinPath(bin, "pg_restore");
-  if (!PathExists(pg_restore) || !PathExists(JoinPath(bin, "psql"))) {
-    return Status::NotFound(fmt::format(
-        "--from-dump needs pg_restore and psql of PostgreSQL {} in {} (Debian: apt-get install "
-        "postgresql-client-{})",
-        project.pg_major, bin, project.pg_major));
-  }
   // pg_restore reads the archive's table of contents: a plain-text dump, a damaged file or an
   // archive from a newer pg_dump is refused here, before anything is made.
   Command list;
@@ -88,51 +73,31 @@ Result<std::string> Engine::CheckDumpLoad(const ProjectRow& project,
   if (!r.Succeeded()) {
     return Status::InvalidArgument(
         fmt::format("the dump {} cannot be restored by PostgreSQL {}: {}",
-                    QuoteForDisplay(options.from_dump), project.pg_major, ToolError(r.err)));
+                    QuoteForDisplay(options.from_dump), project.pg_major, ToolErrorLine(r.err)));
   }
   return pg_restore;
 }
 
 Status Engine::LoadDump(const ProjectRow& project, const BranchRow& main,
-                        const std::string& pg_restore, const ProjectCreateOptions& options) {
+                        const std::string& pg_restore, const std::string& dump, int jobs) {
   PGB_ASSIGN_OR_RETURN(BranchConnection c, ConnectionOf(BranchRef{project.name, main.name}));
   std::vector<std::pair<std::string, std::string>> env = ConnectionEnv(c);
   // The connection only from the variables above: nothing of the caller's (PGSERVICE,
   // PGPASSWORD, PGOPTIONS) reaches the tools.
   Command restore;
   restore.argv = {pg_restore,        "--exit-on-error", "--no-owner",
-                  "--no-privileges", "--jobs",          std::to_string(options.restore_jobs),
-                  "--dbname",        "postgres",        options.from_dump};
+                  "--no-privileges", "--jobs",          std::to_string(jobs),
+                  "--dbname",        "postgres",        dump};
   restore.env = env;
   restore.clean_env = true;
   restore.timeout = kLoadTimeout;
   PGB_RETURN_IF_ERROR(Timed("Restore", [&]() -> Status {
     PGB_ASSIGN_OR_RETURN(CommandResult r, runner_->Run(restore));
     if (!r.Succeeded()) {
-      return Status::Internal(fmt::format("pg_restore failed: {}", ToolError(r.err)));
+      return Status::Internal(fmt::format("pg_restore failed: {}", ToolErrorLine(r.err)));
     }
     return Status::OK();
   }));
-  std::string psql = JoinPath(Dirname(pg_restore), "psql");
-  for (const auto& file : options.transforms) {
-    Command run;
-    // One transaction, stopped at the first error (docs: psql --single-transaction,
-    // ON_ERROR_STOP): a failing transform leaves nothing half-applied, and fails the create.
-    run.argv = {
-        psql,     "--no-psqlrc", "--quiet", "--set", "ON_ERROR_STOP=1", "--single-transaction",
-        "--file", file};
-    run.env = env;
-    run.clean_env = true;
-    run.timeout = kLoadTimeout;
-    PGB_RETURN_IF_ERROR(Timed("Transform", [&]() -> Status {
-      PGB_ASSIGN_OR_RETURN(CommandResult r, runner_->Run(run));
-      if (!r.Succeeded()) {
-        return Status::Internal(
-            fmt::format("transform {} failed: {}", QuoteForDisplay(file), ToolError(r.err)));
-      }
-      return Status::OK();
-    }));
-  }
   return Status::OK();
 }
 

@@ -85,8 +85,12 @@ Status Engine::RecordWalPosition(const ProjectRow& project, const BranchRow& bra
   if (conn) {
     // The insert position bounds every record the snapshot can hold; the time is read after
     // it, so it bounds every commit timestamp in the snapshot too.
-    PGB_ASSIGN_OR_RETURN(snapshot->wal_lsn,
-                         conn->QueryValue("SELECT pg_current_wal_insert_lsn()::text"));
+    // A standby's: the end of the WAL it has received and flushed, which its pg_wal holds.
+    PGB_ASSIGN_OR_RETURN(
+        snapshot->wal_lsn,
+        conn->QueryValue("SELECT CASE WHEN pg_is_in_recovery() THEN"
+                         " COALESCE(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())"
+                         " ELSE pg_current_wal_insert_lsn() END::text"));
     snapshot->wal_time_us = MicrosSinceEpoch(env_.clock->Now());
     return Status::OK();
   }
@@ -112,6 +116,11 @@ Status Engine::RecordWalPosition(const ProjectRow& project, const BranchRow& bra
 
 Result<std::string> Engine::ArchiveCurrentWal(const ProjectRow& project, const BranchRow& branch) {
   PGB_ASSIGN_OR_RETURN(auto conn, Connection::Open(AdminParams(project, branch)));
+  if (StandbyFor(project, branch)) {
+    // A standby writes no WAL and cannot switch segments: its archive holds each segment the
+    // source finished, once received (archive_mode = always); a recovery reaches that far.
+    return std::string();
+  }
   // A recovery to a time stops at the first commit after it, and fails if the WAL ends first
   // (PostgreSQL 14+: "recovery ended before configured recovery target was reached"). A
   // transaction that takes an XID writes a commit record stamped now, so every target up to now
@@ -177,7 +186,7 @@ Result<WalInfo> Engine::DescribeWal(const ProjectRow& project, const BranchRow& 
   info.branch = Ref(project, branch);
   info.archive_dir = ArchiveDir(project, branch);
   PGB_ASSIGN_OR_RETURN(ArchiveListing listing,
-                       ListWalArchive(info.archive_dir, kDefaultWalSegmentSize));
+                       ListWalArchive(info.archive_dir, SegmentSize(project)));
   info.segments = listing.segments.size();
   info.bytes = listing.total_bytes;
   if (!listing.segments.empty()) {
@@ -241,15 +250,15 @@ Result<WalCleanupReport> Engine::CleanupWal(const BranchRef& ref, int days, bool
   PGB_RETURN_IF_ERROR(CheckNoPitrInFlight(b.project, b.row, "clean its archive up"));
   WalCleanupReport report;
   std::string dir = ArchiveDir(b.project, b.row);
-  PGB_ASSIGN_OR_RETURN(ArchiveListing listing, ListWalArchive(dir, kDefaultWalSegmentSize));
+  PGB_ASSIGN_OR_RETURN(ArchiveListing listing, ListWalArchive(dir, SegmentSize(b.project)));
   PGB_ASSIGN_OR_RETURN(std::vector<PitrBase> bases, PitrBases(b.row));
   // Recovery from the oldest retained base replays from its segment on (what came before is in
   // the base's own pg_wal): everything from there is needed to reach any point of the window.
   std::optional<uint64_t> keep_from;
   if (!bases.empty()) {
-    keep_from = WalSegmentOf(bases.front().lsn, kDefaultWalSegmentSize);
+    keep_from = WalSegmentOf(bases.front().lsn, SegmentSize(b.project));
     uint32_t tli = listing.segments.empty() ? 1 : listing.segments.back().first.timeline;
-    report.keep_from_segment = WalFileName(tli, *keep_from, kDefaultWalSegmentSize);
+    report.keep_from_segment = WalFileName(tli, *keep_from, SegmentSize(b.project));
     report.oldest_base_snapshot = bases.front().snapshot.id;
   }
   for (const auto& [id, file] : listing.segments) {
@@ -314,7 +323,7 @@ Result<SnapshotRow> Engine::PlanPitr(const ProjectRow& project, const BranchRow&
         Timed("Archive", [&] { return ArchiveCurrentWal(project, parent).status(); }));
   }
   std::string archive = ArchiveDir(project, parent);
-  PGB_ASSIGN_OR_RETURN(ArchiveListing listing, ListWalArchive(archive, kDefaultWalSegmentSize));
+  PGB_ASSIGN_OR_RETURN(ArchiveListing listing, ListWalArchive(archive, SegmentSize(project)));
 
   // 2. The newest base at or before the target.
   PGB_ASSIGN_OR_RETURN(std::vector<PitrBase> bases, PitrBases(parent));
@@ -339,15 +348,26 @@ Result<SnapshotRow> Engine::PlanPitr(const ProjectRow& project, const BranchRow&
   }
 
   // 3. The archive must reach the target without a gap.
-  uint64_t from_segno = WalSegmentOf(base->lsn, kDefaultWalSegmentSize);
+  uint64_t from_segno = WalSegmentOf(base->lsn, SegmentSize(project));
   std::optional<uint64_t> newest;
   if (!listing.segments.empty()) newest = listing.segments.back().first.segno;
   if (target.kind == RecoveryTarget::Kind::kLsn) {
-    uint64_t end = newest ? (*newest + 1) * kDefaultWalSegmentSize : 0;
+    uint64_t end = newest ? (*newest + 1) * SegmentSize(project) : 0;
     if (target.lsn > base->lsn && (!newest || target.lsn > end)) {
       return Status::InvalidArgument(
           fmt::format("target LSN {} is beyond the archived WAL of {}, which ends at {}",
                       target.text, parent_name, newest ? FormatLsn(end) : base->snapshot.wal_lsn));
+    }
+  } else if (StandbyFor(project, parent)) {
+    // A replica cannot end its segment early: its archive reaches as far as the last segment
+    // the source filled and it received.
+    TimePoint until = listing.segments.empty() ? base->time : listing.segments.back().second.mtime;
+    if (target.time > until) {
+      return Status::InvalidArgument(fmt::format(
+          "target {} is beyond the archived WAL of {}, which ends at {}: a replica archives a "
+          "WAL segment once the source has filled it; choose an earlier time, or a plain "
+          "branch (the newest data)",
+          target.text, parent_name, FormatTimestamp(until)));
     }
   } else if (!parent_status.running) {
     TimePoint until = listing.segments.empty() ? base->time : listing.segments.back().second.mtime;
@@ -360,7 +380,7 @@ Result<SnapshotRow> Engine::PlanPitr(const ProjectRow& project, const BranchRow&
   }
   uint64_t to_segno = newest.value_or(from_segno);
   if (target.kind == RecoveryTarget::Kind::kLsn) {
-    to_segno = std::min(to_segno, WalSegmentOf(target.lsn, kDefaultWalSegmentSize));
+    to_segno = std::min(to_segno, WalSegmentOf(target.lsn, SegmentSize(project)));
   }
   if (newest && to_segno >= from_segno) {
     // The base's pg_wal holds its own segment only up to the snapshot; the rest of that segment
@@ -370,7 +390,7 @@ Result<SnapshotRow> Engine::PlanPitr(const ProjectRow& project, const BranchRow&
           "the WAL archive of {} has a gap: segment {} is missing (in {}); recovery from "
           "snapshot {} cannot pass it",
           parent_name,
-          WalFileName(listing.segments.back().first.timeline, *missing, kDefaultWalSegmentSize),
+          WalFileName(listing.segments.back().first.timeline, *missing, SegmentSize(project)),
           archive, base->snapshot.id));
     }
   }

@@ -8,6 +8,18 @@ nlohmann::json Optional(const std::optional<T>& v) {
   return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
 }
 
+nlohmann::json ReplicaJson(const BranchInfo::Replica& r) {
+  return {
+      {"source", r.source},
+      {"slot", r.slot.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.slot)},
+      {"streaming", r.streaming},
+      {"receive_lsn",
+       r.receive_lsn.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.receive_lsn)},
+      {"replay_lsn", r.replay_lsn.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.replay_lsn)},
+      {"lag_bytes", r.lag_bytes},
+      {"lag_seconds", r.lag_seconds}};
+}
+
 }  // namespace
 
 nlohmann::json ToJson(const WalWindow& w) {
@@ -66,6 +78,7 @@ nlohmann::json ToJson(const BranchInfo& b, UriForm uri) {
       {"idle_expires_at", Optional(b.idle_expires_at)},
       {"protected", b.is_protected},
       {"labels", b.labels},
+      {"replica", b.replica ? ReplicaJson(*b.replica) : nlohmann::json(nullptr)},
   };
 }
 

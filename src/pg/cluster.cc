@@ -232,6 +232,41 @@ Status FinishInitDataDir(const std::string& data_dir, std::optional<FileOwner> o
   return WriteFileAtomic(JoinPath(data_dir, "pg_hba.conf"), std::string(kPgHba), 0600, owner);
 }
 
+Status FinishCopiedDataDir(const std::string& data_dir,
+                           const std::map<std::string, std::string>& settings,
+                           std::optional<FileOwner> owner) {
+  const std::string conf_path = JoinPath(data_dir, "postgresql.conf");
+  std::string conf;
+  if (PathExists(conf_path)) {
+    PGB_ASSIGN_OR_RETURN(conf, ReadFile(conf_path));
+    // Already ours (a copy of a pgbranch branch): the include is there.
+    if (conf.find(kIncludeComment) != std::string::npos) conf.clear();
+  } else {
+    // The source kept its configuration outside the data directory (Debian's /etc/postgresql):
+    // the settings a standby must match or exceed (docs 27.4.4 "Hot Standby Parameter
+    // Settings"), as the source runs them.
+    conf = "# Written by pgbranch: the source's postgresql.conf was not in its data directory.\n";
+    for (const auto& [name, value] : settings) {
+      PGB_ASSIGN_OR_RETURN(std::string quoted, QuoteConfValue(value));
+      conf += fmt::format("{} = {}\n", name, quoted);
+    }
+  }
+  if (!conf.empty()) {
+    if (conf.back() != '\n') conf += '\n';
+    conf += kIncludeComment;
+    PGB_RETURN_IF_ERROR(WriteFileAtomic(conf_path, conf, 0600, owner));
+  }
+  // The source's client authentication rules stay beside ours, for reference.
+  const std::string hba = JoinPath(data_dir, "pg_hba.conf");
+  if (PathExists(hba)) {
+    PGB_ASSIGN_OR_RETURN(std::string theirs, ReadFile(hba));
+    if (theirs != kPgHba) {
+      PGB_RETURN_IF_ERROR(WriteFileAtomic(hba + ".source", theirs, 0600, owner));
+    }
+  }
+  return WriteFileAtomic(hba, std::string(kPgHba), 0600, owner);
+}
+
 Status InitDataDir(ProcessRunner& runner, const PgBinaries& bins, const std::string& data_dir,
                    const std::string& superuser, const std::optional<OsUser>& os_user) {
   Command cmd;
@@ -291,11 +326,16 @@ Status WriteInstanceConfig(const std::string& data_dir, const InstanceConfig& co
       config.port, listen, sockets, name);
   if (!config.archive_dir.empty()) {
     PGB_RETURN_IF_ERROR(CheckCommandPath(config.archive_dir));
-    text += "archive_mode = on\n";
+    // A standby archives what it receives only with `always` (docs 26.2.9 "Continuous
+    // Archiving in Standby").
+    text += config.standby ? "archive_mode = always\n" : "archive_mode = on\n";
     if (config.pg_major >= 15) {
       PGB_ASSIGN_OR_RETURN(std::string dir, QuoteConfValue(config.archive_dir));
+      // archive_command emptied: a copied cluster's own would clash with the library (an error
+      // from PostgreSQL 16 on).
       text += fmt::format(
           "archive_library = 'basic_archive'\n"
+          "archive_command = ''\n"
           "basic_archive.archive_directory = {}\n",
           dir);
     } else {
@@ -310,16 +350,29 @@ Status WriteInstanceConfig(const std::string& data_dir, const InstanceConfig& co
       text += fmt::format("archive_command = {}\n", command);
     }
   }
+  if (config.standby) {
+    PGB_ASSIGN_OR_RETURN(std::string conninfo, QuoteConfValue(config.standby->primary_conninfo));
+    text += fmt::format("primary_conninfo = {}\nhot_standby = on\n", conninfo);
+    if (!config.standby->slot.empty()) {
+      PGB_ASSIGN_OR_RETURN(std::string slot, QuoteConfValue(config.standby->slot));
+      text += fmt::format("primary_slot_name = {}\n", slot);
+    }
+  }
   if (config.recovery) {
     const RecoverySettings& r = *config.recovery;
-    PGB_RETURN_IF_ERROR(CheckCommandPath(r.restore_dir));
-    PGB_ASSIGN_OR_RETURN(std::string restore,
-                         QuoteConfValue(fmt::format("cp \"{}/%f\" \"%p\"", r.restore_dir)));
+    // No archive: replay what pg_wal holds, then end recovery (a restore_command that finds
+    // nothing, since archive recovery requires one).
+    std::string command = "false";
+    if (!r.restore_dir.empty()) {
+      PGB_RETURN_IF_ERROR(CheckCommandPath(r.restore_dir));
+      command = fmt::format("cp \"{}/%f\" \"%p\"", r.restore_dir);
+    }
+    PGB_ASSIGN_OR_RETURN(std::string restore, QuoteConfValue(command));
     text += fmt::format("restore_command = {}\n", restore);
     if (!r.target_time.empty()) {
       PGB_ASSIGN_OR_RETURN(std::string t, QuoteConfValue(r.target_time));
       text += fmt::format("recovery_target_time = {}\n", t);
-    } else {
+    } else if (!r.target_lsn.empty()) {
       PGB_ASSIGN_OR_RETURN(std::string t, QuoteConfValue(r.target_lsn));
       text += fmt::format("recovery_target_lsn = {}\n", t);
     }
@@ -368,6 +421,8 @@ Status WriteRecoverySignal(const std::string& data_dir, std::optional<FileOwner>
 Status PrepareClonedDataDir(const std::string& data_dir, const InstanceConfig& config,
                             std::optional<FileOwner> owner) {
   PGB_RETURN_IF_ERROR(RemoveFile(JoinPath(data_dir, "postmaster.pid")));
+  // A clone of a replica main is no standby: it recovers and becomes a primary.
+  PGB_RETURN_IF_ERROR(RemoveFile(JoinPath(data_dir, "standby.signal")));
   PGB_RETURN_IF_ERROR(RemoveFile(JoinPath(data_dir, "postmaster.opts")));
   PGB_RETURN_IF_ERROR(RemoveServerCertificate(data_dir));
   return WriteInstanceConfig(data_dir, config, owner);

@@ -15,6 +15,7 @@
 #ifndef PGBRANCH_PG_CLUSTER_H_
 #define PGBRANCH_PG_CLUSTER_H_
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -62,12 +63,30 @@ std::vector<std::string> InitdbArgs(const std::string& data_dir, const std::stri
                                     int pg_major);
 Status FinishInitDataDir(const std::string& data_dir, std::optional<FileOwner> owner);
 
+// After a physical copy of another server's data directory (pg_basebackup): the include of
+// pgbranch.conf appended to its postgresql.conf — or, when the source kept that file outside
+// its data directory, a new postgresql.conf with `settings` (name -> value, as the source runs
+// them) and the include — and pgbranch's pg_hba.conf, the source's kept as pg_hba.conf.source.
+// Files owned by `owner`.
+Status FinishCopiedDataDir(const std::string& data_dir,
+                           const std::map<std::string, std::string>& settings,
+                           std::optional<FileOwner> owner);
+
 // Archive recovery to a target (point-in-time recovery; PostgreSQL docs 26.3.4 "Recovering
-// Using a Continuous Archive Backup" and 20.5.5 "Recovery Target"). Exactly one target.
+// Using a Continuous Archive Backup" and 20.5.5 "Recovery Target"). At most one target; none
+// recovers to the end of the WAL available, then promotes.
 struct RecoverySettings {
-  std::string restore_dir;  // the WAL archive restore_command copies segments from
+  // The WAL archive restore_command copies segments from; empty: none (only pg_wal's WAL).
+  std::string restore_dir;
   std::string target_time;  // recovery_target_time, "2026-11-21 14:30:00.123456+00"
   std::string target_lsn;   // recovery_target_lsn, "0/3000060"
+};
+
+// A streaming standby (docs 27.2.2 "Standby Server Operation", 20.6.3 "Standby Servers"):
+// primary_conninfo (a libpq connection string, no password in it) and the slot, if any.
+struct StandbySettings {
+  std::string primary_conninfo;
+  std::string slot;
 };
 
 // What differs per branch; written into pgbranch.conf.
@@ -85,6 +104,9 @@ struct InstanceConfig {
   int pg_major = 0;  // chooses between the two
   // With a value, the server starts in archive recovery (see WriteRecoverySignal).
   std::optional<RecoverySettings> recovery;
+  // With a value, the server follows a primary as a hot standby (the caller writes
+  // standby.signal) and archives with archive_mode = always.
+  std::optional<StandbySettings> standby;
   // TLS on: ssl = on with the certificate and key pg/tls.h keeps in the data directory
   // (server.crt, server.key, named relative to it) and at least TLS 1.2 (docs 19.9 "Secure
   // TCP/IP Connections with SSL", 20.3.3 "SSL"). The files must exist before the server starts

@@ -922,6 +922,44 @@ std::vector<std::pair<std::string, std::string>> ApiServer::Routes() {
       return Status::OK();
     });
   });
+  // POST /api/v1/projects/{p}/refresh: files and URIs as the daemon's host sees them.
+  add("POST", "/api/v1/projects/{p}/refresh", [h, &e](const Req& req, Res& res) {
+    auto who = h->Auth(req, res, "write");
+    if (!who) return;
+    std::string p = Param(req, 1);
+    std::string prefix = "project refresh " + Named(p);
+    Guard(res, prefix, [&]() -> Status {
+      PGB_RETURN_IF_ERROR(h->CheckWaitParams(req));
+      PGB_ASSIGN_OR_RETURN(json body, BodyObject(req));
+      PGB_RETURN_IF_ERROR(
+          OnlyKeys(body, {"from_dump", "from_server", "logical", "jobs", "transforms"}));
+      ProjectCreateOptions o;
+      PGB_ASSIGN_OR_RETURN(auto dump, OptString(body, "from_dump"));
+      if (dump) o.from_dump = *dump;
+      PGB_ASSIGN_OR_RETURN(auto server, OptString(body, "from_server"));
+      if (server) o.from_server = *server;
+      PGB_ASSIGN_OR_RETURN(o.logical, OptBool(body, "logical"));
+      PGB_ASSIGN_OR_RETURN(auto jobs, OptInt(body, "jobs", 1, 64));
+      if (jobs) o.restore_jobs = static_cast<int>(*jobs);
+      if (auto it = body.find("transforms"); it != body.end() && !it->is_null()) {
+        if (!it->is_array())
+          return Status::InvalidArgument("\"transforms\" must be a list of paths");
+        for (const auto& t : *it) {
+          if (!t.is_string()) {
+            return Status::InvalidArgument("\"transforms\" must be a list of paths");
+          }
+          o.transforms.push_back(t.get<std::string>());
+        }
+      }
+      PGB_RETURN_IF_ERROR(e.GetProject(p).status());
+      h->Submit(req, res, *who, "project.refresh", p, "project:" + p, prefix, 200,
+                [&e, p, o]() -> Result<json> {
+                  PGB_ASSIGN_OR_RETURN(BranchInfo main, e.RefreshProject(p, o));
+                  return ToJson(main, UriForm::kWithPassword);
+                });
+      return Status::OK();
+    });
+  });
   add("DELETE", "/api/v1/projects/{p}", [h, &e](const Req& req, Res& res) {
     auto who = h->Auth(req, res, "write");
     if (!who) return;
@@ -1083,6 +1121,17 @@ std::vector<std::pair<std::string, std::string>> ApiServer::Routes() {
             PGB_RETURN_IF_ERROR(OnlyKeys(body, {"snapshot", "fast", "force"}));
             ResetOptions o;
             PGB_ASSIGN_OR_RETURN(o.snapshot, OptInt(body, "snapshot", 1, INT64_MAX));
+            PGB_ASSIGN_OR_RETURN(o.fast, OptBool(body, "fast"));
+            PGB_ASSIGN_OR_RETURN(o.force, OptBool(body, "force"));
+            return branch_result([&e, ref, o] { return e.ResetBranch(ref, o); });
+          }));
+  add("POST", "/api/v1/projects/{p}/branches/{b}/rebase",
+      branch_action(
+          "branch rebase", "branch.reset", 200,
+          [&e, branch_result](const Req&, const json& body, const BranchRef& ref) -> Result<Work> {
+            PGB_RETURN_IF_ERROR(OnlyKeys(body, {"fast", "force"}));
+            ResetOptions o;
+            o.rebase = true;
             PGB_ASSIGN_OR_RETURN(o.fast, OptBool(body, "fast"));
             PGB_ASSIGN_OR_RETURN(o.force, OptBool(body, "force"));
             return branch_result([&e, ref, o] { return e.ResetBranch(ref, o); });

@@ -168,6 +168,17 @@ CREATE TABLE schedules (
 );
 ALTER TABLE snapshots ADD COLUMN schedule_id INTEGER;
 )sql",
+    // 10: projects copied from a running server (project create --from-server): the source's
+    // connection without its password, whether main follows it as a standby, its slot, its
+    // WAL segment size, and the masking transforms every clone of a replica main runs.
+    R"sql(
+ALTER TABLE projects ADD COLUMN source TEXT NOT NULL DEFAULT '';
+ALTER TABLE projects ADD COLUMN replica INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE projects ADD COLUMN replication_slot TEXT NOT NULL DEFAULT '';
+ALTER TABLE projects ADD COLUMN slot_created INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE projects ADD COLUMN wal_segment_size INTEGER NOT NULL DEFAULT 16777216;
+ALTER TABLE projects ADD COLUMN transforms TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
@@ -301,7 +312,8 @@ std::string FormatLabelLines(const std::map<std::string, std::string>& labels) {
 
 constexpr const char* kProjectColumns =
     "id, name, runtime, pg_bin, pg_version, pg_major, superuser, listen_address, created_at, "
-    "image, server_uid, server_gid, active_branch_id, proxy_password, suspend_after_s";
+    "image, server_uid, server_gid, active_branch_id, proxy_password, suspend_after_s, source, "
+    "replica, replication_slot, slot_created, wal_segment_size, transforms";
 constexpr const char* kBranchColumns =
     "id, project_id, name, parent_id, snapshot_id, state, port, password, volume, created_at, "
     "recovery_target, suspend_after_s, expires_at, idle_ttl_s, last_active_at, protected, labels";
@@ -327,6 +339,12 @@ ProjectRow ReadProject(const Stmt& s) {
   r.active_branch_id = s.OptInt(12);
   r.proxy_password = s.Text(13);
   r.suspend_after_s = s.OptInt(14);
+  r.source = s.Text(15);
+  r.replica = s.Int(16) != 0;
+  r.replication_slot = s.Text(17);
+  r.slot_created = s.Int(18) != 0;
+  r.wal_segment_size = s.Int(19);
+  r.transforms = s.Text(20);
   return r;
 }
 
@@ -688,11 +706,15 @@ Result<int64_t> Catalog::InsertProject(const ProjectRow& r) {
   Stmt s(db,
          "INSERT INTO projects (name, runtime, pg_bin, pg_version, pg_major, superuser, "
          "listen_address, created_at, image, server_uid, server_gid, active_branch_id, "
-         "proxy_password, suspend_after_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+         "proxy_password, suspend_after_s, source, replica, replication_slot, slot_created, "
+         "wal_segment_size, transforms) "
+         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   s.Bind(r.name).Bind(r.runtime).Bind(r.pg_bin).Bind(r.pg_version).Bind(r.pg_major);
   s.Bind(r.superuser).Bind(r.listen_address).Bind(r.created_at);
   s.Bind(r.image).Bind(r.server_uid).Bind(r.server_gid);
   s.Bind(r.active_branch_id).Bind(r.proxy_password).Bind(r.suspend_after_s);
+  s.Bind(r.source).Bind(static_cast<int64_t>(r.replica)).Bind(r.replication_slot);
+  s.Bind(static_cast<int64_t>(r.slot_created)).Bind(r.wal_segment_size).Bind(r.transforms);
   PGB_RETURN_IF_ERROR(s.Run());
   return sqlite3_last_insert_rowid(db);
 }
@@ -1000,6 +1022,23 @@ Status Catalog::UpdateProjectProxy(const ProjectRow& r) {
   s.Bind(r.active_branch_id).Bind(r.proxy_password).Bind(r.suspend_after_s).Bind(r.id);
   PGB_RETURN_IF_ERROR(s.Run());
   return ExpectChanged(db, "project", r.id);
+}
+
+Status Catalog::UpdateProjectSource(int64_t id, const std::string& source,
+                                    int64_t wal_segment_size) {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, "UPDATE projects SET source = ?, wal_segment_size = ? WHERE id = ?");
+  s.Bind(source).Bind(wal_segment_size).Bind(id);
+  PGB_RETURN_IF_ERROR(s.Run());
+  return ExpectChanged(db, "project", id);
+}
+
+Status Catalog::UpdateProjectSuperuser(int64_t id, const std::string& superuser) {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, "UPDATE projects SET superuser = ? WHERE id = ?");
+  s.Bind(superuser).Bind(id);
+  PGB_RETURN_IF_ERROR(s.Run());
+  return ExpectChanged(db, "project", id);
 }
 
 Status Catalog::UpdateProjectName(int64_t id, const std::string& name) {

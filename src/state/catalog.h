@@ -61,6 +61,18 @@ struct ProjectRow {
   std::optional<int64_t> active_branch_id;
   std::string proxy_password;
   std::optional<int64_t> suspend_after_s;
+  // Copied from a running server (project create --from-server): its connection string
+  // without the password (pg/source.h FormatConninfo; empty for other projects), whether main
+  // runs as its streaming standby, the replication slot main streams from (empty: none) and
+  // whether pgbranch created it (then `project delete` drops it), the WAL segment size in bytes
+  // (initdb --wal-segsize; the source's), and for a replica the masking transforms every clone
+  // of main runs before it is handed out: a JSON array of {"name": file name, "sql": text}.
+  std::string source;
+  bool replica = false;
+  std::string replication_slot;
+  bool slot_created = false;
+  int64_t wal_segment_size = int64_t{16} << 20;
+  std::string transforms;
 };
 
 // Stored branch states. What a user sees for running/stopped comes from the runtime.
@@ -288,6 +300,10 @@ class Catalog {
   Status DeleteSnapshot(int64_t id);
 
   Status UpdateProjectName(int64_t id, const std::string& name);
+  // Sets the source connection and WAL segment size of project `id` (project refresh).
+  Status UpdateProjectSource(int64_t id, const std::string& source, int64_t wal_segment_size);
+  // Sets the superuser role of project `id` (a copied cluster's bootstrap superuser).
+  Status UpdateProjectSuperuser(int64_t id, const std::string& superuser);
   // Writes `row`'s active_branch_id, proxy_password and suspend_after_s.
   Status UpdateProjectProxy(const ProjectRow& row);
 

@@ -274,6 +274,16 @@ TEST_F(ApiE2eTest, BranchLifecycle) {
            fmt::format(R"({{"snapshot": {}}})", snap.body["result"]["id"].get<int64_t>()));
   ASSERT_EQ(reset.status, 200) << reset.text;
   EXPECT_EQ(Column(got.body["uri"], "SELECT count(*) FROM t"), std::vector<std::string>{"1"});
+  // A rebase takes no snapshot id: it is the parent's data as it is now.
+  EXPECT_EQ(Wait("POST", Branches() + "/life/rebase", R"({"snapshot": 1})").status, 400);
+  Reply rebased = Wait("POST", Branches() + "/life/rebase", "{}");
+  ASSERT_EQ(rebased.status, 200) << rebased.text;
+  EXPECT_EQ(rebased.body["result"]["uri"], got.body["uri"]);
+  Reply no_dump =
+      Wait("POST", "/api/v1/projects/api/refresh", R"({"from_dump": "/nonexistent.dump"})");
+  EXPECT_EQ(no_dump.status, 400) << no_dump.text;
+  EXPECT_NE(no_dump.text.find("the dump"), std::string::npos) << no_dump.text;
+  EXPECT_EQ(Wait("POST", "/api/v1/projects/api/refresh", R"({"from_tape": "x"})").status, 400);
 
   for (const char* verb : {"stop", "start", "suspend", "resume"}) {
     Reply r = Wait("POST", Branches() + "/life/" + verb);
@@ -354,6 +364,7 @@ TEST_F(ApiE2eTest, LifetimeProtectionAndLabels) {
   EXPECT_EQ(refused.status, 409) << refused.text;
   EXPECT_NE(refused.text.find("api/keep is protected"), std::string::npos) << refused.text;
   EXPECT_EQ(Wait("POST", Branches() + "/keep/reset", "{}").status, 409);
+  EXPECT_EQ(Wait("POST", Branches() + "/keep/rebase", "{}").status, 409);
   CliResult cli_delete = home_->Run({"branch", "delete", "api/keep"});
   EXPECT_NE(cli_delete.exit_code, 0);
   EXPECT_NE(cli_delete.err.find("protected"), std::string::npos) << cli_delete.err;

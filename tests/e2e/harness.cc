@@ -52,6 +52,31 @@ int NextPortBlock() {
   return first;
 }
 
+std::string PsqlValue(const Home& home, const std::string& ref, const std::string& sql) {
+  CliResult r = home.Run({"psql", ref, "--", "-XAtc", sql});
+  EXPECT_EQ(r.exit_code, 0) << ref << ": " << r.err;
+  std::string out = r.out;
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
+}
+
+std::string DumpBranch(const Home& home, const std::string& ref, const std::string& format,
+                       const std::string& file) {
+  std::vector<std::pair<std::string, std::string>> env;
+  nlohmann::json vars = home.Ok({"branch", "env", ref, "--json"}).Json();
+  for (const auto& [k, v] : vars.items()) {
+    if (v.is_string()) env.emplace_back(k, v.get<std::string>());
+  }
+  auto runner = NewRealProcessRunner();
+  Command c;
+  c.argv = {"pg_dump", "-F" + format, "-f", file, "postgres"};
+  c.env = env;
+  c.timeout = std::chrono::minutes(2);
+  auto r = runner->Run(c);
+  EXPECT_TRUE(r.ok() && r->Succeeded()) << (r.ok() ? r->err : r.status().ToString());
+  return file;
+}
+
 CommandResult MustRun(const std::vector<std::string>& argv) {
   auto runner = NewRealProcessRunner();
   Command c;

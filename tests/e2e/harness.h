@@ -104,6 +104,15 @@ void Sql(const std::string& uri, const std::string& sql);
 // The first column of every row of `sql`, as text.
 std::vector<std::string> Column(const std::string& uri, const std::string& sql);
 
+// One value from `pgbranch psql REF -- -XAtc SQL` in `home`, trailing newlines dropped; the
+// test fails unless psql exits 0.
+std::string PsqlValue(const Home& home, const std::string& ref, const std::string& sql);
+
+// pg_dump of database postgres of branch `ref` in `format` ("c" custom, "p" plain) into `file`,
+// connected as `branch env --json` says (the password from its passfile); returns `file`.
+std::string DumpBranch(const Home& home, const std::string& ref, const std::string& format,
+                       const std::string& file);
+
 // True if nothing listens on 127.0.0.1:port.
 bool PortIsFree(int port);
 

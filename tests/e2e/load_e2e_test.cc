@@ -24,32 +24,12 @@ class LoadE2eTest : public ::testing::Test {
     if (!home_->ready()) GTEST_SKIP() << "no pool";
   }
 
-  // One value from psql on a branch.
   std::string Query(const std::string& ref, const std::string& sql) {
-    CliResult r = home_->Run({"psql", ref, "--", "-XAtc", sql});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    std::string out = r.out;
-    while (!out.empty() && out.back() == '\n') out.pop_back();
-    return out;
+    return e2e::PsqlValue(*home_, ref, sql);
   }
 
-  // pg_dump of `ref` in `format` (c: custom, p: plain) into a file; its connection from
-  // `branch env --json` (the password from its passfile).
   std::string Dump(const std::string& ref, const std::string& format) {
-    std::vector<std::pair<std::string, std::string>> env;
-    nlohmann::json vars = home_->Ok({"branch", "env", ref, "--json"}).Json();
-    for (const auto& [k, v] : vars.items()) {
-      if (v.is_string()) env.emplace_back(k, v.get<std::string>());
-    }
-    std::string file = home_->path() + "/source." + format;
-    auto runner = NewRealProcessRunner();
-    Command c;
-    c.argv = {"pg_dump", "-F" + format, "-f", file, "postgres"};
-    c.env = env;
-    c.timeout = std::chrono::minutes(2);
-    auto r = runner->Run(c);
-    EXPECT_TRUE(r.ok() && r->Succeeded()) << (r.ok() ? r->err : r.status().ToString());
-    return file;
+    return e2e::DumpBranch(*home_, ref, format, home_->path() + "/source." + format);
   }
 
   std::string Write(const std::string& name, const std::string& text) {
