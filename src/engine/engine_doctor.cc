@@ -320,6 +320,14 @@ Result<std::vector<DoctorFinding>> Engine::Doctor(const DoctorOptions& options) 
       add("interrupted", "warn", fmt::format("{}: {}", Ref(p, b), lock.status().message()));
       continue;
     }
+    // Read again under the lock: the operation may have ended between the listing of the rows
+    // and that of the busy branches (a create that committed is no interrupted one), or begun
+    // since.
+    auto again = catalog_->GetBranch(b.id);
+    if (!again.ok() || again->state != b.state || again->volume != b.volume) continue;
+    std::set<int64_t> busy_now;
+    PGB_RETURN_IF_ERROR(CollectBusyBranches(&busy_now));
+    if (busy_now.count(b.id)) continue;
     Status s;
     if (b.state == kStateDeleting) {
       s = DestroyBranch(b.id);
