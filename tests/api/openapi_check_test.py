@@ -39,12 +39,14 @@ CONTRACT_ROUTES = {
     ("DELETE", "/api/v1/schedules/{id}"),
     ("POST", "/api/v1/projects/{p}/branches/{b}/unprotect"),
     ("POST", "/api/v1/projects/{p}/rename"),
+    ("POST", "/api/v1/projects/{p}/refresh"),
     ("GET", "/api/v1/projects/{p}/branches"),
     ("POST", "/api/v1/projects/{p}/branches"),
     ("GET", "/api/v1/projects/{p}/branches/{b}"),
     ("PUT", "/api/v1/projects/{p}/branches/{b}"),
     ("DELETE", "/api/v1/projects/{p}/branches/{b}"),
     ("POST", "/api/v1/projects/{p}/branches/{b}/reset"),
+    ("POST", "/api/v1/projects/{p}/branches/{b}/rebase"),
     ("POST", "/api/v1/projects/{p}/branches/{b}/start"),
     ("POST", "/api/v1/projects/{p}/branches/{b}/stop"),
     ("POST", "/api/v1/projects/{p}/branches/{b}/suspend"),
@@ -321,7 +323,7 @@ class OpenApiCheckTest(unittest.TestCase):
             {"method": "GET", "path": BRANCH_PATH, "status": 200, "body": branch(limit_bytes=None, proxy_uri=None)},
         ])
         self.assertEqual(code, 0, out)
-        self.assertIn("2 of 50 routes exercised", out)
+        self.assertIn("2 of 52 routes exercised", out)
         self.assertIn("  POST /api/v1/snapshots/cleanup", out)
         self.assertNotIn("  GET /api/v1/health\n", out)
 
