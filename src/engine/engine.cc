@@ -1009,15 +1009,16 @@ Status Engine::CloneFromSnapshot(const ProjectRow& project, const SnapshotRow& s
   PGB_RETURN_IF_ERROR(Timed("Recover", [&]() -> Status {
     PGB_RETURN_IF_ERROR(runtime.Start(spec));
     if (promote) {
-      // Hot standby takes connections once consistent; pg_promote(wait) returns once the
-      // replay of pg_wal has ended and the server runs as a primary (docs 9.27.4).
+      // Hot standby takes connections once consistent; pg_promote without waiting (docs
+      // 9.27.4): the replay of pg_wal ends, then the server promotes, which WaitForPromotion
+      // sees within its deadline and cancel token.
       auto still_running = [check = StillRunningCheck(runtime, spec)]() -> Status {
         PGB_RETURN_IF_ERROR(CheckCancelled());
         return check();
       };
       PGB_ASSIGN_OR_RETURN(auto conn, ConnectWhenReady(AdminParams(project, *row), kReadyTimeout,
                                                        kReadyPoll, still_running));
-      PGB_RETURN_IF_ERROR(conn->Exec("SELECT pg_promote(true, 86400)"));
+      PGB_RETURN_IF_ERROR(conn->Exec("SELECT pg_promote(false)"));
     }
     return WaitForPromotion(project, *row, spec);
   }));
