@@ -993,6 +993,13 @@ class Cli {
     create->add_option("--slot", slot_,
                        "With --replica: stream from this replication slot "
                        "(created on the server if missing)");
+    create->add_option("--adopt", adopt_dir_,
+                       "Make this existing data directory main in place, without copying it: "
+                       "a Btrfs subvolume or ZFS dataset on the pool's filesystem, cleanly shut "
+                       "down ('project delete --keep-data' hands it back)");
+    create->add_flag("--stop", adopt_stop_,
+                     "With --adopt: stop the directory's running server first (pg_ctl stop -m "
+                     "fast)");
     create->add_option("--jobs", restore_jobs_, "Parallel pg_restore jobs (default 2)")
         ->transform(DecimalIn(1, 64));
     create->add_option("--transform", transforms_,
@@ -1013,6 +1020,8 @@ class Cli {
           SetDataSource(&o);
           o.replica = replica_;
           o.slot = slot_;
+          o.adopt = adopt_dir_;
+          o.adopt_stop = adopt_stop_;
           PGB_ASSIGN_OR_RETURN(BranchInfo main, e.CreateProject(name_, o));
           if (suspend_after_) {
             PGB_RETURN_IF_ERROR(e.SetSuspendAfter(BranchRef{name_, ""}, suspend_after_));
@@ -1138,12 +1147,17 @@ class Cli {
     auto* del = project->add_subcommand("delete", "Delete a project and all its data")->alias("rm");
     del->add_option("name", name_, "Project name")->required();
     del->add_flag("--force", force_, "Also delete its branches other than main");
+    del->add_flag("--keep-data", keep_data_,
+                  "An adopted project (--adopt): hand main's data directory back where it was, "
+                  "cleanly shut down, instead of deleting it");
     del->callback([this] {
       action_ = [this] {
         return With("project delete", name_, [&](Engine& e) -> Status {
           auto start = Clock::now();
-          PGB_RETURN_IF_ERROR(e.DeleteProject(name_, force_));
-          out_->Done(fmt::format("Project {} deleted", name_), Clock::now() - start);
+          PGB_RETURN_IF_ERROR(e.DeleteProject(name_, force_, keep_data_));
+          out_->Done(fmt::format("Project {} deleted{}", name_,
+                                 keep_data_ ? "; its data directory was handed back" : ""),
+                     Clock::now() - start);
           return Status::OK();
         });
       };
@@ -2015,6 +2029,9 @@ class Cli {
   std::optional<int64_t> suspend_after_;         // --suspend-after, in seconds (0: never)
   std::string from_dump_;                        // project create --from-dump
   std::string from_server_;                      // project create --from-server
+  std::string adopt_dir_;                        // project create --adopt
+  bool adopt_stop_ = false;                      // project create --adopt --stop
+  bool keep_data_ = false;                       // project delete --keep-data
   bool replica_ = false;                         // project create --replica
   bool logical_ = false;                         // project create --logical
   std::string slot_;                             // project create --slot

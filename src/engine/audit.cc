@@ -152,6 +152,14 @@ class AuditedPool : public Pool {
   Result<std::vector<QuarantinedObject>> ListQuarantined() override {
     return target_->ListQuarantined();
   }
+  Status AdoptVolume(const std::string& path, const std::string& volume) override {
+    return log_.Record("pool.AdoptVolume", volume, fmt::format("from {}", path),
+                       [&] { return target_->AdoptVolume(path, volume); });
+  }
+  Status ReleaseVolume(const std::string& volume, const std::string& path) override {
+    return log_.Record("pool.ReleaseVolume", volume, fmt::format("to {}", path),
+                       [&] { return target_->ReleaseVolume(volume, path); });
+  }
   Status Release(const std::string& name) override {
     return log_.Record("pool.Release", name, target_->Kind(),
                        [&] { return target_->Release(name); });

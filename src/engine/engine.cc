@@ -626,7 +626,11 @@ Result<BranchInfo> Engine::CreateProject(const std::string& name,
   if (!options.slot.empty() && !options.replica) {
     return Status::InvalidArgument("--slot is the replica's replication slot; add --replica");
   }
-  if (!options.from_server.empty()) {
+  if (!options.adopt.empty()) {
+    PGB_RETURN_IF_ERROR(CheckAdopt(&project, options));
+  } else if (options.adopt_stop) {
+    return Status::InvalidArgument("--stop stops the server of --adopt's directory; give both");
+  } else if (!options.from_server.empty()) {
     PGB_ASSIGN_OR_RETURN(source, CheckServerCopy(&project, options));
   } else if (!options.from_dump.empty()) {
     PGB_ASSIGN_OR_RETURN(pg_restore, CheckDumpLoad(project, options));
@@ -687,12 +691,16 @@ Result<BranchInfo> Engine::CreateProject(const std::string& name,
     std::optional<FileOwner> owner;
     if (os_user) owner = FileOwner{os_user->uid, os_user->gid};
     PGB_RETURN_IF_ERROR(op.Step("volume"));
-    Action destroy;
-    destroy.kind = "destroy-volume";
-    destroy.volume = main.volume;
-    destroy.text = fmt::format("destroy the volume {} of {}/main", main.volume, name);
-    PGB_RETURN_IF_ERROR(op.PushUndo(std::move(destroy)));
-    PGB_RETURN_IF_ERROR(Timed("Volume", [&] { return pool->CreateVolume(main.volume, owner); }));
+    if (!project.adopted_from.empty()) {
+      PGB_RETURN_IF_ERROR(AdoptDataDir(project, main, owner, op));
+    } else {
+      Action destroy;
+      destroy.kind = "destroy-volume";
+      destroy.volume = main.volume;
+      destroy.text = fmt::format("destroy the volume {} of {}/main", main.volume, name);
+      PGB_RETURN_IF_ERROR(op.PushUndo(std::move(destroy)));
+      PGB_RETURN_IF_ERROR(Timed("Volume", [&] { return pool->CreateVolume(main.volume, owner); }));
+    }
     PGB_RETURN_IF_ERROR(
         FillMainVolume(&project, main, source, pg_restore, transforms, os_user, options, op));
     // Point-in-time recovery starts from a snapshot: this one lets main be recovered to any
@@ -721,7 +729,10 @@ Status Engine::FillMainVolume(ProjectRow* project, const BranchRow& main,
   PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
   std::optional<FileOwner> owner;
   if (os_user) owner = FileOwner{os_user->uid, os_user->gid};
-  if (source && !options.logical) {
+  bool adopted = !project->adopted_from.empty();
+  if (adopted) {
+    // The data is there already (AdoptDataDir).
+  } else if (source && !options.logical) {
     PGB_RETURN_IF_ERROR(op.Step("copy"));
     PGB_RETURN_IF_ERROR(CopyFromServer(*project, main, *source, os_user, op));
   } else {
@@ -737,7 +748,8 @@ Status Engine::FillMainVolume(ProjectRow* project, const BranchRow& main,
   // A copy's roles are the source's: its bootstrap superuser becomes the project's first.
   // A replica main is read-only: it keeps the source's passwords.
   bool copied = source && !options.logical;
-  PGB_RETURN_IF_ERROR(StartInstance(*project, main, /*set_password=*/!copied, &op));
+  PGB_RETURN_IF_ERROR(StartInstance(*project, main, /*set_password=*/!copied && !adopted, &op));
+  if (adopted) return TakeOverAdoptedSuperuser(project, main, op);
   if (source && options.logical) {
     // The dump's scratch directory goes with the project if the create fails.
     std::string dump = JoinPath(SourceDir(*project), "dump");
@@ -807,8 +819,13 @@ Result<ProjectInfo> Engine::GetProject(const std::string& name) {
   return Status::NotFound(fmt::format("project {} does not exist", name));
 }
 
-Status Engine::DeleteProject(const std::string& name, bool force) {
+Status Engine::DeleteProject(const std::string& name, bool force, bool keep_data) {
   PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(name));
+  if (keep_data && project.adopted_from.empty()) {
+    return Status::InvalidArgument(fmt::format(
+        "project {} was not adopted (--adopt); --keep-data hands back an adopted data directory",
+        name));
+  }
   PGB_ASSIGN_OR_RETURN(LockHandle home, HomeShared("project delete " + name));
   return RunOperation("project.delete", name, project.id, std::nullopt, [&](Operation& op) {
     PGB_ASSIGN_OR_RETURN(LockHandle project_lock, LockProjectOf(project, &op));
@@ -835,7 +852,10 @@ Status Engine::DeleteProject(const std::string& name, bool force) {
     remove.kind = "remove-project";
     remove.project_id = project.id;
     remove.text = fmt::format("remove project {}", name);
-    return MarkForDeletion(project, order, {}, op, {remove});
+    // With --keep-data main (last in `order`) is handed back rather than destroyed.
+    std::optional<int64_t> hand_back;
+    if (keep_data) hand_back = order.back().id;
+    return MarkForDeletion(project, order, {}, op, {remove}, hand_back);
   });
 }
 

@@ -158,6 +158,14 @@ struct ProjectCreateOptions {
   bool logical = false;
   bool replica = false;
   std::string slot;
+  // `--adopt DATADIR`: an existing data directory of the project's major version, cleanly shut
+  // down (or, with `adopt_stop`, stopped by pgbranch with pg_ctl stop -m fast), on the pool's
+  // filesystem, becomes main's volume in place (Pool::AdoptVolume: a rename, no copy); its
+  // settings are kept, pgbranch's added beside them, its bootstrap superuser becomes the
+  // project's. `project delete --keep-data` hands it back. Native runtime only; not with the
+  // other ways in or transforms.
+  std::string adopt;
+  bool adopt_stop = false;
 };
 
 struct BranchCreateOptions {
@@ -550,8 +558,11 @@ class Engine {
   Result<std::vector<ProjectInfo>> ListProjects();
   Result<ProjectInfo> GetProject(const std::string& name);
   // Deletes every branch (deepest first) and the project. Refused while branches other than
-  // main exist, naming them, unless `force`.
-  Status DeleteProject(const std::string& name, bool force);
+  // main exist, naming them, unless `force`. With `keep_data` (an adopted project only, else
+  // InvalidArgument) main's data directory is handed back instead of destroyed: its
+  // superuser's own password restored, shut down cleanly, pgbranch's files taken out, its owner
+  // restored, and renamed back to where --adopt found it.
+  Status DeleteProject(const std::string& name, bool force, bool keep_data = false);
 
   Result<BranchInfo> CreateBranch(const BranchRef& ref, const BranchCreateOptions& options);
   // Branches of `project` (all projects if empty). `with_sizes` measures each volume.
@@ -887,6 +898,23 @@ class Engine {
                         const SourceServer& source, const std::optional<OsUser>& os_user,
                         Operation& op);
   Status AdoptCopiedSuperuser(ProjectRow* project, const BranchRow& main);
+  // --adopt (engine_adopt.cc). CheckAdopt, before anything is made: the directory's version,
+  // layout and clean shutdown; fills adopted_from/adopted_owner and the WAL segment size.
+  // AdoptDataDir, in the create operation: the rename into the pool (its undo hands it back),
+  // the owner, pgbranch's files. TakeOverAdoptedSuperuser, once main runs: the bootstrap
+  // superuser as the project's, its password verifier saved (AdoptedPasswordPath), pgbranch's
+  // set. RestoreAdoptedPassword puts the saved one back (starting main if it is not running);
+  // PrepareHandBack does that and stops main cleanly; HandBackVolume undoes pgbranch's files
+  // and owner and renames the volume back. Both run in the journal's hand-back-branch
+  // (DestroyBranch), after project delete --keep-data committed; each is idempotent.
+  std::string AdoptedPasswordPath(const ProjectRow& project) const;
+  Status CheckAdopt(ProjectRow* project, const ProjectCreateOptions& options);
+  Status AdoptDataDir(const ProjectRow& project, const BranchRow& main,
+                      std::optional<FileOwner> owner, Operation& op);
+  Status TakeOverAdoptedSuperuser(ProjectRow* project, const BranchRow& main, Operation& op);
+  Status RestoreAdoptedPassword(const ProjectRow& project, const BranchRow& main);
+  Status PrepareHandBack(const ProjectRow& project, const BranchRow& main);
+  Status HandBackVolume(const ProjectRow& project, const std::string& volume);
   // Stops `row` (step "stop") before its data is replaced (reset, rebase, refresh), with the
   // undo that starts the old data again if it was running.
   Status StopForReplacement(const ProjectRow& project, const BranchRow& row, StopMode mode,
@@ -962,8 +990,10 @@ class Engine {
   static InstanceSpec BareVolumeSpec(Pool& pool, const std::string& volume);
   // Destroys branch `id` for good: server, container, volume, its snapshots, row, WAL archive,
   // log, lock file. Idempotent (a missing row is done). REQUIRES: the branch is marked
-  // deleting and nobody else works on it.
-  Status DestroyBranch(int64_t branch_id);
+  // deleting and nobody else works on it. With `hand_back` (main of an adopted project, project
+  // delete --keep-data) the volume is not destroyed but handed back (HandBackVolume), after its
+  // snapshots are gone.
+  Status DestroyBranch(int64_t branch_id, bool hand_back = false);
   // Destroys the implicit snapshots of `project` that no branch uses any more (explicit ones
   // stay until a user deletes them). Each row goes first, only if still unused (a concurrent
   // clone that recorded a use wins); one storage still holds on to (ZFS: a retired volume
@@ -982,10 +1012,12 @@ class Engine {
   Progress* CurrentProgress() const;
   // The commit of a delete: locks `rows` (branches in destroy order, deepest first) and
   // `also_lock`, marks the rows deleting and commits `op` with the destroy of each, `also`,
-  // then a sweep of implicit snapshots. The destroying happens after, as the finish.
+  // then a sweep of implicit snapshots. The destroying happens after, as the finish. The row
+  // `hand_back` (an adopted main) is handed back instead of destroyed (DestroyBranch).
   // REQUIRES: the project lock.
   Status MarkForDeletion(const ProjectRow& project, const std::vector<BranchRow>& rows,
-                         std::vector<int64_t> also_lock, Operation& op, std::vector<Action> also);
+                         std::vector<int64_t> also_lock, Operation& op, std::vector<Action> also,
+                         std::optional<int64_t> hand_back = std::nullopt);
   // FailedPrecondition if a point-in-time branch of `parent` is being made (it reads the
   // parent's current WAL archive and snapshots until it commits).
   Status CheckNoPitrInFlight(const ProjectRow& project, const BranchRow& parent,

@@ -37,6 +37,10 @@ constexpr const char* kOsUser = "runtime.os_user";
 // else its last line.
 std::string ToolErrorLine(const std::string& err);
 
+// The value of the field `label` ("Database cluster state:") in pg_controldata's output, "" if
+// absent (its labels are stable across releases; docs "pg_controldata").
+std::string ControlDataField(const std::string& text, std::string_view label);
+
 // The client-facing host for a listen address: a wildcard is reached through loopback.
 std::string ClientHost(const std::string& listen_address);
 // "postgresql://user:password@host:port/database" (an IPv6 host in brackets). `database` goes in

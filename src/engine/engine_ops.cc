@@ -182,7 +182,7 @@ Status Engine::SweepImplicitSnapshots(int64_t project_id) {
   return Status::OK();
 }
 
-Status Engine::DestroyBranch(int64_t branch_id) {
+Status Engine::DestroyBranch(int64_t branch_id, bool hand_back) {
   auto found = catalog_->GetBranch(branch_id);
   if (!found.ok() && found.status().Is(StatusCode::kNotFound)) return Status::OK();
   PGB_RETURN_IF_ERROR(found.status());
@@ -192,12 +192,20 @@ Status Engine::DestroyBranch(int64_t branch_id) {
     PGB_RETURN_IF_ERROR(catalog_->SetBranchState(row.id, kStateDeleting));
     row.state = kStateDeleting;
   }
-  PGB_RETURN_IF_ERROR(StopInstance(project, row, StopMode::kImmediate));
+  if (!hand_back) {
+    PGB_RETURN_IF_ERROR(StopInstance(project, row, StopMode::kImmediate));
+  } else {
+    // Its owner's password back, then a clean shutdown; skipped once the data went back.
+    PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
+    if (PathExists(JoinPath(pool->VolumePath(row.volume), "PG_VERSION"))) {
+      PGB_RETURN_IF_ERROR(PrepareHandBack(project, row));
+    }
+  }
   {
     PGB_ASSIGN_OR_RETURN(InstanceSpec spec, Spec(project, row));
     PGB_RETURN_IF_ERROR(RuntimeFor(project).Remove(spec));
   }
-  PGB_RETURN_IF_ERROR(DestroyVolumeSafely(row.volume));
+  if (!hand_back) PGB_RETURN_IF_ERROR(DestroyVolumeSafely(row.volume));
   // The row points at its origin snapshot, which may be one of its own (after a reset to it):
   // let go of it first, then the branch's own snapshots can go (the branches made from them
   // were destroyed before this one), then the row. Its origin, if implicit and now unused,
@@ -215,6 +223,8 @@ Status Engine::DestroyBranch(int64_t branch_id) {
           users.empty() ? "by storage" : "branches made from it: " + JoinNames(project, users)));
     }
   }
+  // On ZFS a volume's snapshots live inside it: they went first, so none leaves with it.
+  if (hand_back) PGB_RETURN_IF_ERROR(HandBackVolume(project, row.volume));
   PGB_RETURN_IF_ERROR(catalog_->DeleteBranch(row.id));
   PGB_RETURN_IF_ERROR(RemoveTree(JoinPath(ArchiveRoot(project), std::to_string(row.id))));
   PGB_RETURN_IF_ERROR(RemoveFile(LogPath(row)));
@@ -225,17 +235,18 @@ Status Engine::DestroyBranch(int64_t branch_id) {
 
 Status Engine::MarkForDeletion(const ProjectRow& project, const std::vector<BranchRow>& rows,
                                std::vector<int64_t> also_lock, Operation& op,
-                               std::vector<Action> also) {
+                               std::vector<Action> also, std::optional<int64_t> hand_back) {
   for (const auto& r : rows) also_lock.push_back(r.id);
   // A branch being worked on (a reset, a create still cloning) finishes first.
   PGB_ASSIGN_OR_RETURN(std::vector<LockHandle> held, LockBranches(project, also_lock, &op));
   std::vector<Action> finish;
   for (const auto& r : rows) {
     Action a;
-    a.kind = "destroy-branch";
+    bool back = hand_back && r.id == *hand_back;
+    a.kind = back ? "hand-back-branch" : "destroy-branch";
     a.project_id = project.id;
     a.branch_id = r.id;
-    a.text = fmt::format("destroy {}", Ref(project, r));
+    a.text = fmt::format("{} {}", back ? "hand back" : "destroy", Ref(project, r));
     finish.push_back(std::move(a));
   }
   finish.insert(finish.end(), also.begin(), also.end());
@@ -350,6 +361,15 @@ Status Engine::RunAction(const Action& a) {
     return StartInstance(project, *row, /*set_password=*/false, nullptr);
   }
   if (a.kind == "destroy-branch") return DestroyBranch(a.branch_id);
+  if (a.kind == "hand-back-branch") return DestroyBranch(a.branch_id, /*hand_back=*/true);
+  if (a.kind == "hand-back-volume" || a.kind == "restore-adopted-password") {
+    auto project = catalog_->GetProject(a.project_id);
+    if (!project.ok() && project.status().Is(StatusCode::kNotFound)) return Status::OK();
+    PGB_RETURN_IF_ERROR(project.status());
+    if (a.kind == "hand-back-volume") return HandBackVolume(*project, a.volume);
+    PGB_ASSIGN_OR_RETURN(BranchRow main, catalog_->GetBranch(a.branch_id));
+    return RestoreAdoptedPassword(*project, main);
+  }
   if (a.kind == "sweep-snapshots") return SweepImplicitSnapshots(a.project_id);
   if (a.kind == "rename-instance") {
     auto row = catalog_->GetBranch(a.branch_id);

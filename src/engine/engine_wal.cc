@@ -46,9 +46,9 @@ TimePoint FromMicros(int64_t us) {
   return TimePoint(std::chrono::duration_cast<TimePoint::duration>(std::chrono::microseconds(us)));
 }
 
-// "Latest checkpoint location:  0/1A2B3C8" and "Database cluster state: shut down" from
-// pg_controldata's output (its labels are stable across releases; docs "pg_controldata").
-std::string ControlDataField(const std::string& text, std::string_view label) {
+}  // namespace
+
+std::string internal::ControlDataField(const std::string& text, std::string_view label) {
   size_t at = text.find(label);
   if (at == std::string::npos) return "";
   size_t start = text.find_first_not_of(' ', at + label.size());
@@ -56,8 +56,6 @@ std::string ControlDataField(const std::string& text, std::string_view label) {
   if (start == std::string::npos || start > end) return "";
   return text.substr(start, end - start);
 }
-
-}  // namespace
 
 std::string Engine::ArchiveRoot(const ProjectRow& project) const {
   return JoinPath(env_.home,

@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <filesystem>
 #include <vector>
 
@@ -112,6 +114,9 @@ constexpr std::string_view kIncludeComment =
     "# pgbranch.conf must exist before the server starts (written by pgbranch before every\n"
     "# start of a new branch).\n"
     "include = 'pgbranch.conf'\n";
+
+constexpr std::string_view kWrittenConfHeader =
+    "# Written by pgbranch: the source's postgresql.conf was not in its data directory.\n";
 
 constexpr std::string_view kPgHba =
     "# pg_hba.conf written by pgbranch.\n"
@@ -245,7 +250,7 @@ Status FinishCopiedDataDir(const std::string& data_dir,
     // The source kept its configuration outside the data directory (Debian's /etc/postgresql):
     // the settings a standby must match or exceed (docs 27.4.4 "Hot Standby Parameter
     // Settings"), as the source runs them.
-    conf = "# Written by pgbranch: the source's postgresql.conf was not in its data directory.\n";
+    conf = std::string(kWrittenConfHeader);
     for (const auto& [name, value] : settings) {
       PGB_ASSIGN_OR_RETURN(std::string quoted, QuoteConfValue(value));
       conf += fmt::format("{} = {}\n", name, quoted);
@@ -265,6 +270,50 @@ Status FinishCopiedDataDir(const std::string& data_dir,
     }
   }
   return WriteFileAtomic(hba, std::string(kPgHba), 0600, owner);
+}
+
+Status RestoreAdoptedDataDir(const std::string& data_dir) {
+  // pgbranch.conf goes last but for the certificates: while it exists, a certificate without a
+  // *.source beside it is pgbranch's (the directory had none); after, any left is theirs.
+  const std::string marker = JoinPath(data_dir, "pgbranch.conf");
+  const std::string certs[] = {JoinPath(data_dir, kServerCertFile),
+                               JoinPath(data_dir, kServerKeyFile)};
+  if (PathExists(marker)) {
+    for (const std::string& path : certs) {
+      if (!PathExists(path + ".source")) PGB_RETURN_IF_ERROR(RemoveFile(path));
+    }
+  }
+  const std::string conf_path = JoinPath(data_dir, "postgresql.conf");
+  if (PathExists(conf_path)) {
+    PGB_ASSIGN_OR_RETURN(std::string conf, ReadFile(conf_path));
+    if (conf.rfind(kWrittenConfHeader, 0) == 0) {
+      PGB_RETURN_IF_ERROR(RemoveFile(conf_path));
+    } else if (size_t at = conf.rfind(kIncludeComment); at != std::string::npos) {
+      conf.erase(at, kIncludeComment.size());
+      PGB_RETURN_IF_ERROR(WriteFileAtomic(conf_path, conf, 0600));
+    }
+  }
+  // Each rename puts theirs over ours in one step.
+  auto put_back = [](const std::string& path) -> Status {
+    if (PathExists(path + ".source") && ::rename((path + ".source").c_str(), path.c_str()) != 0) {
+      return PosixError(fmt::format("rename {}.source", path), errno);
+    }
+    return Status::OK();
+  };
+  PGB_RETURN_IF_ERROR(put_back(JoinPath(data_dir, "pg_hba.conf")));
+  PGB_RETURN_IF_ERROR(RemoveFile(marker));
+  for (const std::string& path : certs) PGB_RETURN_IF_ERROR(put_back(path));
+  return Status::OK();
+}
+
+Status SetAsideServerCertificate(const std::string& data_dir) {
+  for (const char* name : {kServerCertFile, kServerKeyFile}) {
+    std::string path = JoinPath(data_dir, name);
+    if (PathExists(path) && ::rename(path.c_str(), (path + ".source").c_str()) != 0) {
+      return PosixError(fmt::format("rename {}", path), errno);
+    }
+  }
+  return Status::OK();
 }
 
 Status InitDataDir(ProcessRunner& runner, const PgBinaries& bins, const std::string& data_dir,

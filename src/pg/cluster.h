@@ -72,6 +72,18 @@ Status FinishCopiedDataDir(const std::string& data_dir,
                            const std::map<std::string, std::string>& settings,
                            std::optional<FileOwner> owner);
 
+// The inverse of FinishCopiedDataDir and WriteInstanceConfig for a data directory pgbranch
+// adopted in place (project delete --keep-data): the include taken out of postgresql.conf (or
+// the postgresql.conf pgbranch wrote removed), pg_hba.conf.source back as pg_hba.conf,
+// pgbranch.conf and pgbranch's server certificate removed and the directory's own put back
+// (SetAsideServerCertificate). Each part is skipped when already undone, so a second call
+// after an interrupted one finishes it.
+Status RestoreAdoptedDataDir(const std::string& data_dir);
+
+// Renames an adopted data directory's own server.crt and server.key to *.source, so that
+// pgbranch's certificate (pg/tls.h) never overwrites them.
+Status SetAsideServerCertificate(const std::string& data_dir);
+
 // Archive recovery to a target (point-in-time recovery; PostgreSQL docs 26.3.4 "Recovering
 // Using a Continuous Archive Backup" and 20.5.5 "Recovery Target"). At most one target; none
 // recovers to the end of the WAL available, then promotes.

@@ -185,6 +185,44 @@ TEST_F(PgInstanceTest, MissingPgbranchConfRefusesToStart) {
 
 // pgbranch.conf gets every per-branch setting, with a quote doubled and a backslash escaped;
 // a line break, a port out of range or a socket path past the kernel's limit is refused.
+// What pgbranch adds to an adopted data directory (FinishCopiedDataDir, pgbranch.conf, its own
+// certificate) comes out again byte for byte, with and without a postgresql.conf of its own;
+// a second call changes nothing.
+TEST(PgClusterTest, RestoreAdoptedDataDirUndoesFinishCopiedDataDir) {
+  for (bool own_conf : {true, false}) {
+    TempDir dir;
+    const std::string conf = JoinPath(dir.path(), "postgresql.conf");
+    const std::string hba = JoinPath(dir.path(), "pg_hba.conf");
+    if (own_conf) ASSERT_TRUE(WriteFileAtomic(conf, "work_mem = '7MB'\n", 0600).ok());
+    ASSERT_TRUE(WriteFileAtomic(hba, "local all all peer\n", 0600).ok());
+    // With its own configuration it also has its own certificate; without, none.
+    if (own_conf) {
+      ASSERT_TRUE(WriteFileAtomic(JoinPath(dir.path(), "server.crt"), "theirs", 0600).ok());
+    }
+    ASSERT_TRUE(SetAsideServerCertificate(dir.path()).ok());
+    ASSERT_TRUE(FinishCopiedDataDir(dir.path(), {}, std::nullopt).ok());
+    InstanceConfig config;
+    config.port = 6543;
+    ASSERT_TRUE(WriteInstanceConfig(dir.path(), config, std::nullopt).ok());
+    ASSERT_TRUE(WriteFileAtomic(JoinPath(dir.path(), "server.crt"), "ours", 0600).ok());
+    EXPECT_NE(MustRead(conf).find("include = 'pgbranch.conf'"), std::string::npos);
+
+    for (int pass = 0; pass < 2; ++pass) {
+      ASSERT_TRUE(RestoreAdoptedDataDir(dir.path()).ok());
+      if (own_conf) {
+        EXPECT_EQ(MustRead(conf), "work_mem = '7MB'\n");
+        EXPECT_EQ(MustRead(JoinPath(dir.path(), "server.crt")), "theirs");
+      } else {
+        EXPECT_FALSE(PathExists(conf));
+        EXPECT_FALSE(PathExists(JoinPath(dir.path(), "server.crt")));
+      }
+      EXPECT_EQ(MustRead(hba), "local all all peer\n");
+      EXPECT_FALSE(PathExists(JoinPath(dir.path(), "pgbranch.conf")));
+      EXPECT_FALSE(PathExists(hba + ".source"));
+    }
+  }
+}
+
 TEST(PgClusterTest, WriteInstanceConfigQuotesValues) {
   TempDir dir;
   InstanceConfig config;

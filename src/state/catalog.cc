@@ -179,6 +179,13 @@ ALTER TABLE projects ADD COLUMN slot_created INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE projects ADD COLUMN wal_segment_size INTEGER NOT NULL DEFAULT 16777216;
 ALTER TABLE projects ADD COLUMN transforms TEXT NOT NULL DEFAULT '';
 )sql",
+    // 11: data directories adopted in place (project create --adopt): where it was and whose,
+    // so `project delete --keep-data` hands it back; and what a refresh schedule loads from.
+    R"sql(
+ALTER TABLE projects ADD COLUMN adopted_from TEXT NOT NULL DEFAULT '';
+ALTER TABLE projects ADD COLUMN adopted_owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE schedules ADD COLUMN source TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
@@ -313,14 +320,15 @@ std::string FormatLabelLines(const std::map<std::string, std::string>& labels) {
 constexpr const char* kProjectColumns =
     "id, name, runtime, pg_bin, pg_version, pg_major, superuser, listen_address, created_at, "
     "image, server_uid, server_gid, active_branch_id, proxy_password, suspend_after_s, source, "
-    "replica, replication_slot, slot_created, wal_segment_size, transforms";
+    "replica, replication_slot, slot_created, wal_segment_size, transforms, adopted_from, "
+    "adopted_owner";
 constexpr const char* kBranchColumns =
     "id, project_id, name, parent_id, snapshot_id, state, port, password, volume, created_at, "
     "recovery_target, suspend_after_s, expires_at, idle_ttl_s, last_active_at, protected, labels";
 constexpr const char* kSnapshotColumns =
     "id, branch_id, volume, name, label, implicit, created_at, wal_lsn, wal_time_us, schedule_id";
 constexpr const char* kScheduleColumns =
-    "id, branch_id, kind, cron, keep, max_age_s, created_at, last_slot, last_result";
+    "id, branch_id, kind, cron, keep, max_age_s, created_at, last_slot, last_result, source";
 
 ProjectRow ReadProject(const Stmt& s) {
   ProjectRow r;
@@ -345,6 +353,8 @@ ProjectRow ReadProject(const Stmt& s) {
   r.slot_created = s.Int(18) != 0;
   r.wal_segment_size = s.Int(19);
   r.transforms = s.Text(20);
+  r.adopted_from = s.Text(21);
+  r.adopted_owner = s.Text(22);
   return r;
 }
 
@@ -396,6 +406,7 @@ ScheduleRow ReadSchedule(const Stmt& s) {
   r.created_at = s.Text(6);
   r.last_slot = s.Text(7);
   r.last_result = s.Text(8);
+  r.source = s.Text(9);
   return r;
 }
 
@@ -707,14 +718,15 @@ Result<int64_t> Catalog::InsertProject(const ProjectRow& r) {
          "INSERT INTO projects (name, runtime, pg_bin, pg_version, pg_major, superuser, "
          "listen_address, created_at, image, server_uid, server_gid, active_branch_id, "
          "proxy_password, suspend_after_s, source, replica, replication_slot, slot_created, "
-         "wal_segment_size, transforms) "
-         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+         "wal_segment_size, transforms, adopted_from, adopted_owner) "
+         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   s.Bind(r.name).Bind(r.runtime).Bind(r.pg_bin).Bind(r.pg_version).Bind(r.pg_major);
   s.Bind(r.superuser).Bind(r.listen_address).Bind(r.created_at);
   s.Bind(r.image).Bind(r.server_uid).Bind(r.server_gid);
   s.Bind(r.active_branch_id).Bind(r.proxy_password).Bind(r.suspend_after_s);
   s.Bind(r.source).Bind(static_cast<int64_t>(r.replica)).Bind(r.replication_slot);
   s.Bind(static_cast<int64_t>(r.slot_created)).Bind(r.wal_segment_size).Bind(r.transforms);
+  s.Bind(r.adopted_from).Bind(r.adopted_owner);
   PGB_RETURN_IF_ERROR(s.Run());
   return sqlite3_last_insert_rowid(db);
 }
@@ -1064,9 +1076,9 @@ Result<int64_t> Catalog::InsertSchedule(const ScheduleRow& r) {
   PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
   Stmt s(db,
          "INSERT INTO schedules (branch_id, kind, cron, keep, max_age_s, created_at, last_slot, "
-         "last_result) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+         "last_result, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
   s.Bind(r.branch_id).Bind(r.kind).Bind(r.cron).Bind(r.keep).Bind(r.max_age_s);
-  s.Bind(r.created_at).Bind(r.last_slot).Bind(r.last_result);
+  s.Bind(r.created_at).Bind(r.last_slot).Bind(r.last_result).Bind(r.source);
   PGB_RETURN_IF_ERROR(s.Run());
   return sqlite3_last_insert_rowid(db);
 }

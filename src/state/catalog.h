@@ -73,6 +73,11 @@ struct ProjectRow {
   bool slot_created = false;
   int64_t wal_segment_size = int64_t{16} << 20;
   std::string transforms;
+  // Adopted in place (project create --adopt): the data directory's own path before it became
+  // main's volume, and its owner then as "uid:gid" (what `project delete --keep-data` restores).
+  // Both empty for other projects.
+  std::string adopted_from;
+  std::string adopted_owner;
 };
 
 // Stored branch states. What a user sees for running/stopped comes from the runtime.
@@ -137,13 +142,17 @@ struct SnapshotRow {
 struct ScheduleRow {
   int64_t id = 0;
   int64_t branch_id = 0;             // the branch it snapshots
-  std::string kind;                  // "snapshot"
+  std::string kind;                  // "snapshot" or "refresh"
   std::string cron;                  // crontab(5) expression (common/cron.h), UTC
   std::optional<int64_t> keep;       // keep at most this many of its snapshots
   std::optional<int64_t> max_age_s;  // and none older than this
   std::string created_at;            // ISO 8601 UTC
   std::string last_slot;             // the slot it last ran for (DueRun's rule); empty: never ran
   std::string last_result;           // "snapshot 12", or the error of that run
+  // kind "refresh": what each run loads, JSON: {"dump": absolute path} or {"server": conninfo
+  // without its password, "logical": bool} (the password in a private file, see
+  // Engine::AddSchedule). Empty for snapshot schedules.
+  std::string source;
 };
 
 // One storage or runtime operation, or one external command, done on behalf of a command.

@@ -156,6 +156,29 @@ class BtrfsPool : public DirectoryPool {
     return Status::OK();
   }
 
+  // Only a subvolume can be snapshotted: a plain directory would move in, and fail at the
+  // first snapshot.
+  Status CheckAdoptable(const std::string& path) override {
+    enum btrfs_util_error error = btrfs_util_is_subvolume(path.c_str());
+    if (error == BTRFS_UTIL_ERROR_NOT_BTRFS) {
+      return Status::FailedPrecondition(fmt::format("{} is not on Btrfs", path));
+    }
+    if (error == BTRFS_UTIL_ERROR_NOT_SUBVOLUME) {
+      return Status::FailedPrecondition(fmt::format(
+          "{} is a directory, not a Btrfs subvolume (make one with 'btrfs subvolume create' and "
+          "move the files in, or copy the server with --from-server)",
+          path));
+    }
+    if (error != BTRFS_UTIL_OK) return BtrfsError(fmt::format("inspect {}", path), error, errno);
+    bool read_only = false;
+    error = btrfs_util_get_subvolume_read_only(path.c_str(), &read_only);
+    if (error != BTRFS_UTIL_OK) return BtrfsError(fmt::format("inspect {}", path), error, errno);
+    if (read_only) {
+      return Status::FailedPrecondition(fmt::format("{} is a read-only snapshot", path));
+    }
+    return Status::OK();
+  }
+
   // Atomic: the bracket is not needed and ignored.
   Status CreateSnapshot(const std::string& volume, const std::string& snapshot,
                         const SnapshotBracket* /*bracket*/) override {

@@ -181,6 +181,44 @@ Status DirectoryPool::Move(const std::string& from, const std::string& to, bool 
   return SyncFs(to);
 }
 
+Status DirectoryPool::CheckAdoptable(const std::string& path) {
+  if (!IsDirectory(path)) return Status::FailedPrecondition(path + " is not a directory");
+  return Status::OK();
+}
+
+Status DirectoryPool::AdoptVolume(const std::string& path, const std::string& volume) {
+  const std::string to = VolumePath(volume);
+  if (PathExists(to)) return Status::AlreadyExists(fmt::format("volume {} exists", volume));
+  PGB_RETURN_IF_ERROR(CheckAdoptable(path));
+  if (::renameat2(AT_FDCWD, path.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) != 0) {
+    int err = errno;
+    if (err == EXDEV) {
+      return Status::FailedPrecondition(fmt::format(
+          "{} is on another filesystem than the pool at {}; adopting moves it by a rename, "
+          "which stays within one filesystem",
+          path, root_));
+    }
+    return PosixError(fmt::format("move {} to {}", path, to), err);
+  }
+  return SyncFs(to);
+}
+
+Status DirectoryPool::ReleaseVolume(const std::string& volume, const std::string& path) {
+  const std::string from = VolumePath(volume);
+  if (!PathExists(from)) {
+    if (PathExists(path)) return Status::OK();
+    return Status::NotFound(fmt::format("volume {} does not exist", volume));
+  }
+  if (PathExists(path)) {
+    return Status::AlreadyExists(
+        fmt::format("{} exists; move it away so volume {} can go back there", path, volume));
+  }
+  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) != 0) {
+    return PosixError(fmt::format("move {} to {}", from, path), errno);
+  }
+  return SyncFs(path);
+}
+
 Status MakePoolDirectories(const std::string& root) {
   UndoStack undo;
   for (const char* name : {"volumes", "snapshots"}) {

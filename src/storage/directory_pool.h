@@ -41,6 +41,10 @@ class DirectoryPool : public Pool {
   Result<SpaceUsage> SnapshotSpace(const std::string& volume, const std::string& snapshot) override;
   Result<PoolUsage> Usage() override;
 
+  // ---- Adoption (pool.h): renames within the pool's filesystem, RENAME_NOREPLACE + syncfs ----
+  Status AdoptVolume(const std::string& path, const std::string& volume) override;
+  Status ReleaseVolume(const std::string& volume, const std::string& path) override;
+
   // ---- Quarantine (see the top of this file) ----
   Status Quarantine(const std::string& name, TimePoint now) override;
   Result<std::vector<QuarantinedObject>> ListQuarantined() override;
@@ -54,6 +58,9 @@ class DirectoryPool : public Pool {
   // or clears the subvolume's read-only flag, the tree pools the root directory's immutable flag.
   // OK if it is so already.
   virtual Status SetSealed(const std::string& path, bool sealed) = 0;
+  // OK if the directory at `path` can become a volume by a rename (AdoptVolume): any directory
+  // for the tree pools; Btrfs needs a writable subvolume (else FailedPrecondition saying so).
+  virtual Status CheckAdoptable(const std::string& path);
   // Destroys the volume or snapshot at `path` (a quarantined one) with everything in it.
   virtual Status RemoveObject(const std::string& path) = 0;
 

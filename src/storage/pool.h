@@ -153,6 +153,27 @@ class Pool {
   // `volume` may be empty when unknown (doctor's orphans).
   virtual Status DestroySnapshot(const std::string& volume, const std::string& snapshot) = 0;
 
+  // ---- Adoption: an existing data directory made a volume in place (project create --adopt) --
+  //
+  // AdoptVolume moves the directory at `path` (absolute) into the pool as volume `volume`
+  // without copying a byte: a rename within one filesystem (btrfs: `path` must be a writable
+  // subvolume; reflink, copy: a directory) or `zfs rename` within one ZFS pool (`path` must be
+  // the mountpoint of a dataset with no snapshots and no children, which is then mounted where
+  // VolumePath says). FailedPrecondition, nothing moved, when `path` is not such an object or
+  // lives on another filesystem or ZFS pool than the pool's; AlreadyExists if `volume` exists.
+  // ReleaseVolume is its inverse: volume `volume` goes back to `path` (which must not exist:
+  // AlreadyExists), OK if the volume is gone and `path` exists (a finished earlier call).
+  // Both durable when they return; a crash leaves the object whole in one place or the other.
+  // Backends without them return NotSupported.
+  virtual Status AdoptVolume(const std::string& path, const std::string& volume) {
+    (void)path, (void)volume;
+    return Status::NotSupported(Kind() + " pools cannot adopt a data directory in place");
+  }
+  virtual Status ReleaseVolume(const std::string& volume, const std::string& path) {
+    (void)path, (void)volume;
+    return Status::NotSupported(Kind() + " pools cannot hand back a data directory");
+  }
+
   // Names of all volumes / snapshots present (for doctor and tests), sorted.
   virtual Result<std::vector<std::string>> ListVolumes() = 0;
   virtual Result<std::vector<std::string>> ListSnapshots() = 0;

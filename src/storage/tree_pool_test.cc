@@ -29,13 +29,13 @@
 namespace pgb {
 namespace {
 
+using storage_test::DirEntries;
 using storage_test::ImagePoolTest;
 using storage_test::kMiB;
+using storage_test::LstatOf;
 using storage_test::Slurp;
 using storage_test::WriteRandom;
-using storage_test::DirEntries;
 using storage_test::WriteText;
-using storage_test::LstatOf;
 
 const FileOwner kPostgres{101, 104};  // an unprivileged account's ids; need not exist
 
@@ -431,6 +431,39 @@ TEST_P(TreePoolTest, InvalidNamesAreRejectedWithoutTouchingDisk) {
 // ---- Quarantine --------------------------------------------------------------------------
 
 // Given the shared lifecycle (pool_testutil.h) on each backend: everything behaves.
+// AdoptVolume renames a directory of the pool's filesystem into the pool (same inode: nothing
+// copied); ReleaseVolume renames it back, refuses an occupied target, and is OK when done.
+TEST_P(TreePoolTest, AdoptAndReleaseRenameWithoutCopying) {
+  std::string outside = Dirname(tree_config_.root) + "/adoptee";
+  ASSERT_EQ(::mkdir(outside.c_str(), 0700), 0);
+  FillDataDirectory(outside);
+  struct stat before {};
+  ASSERT_EQ(::stat((outside + "/PG_VERSION").c_str(), &before), 0);
+  std::string volume = NewVolumeName();
+  Status adopted = pool_->AdoptVolume(outside, volume);
+  if (adopted.Is(StatusCode::kFailedPrecondition)) {
+    // The XFS image pool is mounted at its root: its parent is another filesystem.
+    EXPECT_NE(adopted.message().find("another filesystem"), std::string::npos) << adopted.message();
+    EXPECT_TRUE(PathExists(outside + "/PG_VERSION"));
+    return;
+  }
+  ASSERT_TRUE(adopted.ok()) << adopted.ToString();
+  EXPECT_FALSE(PathExists(outside));
+  struct stat inside {};
+  ASSERT_EQ(::stat((Vol(volume) + "/PG_VERSION").c_str(), &inside), 0);
+  EXPECT_EQ(inside.st_ino, before.st_ino);
+  EXPECT_TRUE(pool_->AdoptVolume(outside, volume).Is(StatusCode::kAlreadyExists));
+
+  ASSERT_EQ(::mkdir(outside.c_str(), 0700), 0);
+  EXPECT_TRUE(pool_->ReleaseVolume(volume, outside).Is(StatusCode::kAlreadyExists));
+  ASSERT_EQ(::rmdir(outside.c_str()), 0);
+  Status released = pool_->ReleaseVolume(volume, outside);
+  ASSERT_TRUE(released.ok()) << released.ToString();
+  EXPECT_TRUE(PathExists(outside + "/PG_VERSION"));
+  EXPECT_TRUE(pool_->ReleaseVolume(volume, outside).ok()) << "a second release is done";
+  EXPECT_TRUE(RemoveTree(outside).ok());
+}
+
 TEST_P(TreePoolTest, QuarantineLifecycle) { storage_test::ExpectQuarantineLifecycle(*pool_); }
 
 // Given a data directory owned by PostgreSQL's account and a snapshot of it, Quarantine renames

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <set>
@@ -44,6 +45,9 @@ constexpr const char* kRetiredProperty = "pgbranch:retired";
 // dataset's user properties down to its snapshots ("inherited from"), so a quarantined volume's
 // snapshots show its value too. Hence `zfs get -s local`, never a column of `zfs list`.
 constexpr const char* kQuarantinedProperty = "pgbranch:quarantined";
+// On an adopted volume: the dataset's name before AdoptVolume renamed it (ReleaseVolume's way
+// back).
+constexpr const char* kAdoptedProperty = "pgbranch:adopted";
 // <root>/quarantine, where quarantined objects are mounted: only root passes.
 constexpr mode_t kQuarantineDirMode = 0700;
 
@@ -310,6 +314,89 @@ class ZfsPool : public Pool {
       return status;
     }
     return Status::OK();
+  }
+
+  // The dataset mounted at `path` is renamed to be the volume and mounted under the pool's
+  // root by inheriting the mountpoint; its old name stays in a user property for the way back.
+  Status AdoptVolume(const std::string& path, const std::string& volume) override {
+    PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
+    const std::string target = VolumeDataset(volume);
+    PGB_ASSIGN_OR_RETURN(std::string out,
+                         Zfs(runner_, {"list", "-H", "-o", "name,mountpoint", "-t", "filesystem"}));
+    std::string source;
+    for (const std::string& line : SplitLines(out)) {
+      size_t tab = line.find('\t');
+      if (tab != std::string::npos && line.substr(tab + 1) == path) source = line.substr(0, tab);
+    }
+    if (source.empty()) {
+      return Status::FailedPrecondition(
+          fmt::format("{} is not the mountpoint of a ZFS dataset", path));
+    }
+    auto zpool = [](const std::string& name) { return name.substr(0, name.find('/')); };
+    if (zpool(source) != zpool(dataset_)) {
+      return Status::FailedPrecondition(fmt::format(
+          "{} is dataset {} of ZFS pool {}, not of the pool's {}; adopting renames a dataset, "
+          "which stays within one ZFS pool",
+          path, source, zpool(source), zpool(dataset_)));
+    }
+    PGB_ASSIGN_OR_RETURN(std::string below,
+                         Zfs(runner_, {"list", "-H", "-o", "name", "-r", "-t", "all", source}));
+    if (SplitLines(below).size() > 1) {
+      return Status::FailedPrecondition(fmt::format(
+          "dataset {} has snapshots or child datasets; pgbranch would take them for its own",
+          source));
+    }
+    if (Zfs(runner_, {"list", "-H", "-o", "name", target}).ok()) {
+      return Status::AlreadyExists(fmt::format("volume {} exists", volume));
+    }
+    PGB_RETURN_IF_ERROR(
+        Zfs(runner_, {"set", fmt::format("{}={}", kAdoptedProperty, source), source}).status());
+    PGB_RETURN_IF_ERROR(MoveDataset(source, target, {"inherit", "mountpoint", target}));
+    return RemoveEmptyDir(path);  // the mountpoint it left
+  }
+
+  // `zfs rename from to` of an unmounted dataset (zfs-fuse refuses a mounted one as busy), then
+  // `then` (which sets where it mounts) and the mount; a failed rename mounts `from` again.
+  Status MoveDataset(const std::string& from, const std::string& to,
+                     const std::vector<std::string>& then) {
+    Status unmounted = Zfs(runner_, {"umount", from}, OnBusy::kRetry).status();
+    if (!unmounted.ok() && !Contains(unmounted.message(), "not currently mounted")) {
+      return unmounted;
+    }
+    Status renamed = Zfs(runner_, {"rename", from, to}, OnBusy::kRetry).status();
+    if (!renamed.ok()) {
+      (void)Zfs(runner_, {"mount", from});
+      return renamed;
+    }
+    PGB_RETURN_IF_ERROR(Zfs(runner_, then, OnBusy::kRetry).status());
+    Status mounted = Zfs(runner_, {"mount", to}).status();
+    if (!mounted.ok() && !Contains(mounted.message(), "already mounted")) return mounted;
+    return Status::OK();
+  }
+
+  Status ReleaseVolume(const std::string& volume, const std::string& path) override {
+    PGB_RETURN_IF_ERROR(CheckVolumeName(volume));
+    const std::string dataset = VolumeDataset(volume);
+    Result<std::string> origin =
+        Zfs(runner_, {"get", "-H", "-o", "value", kAdoptedProperty, dataset});
+    if (origin.status().Is(StatusCode::kNotFound)) {
+      if (PathExists(path)) return Status::OK();  // gone back already
+      return Status::NotFound(fmt::format("volume {} does not exist", volume));
+    }
+    PGB_RETURN_IF_ERROR(origin.status());
+    std::vector<std::string> lines = SplitLines(*origin);
+    std::string name = lines.empty() ? "" : lines[0];
+    if (name.empty() || name == "-") {
+      return Status::FailedPrecondition(fmt::format("volume {} was not adopted", volume));
+    }
+    std::error_code ec;
+    if (PathExists(path) && !(IsDirectory(path) && std::filesystem::is_empty(path, ec))) {
+      return Status::AlreadyExists(
+          fmt::format("{} exists; move it away so volume {} can go back there", path, volume));
+    }
+    PGB_RETURN_IF_ERROR(
+        MoveDataset(dataset, name, {"set", fmt::format("mountpoint={}", path), name}));
+    return Zfs(runner_, {"inherit", kAdoptedProperty, name}).status();
   }
 
   // Atomic: the bracket is not needed and ignored.
