@@ -230,12 +230,25 @@ class Cli {
         app_.add_subcommand("schedule", "Snapshots on a cron schedule, taken by 'pgbranch serve'");
     schedule->require_subcommand(1);
     auto* add = schedule->add_subcommand(
-        "add", "Snapshot a branch on a schedule, keeping the newest N and/or those younger than D");
-    add->add_option("branch", ref_text_, "PROJECT/BRANCH")->required();
-    add->add_option("--snapshot", cron_,
-                    "When, as crontab(5) in UTC: \"0 */6 * * *\", \"@daily\"; a run missed while "
-                    "serve was down is made once when it is back")
-        ->required();
+        "add",
+        "Snapshot a branch on a schedule, keeping the newest N and/or those younger than D; or "
+        "refresh a project's main from a dump or a server");
+    add->add_option("branch", ref_text_, "PROJECT/BRANCH (PROJECT for --refresh)")->required();
+    auto* snapshot_opt =
+        add->add_option("--snapshot", cron_,
+                        "When, as crontab(5) in UTC: \"0 */6 * * *\", \"@daily\"; a run missed "
+                        "while serve was down is made once when it is back");
+    auto* refresh_opt = add->add_option(
+        "--refresh", refresh_cron_,
+        "Instead: when to refresh main (as 'project refresh') from --from-dump FILE or "
+        "--from-server URI [--logical], with --transform F...");
+    snapshot_opt->excludes(refresh_opt);
+    add->add_option("--from-dump", from_dump_, "With --refresh: the dump each run loads");
+    add->add_option("--from-server", from_server_,
+                    "With --refresh: the server each run copies (its password read now and kept "
+                    "privately)");
+    add->add_flag("--logical", logical_, "With --from-server: pg_dump instead of a copy");
+    add->add_option("--transform", transforms_, "With --refresh: SQL run after each load");
     add->add_option("--keep", keep_, "Keep the newest N snapshots it made (older ones go)")
         ->transform(DecimalIn(1, 100000));
     add->add_option("--max-age", max_age_, "Delete the snapshots it made once older than this: 7d")
@@ -244,9 +257,14 @@ class Cli {
     add->callback([this] {
       action_ = [this] {
         return With("schedule add", ref_text_, [&](Engine& e) -> Status {
-          PGB_ASSIGN_OR_RETURN(BranchRef ref, ParseBranchRef(ref_text_));
+          // A refresh is the project's: `schedule add shop --refresh ...` means shop/main.
+          std::string text = ref_text_;
+          if (!refresh_cron_.empty() && text.find('/') == std::string::npos) text += "/main";
+          PGB_ASSIGN_OR_RETURN(BranchRef ref, ParseBranchRef(text));
           ScheduleOptions o;
           o.snapshot_cron = cron_;
+          o.refresh_cron = refresh_cron_;
+          SetDataSource(&o.source);
           o.keep = keep_;
           o.max_age_s = max_age_;
           PGB_ASSIGN_OR_RETURN(ScheduleInfo info, e.AddSchedule(ref, o));
@@ -254,8 +272,9 @@ class Cli {
             out_->Json(ToJson(info));
             return Status::OK();
           }
-          out_->Print(fmt::format("schedule {}: snapshot {} at \"{}\" (UTC); next {}", info.id,
+          out_->Print(fmt::format("schedule {}: {} {} at \"{}\" (UTC); next {}", info.id, info.kind,
                                   info.branch, info.cron, info.next_run));
+          if (!info.source.empty()) out_->Print(fmt::format("each run loads {}", info.source));
           out_->Print(out_->Paint("'pgbranch serve' takes them; it must be running", Tone::kDim));
           return Status::OK();
         });
@@ -279,11 +298,13 @@ class Cli {
               keep += (keep.empty() ? "" : ", ") +
                       fmt::format("{} max", FormatAge(std::chrono::seconds(*s.max_age_s)));
             }
-            rows.push_back({std::to_string(s.id), s.branch, s.cron, OrDash(keep),
+            std::string does = s.kind == "refresh" ? "refresh from " + s.source : s.kind;
+            rows.push_back({std::to_string(s.id), s.branch, does, s.cron, OrDash(keep),
                             OrDash(s.last_run), OrDash(s.last_result), OrDash(s.next_run)});
           }
-          out_->Table({"ID", "BRANCH", "CRON (UTC)", "KEEPS", "LAST RUN", "RESULT", "NEXT RUN"},
-                      rows);
+          out_->Table(
+              {"ID", "BRANCH", "DOES", "CRON (UTC)", "KEEPS", "LAST RUN", "RESULT", "NEXT RUN"},
+              rows);
           return Status::OK();
         });
       };
@@ -2038,6 +2059,7 @@ class Cli {
   int restore_jobs_ = 2;                         // project create --jobs
   std::vector<std::string> transforms_;          // project create --transform (repeatable)
   std::string cron_;                             // schedule add --snapshot
+  std::string refresh_cron_;                     // schedule add --refresh
   std::optional<int64_t> keep_;                  // schedule add --keep
   std::optional<int64_t> max_age_;               // schedule add --max-age, in seconds
   int64_t schedule_id_ = 0;                      // schedule remove ID

@@ -1490,6 +1490,13 @@ Result<BranchInfo> Engine::Describe(const ProjectRow& project, const BranchRow& 
   info.user = project.superuser;
   info.uri = MakeUri(project.superuser, branch.password, info.host, branch.port);
   info.masked_uri = MakeUri(project.superuser, "****", info.host, branch.port);
+  if (StandbyFor(project, branch)) {
+    // A replica main is read-only with the source's roles and passwords, never pgbranch's: a
+    // URI with no password (the user's own, from their password file or prompt).
+    info.uri = MakeUri(project.superuser, "", info.host, branch.port);
+    info.uri.erase(info.uri.find(":@"), 1);
+    info.masked_uri = info.uri;
+  }
   info.created_at = branch.created_at;
   info.pg_version = project.pg_version;
   if (IsContainerRuntime(project.runtime)) {

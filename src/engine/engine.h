@@ -265,8 +265,9 @@ struct SnapshotInfo {
 struct ScheduleInfo {
   int64_t id = 0;
   std::string branch;                // "demo/main": whose snapshots it takes
-  std::string kind;                  // "snapshot"
+  std::string kind;                  // "snapshot" or "refresh"
   std::string cron;                  // crontab(5), UTC (common/cron.h)
+  std::string source;                // refresh: what it loads, for people; else empty
   std::optional<int64_t> keep;       // keeps at most this many of its snapshots
   std::optional<int64_t> max_age_s;  // and none older than this
   std::string created_at;
@@ -279,6 +280,13 @@ struct ScheduleOptions {
   std::string snapshot_cron;         // --snapshot "0 */6 * * *"
   std::optional<int64_t> keep;       // --keep N (>= 1)
   std::optional<int64_t> max_age_s;  // --max-age 7d
+  // Or `--refresh CRON` (main only, not a replica project): each run is a `project refresh`
+  // from `source.from_dump` (the file at that path then, e.g. a nightly dump) or
+  // `source.from_server` (with `source.logical`), with `source.transforms` (paths, read at
+  // each run). A server's password is read now (the URI, source.source_passfile, ~/.pgpass)
+  // and kept in a private file until the schedule is removed. Exactly one of the two crons.
+  std::string refresh_cron;
+  ProjectCreateOptions source;
 };
 
 // One schedule that was due when `serve` looked (Engine::RunDueSchedules).
@@ -286,7 +294,7 @@ struct ScheduleRun {
   int64_t schedule_id = 0;
   std::string branch;
   std::string slot;    // the slot it ran for (one run, however many slots were missed)
-  std::string result;  // "snapshot 12" or the error
+  std::string result;  // "snapshot 12", "refreshed main", or the error
   bool ok = false;
   std::vector<int64_t> removed;   // snapshots its retention deleted
   std::vector<std::string> kept;  // "snapshot 9: branch demo/dev made from it"
@@ -948,6 +956,15 @@ class Engine {
   Result<SnapshotInfo> CreateSnapshotOf(const BranchRef& ref, const std::string& label, bool fast,
                                         std::optional<int64_t> schedule_id);
   void ApplyRetention(const ScheduleRow& row, TimePoint now, ScheduleRun* run);
+  // A refresh schedule's source (ScheduleRow::source JSON), checked now: the dump exists, the
+  // transforms read, the server answers (its password then saved in a private file under
+  // ScheduleSecretsDir, named in the JSON as "passfile"). That directory,
+  // $PGBRANCH_HOME/sources/schedules/<project id>, goes with the project.
+  std::string ScheduleSecretsDir(const ProjectRow& project) const;
+  Result<std::string> RefreshScheduleSource(const ProjectRow& project,
+                                            const ScheduleOptions& options);
+  // One run of a refresh schedule: RefreshProject from its stored source. The run's result.
+  Result<std::string> RunRefreshSchedule(const ScheduleRow& row, const std::string& project);
   Status CheckNotProtected(const ProjectRow& project, const std::vector<BranchRow>& rows,
                            const std::string& doing, bool force);
   // Reserves `row` (state creating, a free port; its parent and, if set, its origin snapshot)

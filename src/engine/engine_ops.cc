@@ -335,6 +335,7 @@ Status Engine::RunAction(const Action& a) {
     PGB_RETURN_IF_ERROR(catalog_->DeleteProject(project->id));
     PGB_RETURN_IF_ERROR(RemoveTree(ArchiveRoot(*project)));
     PGB_RETURN_IF_ERROR(RemoveTree(SourceDir(*project)));
+    PGB_RETURN_IF_ERROR(RemoveTree(ScheduleSecretsDir(*project)));
     if (IsContainerRuntime(project->runtime) || HasOwnOsUser(*project)) {
       PGB_RETURN_IF_ERROR(RemoveTree(SocketDir(*project)));
     }

@@ -492,6 +492,14 @@ Result<BranchInfo> Engine::RefreshProject(const std::string& name,
         "rebase' moves a branch onto it",
         name));
   }
+  if (!project.adopted_from.empty()) {
+    // The new data would take the adopted directory's place as main, and that directory would
+    // go with the old volume.
+    return Status::FailedPrecondition(fmt::format(
+        "project {} is {} adopted in place; a refresh would replace that directory (hand it "
+        "back with 'project delete {} --keep-data' first)",
+        name, project.adopted_from, name));
+  }
   if (options.replica || !options.slot.empty()) {
     return Status::InvalidArgument("--replica and --slot are for project create");
   }

@@ -109,6 +109,7 @@ nlohmann::json ToJson(const ScheduleInfo& s) {
       {"branch", s.branch},
       {"kind", s.kind},
       {"cron", s.cron},
+      {"source", opt(s.source)},
       {"keep", Optional(s.keep)},
       {"max_age_s", Optional(s.max_age_s)},
       {"created_at", s.created_at},

@@ -89,6 +89,28 @@ Result<bool> OptBool(const json& j, const char* key) {
   return it->get<bool>();
 }
 
+// What a refresh loads (POST .../refresh, a refresh schedule): "from_dump", "from_server",
+// "logical", "jobs", "transforms" (paths as the daemon's host sees them), each optional.
+Status ReadDataSource(const json& body, ProjectCreateOptions* o) {
+  PGB_ASSIGN_OR_RETURN(auto dump, OptString(body, "from_dump"));
+  if (dump) o->from_dump = *dump;
+  PGB_ASSIGN_OR_RETURN(auto server, OptString(body, "from_server"));
+  if (server) o->from_server = *server;
+  PGB_ASSIGN_OR_RETURN(o->logical, OptBool(body, "logical"));
+  PGB_ASSIGN_OR_RETURN(auto jobs, OptInt(body, "jobs", 1, 64));
+  if (jobs) o->restore_jobs = static_cast<int>(*jobs);
+  if (auto it = body.find("transforms"); it != body.end() && !it->is_null()) {
+    if (!it->is_array()) return Status::InvalidArgument("\"transforms\" must be a list of paths");
+    for (const auto& t : *it) {
+      if (!t.is_string()) {
+        return Status::InvalidArgument("\"transforms\" must be a list of paths");
+      }
+      o->transforms.push_back(t.get<std::string>());
+    }
+  }
+  return Status::OK();
+}
+
 // The longest TTL or idle TTL the API takes, in seconds (as the engine: kMaxDays).
 constexpr int64_t kMaxLifetime = int64_t{kMaxDays} * 86400;
 
@@ -934,23 +956,7 @@ std::vector<std::pair<std::string, std::string>> ApiServer::Routes() {
       PGB_RETURN_IF_ERROR(
           OnlyKeys(body, {"from_dump", "from_server", "logical", "jobs", "transforms"}));
       ProjectCreateOptions o;
-      PGB_ASSIGN_OR_RETURN(auto dump, OptString(body, "from_dump"));
-      if (dump) o.from_dump = *dump;
-      PGB_ASSIGN_OR_RETURN(auto server, OptString(body, "from_server"));
-      if (server) o.from_server = *server;
-      PGB_ASSIGN_OR_RETURN(o.logical, OptBool(body, "logical"));
-      PGB_ASSIGN_OR_RETURN(auto jobs, OptInt(body, "jobs", 1, 64));
-      if (jobs) o.restore_jobs = static_cast<int>(*jobs);
-      if (auto it = body.find("transforms"); it != body.end() && !it->is_null()) {
-        if (!it->is_array())
-          return Status::InvalidArgument("\"transforms\" must be a list of paths");
-        for (const auto& t : *it) {
-          if (!t.is_string()) {
-            return Status::InvalidArgument("\"transforms\" must be a list of paths");
-          }
-          o.transforms.push_back(t.get<std::string>());
-        }
-      }
+      PGB_RETURN_IF_ERROR(ReadDataSource(body, &o));
       PGB_RETURN_IF_ERROR(e.GetProject(p).status());
       h->Submit(req, res, *who, "project.refresh", p, "project:" + p, prefix, 200,
                 [&e, p, o]() -> Result<json> {
@@ -1344,11 +1350,18 @@ std::vector<std::pair<std::string, std::string>> ApiServer::Routes() {
     Guard(res, "schedule add " + Named(text), [&]() -> Status {
       PGB_ASSIGN_OR_RETURN(BranchRef ref, ParseBranchRef(text));
       PGB_ASSIGN_OR_RETURN(json body, BodyObject(req));
-      PGB_RETURN_IF_ERROR(OnlyKeys(body, {"snapshot", "keep", "max_age_s"}));
+      PGB_RETURN_IF_ERROR(OnlyKeys(body, {"snapshot", "refresh", "keep", "max_age_s", "from_dump",
+                                          "from_server", "logical", "transforms"}));
       ScheduleOptions o;
       PGB_ASSIGN_OR_RETURN(auto cron, OptString(body, "snapshot"));
-      if (!cron) return Status::InvalidArgument("\"snapshot\" (a cron expression) is required");
-      o.snapshot_cron = *cron;
+      PGB_ASSIGN_OR_RETURN(auto refresh, OptString(body, "refresh"));
+      if (!cron == !refresh) {
+        return Status::InvalidArgument(
+            "\"snapshot\" or \"refresh\" (a cron expression) is required, not both");
+      }
+      if (cron) o.snapshot_cron = *cron;
+      if (refresh) o.refresh_cron = *refresh;
+      PGB_RETURN_IF_ERROR(ReadDataSource(body, &o.source));
       PGB_ASSIGN_OR_RETURN(o.keep, OptInt(body, "keep", 1, 100000));
       PGB_ASSIGN_OR_RETURN(o.max_age_s, OptInt(body, "max_age_s", 1, kMaxLifetime));
       PGB_ASSIGN_OR_RETURN(ScheduleInfo info, e.AddSchedule(ref, o));

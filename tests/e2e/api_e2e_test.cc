@@ -440,6 +440,24 @@ TEST_F(ApiE2eTest, SchedulesOverHttp) {
   EXPECT_EQ(Call("DELETE", "/api/v1/schedules/" + id, "w").status, 204);
   EXPECT_EQ(Call("DELETE", "/api/v1/schedules/" + id, "w").status, 404);
   EXPECT_EQ(Call("GET", "/api/v1/schedules", "r").body.size(), 0u);
+
+  // A refresh schedule: main's, from a dump that exists now; one cron, not two.
+  Reply both = Call("POST", Branches() + "/main/schedules", "w",
+                    R"({"snapshot": "@daily", "refresh": "@daily"})");
+  EXPECT_EQ(both.status, 400) << both.text;
+  Reply missing = Call("POST", Branches() + "/main/schedules", "w",
+                       R"({"refresh": "@daily", "from_dump": "/nonexistent.dump"})");
+  EXPECT_EQ(missing.status, 404) << missing.text;
+  std::string dump = e2e::DumpBranch(*home_, "api/main", "c", home_->path() + "/api.dump");
+  Reply refresh = Call("POST", Branches() + "/main/schedules", "w",
+                       nlohmann::json{{"refresh", "0 3 * * *"}, {"from_dump", dump}}.dump());
+  ASSERT_EQ(refresh.status, 201) << refresh.text;
+  EXPECT_EQ(refresh.body["kind"], "refresh");
+  EXPECT_EQ(refresh.body["source"], "dump " + dump);
+  EXPECT_EQ(
+      Call("DELETE", "/api/v1/schedules/" + std::to_string(refresh.body["id"].get<int64_t>()), "w")
+          .status,
+      204);
 }
 
 // Every class of error: one JSON shape, the CLI's codes, nothing created.

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <thread>
 
 #include "common/fs.h"
 #include "common/random.h"
@@ -363,6 +364,15 @@ const Home& BackendTest::home() {
   auto& slot = BackendHomes()[GetParam()];
   if (!slot) slot = std::make_unique<Home>(GetParam(), "4G");
   return *slot;
+}
+
+bool Eventually(const std::function<bool()>& done, std::chrono::seconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    if (done()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
 }
 
 pid_t SpawnServe(const std::string& home, const std::vector<std::string>& args,

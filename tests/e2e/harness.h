@@ -16,6 +16,8 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -112,6 +114,10 @@ std::string PsqlValue(const Home& home, const std::string& ref, const std::strin
 // connected as `branch env --json` says (the password from its passfile); returns `file`.
 std::string DumpBranch(const Home& home, const std::string& ref, const std::string& format,
                        const std::string& file);
+
+// Calls `done` every 250 ms until it returns true or `timeout` passes; returns its last answer.
+bool Eventually(const std::function<bool()>& done,
+                std::chrono::seconds timeout = std::chrono::seconds(30));
 
 // True if nothing listens on 127.0.0.1:port.
 bool PortIsFree(int port);

@@ -3,9 +3,12 @@
 // `project create --from-server URI --logical` (pg_dump of a running server, then restore).
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -61,6 +64,69 @@ class RefreshE2eTest : public ::testing::Test {
   std::unique_ptr<Home> home_;
   std::string mask_;
 };
+
+// `schedule add P --refresh CRON --from-dump FILE`: serve reloads the file at that path on each
+// run (a nightly dump rewritten in place), masked, while branches keep their data. Every
+// minute, so the test waits for the next minute's run (the cron arithmetic and the catch-up
+// after downtime are the fake-clock tests' of snapshot schedules; this is the wiring).
+TEST_F(RefreshE2eTest, RefreshScheduleReloadsTheDumpAtItsPath) {
+  std::string nightly = Dump("nightly.dump");
+  home_->Ok({"project", "create", "shop", "--from-dump", nightly, "--transform", mask_});
+  home_->Ok({"branch", "create", "shop/dev"});
+
+  auto refused = [&](const std::vector<std::string>& args, const std::string& says) {
+    CliResult r = home_->Run(args);
+    EXPECT_EQ(r.exit_code, 1) << r.err;
+    EXPECT_NE(r.err.find(says), std::string::npos) << r.err;
+  };
+  refused({"schedule", "add", "shop", "--refresh", "@daily"},
+          "a refresh schedule loads --from-dump FILE or --from-server URI; give one");
+  refused({"schedule", "add", "shop", "--refresh", "@daily", "--from-dump", nightly, "--keep", "2"},
+          "--keep and --max-age are a snapshot schedule's");
+  refused({"schedule", "add", "shop/dev", "--refresh", "@daily", "--from-dump", nightly},
+          "a refresh schedule refreshes the project's main; give shop or shop/main");
+  refused({"schedule", "add", "shop/main", "--snapshot", "@daily", "--from-dump", nightly},
+          "say what a --refresh schedule loads");
+  EXPECT_EQ(home_->Ok({"schedule", "list", "--json"}).Json().size(), 0u);
+
+  // Tonight's dump, written over last night's.
+  Query("prod/main",
+        "INSERT INTO customers SELECT g, 'person' || g || '@example.com'"
+        " FROM generate_series(101, 150) g;");
+  Dump("nightly.dump");
+  nlohmann::json added = home_
+                             ->Ok({"schedule", "add", "shop", "--refresh", "* * * * *",
+                                   "--from-dump", nightly, "--transform", mask_, "--json"})
+                             .Json();
+  EXPECT_EQ(added["kind"], "refresh");
+  EXPECT_EQ(added["branch"], "shop/main");
+  EXPECT_EQ(added["source"], "dump " + nightly);
+
+  std::string log = home_->path() + "/serve.log";
+  pid_t serve = e2e::SpawnServe(
+      home_->path(), {"--proxy-listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"}, log, "");
+  // Main is down while the refresh swaps it: asked without failing the test meanwhile.
+  bool refreshed = e2e::Eventually(
+      [&] {
+        CliResult r =
+            home_->Run({"psql", "shop/main", "--", "-XAtc", "SELECT count(*) FROM customers"});
+        return r.exit_code == 0 && r.out == "150\n";
+      },
+      std::chrono::seconds(100));
+  ::kill(serve, SIGTERM);
+  int status = 0;
+  ::waitpid(serve, &status, 0);
+  std::ifstream in(log);
+  std::string serve_log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_TRUE(refreshed) << "no refresh within 100 s; serve said:\n" << serve_log;
+  ExpectMasked("shop/main");
+  EXPECT_EQ(Query("shop/dev", "SELECT count(*) FROM customers"), "100");
+  nlohmann::json listed = home_->Ok({"schedule", "list", "shop", "--json"}).Json();
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0]["last_result"], "refreshed shop/main");
+  home_->Ok({"schedule", "remove", std::to_string(listed[0]["id"].get<int64_t>())});
+  ExpectDoctorClean();
+}
 
 TEST_F(RefreshE2eTest, RefreshKeepsBranchesUntilRebase) {
   home_->Ok(

@@ -11,6 +11,7 @@
 //
 // The version-mismatch refusal needs a second PostgreSQL major and is tested elsewhere.
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -39,6 +40,7 @@ namespace pgb {
 namespace {
 
 using e2e::CliResult;
+using e2e::Eventually;
 using e2e::Home;
 using Env = std::vector<std::pair<std::string, std::string>>;
 
@@ -54,17 +56,6 @@ std::optional<uint64_t> ParseLsn(const std::string& text) {
     return (hi << 32) | lo;
   } catch (const std::exception&) {
     return std::nullopt;
-  }
-}
-
-// Calls `done` every 250 ms until it returns true or `timeout` passes; returns its last answer.
-bool Eventually(const std::function<bool()>& done,
-                std::chrono::seconds timeout = std::chrono::seconds(30)) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (true) {
-    if (done()) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }
 }
 
@@ -385,6 +376,10 @@ TEST_F(SourceE2eTest, ReplicaFollowsSourceAndBranchesAreIndependentPrimaries) {
   EXPECT_EQ(psql.exit_code, 0) << "`pgbranch psql` cannot reach a replica main: " << psql.err;
   EXPECT_EQ(Trim(psql.out), "t");
   EXPECT_EQ(Standby("shop/main", "SELECT count(*) FROM events"), "1");
+  // Its URI carries no password: it has the source's, never pgbranch's.
+  nlohmann::json main = home_->Branch("shop/main");
+  EXPECT_EQ(main["uri"], fmt::format("postgresql://{}@127.0.0.1:{}/postgres",
+                                     main["user"].get<std::string>(), main["port"].get<int>()));
 
   // It follows: a row written in the source shows up in main, and `branch get` says how far
   // replay has come.
