@@ -221,13 +221,7 @@ Result<SourceServer> Engine::CheckServerCopy(ProjectRow* project,
           source, ProbeSourceServer(options.from_server, "", options.source_passfile, false));
       return Status::OK();
     }));
-    // pg_dump reads servers of its own major version and older ones (docs: pg_dump Notes).
-    if (source.major > project->pg_major) {
-      return Status::FailedPrecondition(fmt::format(
-          "the source {} runs PostgreSQL {}, newer than the project's {}; pg_dump {} cannot "
-          "dump it (choose a newer PostgreSQL with --pg-bin)",
-          DescribeSource(source.params), source.major, project->pg_major, project->pg_major));
-    }
+    PGB_RETURN_IF_ERROR(CheckSourceMajor(source, project->pg_major, project->pg_bin, true));
     project->source = FormatConninfo(source.params);
     return source;
   }
@@ -245,13 +239,7 @@ Result<SourceServer> Engine::CheckServerCopy(ProjectRow* project,
         source, ProbeSourceServer(options.from_server, options.slot, options.source_passfile));
     return Status::OK();
   }));
-  if (source.major != project->pg_major) {
-    return Status::FailedPrecondition(fmt::format(
-        "the source {} runs PostgreSQL {}, the project PostgreSQL {} ({}); a physical copy "
-        "needs the same major version (choose it with --pg-bin, or load a dump with "
-        "--from-dump)",
-        DescribeSource(source.params), source.major, project->pg_major, project->pg_bin));
-  }
+  PGB_RETURN_IF_ERROR(CheckSourceMajor(source, project->pg_major, project->pg_bin, false));
   project->source = FormatConninfo(source.params);
   project->replica = options.replica;
   project->replication_slot = options.slot;

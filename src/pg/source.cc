@@ -218,4 +218,23 @@ Result<uint64_t> ParseSizeSetting(const std::string& text) {
   return n * scale;
 }
 
+Status CheckSourceMajor(const SourceServer& source, int project_major,
+                        const std::string& project_pg_bin, bool logical) {
+  if (logical) {
+    // pg_dump reads servers of its own major version and older ones (docs: pg_dump Notes).
+    if (source.major <= project_major) return Status::OK();
+    return Status::FailedPrecondition(fmt::format(
+        "the source {} runs PostgreSQL {}, newer than the project's {}; pg_dump {} cannot "
+        "dump it (choose a newer PostgreSQL with --pg-bin)",
+        DescribeSource(source.params), source.major, project_major, project_major));
+  }
+  // A data directory is read only by its own major version (docs 19.6, "Upgrading").
+  if (source.major == project_major) return Status::OK();
+  return Status::FailedPrecondition(fmt::format(
+      "the source {} runs PostgreSQL {}, the project PostgreSQL {} ({}); a physical copy "
+      "needs the same major version (choose it with --pg-bin, or load a dump with "
+      "--from-dump)",
+      DescribeSource(source.params), source.major, project_major, project_pg_bin));
+}
+
 }  // namespace pgb

@@ -54,6 +54,13 @@ Result<SourceServer> ProbeSourceServer(const std::string& uri, const std::string
                                        const std::string& default_passfile = "",
                                        bool replication = true);
 
+// Whether a server of `source.major` can fill a project running PostgreSQL `project_major`
+// (its binaries in `project_pg_bin`, named in the error): a physical copy needs the same
+// major, a `logical` dump the same or an older one. FailedPrecondition naming both versions
+// and what to do otherwise. Pure.
+Status CheckSourceMajor(const SourceServer& source, int project_major,
+                        const std::string& project_pg_bin, bool logical);
+
 // `params` as a libpq keyword/value connection string, each value single-quoted with `\` and
 // `'` backslash-escaped (docs 34.1.1.1), keys in order; plus `extra` after them. For
 // pg_basebackup's --dbname and a standby's primary_conninfo.

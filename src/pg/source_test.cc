@@ -45,4 +45,35 @@ TEST(SourceTest, RefusesUnparsableAndReplicationUris) {
 }
 
 }  // namespace
+// A physical copy needs the project's own major; a dump reads its major and older ones. The
+// refusal names both versions, the source (without a password) and the way out.
+TEST(SourceTest, CheckSourceMajorRefusesWhatCannotBeRead) {
+  SourceServer source;
+  source.params = {{"host", "prod"}, {"port", "5432"}, {"user", "replicator"}};
+  source.password = "secret";
+  source.major = 15;
+  EXPECT_TRUE(CheckSourceMajor(source, 15, "/usr/lib/postgresql/15/bin", false).ok());
+  EXPECT_TRUE(CheckSourceMajor(source, 15, "/usr/lib/postgresql/15/bin", true).ok());
+  EXPECT_TRUE(CheckSourceMajor(source, 17, "/usr/lib/postgresql/17/bin", true).ok());
+  Status older = CheckSourceMajor(source, 17, "/usr/lib/postgresql/17/bin", false);
+  EXPECT_TRUE(older.Is(StatusCode::kFailedPrecondition));
+  EXPECT_NE(older.message().find("runs PostgreSQL 15, the project PostgreSQL 17 "
+                                 "(/usr/lib/postgresql/17/bin); a physical copy needs the same "
+                                 "major version"),
+            std::string::npos)
+      << older.message();
+  source.major = 16;
+  Status newer = CheckSourceMajor(source, 15, "/usr/lib/postgresql/15/bin", true);
+  EXPECT_TRUE(newer.Is(StatusCode::kFailedPrecondition));
+  EXPECT_NE(newer.message().find("runs PostgreSQL 16, newer than the project's 15; pg_dump 15 "
+                                 "cannot dump it"),
+            std::string::npos)
+      << newer.message();
+  EXPECT_TRUE(CheckSourceMajor(source, 15, "", false).Is(StatusCode::kFailedPrecondition));
+  for (const Status& s : {older, newer}) {
+    EXPECT_EQ(s.message().find("secret"), std::string::npos);
+    EXPECT_NE(s.message().find("prod"), std::string::npos) << s.message();
+  }
+}
+
 }  // namespace pgb

@@ -169,6 +169,17 @@ TEST_P(AdoptE2eTest, AdoptsInPlaceAndHandsBackAsItWas) {
   EXPECT_EQ(Trimmed(home_->Ok({"project", "list", "--json"}).out), "[]");
   EXPECT_TRUE(home_->Volumes().empty());
 
+  // Another major version's directory (an old cluster left by an upgrade): refused first.
+  std::string old_cluster = home_->path() + "/pg14";
+  ASSERT_EQ(::mkdir(old_cluster.c_str(), 0700), 0);
+  ASSERT_TRUE(WriteFileAtomic(old_cluster + "/PG_VERSION", "14\n", 0600).ok());
+  CliResult old = home_->Run({"project", "create", "old", "--adopt", old_cluster});
+  EXPECT_NE(old.exit_code, 0);
+  EXPECT_NE(old.err.find("holds PostgreSQL 14 data, the project runs PostgreSQL"),
+            std::string::npos)
+      << old.err;
+  EXPECT_EQ(Trimmed(home_->Ok({"project", "list", "--json"}).out), "[]");
+
   // --stop: pgbranch stops it cleanly and takes it in without copying.
   home_->Ok({"project", "create", "shop", "--adopt", data_, "--stop"});
   EXPECT_FALSE(PathExists(data_ + "/PG_VERSION")) << "the directory was copied, not moved";
