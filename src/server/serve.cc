@@ -78,8 +78,9 @@ bool Recent(const std::string& path) {
 }
 
 // Suspends branches idle past their suspend-after time, keeps the proxy's own certificate
-// covering every project's SNI names, and tells which suspended branches' ports to listen on.
-// Runs on its own thread until Stop().
+// covering every project's SNI names, and tells which suspended branches' ports to listen on,
+// on one thread; deletes expired branches and runs due schedules on another. Both run until
+// Stop().
 class Scheduler {
  public:
   // `api` (may be null) hears of branch changes after each look (ApiServer::PollBranches).
@@ -92,6 +93,9 @@ class Scheduler {
         suspended_(std::move(suspended)),
         api_(api) {
     thread_ = std::thread([this] { Loop(); });
+    // Expiry and schedules on a thread of their own: a scheduled refresh may take minutes,
+    // and suspension and the API's branch polling must not wait for it.
+    lifetime_thread_ = std::thread([this] { LifetimeLoop(); });
   }
   ~Scheduler() { Stop(); }
 
@@ -111,6 +115,7 @@ class Scheduler {
     }
     cv_.notify_all();
     if (thread_.joinable()) thread_.join();
+    if (lifetime_thread_.joinable()) lifetime_thread_.join();
   }
 
  private:
@@ -123,6 +128,18 @@ class Scheduler {
       Tick();
       lock.lock();
       cv_.wait_for(lock, interval_, [this] { return stop_ || reload_; });
+    }
+  }
+
+  // Every kExpiryInterval until Stop(): expired branches, then due schedules.
+  void LifetimeLoop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stop_) {
+      lock.unlock();
+      Expire();
+      RunSchedules();
+      lock.lock();
+      cv_.wait_for(lock, kExpiryInterval, [this] { return stop_; });
     }
   }
 
@@ -167,11 +184,6 @@ class Scheduler {
     }
     last_active_ = std::move(seen);
     suspended_(std::move(suspended));
-    if (now - last_expiry_ >= kExpiryInterval) {
-      last_expiry_ = now;
-      Expire();
-      RunSchedules();
-    }
     if (projects != projects_) {
       bool first = projects_.empty();
       projects_ = std::move(projects);
@@ -241,7 +253,6 @@ class Scheduler {
   Engine& engine_;
   std::map<int64_t, std::chrono::steady_clock::time_point> marked_;
   std::map<std::string, std::string> kept_;
-  std::chrono::steady_clock::time_point last_expiry_{};
   std::chrono::milliseconds interval_;
   std::function<void()> projects_changed_;
   std::function<void(SuspendedPorts)> suspended_;
@@ -253,6 +264,7 @@ class Scheduler {
   bool stop_ = false;
   bool reload_ = false;
   std::thread thread_;
+  std::thread lifetime_thread_;  // Expire and RunSchedules only; kept_ is its alone
 };
 
 }  // namespace
