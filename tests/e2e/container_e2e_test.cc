@@ -227,5 +227,61 @@ TEST(ContainerVersionTest, SeventeenDataRefusesFifteenBinaries) {
   Cli("docker", {"rmi", tag});
 }
 
+// A source newer than the project's PostgreSQL, for real: a PostgreSQL 17 server (a docker
+// project's main) is refused as --from-server by a native PostgreSQL 15 project, physically and
+// with --logical, and so is a custom-format dump its own pg_dump 17 wrote; each refusal says
+// which versions clash, and nothing is made (no project, no volume, no scratch files).
+TEST(ContainerVersionTest, NewerSourceIsRefusedBeforeAnythingIsMade) {
+  Home home("btrfs");
+  home.Ok({"project", "create", "prod", "--runtime", "docker", "--pg-version", "17"});
+  std::string uri = home.Ok({"branch", "url", "prod/main"}).out;
+  while (!uri.empty() && uri.back() == '\n') uri.pop_back();
+  Sql(uri, "CREATE TABLE t AS SELECT 17 AS v");
+  const std::set<std::string> volumes = home.Volumes();
+  const std::set<std::string> snapshots = home.Snapshots();
+  auto nothing_made = [&](const std::string& what) {
+    nlohmann::json projects = home.Ok({"project", "list", "--json"}).Json();
+    ASSERT_EQ(projects.size(), 1u) << what << ": " << projects.dump();
+    EXPECT_EQ(projects[0]["name"], "prod") << what;
+    EXPECT_EQ(home.Volumes(), volumes) << what;
+    EXPECT_EQ(home.Snapshots(), snapshots) << what;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(home.path() + "/sources", ec)) {
+      ADD_FAILURE() << what << " left " << e.path();
+    }
+  };
+
+  CliResult r = home.Run({"project", "create", "copy", "--from-server", uri});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("project create copy: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("runs PostgreSQL 17, the project PostgreSQL 15"), std::string::npos)
+      << r.err;
+  nothing_made("--from-server");
+
+  r = home.Run({"project", "create", "copy", "--from-server", uri, "--logical"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("runs PostgreSQL 17, newer than the project's 15; pg_dump 15 cannot"),
+            std::string::npos)
+      << r.err;
+  nothing_made("--from-server --logical");
+
+  // The dump pg_dump 17 writes inside the container: an archive format pg_restore 15 predates.
+  std::string dump_file = home.path() + "/prod17.dump";
+  {
+    std::string container = home.Branch("prod/main")["container"];
+    CommandResult dump =
+        Cli("docker", {"exec", container, "pg_dump", "--format=custom", "--dbname", uri});
+    std::ofstream(dump_file, std::ios::binary) << dump.out;
+  }
+  r = home.Run({"project", "create", "copy", "--from-dump", dump_file});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("project create copy: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("unsupported version"), std::string::npos) << r.err;
+  nothing_made("--from-dump");
+
+  EXPECT_EQ(One(uri, "SELECT v FROM t"), "17");
+  home.Ok({"project", "delete", "prod"});
+}
+
 }  // namespace
 }  // namespace pgb::e2e
