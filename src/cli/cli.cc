@@ -58,6 +58,24 @@ constexpr int64_t kMaxId = std::numeric_limits<int64_t>::max();
 
 std::string Bytes(const std::optional<uint64_t>& b) { return b ? FormatBytes(*b) : "-"; }
 
+// Sizes older than this are said to be so (`serve` measures every minute).
+constexpr auto kSizeAgeShown = std::chrono::seconds(90);
+
+// How long ago the oldest of `branches`' sizes was measured, if that is more than
+// kSizeAgeShown ("12m"); empty otherwise.
+std::string OldestSizeAge(const std::vector<pgb::BranchInfo>& branches, const pgb::Clock& clock) {
+  std::optional<std::chrono::seconds> oldest;
+  for (const auto& b : branches) {
+    if (!b.sizes_measured_at) continue;
+    auto t = ParseTimestamp(*b.sizes_measured_at);
+    if (!t.ok()) continue;
+    auto age = SecondsBetween(*t, clock.Now());
+    if (!oldest || age > *oldest) oldest = age;
+  }
+  if (!oldest || *oldest < kSizeAgeShown) return "";
+  return FormatAge(*oldest);
+}
+
 // "ADDRESS:PORT" (an IPv6 address in brackets) of `option`: the address and the port (0-65535).
 Result<std::pair<std::string, int>> ParseListenAddress(const char* option,
                                                        const std::string& text) {
@@ -195,6 +213,12 @@ class Cli {
   }
 
   void AddJson(CLI::App* cmd) { cmd->add_flag("--json", json_, "Print JSON instead of text"); }
+  // Listings show each branch's last measured sizes (`serve` renews them every minute).
+  void AddRefreshSizes(CLI::App* cmd) {
+    cmd->add_flag("--refresh", refresh_sizes_,
+                  "Measure sizes now (walks every file's extents) instead of the last measurement");
+  }
+  SizeMode Sizes() const { return refresh_sizes_ ? SizeMode::kMeasure : SizeMode::kCached; }
 
   void Define() {
     app_.require_subcommand(1);
@@ -1086,7 +1110,7 @@ class Cli {
       action_ = [this] {
         return With("project get", name_, [&](Engine& e) -> Status {
           PGB_ASSIGN_OR_RETURN(ProjectInfo p, e.GetProject(name_));
-          PGB_ASSIGN_OR_RETURN(auto branches, e.ListBranches(name_, /*with_sizes=*/false));
+          PGB_ASSIGN_OR_RETURN(auto branches, e.ListBranches(name_, SizeMode::kNone));
           if (json_) {
             nlohmann::json j = ToJson(p);
             j["branches"] = nlohmann::json::array();
@@ -1336,10 +1360,12 @@ class Cli {
                      "Only branches with this label, key=value or key (repeatable: all of them)");
     list->add_flag("--tree", tree_, "Show the lineage: each branch under its parent");
     AddJson(list);
+    AddRefreshSizes(list);
     list->callback([this] {
       action_ = [this] {
         return With("branch list", name_, [&](Engine& e) -> Status {
-          PGB_ASSIGN_OR_RETURN(auto branches, e.ListBranches(name_, /*with_sizes=*/!tree_));
+          PGB_ASSIGN_OR_RETURN(auto branches,
+                               e.ListBranches(name_, tree_ ? SizeMode::kNone : Sizes()));
           PGB_ASSIGN_OR_RETURN(LabelFilter filter, ParseLabelFilter(labels_));
           std::erase_if(branches, [&](const BranchInfo& b) { return !filter.Matches(b.labels); });
           if (tree_ && !json_) {
@@ -1354,7 +1380,7 @@ class Cli {
 
     auto* get = BranchVerb(
         branch, "get", "Show one branch", [this](Engine& e, const BranchRef& ref) -> Status {
-          PGB_ASSIGN_OR_RETURN(BranchInfo b, e.GetBranch(ref));
+          PGB_ASSIGN_OR_RETURN(BranchInfo b, e.GetBranch(ref, Sizes()));
           Result<SpaceLimit> limit = e.BranchSpaceLimit(ref);
           if (json_) {
             out_->Json(ToJson(b, limit.ok() ? limit->limit_bytes : std::nullopt));
@@ -1364,6 +1390,7 @@ class Cli {
           return Status::OK();
         });
     AddJson(get);
+    AddRefreshSizes(get);
 
     auto* logs = BranchVerb(branch, "logs", "The branch's server log (native or container)",
                             [this](Engine& e, const BranchRef& ref) -> Status {
@@ -1725,10 +1752,11 @@ class Cli {
   void DefineStatus() {
     auto* cmd = app_.add_subcommand("status", "Pool usage, projects and branches");
     AddJson(cmd);
+    AddRefreshSizes(cmd);
     cmd->callback([this] {
       action_ = [this] {
         return With("status", "", [&](Engine& e) -> Status {
-          PGB_ASSIGN_OR_RETURN(StatusInfo s, e.GetStatus());
+          PGB_ASSIGN_OR_RETURN(StatusInfo s, e.GetStatus(Sizes()));
           if (json_) {
             out_->Json(ToJson(s));
             return Status::OK();
@@ -1821,6 +1849,11 @@ class Cli {
     out_->Table({"BRANCH", "PARENT", "STATE", "PORT", "SIZE", "EXCLUSIVE", "UPTIME", "RECOVERABLE",
                  "EXPIRES", "URI"},
                 rows);
+    std::string age = OldestSizeAge(branches, SystemClock());
+    if (!age.empty()) {
+      out_->Note(
+          fmt::format("sizes as last measured, up to {} ago: --refresh measures them now", age));
+    }
     for (const auto& b : branches) {
       if (b.replica)
         out_->Print(fmt::format("{}/{} {}", b.project, b.name, ReplicaText(*b.replica)));
@@ -1889,6 +1922,12 @@ class Cli {
                        FormatBytes(limit->used_bytes));
   }
 
+  // " (measured 12m ago)" when the sizes shown are older than kSizeAgeShown.
+  static std::string MeasuredText(const BranchInfo& b) {
+    std::string age = OldestSizeAge({b}, SystemClock());
+    return age.empty() ? "" : fmt::format(" (measured {} ago; --refresh measures now)", age);
+  }
+
   void PrintBranch(const BranchInfo& b, const Result<SpaceLimit>& limit) {
     out_->Table(
         {"FIELD", "VALUE"},
@@ -1897,7 +1936,7 @@ class Cli {
          {"state", Cell(b.runtime_detail.empty() ? b.state : b.runtime_detail, StateTone(b.state))},
          {"port", std::to_string(b.port)},
          {"uri", b.masked_uri},
-         {"size", Bytes(b.size_bytes)},
+         {"size", Bytes(b.size_bytes) + MeasuredText(b)},
          {"exclusive", Bytes(b.exclusive_bytes)},
          {"space limit", LimitText(limit)},
          {"created", b.created_at},
@@ -2032,6 +2071,7 @@ class Cli {
   int days_ = -1;
   int limit_ = 50;
   bool tree_ = false;
+  bool refresh_sizes_ = false;
   bool all_ = false;
   bool dry_run_ = false;
   bool fix_ = false;

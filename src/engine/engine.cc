@@ -179,7 +179,9 @@ std::string Engine::ContainerOf(const ProjectRow& project, const BranchRow& bran
 
 Result<std::optional<OsUser>> Engine::ServerUserFor(const ProjectRow& project) {
   if (HasOwnOsUser(project)) {
-    Result<OsUser> own = LookupOsUserById(static_cast<uid_t>(project.server_uid));
+    const auto uid = static_cast<uid_t>(project.server_uid);
+    Result<OsUser> own =
+        CachedOsUser(fmt::format("uid {}", uid), [uid] { return LookupOsUserById(uid); });
     if (!own.ok()) {
       return Status::FailedPrecondition(
           fmt::format("the OS user of project {} (uid {}) is gone: {}; see 'pgbranch doctor'",
@@ -300,7 +302,7 @@ Result<std::optional<OsUser>> Engine::ServerUser() {
   PGB_ASSIGN_OR_RETURN(auto name, catalog_->GetSetting(kOsUser));
   if (!name && !RunningAsRoot()) return std::optional<OsUser>();  // run as ourselves
   std::string user = name.value_or("postgres");
-  auto found = LookupOsUser(user);
+  auto found = CachedOsUser("name " + user, [&user] { return LookupOsUser(user); });
   if (!found.ok()) {
     return Status::FailedPrecondition(fmt::format(
         "PostgreSQL refuses to run as root and there is no OS user {} to run it as; install "
@@ -312,6 +314,25 @@ Result<std::optional<OsUser>> Engine::ServerUser() {
     return Status::FailedPrecondition("PostgreSQL refuses to run as root; choose another OS user");
   }
   return std::optional<OsUser>(*found);
+}
+
+Result<OsUser> Engine::CachedOsUser(const std::string& key,
+                                    const std::function<Result<OsUser>()>& lookup) {
+  // Long enough for one listing or one serve poll; short enough that an account made or
+  // removed meanwhile is seen at the next.
+  constexpr auto kUserCacheAge = std::chrono::seconds(5);
+  const auto now = std::chrono::steady_clock::now();
+  {
+    MutexLock lock(users_mu_);
+    auto it = users_.find(key);
+    if (it != users_.end() && now - it->second.first < kUserCacheAge) return it->second.second;
+  }
+  Result<OsUser> found = lookup();
+  if (found.ok()) {
+    MutexLock lock(users_mu_);
+    users_[key] = {now, *found};
+  }
+  return found;
 }
 
 Result<PortRange> Engine::LoadPortRange() {
@@ -717,7 +738,7 @@ Result<BranchInfo> Engine::CreateProject(const std::string& name,
   });
   PGB_RETURN_IF_ERROR(s);
   main.state = kStateRunning;
-  return Describe(project, main, /*with_sizes=*/false);
+  return Describe(project, main, SizeMode::kNone);
 }
 
 Status Engine::FillMainVolume(ProjectRow* project, const BranchRow& main,
@@ -1203,7 +1224,7 @@ Result<BranchInfo> Engine::CreateBranch(const BranchRef& ref, const BranchCreate
                            [&] { return catalog_->InsertSnapshot(own_base).status(); });
       });
   PGB_RETURN_IF_ERROR(s);
-  return Describe(project, row, /*with_sizes=*/false);
+  return Describe(project, row, SizeMode::kNone);
 }
 
 Result<std::vector<BranchRow>> Engine::Descendants(const BranchRow& branch) {
@@ -1352,7 +1373,7 @@ Result<BranchInfo> Engine::ResetBranch(const BranchRef& ref, const ResetOptions&
             {old_volume, old_archive, SweepSnapshotsAction(project.id, project.name)});
       });
   PGB_RETURN_IF_ERROR(s);
-  return Describe(project, fresh, /*with_sizes=*/false);
+  return Describe(project, fresh, SizeMode::kNone);
 }
 
 Status Engine::StopForReplacement(const ProjectRow& project, const BranchRow& row, StopMode mode,
@@ -1421,7 +1442,7 @@ Result<BranchInfo> Engine::StartBranch(const BranchRef& ref) {
         }
         PGB_RETURN_IF_ERROR(catalog_->SetBranchState(row.id, kStateRunning));
         row.state = kStateRunning;
-        PGB_ASSIGN_OR_RETURN(info, Describe(project, row, false));
+        PGB_ASSIGN_OR_RETURN(info, Describe(project, row, SizeMode::kNone));
         return Status::OK();
       }));
   return std::move(*info);
@@ -1461,7 +1482,7 @@ Result<BranchInfo> Engine::StopBranchAs(const BranchRef& ref, const std::string&
         PGB_RETURN_IF_ERROR(StopInstance(project, row, StopMode::kFast));
         PGB_RETURN_IF_ERROR(catalog_->SetBranchState(row.id, state));
         row.state = state;
-        PGB_ASSIGN_OR_RETURN(info, Describe(project, row, false));
+        PGB_ASSIGN_OR_RETURN(info, Describe(project, row, SizeMode::kNone));
         return Status::OK();
       }));
   return std::move(*info);
@@ -1476,7 +1497,8 @@ Result<BranchInfo> Engine::RestartBranch(const BranchRef& ref) {
 // Reading
 
 Result<BranchInfo> Engine::Describe(const ProjectRow& project, const BranchRow& branch,
-                                    bool with_sizes) {
+                                    SizeMode sizes,
+                                    const std::map<std::string, VolumeSizeRow>* cached) {
   BranchInfo info;
   info.project = project.name;
   info.name = branch.name;
@@ -1534,13 +1556,22 @@ Result<BranchInfo> Engine::Describe(const ProjectRow& project, const BranchRow& 
     }
   }
   DescribeReplica(project, branch, &info);
-  if (with_sizes) {
-    auto space = (*pool)->VolumeSpace(branch.volume);
-    if (space.ok()) {
-      info.size_bytes = space->logical_bytes;
-      info.exclusive_bytes = space->exclusive_bytes;
-    } else {
-      spdlog::debug("size of {}: {}", Ref(project, branch), space.status().message());
+  if (sizes != SizeMode::kNone) {
+    std::optional<VolumeSizeRow> size;
+    if (sizes == SizeMode::kCached) {
+      if (cached) {
+        auto it = cached->find(branch.volume);
+        if (it != cached->end()) size = it->second;
+      } else {
+        auto row = catalog_->GetVolumeSize(branch.volume);
+        if (row.ok()) size = *row;
+      }
+    }
+    if (!size) size = MeasureVolume(**pool, branch.volume);
+    if (size) {
+      info.size_bytes = size->logical_bytes;
+      info.exclusive_bytes = size->exclusive_bytes;
+      info.sizes_measured_at = size->measured_at;
     }
     if (IsSettledState(branch.state)) {
       auto wal = DescribeWal(project, branch, info.state == kStateRunning);
@@ -1550,8 +1581,42 @@ Result<BranchInfo> Engine::Describe(const ProjectRow& project, const BranchRow& 
   return info;
 }
 
+std::optional<VolumeSizeRow> Engine::MeasureVolume(Pool& pool, const std::string& volume) {
+  auto space = pool.VolumeSpace(volume);
+  if (!space.ok()) {
+    spdlog::debug("size of volume {}: {}", volume, space.status().message());
+    return std::nullopt;
+  }
+  VolumeSizeRow row{volume, space->logical_bytes, space->exclusive_bytes,
+                    FormatTimestamp(env_.clock->Now())};
+  // Kept for the next listing; a catalog that cannot take it (busy, read-only) only means the
+  // next listing measures again.
+  Status kept = catalog_->PutVolumeSize(row);
+  if (!kept.ok()) spdlog::debug("keep the size of volume {}: {}", volume, kept.message());
+  return row;
+}
+
+Result<int> Engine::MeasureSizes(std::chrono::seconds older_than) {
+  PGB_ASSIGN_OR_RETURN(Pool * pool, RequirePool(false));
+  PGB_ASSIGN_OR_RETURN(auto rows, catalog_->ListBranches());
+  PGB_ASSIGN_OR_RETURN(auto sizes, catalog_->ListVolumeSizes());
+  TimePoint now = env_.clock->Now();
+  int measured = 0;
+  for (const auto& row : rows) {
+    if (!IsSettledState(row.state)) continue;  // being made, reset or deleted: not yet, or gone
+    auto it = sizes.find(row.volume);
+    if (it != sizes.end()) {
+      auto at = ParseTimestamp(it->second.measured_at);
+      if (at.ok() && now - *at < older_than) continue;
+    }
+    if (MeasureVolume(*pool, row.volume)) ++measured;
+  }
+  PGB_RETURN_IF_ERROR(catalog_->PruneVolumeSizes());
+  return measured;
+}
+
 Result<std::vector<BranchInfo>> Engine::ListBranches(const std::string& project_name,
-                                                     bool with_sizes) {
+                                                     SizeMode sizes) {
   std::optional<int64_t> filter;
   std::map<int64_t, ProjectRow> projects;
   if (!project_name.empty()) {
@@ -1563,18 +1628,22 @@ Result<std::vector<BranchInfo>> Engine::ListBranches(const std::string& project_
     for (auto& p : all) projects[p.id] = p;
   }
   PGB_ASSIGN_OR_RETURN(auto rows, catalog_->ListBranches(filter));
+  std::map<std::string, VolumeSizeRow> cached;
+  if (sizes == SizeMode::kCached) {
+    PGB_ASSIGN_OR_RETURN(cached, catalog_->ListVolumeSizes());
+  }
   std::vector<BranchInfo> out;
   for (const auto& row : rows) {
-    PGB_ASSIGN_OR_RETURN(BranchInfo info, Describe(projects[row.project_id], row, with_sizes));
+    PGB_ASSIGN_OR_RETURN(BranchInfo info, Describe(projects[row.project_id], row, sizes, &cached));
     out.push_back(std::move(info));
   }
   return out;
 }
 
-Result<BranchInfo> Engine::GetBranch(const BranchRef& ref) {
+Result<BranchInfo> Engine::GetBranch(const BranchRef& ref, SizeMode sizes) {
   PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(ref.project));
   PGB_ASSIGN_OR_RETURN(BranchRow row, LoadBranch(project, ref.branch));
-  return Describe(project, row, /*with_sizes=*/true);
+  return Describe(project, row, sizes);
 }
 
 namespace {
@@ -1616,7 +1685,7 @@ std::vector<std::pair<std::string, std::string>> ConnectionEnv(const BranchConne
 Result<BranchConnection> Engine::ConnectionOf(const BranchRef& ref) {
   PGB_ASSIGN_OR_RETURN(ProjectRow project, LoadProject(ref.project));
   PGB_ASSIGN_OR_RETURN(BranchRow row, LoadBranch(project, ref.branch));
-  PGB_ASSIGN_OR_RETURN(BranchInfo info, Describe(project, row, /*with_sizes=*/false));
+  PGB_ASSIGN_OR_RETURN(BranchInfo info, Describe(project, row, SizeMode::kNone));
   BranchConnection c;
   c.ref = Ref(project, row);
   c.state = info.state;
@@ -1643,7 +1712,7 @@ Result<BranchConnection> Engine::ConnectionOf(const BranchRef& ref) {
   return c;
 }
 
-Result<StatusInfo> Engine::GetStatus() {
+Result<StatusInfo> Engine::GetStatus(SizeMode sizes) {
   StatusInfo info;
   info.home = env_.home;
   PGB_ASSIGN_OR_RETURN(info.ports, LoadPortRange());
@@ -1673,7 +1742,7 @@ Result<StatusInfo> Engine::GetStatus() {
     return pool.status();
   }
   PGB_ASSIGN_OR_RETURN(info.projects, ListProjects());
-  PGB_ASSIGN_OR_RETURN(info.branches, ListBranches("", /*with_sizes=*/true));
+  PGB_ASSIGN_OR_RETURN(info.branches, ListBranches("", sizes));
   return info;
 }
 

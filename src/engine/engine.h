@@ -356,6 +356,11 @@ struct CatalogBackup {
   int schema_version = 0;
 };
 
+// How a branch's sizes are read: not at all; the last measurement kept in the catalog (measuring
+// a volume never measured); or measured now (slow on big volumes: Pool::VolumeSpace walks the
+// extents of every file), and kept.
+enum class SizeMode { kNone, kCached, kMeasure };
+
 struct BranchInfo {
   std::string project;
   std::string name;
@@ -375,6 +380,9 @@ struct BranchInfo {
   int pid = 0;
   std::optional<uint64_t> size_bytes;       // logical size of the data directory
   std::optional<uint64_t> exclusive_bytes;  // bytes only this branch holds in the pool
+  // When the two sizes above were measured (ISO 8601 UTC): listings show the last measurement,
+  // which `serve` renews in the background and SizeMode::kMeasure renews at once.
+  std::optional<std::string> sizes_measured_at;
   std::string data_dir;
   std::string pg_version;
   std::string log_path;   // native: the server's log file; containers: empty (branch logs)
@@ -573,9 +581,14 @@ class Engine {
   Status DeleteProject(const std::string& name, bool force, bool keep_data = false);
 
   Result<BranchInfo> CreateBranch(const BranchRef& ref, const BranchCreateOptions& options);
-  // Branches of `project` (all projects if empty). `with_sizes` measures each volume.
-  Result<std::vector<BranchInfo>> ListBranches(const std::string& project, bool with_sizes);
-  Result<BranchInfo> GetBranch(const BranchRef& ref);
+  // Branches of `project` (all projects if empty), with their sizes as `sizes` says.
+  Result<std::vector<BranchInfo>> ListBranches(const std::string& project, SizeMode sizes);
+  Result<BranchInfo> GetBranch(const BranchRef& ref, SizeMode sizes = SizeMode::kCached);
+  // Measures the volume of every settled branch whose last measurement is older than
+  // `older_than` (or missing) and keeps the figures for listings; prunes those of volumes gone.
+  // Returns how many were measured. A volume that vanishes meanwhile is skipped. Thread-safe;
+  // `serve` calls it in the background so that listings stay fast with many branches.
+  Result<int> MeasureSizes(std::chrono::seconds older_than);
   // The branch's connection parameters; (re)writes its password file first, atomically. The
   // file is removed with the branch. NotFound for an unknown branch.
   Result<BranchConnection> ConnectionOf(const BranchRef& ref);
@@ -745,7 +758,7 @@ class Engine {
   std::string home() const { return env_.home; }
 
   // Pool usage, projects and every branch with its runtime state, size and uptime.
-  Result<StatusInfo> GetStatus();
+  Result<StatusInfo> GetStatus(SizeMode sizes = SizeMode::kCached);
 
   // The local certificate authority every branch's TLS certificate comes from (pg/tls.h
   // EnsureLocalCa), made under $PGBRANCH_HOME/tls at first use: clients verify branches with
@@ -777,6 +790,11 @@ class Engine {
   // for native; the image's postgres uid/gid for containers. FailedPrecondition if its own
   // account is gone.
   Result<std::optional<OsUser>> ServerUserFor(const ProjectRow& project);
+  // `lookup()` (an OS account by name or id), or its success of the last kUserCacheAge under
+  // `key`: a lookup reads /etc/passwd, /etc/group and asks systemd's userdb (some 70 system
+  // calls), and a listing asks the same few accounts once per branch. Thread-safe.
+  Result<OsUser> CachedOsUser(const std::string& key, const std::function<Result<OsUser>()>& lookup)
+      EXCLUDES(users_mu_);
   // True when each new native project gets its own OS account (engine_users.cc): pgbranch runs
   // as root and no `init --os-user` was chosen.
   Result<bool> WantsOwnOsUser();
@@ -1022,7 +1040,11 @@ class Engine {
   // storage still holds on to it, the row comes back with its id. `dropped` says if it went.
   Status DropSnapshot(const SnapshotRow& snap, bool* dropped);
   Result<std::vector<BranchRow>> Descendants(const BranchRow& branch);
-  Result<BranchInfo> Describe(const ProjectRow& project, const BranchRow& branch, bool with_sizes);
+  // `cached`: the catalog's measured sizes, when the caller read them all at once (a listing).
+  Result<BranchInfo> Describe(const ProjectRow& project, const BranchRow& branch, SizeMode sizes,
+                              const std::map<std::string, VolumeSizeRow>* cached = nullptr);
+  // Measures `volume` now and keeps the figures; nullopt (logged) if the pool cannot say.
+  std::optional<VolumeSizeRow> MeasureVolume(Pool& pool, const std::string& volume);
   Status Timed(std::string_view step, const std::function<Status()>& body);
   void Note(std::string_view message);
   // The calling thread's ProgressScope, else EngineEnv::progress (may be null).
@@ -1125,6 +1147,10 @@ class Engine {
   // ExpireBranches: why each due branch was last kept, so the audit trail says it once.
   Mutex expiry_mu_;
   std::map<std::string, std::string> expiry_kept_ GUARDED_BY(expiry_mu_);
+  // CachedOsUser: each account found, by key, with when it was looked up.
+  Mutex users_mu_;
+  std::map<std::string, std::pair<std::chrono::steady_clock::time_point, OsUser>> users_
+      GUARDED_BY(users_mu_);
   // Made on first use, from any thread.
   Mutex open_mu_;  // held while a pool is opened (mounted); taken before init_mu_
   Mutex init_mu_;

@@ -105,7 +105,7 @@ Result<BranchInfo> Engine::SetBranch(const BranchRef& ref, const BranchChanges& 
   for (const auto& k : changes.remove_labels) b.row.labels.erase(k);
   for (const auto& [k, v] : changes.add_labels) b.row.labels[k] = v;
   PGB_RETURN_IF_ERROR(catalog_->UpdateBranch(b.row));
-  return Describe(b.project, b.row, /*with_sizes=*/false);
+  return Describe(b.project, b.row, SizeMode::kNone);
 }
 
 Result<BranchInfo> Engine::ProtectBranch(const BranchRef& ref, bool protect) {
@@ -114,7 +114,7 @@ Result<BranchInfo> Engine::ProtectBranch(const BranchRef& ref, bool protect) {
   PGB_ASSIGN_OR_RETURN(LockedBranch b, LockBranch(ref, /*require_settled=*/false, nullptr));
   b.row.is_protected = protect;
   PGB_RETURN_IF_ERROR(catalog_->UpdateBranch(b.row));
-  return Describe(b.project, b.row, /*with_sizes=*/false);
+  return Describe(b.project, b.row, SizeMode::kNone);
 }
 
 Status Engine::MarkBranchActive(int64_t branch_id) {

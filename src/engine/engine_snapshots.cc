@@ -253,7 +253,7 @@ Result<BranchInfo> Engine::RenameBranch(const BranchRef& ref, const std::string&
           Status ignored = op.RunJournal([this](const Action& a) { return RunAction(a); });
           (void)ignored;
         }
-        PGB_ASSIGN_OR_RETURN(info, Describe(b.project, b.row, /*with_sizes=*/false));
+        PGB_ASSIGN_OR_RETURN(info, Describe(b.project, b.row, SizeMode::kNone));
         return Status::OK();
       }));
   return std::move(*info);

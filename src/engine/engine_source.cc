@@ -582,7 +582,7 @@ Result<BranchInfo> Engine::RefreshProject(const std::string& name,
       });
   PGB_RETURN_IF_ERROR(s);
   PGB_ASSIGN_OR_RETURN(project, LoadProject(name));
-  return Describe(project, fresh, /*with_sizes=*/false);
+  return Describe(project, fresh, SizeMode::kNone);
 }
 
 }  // namespace pgb

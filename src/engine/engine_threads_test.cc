@@ -80,7 +80,7 @@ TEST_F(EngineThreadsTest, ReadAndSafeMutatingPathsAtOnce) {
         check(engine_->GetBranch({"p", "dev"}).status(), "GetBranch");
         break;
       case 1:
-        check(engine_->ListBranches("", /*with_sizes=*/true).status(), "ListBranches");
+        check(engine_->ListBranches("", SizeMode::kCached).status(), "ListBranches");
         break;
       case 2:
         check(engine_->GetStatus().status(), "GetStatus");

@@ -59,6 +59,7 @@ nlohmann::json ToJson(const BranchInfo& b, UriForm uri) {
       {"uri", uri == UriForm::kWithPassword ? b.uri : b.masked_uri},
       {"size_bytes", Optional(b.size_bytes)},
       {"exclusive_bytes", Optional(b.exclusive_bytes)},
+      {"sizes_measured_at", Optional(b.sizes_measured_at)},
       {"created_at", b.created_at},
       {"started_at", Optional(b.started_at)},
       {"uptime_seconds", Optional(b.uptime_seconds)},

@@ -739,7 +739,7 @@ std::vector<std::pair<std::string, std::string>> ApiServer::Routes() {
     std::string p = Param(req, 1);
     Guard(res, "project get " + Named(p), [&]() -> Status {
       PGB_ASSIGN_OR_RETURN(ProjectInfo info, e.GetProject(p));
-      PGB_ASSIGN_OR_RETURN(auto branches, e.ListBranches(p, false));
+      PGB_ASSIGN_OR_RETURN(auto branches, e.ListBranches(p, SizeMode::kNone));
       json j = ToJson(info);
       j["branches"] = ToJsonArray(branches, UriForm::kMasked);
       SendJson(res, 200, j);
@@ -750,17 +750,23 @@ std::vector<std::pair<std::string, std::string>> ApiServer::Routes() {
     if (!h->Auth(req, res, "read")) return;
     std::string p = Param(req, 1);
     Guard(res, "branch list " + Named(p), [&]() -> Status {
-      PGB_ASSIGN_OR_RETURN(bool no_sizes, [&]() -> Result<bool> {
-        if (!req.has_param("sizes")) return false;
-        PGB_ASSIGN_OR_RETURN(bool sizes, QueryBool(req, "sizes"));
-        return !sizes;
+      // ?sizes=false: none; fresh: measured now; otherwise the last measurement.
+      PGB_ASSIGN_OR_RETURN(SizeMode sizes, [&]() -> Result<SizeMode> {
+        if (!req.has_param("sizes")) return SizeMode::kCached;
+        if (req.get_param_value("sizes") == "fresh") return SizeMode::kMeasure;
+        Result<bool> with = QueryBool(req, "sizes");
+        if (!with.ok()) return Status::InvalidArgument("?sizes= must be true, false or fresh");
+        return *with ? SizeMode::kCached : SizeMode::kNone;
       }());
-      std::string key = fmt::format("branches {} {}", p, no_sizes ? "" : "sizes");
-      PGB_ASSIGN_OR_RETURN(json list, reads_.Get(key, kCachedReadAge, [&]() -> Result<json> {
+      auto list_now = [&]() -> Result<json> {
         PGB_RETURN_IF_ERROR(e.GetProject(p).status());
-        PGB_ASSIGN_OR_RETURN(auto branches, e.ListBranches(p, !no_sizes));
+        PGB_ASSIGN_OR_RETURN(auto branches, e.ListBranches(p, sizes));
         return ToJsonArray(branches, UriForm::kMasked);
-      }));
+      };
+      std::string key = fmt::format("branches {} {}", p, static_cast<int>(sizes));
+      PGB_ASSIGN_OR_RETURN(json list, sizes == SizeMode::kMeasure
+                                          ? list_now()
+                                          : reads_.Get(key, kCachedReadAge, list_now));
       std::vector<std::string> wanted = LabelParams(req);
       if (!wanted.empty()) {  // ?label=key=value&label=key: the branches that carry all of them
         PGB_ASSIGN_OR_RETURN(LabelFilter filter, ParseLabelFilter(wanted));

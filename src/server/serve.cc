@@ -138,6 +138,7 @@ class Scheduler {
       lock.unlock();
       Expire();
       RunSchedules();
+      MeasureSizes();
       lock.lock();
       cv_.wait_for(lock, kExpiryInterval, [this] { return stop_; });
     }
@@ -202,6 +203,17 @@ class Scheduler {
   }
 
   // Deletes branches past their TTL or idle TTL; logs each deletion, and each refusal once.
+  // Renews branch sizes older than kSizeInterval, so that listings read them instead of walking
+  // every volume's extents (Engine::MeasureSizes).
+  void MeasureSizes() {
+    auto measured = engine_.MeasureSizes(kSizeInterval);
+    if (!measured.ok()) {
+      spdlog::warn("serve: measure branch sizes: {}", measured.status().message());
+    } else if (*measured > 0) {
+      spdlog::debug("serve: measured the sizes of {} branches", *measured);
+    }
+  }
+
   void Expire() {
     auto found = engine_.ExpireBranches();
     if (!found.ok()) {
@@ -249,6 +261,8 @@ class Scheduler {
 
   // How often expired branches and due schedules are looked for.
   static constexpr auto kExpiryInterval = std::chrono::seconds(5);
+  // How old a branch's measured size may grow before it is measured again.
+  static constexpr auto kSizeInterval = std::chrono::seconds(60);
 
   Engine& engine_;
   std::map<int64_t, std::chrono::steady_clock::time_point> marked_;
@@ -264,7 +278,7 @@ class Scheduler {
   bool stop_ = false;
   bool reload_ = false;
   std::thread thread_;
-  std::thread lifetime_thread_;  // Expire and RunSchedules only; kept_ is its alone
+  std::thread lifetime_thread_;  // Expire, RunSchedules and MeasureSizes; kept_ is its alone
 };
 
 }  // namespace

@@ -186,6 +186,16 @@ ALTER TABLE projects ADD COLUMN adopted_from TEXT NOT NULL DEFAULT '';
 ALTER TABLE projects ADD COLUMN adopted_owner TEXT NOT NULL DEFAULT '';
 ALTER TABLE schedules ADD COLUMN source TEXT NOT NULL DEFAULT '';
 )sql",
+    // 12: the last measured size of each volume, so listings read it instead of walking every
+    // file's extents (a volume gone from the branches is pruned by the next measuring pass).
+    R"sql(
+CREATE TABLE volume_sizes (
+  volume          TEXT PRIMARY KEY,
+  logical_bytes   INTEGER NOT NULL,
+  exclusive_bytes INTEGER NOT NULL,
+  measured_at     TEXT NOT NULL
+);
+)sql",
 };
 
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
@@ -710,6 +720,49 @@ Result<std::map<std::string, std::string>> Catalog::ListSettings() {
   auto read = [](const Stmt& st) { return Setting(st.Text(0), st.Text(1)); };
   PGB_ASSIGN_OR_RETURN(std::vector<Setting> rows, Collect<Setting>(s, read));
   return std::map<std::string, std::string>(rows.begin(), rows.end());
+}
+
+Status Catalog::PutVolumeSize(const VolumeSizeRow& r) {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db,
+         "INSERT INTO volume_sizes (volume, logical_bytes, exclusive_bytes, measured_at) "
+         "VALUES (?, ?, ?, ?) ON CONFLICT (volume) DO UPDATE SET "
+         "logical_bytes = excluded.logical_bytes, exclusive_bytes = excluded.exclusive_bytes, "
+         "measured_at = excluded.measured_at");
+  s.Bind(r.volume).Bind(static_cast<int64_t>(r.logical_bytes));
+  s.Bind(static_cast<int64_t>(r.exclusive_bytes)).Bind(r.measured_at);
+  return s.Run();
+}
+
+namespace {
+VolumeSizeRow ReadVolumeSize(const Stmt& st) {
+  return VolumeSizeRow{st.Text(0), static_cast<uint64_t>(st.Int(1)),
+                       static_cast<uint64_t>(st.Int(2)), st.Text(3)};
+}
+}  // namespace
+
+Result<std::optional<VolumeSizeRow>> Catalog::GetVolumeSize(const std::string& volume) {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db,
+         "SELECT volume, logical_bytes, exclusive_bytes, measured_at FROM volume_sizes "
+         "WHERE volume = ?");
+  s.Bind(volume);
+  return MaybeOne<VolumeSizeRow>(s, ReadVolumeSize);
+}
+
+Result<std::map<std::string, VolumeSizeRow>> Catalog::ListVolumeSizes() {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, "SELECT volume, logical_bytes, exclusive_bytes, measured_at FROM volume_sizes");
+  PGB_ASSIGN_OR_RETURN(std::vector<VolumeSizeRow> rows, Collect<VolumeSizeRow>(s, ReadVolumeSize));
+  std::map<std::string, VolumeSizeRow> out;
+  for (auto& r : rows) out.emplace(r.volume, std::move(r));
+  return out;
+}
+
+Status Catalog::PruneVolumeSizes() {
+  PGB_ASSIGN_OR_RETURN(sqlite3 * db, Db());
+  Stmt s(db, "DELETE FROM volume_sizes WHERE volume NOT IN (SELECT volume FROM branches)");
+  return s.Run();
 }
 
 Result<int64_t> Catalog::InsertProject(const ProjectRow& r) {

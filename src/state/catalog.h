@@ -219,6 +219,15 @@ inline constexpr const char* kOpDone = "done";
 inline constexpr const char* kOpFailed = "failed";  // undone, or (error says) left for doctor
 inline constexpr const char* kOpUndone = "undone";  // interrupted and undone by doctor
 
+// The last measured size of one volume (Pool::VolumeSpace), kept so that listings need not
+// walk every file's extents. `measured_at` is ISO 8601 UTC.
+struct VolumeSizeRow {
+  std::string volume;
+  uint64_t logical_bytes = 0;
+  uint64_t exclusive_bytes = 0;
+  std::string measured_at;
+};
+
 class Catalog {
  public:
   struct Options {
@@ -271,6 +280,13 @@ class Catalog {
   Status SetSetting(const std::string& key, const std::string& value);
   Status DeleteSetting(const std::string& key);
   Result<std::map<std::string, std::string>> ListSettings();
+
+  // Measured volume sizes. Put replaces the volume's row; Prune deletes the rows of volumes no
+  // branch holds any more.
+  Status PutVolumeSize(const VolumeSizeRow& row);
+  Result<std::optional<VolumeSizeRow>> GetVolumeSize(const std::string& volume);
+  Result<std::map<std::string, VolumeSizeRow>> ListVolumeSizes();  // by volume
+  Status PruneVolumeSizes();
 
   // Projects. Insert returns the new id; AlreadyExists if the name is taken.
   Result<int64_t> InsertProject(const ProjectRow& row);

@@ -149,6 +149,35 @@ TEST_F(CatalogTest, BranchLifecycle) {
   EXPECT_EQ(catalog_->GetBranch(dev).status().code(), StatusCode::kNotFound);
 }
 
+// A volume's measured size is replaced by the next measurement, and pruned once no branch holds
+// the volume.
+TEST_F(CatalogTest, VolumeSizesAreReplacedAndPruned) {
+  int64_t p = AddProject("demo");
+  int64_t main_id = AddBranch(p, "main", 54320);
+  auto main_row = catalog_->GetBranch(main_id);
+  ASSERT_TRUE(main_row.ok());
+  ASSERT_TRUE(catalog_->PutVolumeSize({main_row->volume, 100, 10, "2026-12-03T10:00:00Z"}).ok());
+  ASSERT_TRUE(catalog_->PutVolumeSize({main_row->volume, 200, 20, "2026-12-03T10:01:00Z"}).ok());
+  ASSERT_TRUE(catalog_->PutVolumeSize({"vgone", 5, 5, "2026-12-03T10:00:00Z"}).ok());
+  auto got = catalog_->GetVolumeSize(main_row->volume);
+  ASSERT_TRUE(got.ok());
+  ASSERT_TRUE(got->has_value());
+  EXPECT_EQ((*got)->logical_bytes, 200u);
+  EXPECT_EQ((*got)->exclusive_bytes, 20u);
+  EXPECT_EQ((*got)->measured_at, "2026-12-03T10:01:00Z");
+  auto all = catalog_->ListVolumeSizes();
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->size(), 2u);
+  ASSERT_TRUE(catalog_->PruneVolumeSizes().ok());
+  all = catalog_->ListVolumeSizes();
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ(all->begin()->first, main_row->volume);
+  auto none = catalog_->GetVolumeSize("vgone");
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+}
+
 // A failing transaction body leaves no trace of what it wrote.
 TEST_F(CatalogTest, TransactionRollsBackOnError) {
   Status s = catalog_->Transaction([&]() -> Status {

@@ -93,6 +93,7 @@ def branch(**changes):
         "uri": "postgresql://postgres:****@127.0.0.1:5433/postgres",
         "size_bytes": 41943040,
         "exclusive_bytes": None,
+        "sizes_measured_at": None,
         "created_at": "2026-12-02T17:00:00.123Z",
         "started_at": "2026-12-02T17:00:01.456Z",
         "uptime_seconds": 42,

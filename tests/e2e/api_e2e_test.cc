@@ -609,6 +609,17 @@ TEST_F(ApiE2eTest, ConcurrentCreatesOverHttpAndCli) {
   for (auto& t : cli) t.join();
   EXPECT_EQ(codes, (std::vector<int>{0, 0}));
   Reply list = Call("GET", Branches() + "?sizes=false", "r");
+  // Sizes: none, the last measurement, or measured now; anything else is refused.
+  for (const auto& b : list.body) EXPECT_TRUE(b["sizes_measured_at"].is_null()) << b.dump();
+  for (const char* query : {"", "?sizes=true", "?sizes=fresh"}) {
+    for (const auto& b : Call("GET", Branches() + query, "r").body) {
+      EXPECT_TRUE(b["sizes_measured_at"].is_string()) << query << " " << b.dump();
+      EXPECT_GT(b["size_bytes"].get<uint64_t>(), 0u) << query;
+    }
+  }
+  Reply bad = Call("GET", Branches() + "?sizes=later", "r");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(bad.text.find("?sizes= must be true, false or fresh"), std::string::npos) << bad.text;
   std::set<std::string> names;
   for (const auto& b : list.body) {
     names.insert(b["name"]);

@@ -392,7 +392,7 @@ TEST_P(ConformanceTest, ConcurrentCreates) {
 TEST_P(ConformanceTest, StatusReportsPoolAndBranches) {
   std::string main_uri = NewProject("p-status")["uri"];
   Sql(main_uri, "CREATE TABLE t AS SELECT repeat('x', 1000) AS v FROM generate_series(1, 20000)");
-  NewBranch("p-status/dev");
+  std::string dev_uri = NewBranch("p-status/dev")["uri"];
   nlohmann::json s = home().Ok({"status", "--json"}).Json();
   EXPECT_TRUE(s["pool"]["configured"]);
   EXPECT_EQ(s["pool"]["kind"], home().pool_config().kind);
@@ -411,6 +411,26 @@ TEST_P(ConformanceTest, StatusReportsPoolAndBranches) {
     EXPECT_LT(exclusive, size / 4) << "a fresh clone shares its parent's blocks";
   } else {
     EXPECT_GT(exclusive, size / 2) << "a full copy shares nothing";
+  }
+
+  // Sizes are the last measurement, with its time, until --refresh (or serve) measures again.
+  ASSERT_TRUE(dev["sizes_measured_at"].is_string()) << dev.dump();
+  std::string measured_at = dev["sizes_measured_at"];
+  Sql(dev_uri,
+      "CREATE TABLE more AS SELECT repeat('y', 1000) AS v FROM generate_series(1, 30000); "
+      "CHECKPOINT");
+  nlohmann::json cached = home().Ok({"branch", "get", "p-status/dev", "--json"}).Json();
+  EXPECT_EQ(cached["sizes_measured_at"], measured_at);
+  EXPECT_EQ(cached["exclusive_bytes"], exclusive);
+  nlohmann::json fresh = home().Ok({"branch", "get", "p-status/dev", "--refresh", "--json"}).Json();
+  EXPECT_GT(fresh["sizes_measured_at"].get<std::string>(), measured_at);
+  // (zfs compresses the repeated text: less than was written, but still far more than before)
+  EXPECT_GT(fresh["exclusive_bytes"].get<uint64_t>(), exclusive + (5u << 20)) << fresh.dump();
+  for (const auto& b : home().Ok({"branch", "list", "p-status", "--json"}).Json()) {
+    if (b["name"] == "dev") {
+      EXPECT_EQ(b["sizes_measured_at"], fresh["sizes_measured_at"]);
+      EXPECT_EQ(b["exclusive_bytes"], fresh["exclusive_bytes"]);
+    }
   }
 
   std::string text = home().Ok({"status"}).out;
