@@ -4,7 +4,9 @@
 #   (a) branch create, one after another, until --running branches run: the time of each,
 #       printed as p50/p95 per tenth of the way (flat is the goal);
 #   (b) at 10 and at --running branches: `status`, `branch list --json` and `branch get` of one
-#       branch, each run --repeat times (warm), p50 and p95;
+#       branch, each run --repeat times (warm: the sizes as last measured), p50 and p95; and
+#       `status --refresh`, which measures every branch's size now (what a listing cost before
+#       sizes were kept);
 #   (c) the memory the running servers take (proportional set size of every postgres process,
 #       /proc/PID/smaps_rollup), per branch;
 #   (d) with --defined M: branches up to M in all, the ones beyond --running stopped at once,
@@ -58,7 +60,7 @@ print(f"p50 {p(0.5):7.0f} ms   p95 {p(0.95):7.0f} ms   (n={len(v)})")'
 listings() {
   local label=$1 ref=$2 what
   echo "  $label:"
-  for what in "status" "branch list scale --json" "branch get $ref --json"; do
+  for what in "status" "branch list scale --json" "branch get $ref --json" "status --refresh"; do
     # shellcheck disable=SC2086 # the words of $what are the command's
     printf '    %-28s %s\n' "$what" "$(for _ in $(seq "$repeat"); do time_ms pgb $what; done | percentiles)"
   done

@@ -521,6 +521,58 @@ TEST_F(EngineTest, DoctorQuarantinesOrphansAndPurgesOnlyAfterTheGrace) {
   EXPECT_THAT(PoolHere().ListQuarantined().value(), IsEmpty());
 }
 
+// MeasureSizes measures the volumes of settled branches whose last measurement is older than
+// asked (or missing), skips one being made, and drops the figures of a volume no branch holds;
+// lists read the kept figures until then, and SizeMode::kMeasure measures at once.
+TEST_F(EngineTest, MeasureSizesRenewsOnlyOldFiguresAndPrunesVolumesGone) {
+  InitCopyPool();
+  int64_t project = AddProject("demo");
+  BranchRow a = AddBranch(project, "main", 60001, MakeVolume());
+  BranchRow b = AddBranch(project, "b", 60002, MakeVolume(), kStateStopped, a.id);
+  AddBranch(project, "c", 60003, MakeVolume(), kStateCreating, a.id);
+  const std::string a_dir = PoolHere().VolumePath(a.volume);
+  ASSERT_TRUE(WriteFileAtomic(a_dir + "/one", std::string(1 << 20, 'x'), 0600).ok());
+
+  Result<int> measured = engine_->MeasureSizes(std::chrono::seconds(60));
+  ASSERT_TRUE(measured.ok()) << measured.status().ToString();
+  EXPECT_EQ(*measured, 2);  // not c, which is being made
+  const std::string first_at = FormatTimestamp(TestEpoch());
+  Result<BranchInfo> got = engine_->GetBranch({"demo", "main"});
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->sizes_measured_at, std::optional<std::string>(first_at));
+  ASSERT_TRUE(got->size_bytes.has_value());
+  const uint64_t first_size = *got->size_bytes;
+  EXPECT_GE(first_size, 1u << 20);
+
+  // New data is not seen until the figures are renewed, which is not before they are 60 s old.
+  ASSERT_TRUE(WriteFileAtomic(a_dir + "/two", std::string(1 << 20, 'y'), 0600).ok());
+  clock_.Advance(std::chrono::seconds(30));
+  EXPECT_EQ(engine_->MeasureSizes(std::chrono::seconds(60)).value(), 0);
+  got = engine_->GetBranch({"demo", "main"});
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->size_bytes, std::optional<uint64_t>(first_size));
+  Result<std::vector<BranchInfo>> listed = engine_->ListBranches("demo", SizeMode::kCached);
+  ASSERT_TRUE(listed.ok()) << listed.status().ToString();
+  ASSERT_EQ(listed->size(), 3u);
+  EXPECT_EQ((*listed)[0].size_bytes, std::optional<uint64_t>(first_size));
+
+  // Measured now on demand, and kept.
+  got = engine_->GetBranch({"demo", "main"}, SizeMode::kMeasure);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_GE(got->size_bytes.value_or(0), first_size + (1u << 20));
+  const std::string now_at = FormatTimestamp(TestEpoch() + std::chrono::seconds(30));
+  EXPECT_EQ(got->sizes_measured_at, std::optional<std::string>(now_at));
+  EXPECT_EQ(Rows().GetVolumeSize(a.volume).value()->measured_at, now_at);
+
+  // Older than 60 s: renewed; a branch gone: its figures go too.
+  clock_.Advance(std::chrono::seconds(31));
+  ASSERT_TRUE(Rows().DeleteBranch(b.id).ok());
+  EXPECT_EQ(engine_->MeasureSizes(std::chrono::seconds(60)).value(), 0);
+  EXPECT_FALSE(Rows().GetVolumeSize(b.volume).value().has_value());
+  clock_.Advance(std::chrono::seconds(30));
+  EXPECT_EQ(engine_->MeasureSizes(std::chrono::seconds(60)).value(), 1);
+}
+
 // A WAL archive directory of a project that is gone is reported once (not each directory under
 // it) and removed by --fix; one an open operation's journal names is left to that operation.
 TEST_F(EngineTest, DoctorRemovesOnlyArchivesOfWhatIsGone) {
