@@ -12,7 +12,8 @@
 //    - cp -a of the data directory (--reflink=never: a real copy; GNU cp 9 would otherwise
 //      reflink on Btrfs): copy time alone, before any server could even start.
 //    p50/p95 and the ratio to pgbranch's p50, pgbranch's per-step medians, a fresh branch's
-//    exclusive size.
+//    exclusive size; then the first branch after a bulk load (pgbench -s SCALE/4 more, no
+//    checkpoint since), whose CHECKPOINT writes everything loaded, beside the next one.
 //
 // 2. Pools compared (btrfs, xfs, zfs, copy): per backend, branch create -> first SELECT 1,
 //    snapshot create, reset and delete (p50), a fresh branch's exclusive size, and
@@ -335,7 +336,30 @@ class Bench {
                  results_["cp -a --reflink=never (copy only)"].back());
       std::filesystem::remove_all(target);
     }
+    MeasureAfterLoad(home, main_uri);
     home.Pgbranch({"project", "delete", "bench", "--force"});
+  }
+
+  // The first branch after a bulk load waits for main's CHECKPOINT of everything loaded: a
+  // database of pgbench -s SCALE/4 is loaded into main with no checkpoint after it, then two
+  // branches are made one after the other. Both, and their Checkpoint steps, are reported.
+  void MeasureAfterLoad(BenchHome& home, const std::string& main_uri) {
+    ConnParams admin = Params(main_uri);
+    admin.dbname = "template1";
+    auto conn = Connection::Open(admin);
+    if (!conn.ok()) Die("connect", conn.status());
+    Status s = (*conn)->Exec("CREATE DATABASE bulk");
+    if (!s.ok()) Die("CREATE DATABASE bulk", s);
+    const int scale = std::max(1, o_.scale / 4);
+    std::string bulk_uri = main_uri.substr(0, main_uri.rfind('/')) + "/bulk";
+    home.MustOn(bulk_uri, {"pgbench", "-i", "-q", "-s", std::to_string(scale)});
+    after_load_scale_ = scale;
+    for (const char* which : {"first", "next"}) {
+      std::string uri;
+      std::string key = std::string("after load, ") + which;
+      results_[key].push_back(TimeCreate(home, std::string("bench/load-") + which, &uri, key));
+      fmt::print(stderr, "  {} branch after the load: {:.3f}s\n", which, results_[key].back());
+    }
   }
 
   void CompareRuntimes(BenchHome& home) {
@@ -474,6 +498,16 @@ class Bench {
       }
       fmt::print("\nfresh branch: {} exclusive of {} logical\n", FormatBytes(comparison_exclusive_),
                  FormatBytes(comparison_logical_));
+      auto& first = results_["after load, first"];
+      auto& next = results_["after load, next"];
+      if (!first.empty() && !next.empty()) {
+        fmt::print(
+            "after loading pgbench -s {} more with no checkpoint since: the first branch {:.3f}s "
+            "(Checkpoint {:.0f} ms), the next {:.3f}s (Checkpoint {:.0f} ms)\n",
+            after_load_scale_, first[0],
+            Percentile(steps_["after load, first"]["Checkpoint"], 0.5) * 1000, next[0],
+            Percentile(steps_["after load, next"]["Checkpoint"], 0.5) * 1000);
+      }
     }
     if (figures_.empty()) return;
     fmt::print("\n2. Pools compared (p50 of {} runs; TPS: pgbench -c 4 -j 2 -T {} on a branch)\n\n",
@@ -518,6 +552,7 @@ class Bench {
   uint64_t db_bytes_ = 0, comparison_exclusive_ = 0, comparison_logical_ = 0;
   double host_tps_ = 0;
   std::map<std::string, std::vector<double>> results_;
+  int after_load_scale_ = 0;  // the pgbench scale MeasureAfterLoad loaded
   std::map<std::string, std::map<std::string, std::vector<double>>> steps_;
   std::map<std::string, BackendFigures> figures_;
   std::vector<std::string> runtime_order_;
