@@ -199,7 +199,8 @@ Status MountUnmounted(ProcessRunner& runner, const std::string& listing) {
     std::vector<std::string> f = SplitTabs(line);
     if (f.size() < 3 || f[2] != "no" || f[1].empty() || f[1][0] != '/') continue;
     if (f.size() >= 4 && f[3] == "off") continue;
-    Status status = Zfs(runner, {"mount", f[0]}).status();
+    // zfs-fuse answers "mountpoint or dataset is busy" for a while after an unmount.
+    Status status = Zfs(runner, {"mount", f[0]}, OnBusy::kRetry).status();
     if (!status.ok() && !Contains(status.message(), "already mounted")) return status;
   }
   return Status::OK();
@@ -369,7 +370,7 @@ class ZfsPool : public Pool {
       return renamed;
     }
     PGB_RETURN_IF_ERROR(Zfs(runner_, then, OnBusy::kRetry).status());
-    Status mounted = Zfs(runner_, {"mount", to}).status();
+    Status mounted = Zfs(runner_, {"mount", to}, OnBusy::kRetry).status();
     if (!mounted.ok() && !Contains(mounted.message(), "already mounted")) return mounted;
     return Status::OK();
   }
